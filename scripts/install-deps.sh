@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install what imgctl's build, tests, demo and benchmarks need on Debian 12.
+# Idempotent: skips apt when every package is already installed.
+set -euo pipefail
+pkgs=(
+  apache2-utils
+  busybox-static
+  crun
+  debootstrap
+  docker-registry
+  gcc
+  hyperfine
+  iproute2
+  jq
+  libc6-dev
+  libseccomp-dev
+  nftables
+  pkg-config
+  podman
+  python3
+  runc
+  skopeo
+  umoci
+  zstd
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "install-deps: cargo not found; install a stable Rust toolchain (rustup) first" >&2; exit 1; }

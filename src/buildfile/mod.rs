@@ -1,0 +1,1 @@
+//! The `buildfile` module (see docs/ARCHITECTURE.md).

@@ -1,0 +1,189 @@
+//! Command-line interface: clap commands (one file per verb), output formats and
+//! exit codes. `main.rs` calls only [`main`].
+//!
+//! Exit codes follow Docker: 125 when imgctl itself fails, 126 when the container
+//! command cannot be executed, 127 when it is not found, otherwise the container's
+//! own exit status.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod bundle;
+mod buildfile;
+mod diff;
+mod export;
+mod images;
+mod login;
+mod mount;
+mod pull;
+mod run;
+mod store_cmds;
+
+/// Default store root for root; rootless mode will use `$XDG_DATA_HOME/imgctl`.
+pub const DEFAULT_ROOT: &str = "/var/lib/imgctl";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "imgctl",
+    version,
+    about = "Daemonless container image builder, layer store and runner",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Store root directory.
+    #[arg(long, global = true, env = "IMGCTL_ROOT", default_value = DEFAULT_ROOT)]
+    pub root: PathBuf,
+
+    /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
+    #[arg(long, global = true, env = "IMGCTL_LOG", default_value = "warn")]
+    pub log_level: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command sees, built once from the command line.
+#[derive(Debug, Clone)]
+pub struct Globals {
+    pub root: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Pull an image from a registry into the store.
+    Pull(pull::Args),
+    /// Log in to a registry (writes ~/.docker/config.json).
+    Login(login::LoginArgs),
+    /// Log out of a registry.
+    Logout(login::LogoutArgs),
+    /// List images in the store.
+    Images(images::ImagesArgs),
+    /// Show an image's configuration and layers as JSON.
+    Inspect(images::InspectArgs),
+    /// Show the history of an image.
+    History(images::HistoryArgs),
+    /// Give an image another name.
+    Tag(images::TagArgs),
+    /// Remove one or more image names.
+    Rmi(images::RmiArgs),
+    /// Show disk usage of the store.
+    Df(store_cmds::DfArgs),
+    /// Remove blobs that no image references.
+    Prune(store_cmds::PruneArgs),
+    /// Mount an image's filesystem and print the merged path.
+    Mount(mount::MountArgs),
+    /// Unmount a path mounted by `imgctl mount`.
+    Umount(mount::UmountArgs),
+    /// Write an image's flattened filesystem as a tar archive.
+    Export(export::Args),
+    /// List changed files of a container or mount (A/C/D).
+    Diff(diff::Args),
+    /// Run a command in a new container.
+    Run(run::Args),
+    /// Write an OCI runtime bundle (config.json + rootfs) for an image.
+    Bundle(bundle::Args),
+    /// Parse and lint Buildfiles (Dockerfile syntax).
+    #[command(subcommand)]
+    Buildfile(buildfile::Cmd),
+}
+
+/// An error that carries the exit code imgctl should end with.
+#[derive(Debug)]
+pub struct Exit {
+    pub code: u8,
+    pub message: Option<String>,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.message {
+            Some(m) => f.write_str(m),
+            None => write!(f, "exit status {}", self.code),
+        }
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// Parse the command line, run the command and map its result to an exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayVersion
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                _ => 125,
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging(&cli.log_level);
+    let globals = Globals { root: cli.root.clone() };
+    match dispatch(&globals, cli.command) {
+        Ok(code) => code,
+        Err(err) => report(err),
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}
+
+fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Pull(a) => pull::run(g, a),
+        Command::Login(a) => login::login(g, a),
+        Command::Logout(a) => login::logout(g, a),
+        Command::Images(a) => images::images(g, a),
+        Command::Inspect(a) => images::inspect(g, a),
+        Command::History(a) => images::history(g, a),
+        Command::Tag(a) => images::tag(g, a),
+        Command::Rmi(a) => images::rmi(g, a),
+        Command::Df(a) => store_cmds::df(g, a),
+        Command::Prune(a) => store_cmds::prune(g, a),
+        Command::Mount(a) => mount::mount(g, a),
+        Command::Umount(a) => mount::umount(g, a),
+        Command::Export(a) => export::run(g, a),
+        Command::Diff(a) => diff::run(g, a),
+        Command::Run(a) => run::run(g, a),
+        Command::Bundle(a) => bundle::run(g, a),
+        Command::Buildfile(c) => buildfile::run(g, c),
+    }
+}
+
+/// Print an error chain once, on one line, and pick the exit code.
+fn report(err: anyhow::Error) -> ExitCode {
+    if let Some(exit) = err.downcast_ref::<Exit>() {
+        if let Some(m) = &exit.message {
+            eprintln!("imgctl: {m}");
+        }
+        return ExitCode::from(exit.code);
+    }
+    // A closed stdout (e.g. `imgctl images | head`) is not an error worth a message.
+    if let Some(io) = err.downcast_ref::<std::io::Error>() {
+        if io.kind() == std::io::ErrorKind::BrokenPipe {
+            return ExitCode::SUCCESS;
+        }
+    }
+    let mut msg = err.to_string();
+    for cause in err.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    eprintln!("imgctl: {}", msg.replace('\n', " "));
+    ExitCode::from(125)
+}

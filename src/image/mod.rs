@@ -1,0 +1,1 @@
+//! The `image` module (see docs/ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! The `layer` module (see docs/ARCHITECTURE.md).

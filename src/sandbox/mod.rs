@@ -1,0 +1,1 @@
+//! The `sandbox` module (see docs/ARCHITECTURE.md).

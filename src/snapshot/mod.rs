@@ -1,0 +1,1 @@
+//! The `snapshot` module (see docs/ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! The `sys` module (see docs/ARCHITECTURE.md).

@@ -1,0 +1,11 @@
+//! imgctl's integration tests: one test binary, one module per area, shared helpers in
+//! `common`. Tests that need root or a kernel feature call `common::require(...)`, which
+//! skips with a reason, or fails when `IMGCTL_TEST_STRICT=1` (CI).
+
+mod common;
+
+mod buildfile;
+mod layer;
+mod registry;
+mod sandbox;
+mod store;
