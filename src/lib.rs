@@ -8,7 +8,7 @@
 //! | 0 | [`oci`], [`sys`], [`buildfile`] |
 //! | 1 | [`store`], [`sandbox`] |
 //! | 2 | [`layer`], [`snapshot`], [`registry`] |
-//! | 3 | [`image`] |
+//! | 3 | [`image`], [`container`] |
 //! | 4 | [`cli`] |
 
 pub mod buildfile;
@@ -22,6 +22,7 @@ pub mod layer;
 pub mod registry;
 pub mod snapshot;
 
+pub mod container;
 pub mod image;
 
 pub mod cli;

@@ -1,0 +1,1 @@
+//! Containers: runtime spec from an image config and run flags; later lifecycle and state.
