@@ -6,11 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 ./scripts/fixtures/nginx.sh >/dev/null
+./scripts/fixtures/busybox.sh >/dev/null
 export IMGCTL_TESTDATA=${IMGCTL_TESTDATA:-/var/cache/imgctl-testdata}
 echo "== fmt and clippy"
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== tests"
-cargo test --all-targets -- --test-threads=2
+cargo test --all-targets --no-fail-fast -- --test-threads=2
 echo "== buildfile fuzz (${IMGCTL_FUZZ_SECONDS:-60}s over arbitrary bytes)"
 IMGCTL_FUZZ_SECONDS=${IMGCTL_FUZZ_SECONDS:-60} cargo test --lib buildfile::fuzz -- --ignored --nocapture
