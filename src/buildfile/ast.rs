@@ -349,7 +349,11 @@ pub struct Stage {
 impl Buildfile {
     /// Global `ARG` instructions (before the first `FROM`).
     pub fn global_args(&self) -> impl Iterator<Item = &Instruction> {
-        let end = self.stages.first().map(|s| s.from).unwrap_or(self.instructions.len());
+        let end = self
+            .stages
+            .first()
+            .map(|s| s.from)
+            .unwrap_or(self.instructions.len());
         self.instructions[..end].iter()
     }
 
@@ -361,9 +365,16 @@ impl Buildfile {
     /// The stage with this name (case-insensitive) or decimal index.
     pub fn find_stage(&self, name_or_index: &str) -> Option<&Stage> {
         let lower = name_or_index.to_ascii_lowercase();
-        if let Some(s) = self.stages.iter().find(|s| s.name.as_deref() == Some(lower.as_str())) {
+        if let Some(s) = self
+            .stages
+            .iter()
+            .find(|s| s.name.as_deref() == Some(lower.as_str()))
+        {
             return Some(s);
         }
-        name_or_index.parse::<usize>().ok().and_then(|i| self.stages.get(i))
+        name_or_index
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| self.stages.get(i))
     }
 }

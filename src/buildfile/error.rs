@@ -20,13 +20,22 @@ pub struct Location {
 pub enum Error {
     /// The text is not a valid Buildfile.
     #[error("{}:{}:{}: {message}{}", .at.file, .at.line, .at.column, hint_suffix(.hint))]
-    Syntax { at: Box<Location>, message: String, hint: Option<String> },
+    Syntax {
+        at: Box<Location>,
+        message: String,
+        hint: Option<String>,
+    },
     /// A variable could not be expanded (`${X:?msg}`, `${X` without `}`).
     #[error("{}:{}:{}: {message}", .at.file, .at.line, .at.column)]
     Expand { at: Box<Location>, message: String },
     /// The stage graph is invalid: unknown stage, cycle, bad index.
     #[error("{}: {message}{}", location_prefix(.file, *.line), hint_suffix(.hint))]
-    Stage { file: String, line: Option<u32>, message: String, hint: Option<String> },
+    Stage {
+        file: String,
+        line: Option<u32>,
+        message: String,
+        hint: Option<String>,
+    },
     /// The bytes are not UTF-8.
     #[error("{}:{}:{}: file is not valid UTF-8 text", .at.file, .at.line, .at.column)]
     Encoding { at: Box<Location> },
@@ -50,7 +59,9 @@ impl Error {
     /// The source location, when the error has one.
     pub fn location(&self) -> Option<&Location> {
         match self {
-            Error::Syntax { at, .. } | Error::Expand { at, .. } | Error::Encoding { at } => Some(at),
+            Error::Syntax { at, .. } | Error::Expand { at, .. } | Error::Encoding { at } => {
+                Some(at)
+            }
             Error::Stage { .. } => None,
         }
     }
@@ -152,7 +163,10 @@ mod tests {
             message: "unknown instruction RUNN".into(),
             hint: Some("did you mean RUN?".into()),
         };
-        assert_eq!(e.to_string(), "Buildfile:7:3: unknown instruction RUNN (did you mean RUN?)");
+        assert_eq!(
+            e.to_string(),
+            "Buildfile:7:3: unknown instruction RUNN (did you mean RUN?)"
+        );
         assert_eq!(
             e.render(),
             "Buildfile:7:3: unknown instruction RUNN (did you mean RUN?)\n 7 |   RUNN make\n   |   ^"

@@ -23,8 +23,30 @@ const SEEDS: [&str; 6] = [
 
 /// Tokens spliced in by the mutator: the grammar's sharp edges.
 const TOKENS: [&str; 24] = [
-    "\\\n", "`\n", "\n", "<<EOF\n", "<<-EOF", "EOF\n", "${", "}", "$", "\"", "'", "[", "]", "--mount=", "--from=", "FROM ", "RUN ",
-    "# escape=`\n", "\t", "\r\n", "=", ",", "\u{feff}", "\u{0}",
+    "\\\n",
+    "`\n",
+    "\n",
+    "<<EOF\n",
+    "<<-EOF",
+    "EOF\n",
+    "${",
+    "}",
+    "$",
+    "\"",
+    "'",
+    "[",
+    "]",
+    "--mount=",
+    "--from=",
+    "FROM ",
+    "RUN ",
+    "# escape=`\n",
+    "\t",
+    "\r\n",
+    "=",
+    ",",
+    "\u{feff}",
+    "\u{0}",
 ];
 
 fn run_all(bytes: &[u8]) {
@@ -104,7 +126,10 @@ fn fuzz_for(budget: Duration, seed: u64) -> u64 {
         let input = mutate(&mut rng);
         let r = std::panic::catch_unwind(|| run_all(&input));
         if r.is_err() {
-            panic!("panic on input (seed {seed}, case {n}): {:?}", String::from_utf8_lossy(&input));
+            panic!(
+                "panic on input (seed {seed}, case {n}): {:?}",
+                String::from_utf8_lossy(&input)
+            );
         }
         n += 1;
     }
@@ -114,10 +139,19 @@ fn fuzz_for(budget: Duration, seed: u64) -> u64 {
 #[test]
 #[ignore = "long fuzz run; CI sets IMGCTL_FUZZ_SECONDS=60"]
 fn arbitrary_bytes_never_panic() {
-    let secs: u64 = std::env::var("IMGCTL_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let seed: u64 = std::env::var("IMGCTL_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7)
-    });
+    let secs: u64 = std::env::var("IMGCTL_FUZZ_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let seed: u64 = std::env::var("IMGCTL_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(7)
+        });
     let n = fuzz_for(Duration::from_secs(secs), seed);
     eprintln!("fuzz: {n} inputs in {secs}s without a panic (seed {seed})");
     assert!(n > 0);

@@ -47,7 +47,9 @@ impl Graph {
     pub fn new(r: &Resolved, file: &str) -> Result<Graph, Error> {
         let by_name = |n: &str, limit: usize| -> Option<usize> {
             let l = n.to_ascii_lowercase();
-            r.stages[..limit.min(r.stages.len())].iter().position(|s| s.name.as_deref() == Some(l.as_str()))
+            r.stages[..limit.min(r.stages.len())]
+                .iter()
+                .position(|s| s.name.as_deref() == Some(l.as_str()))
         };
         let mut nodes = Vec::new();
         for st in &r.stages {
@@ -62,7 +64,9 @@ impl Graph {
             for step in &st.steps {
                 let froms: Vec<&String> = match &step.command {
                     Command::Copy { from: Some(f), .. } => vec![f],
-                    Command::Run { mounts, .. } => mounts.iter().filter_map(|m| m.from.as_ref()).collect(),
+                    Command::Run { mounts, .. } => {
+                        mounts.iter().filter_map(|m| m.from.as_ref()).collect()
+                    }
                     _ => Vec::new(),
                 };
                 for f in froms {
@@ -73,7 +77,10 @@ impl Graph {
                             return Err(Error::Stage {
                                 file: file.to_string(),
                                 line: Some(step.lines.start),
-                                message: format!("invalid stage index {i}: the file has {} stages", r.stages.len()),
+                                message: format!(
+                                    "invalid stage index {i}: the file has {} stages",
+                                    r.stages.len()
+                                ),
                                 hint: Some("stage indexes start at 0".into()),
                             });
                         }
@@ -91,9 +98,18 @@ impl Graph {
                     deps.push((dep, step.lines.start));
                 }
             }
-            nodes.push(Node { index: st.index, name: st.name.clone(), base, deps, lines: st.lines });
+            nodes.push(Node {
+                index: st.index,
+                name: st.name.clone(),
+                base,
+                deps,
+                lines: st.lines,
+            });
         }
-        let g = Graph { file: file.to_string(), nodes };
+        let g = Graph {
+            file: file.to_string(),
+            nodes,
+        };
         g.check_cycles()?;
         Ok(g)
     }
@@ -132,13 +148,20 @@ impl Graph {
                         }
                         1 => {
                             let pos = stack.iter().position(|(s, _)| s == d).unwrap_or(0);
-                            let mut path: Vec<String> = stack[pos..].iter().map(|(s, _)| self.label(*s)).collect();
+                            let mut path: Vec<String> =
+                                stack[pos..].iter().map(|(s, _)| self.label(*s)).collect();
                             path.push(self.label(*d));
                             return Err(Error::Stage {
                                 file: self.file.clone(),
                                 line: Some(*line),
-                                message: format!("circular dependency between stages: {}", path.join(" -> ")),
-                                hint: Some("a stage cannot copy from itself or from a stage that needs it".into()),
+                                message: format!(
+                                    "circular dependency between stages: {}",
+                                    path.join(" -> ")
+                                ),
+                                hint: Some(
+                                    "a stage cannot copy from itself or from a stage that needs it"
+                                        .into(),
+                                ),
                             });
                         }
                         _ => {}
@@ -160,17 +183,27 @@ impl Graph {
             }),
             Some(t) => {
                 let l = t.to_ascii_lowercase();
-                if let Some(n) = self.nodes.iter().find(|n| n.name.as_deref() == Some(l.as_str())) {
+                if let Some(n) = self
+                    .nodes
+                    .iter()
+                    .find(|n| n.name.as_deref() == Some(l.as_str()))
+                {
                     return Ok(n.index);
                 }
-                let names: Vec<&str> = self.nodes.iter().filter_map(|n| n.name.as_deref()).collect();
-                let hint = suggest(t, &names).map(|s| format!("did you mean {s}?")).or_else(|| {
-                    if names.is_empty() {
-                        Some("the file has no named stages".into())
-                    } else {
-                        Some(format!("stages: {}", names.join(", ")))
-                    }
-                });
+                let names: Vec<&str> = self
+                    .nodes
+                    .iter()
+                    .filter_map(|n| n.name.as_deref())
+                    .collect();
+                let hint = suggest(t, &names)
+                    .map(|s| format!("did you mean {s}?"))
+                    .or_else(|| {
+                        if names.is_empty() {
+                            Some("the file has no named stages".into())
+                        } else {
+                            Some(format!("stages: {}", names.join(", ")))
+                        }
+                    });
                 Err(Error::Stage {
                     file: self.file.clone(),
                     line: None,

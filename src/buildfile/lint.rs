@@ -102,7 +102,9 @@ impl CheckConfig {
         let mut c = CheckConfig::default();
         for d in bf.directives.iter().filter(|d| d.name == "check") {
             for part in d.value.split(';') {
-                let Some((k, v)) = part.split_once('=') else { continue };
+                let Some((k, v)) = part.split_once('=') else {
+                    continue;
+                };
                 match k.trim().to_ascii_lowercase().as_str() {
                     "skip" => {
                         for r in v.split(',').map(str::trim).filter(|r| !r.is_empty()) {
@@ -123,17 +125,27 @@ impl CheckConfig {
 }
 
 /// Names commonly set by base images; not reported as undefined.
-const COMMON_ENV: [&str; 8] = ["PATH", "HOME", "HOSTNAME", "USER", "TERM", "SHELL", "PWD", "LANG"];
+const COMMON_ENV: [&str; 8] = [
+    "PATH", "HOME", "HOSTNAME", "USER", "TERM", "SHELL", "PWD", "LANG",
+];
 
 fn w(rule: Rule, lines: LineRange, message: String, hint: Option<&str>) -> Warning {
-    Warning { rule, message, lines, hint: hint.map(str::to_string) }
+    Warning {
+        rule,
+        message,
+        lines,
+        hint: hint.map(str::to_string),
+    }
 }
 
 /// Lint a parsed Buildfile. `text` is its source (for checks that look at raw lines).
 /// Warnings are sorted by line; rules skipped by `# check=skip=` are left out.
 pub fn lint(bf: &Buildfile, text: &str) -> Vec<Warning> {
     let mut out = Vec::new();
-    let lines: Vec<&str> = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).collect();
+    let lines: Vec<&str> = text
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .collect();
 
     // Keyword casing: majority wins.
     let (mut upper, mut lower) = (0, 0);
@@ -176,10 +188,21 @@ pub fn lint(bf: &Buildfile, text: &str) -> Vec<Warning> {
     let mut seen_names: Vec<String> = Vec::new();
     for st in &bf.stages {
         let from = &bf.instructions[st.from];
-        if let Command::From { image, platform, name, as_keyword } = &from.command {
+        if let Command::From {
+            image,
+            platform,
+            name,
+            as_keyword,
+        } = &from.command
+        {
             if let (Some(n), Some(ak)) = (name, as_keyword) {
                 if n != &n.to_ascii_lowercase() {
-                    out.push(w(Rule::StageNameCasing, from.lines, format!("stage name '{n}' should be lowercase"), None));
+                    out.push(w(
+                        Rule::StageNameCasing,
+                        from.lines,
+                        format!("stage name '{n}' should be lowercase"),
+                        None,
+                    ));
                 }
                 let kw_up = from.keyword == from.keyword.to_ascii_uppercase();
                 let as_up = ak == &ak.to_ascii_uppercase();
@@ -187,16 +210,29 @@ pub fn lint(bf: &Buildfile, text: &str) -> Vec<Warning> {
                     out.push(w(
                         Rule::FromAsCasing,
                         from.lines,
-                        format!("'{ak}' and '{}' keywords' casing do not match", from.keyword),
+                        format!(
+                            "'{ak}' and '{}' keywords' casing do not match",
+                            from.keyword
+                        ),
                         None,
                     ));
                 }
                 let l = n.to_ascii_lowercase();
                 if seen_names.contains(&l) {
-                    out.push(w(Rule::DuplicateStageName, from.lines, format!("duplicate stage name '{n}'"), Some("stage names should be unique")));
+                    out.push(w(
+                        Rule::DuplicateStageName,
+                        from.lines,
+                        format!("duplicate stage name '{n}'"),
+                        Some("stage names should be unique"),
+                    ));
                 }
                 if l == "scratch" || l == "context" {
-                    out.push(w(Rule::ReservedStageName, from.lines, format!("'{n}' is reserved and should not be used as a stage name"), None));
+                    out.push(w(
+                        Rule::ReservedStageName,
+                        from.lines,
+                        format!("'{n}' is reserved and should not be used as a stage name"),
+                        None,
+                    ));
                 }
                 seen_names.push(l);
             }
@@ -225,7 +261,11 @@ pub fn lint(bf: &Buildfile, text: &str) -> Vec<Warning> {
         }
 
         let mut abs_workdir = false;
-        let mut counts: [(&str, usize, Option<LineRange>); 3] = [("CMD", 0, None), ("ENTRYPOINT", 0, None), ("HEALTHCHECK", 0, None)];
+        let mut counts: [(&str, usize, Option<LineRange>); 3] = [
+            ("CMD", 0, None),
+            ("ENTRYPOINT", 0, None),
+            ("HEALTHCHECK", 0, None),
+        ];
         for ins in bf.stage_instructions(st).iter().skip(1) {
             for c in counts.iter_mut() {
                 if ins.command.name() == c.0 {
@@ -301,7 +341,10 @@ pub fn lint(bf: &Buildfile, text: &str) -> Vec<Warning> {
                     out.push(w(
                         Rule::SecretsUsedInArgOrEnv,
                         ins.lines,
-                        format!("do not use ARG or ENV instructions for sensitive data ({} \"{n}\")", ins.command.name()),
+                        format!(
+                            "do not use ARG or ENV instructions for sensitive data ({} \"{n}\")",
+                            ins.command.name()
+                        ),
                         Some("use RUN --mount=type=secret instead"),
                     ));
                 }
@@ -329,7 +372,10 @@ pub fn lint(bf: &Buildfile, text: &str) -> Vec<Warning> {
                 out.push(w(
                     Rule::InvalidDefaultArgInFrom,
                     ins.lines,
-                    format!("default value for the ARGs in FROM gives an invalid base image \"{}\"", st.base),
+                    format!(
+                        "default value for the ARGs in FROM gives an invalid base image \"{}\"",
+                        st.base
+                    ),
                     Some("give the ARG a default value"),
                 ));
             }
@@ -348,7 +394,10 @@ pub fn lint(bf: &Buildfile, text: &str) -> Vec<Warning> {
             if lines.get(ln - 1).is_some_and(|l| l.trim().is_empty()) {
                 out.push(w(
                     Rule::NoEmptyContinuation,
-                    LineRange { start: ln as u32, end: ln as u32 },
+                    LineRange {
+                        start: ln as u32,
+                        end: ln as u32,
+                    },
                     "empty continuation line".into(),
                     Some("remove the blank line or end the line before it"),
                 ));
@@ -358,7 +407,13 @@ pub fn lint(bf: &Buildfile, text: &str) -> Vec<Warning> {
     }
 
     let cfg = CheckConfig::from_buildfile(bf);
-    out.retain(|x| !cfg.skip_all && !cfg.skip.iter().any(|s| s.eq_ignore_ascii_case(x.rule.name())));
+    out.retain(|x| {
+        !cfg.skip_all
+            && !cfg
+                .skip
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(x.rule.name()))
+    });
     out.sort_by_key(|x| (x.lines.start, x.rule.name()));
     out
 }
@@ -366,6 +421,18 @@ pub fn lint(bf: &Buildfile, text: &str) -> Vec<Warning> {
 /// BuildKit's secret-name heuristic: a `_`-separated part of the name is a known
 /// secret word.
 fn looks_secret(name: &str) -> bool {
-    const WORDS: [&str; 10] = ["apikey", "auth", "credential", "credentials", "key", "password", "pword", "passwd", "secret", "token"];
-    name.split('_').any(|p| WORDS.contains(&p.to_ascii_lowercase().as_str()))
+    const WORDS: [&str; 10] = [
+        "apikey",
+        "auth",
+        "credential",
+        "credentials",
+        "key",
+        "password",
+        "pword",
+        "passwd",
+        "secret",
+        "token",
+    ];
+    name.split('_')
+        .any(|p| WORDS.contains(&p.to_ascii_lowercase().as_str()))
 }

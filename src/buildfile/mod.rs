@@ -29,6 +29,8 @@ pub use error::{Error, Location};
 pub use graph::{Dep, Graph};
 pub use lint::{lint, CheckConfig, Rule, Warning};
 pub use parse::{parse, parse_bytes, parse_duration, parse_port, KEYWORDS};
-pub use print::print;
-pub use resolve::{resolve, Platform, ResolveOptions, Resolved, ResolvedStage, Step, PLATFORM_ARGS, PROXY_ARGS};
+pub use print::{instruction as print_instruction, print};
+pub use resolve::{
+    resolve, Platform, ResolveOptions, Resolved, ResolvedStage, Step, PLATFORM_ARGS, PROXY_ARGS,
+};
 pub use words::{expand, references, split_words, unquote, ExpandError};

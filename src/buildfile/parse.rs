@@ -43,7 +43,11 @@ pub fn parse_bytes(file: &str, bytes: &[u8]) -> Result<Buildfile, Error> {
         Err(e) => {
             let good = &bytes[..e.valid_up_to()];
             let line = good.iter().filter(|b| **b == b'\n').count() as u32 + 1;
-            let line_start = good.iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(0);
+            let line_start = good
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map(|p| p + 1)
+                .unwrap_or(0);
             let prefix = String::from_utf8_lossy(&bytes[line_start..e.valid_up_to()]);
             let line_end = bytes[line_start..]
                 .iter()
@@ -65,11 +69,19 @@ pub fn parse_bytes(file: &str, bytes: &[u8]) -> Result<Buildfile, Error> {
 /// Parse Buildfile text. `file` is only used in error messages.
 pub fn parse(file: &str, text: &str) -> Result<Buildfile, Error> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let lines: Vec<&str> = text
+    let mut lines: Vec<&str> = text
         .split('\n')
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
         .collect();
-    let mut p = Parser { file, lines: &lines, escape: '\\' };
+    // The newline ending the last line does not start another line.
+    if text.ends_with('\n') {
+        lines.pop();
+    }
+    let mut p = Parser {
+        file,
+        lines: &lines,
+        escape: '\\',
+    };
     let (directives, mut i) = p.directives()?;
     let mut instructions = Vec::new();
     while i < lines.len() {
@@ -81,7 +93,12 @@ pub fn parse(file: &str, text: &str) -> Result<Buildfile, Error> {
         instructions.push(ins);
     }
     let stages = p.stages(&instructions)?;
-    Ok(Buildfile { escape: p.escape, directives, instructions, stages })
+    Ok(Buildfile {
+        escape: p.escape,
+        directives,
+        instructions,
+        stages,
+    })
 }
 
 /// A logical line: physical lines joined across continuations.
@@ -126,7 +143,13 @@ impl<'a> Parser<'a> {
     }
 
     /// An error at byte `off` of a logical line.
-    fn err(&self, l: &Logical, off: usize, message: impl Into<String>, hint: Option<String>) -> Error {
+    fn err(
+        &self,
+        l: &Logical,
+        off: usize,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> Error {
         let (line, byte) = l.position(off);
         self.err_at(line, byte, message.into(), hint)
     }
@@ -167,7 +190,11 @@ impl<'a> Parser<'a> {
                     }
                 };
             }
-            out.push(Directive { name: lname, value: value.to_string(), line: i as u32 + 1 });
+            out.push(Directive {
+                name: lname,
+                value: value.to_string(),
+                line: i as u32 + 1,
+            });
             i += 1;
         }
         Ok((out, i))
@@ -218,13 +245,21 @@ impl<'a> Parser<'a> {
         if text.trim().is_empty() {
             return None;
         }
-        Some(Logical { text, segs, start, end, empty_continuation })
+        Some(Logical {
+            text,
+            segs,
+            start,
+            end,
+            empty_continuation,
+        })
     }
 
     fn instruction(&self, l: &Logical, off: usize, in_onbuild: bool) -> Result<Instruction, Error> {
         let text: &str = &l.text;
         let rest_all = &text[off..];
-        let kw_len = rest_all.find(|c: char| c.is_whitespace()).unwrap_or(rest_all.len());
+        let kw_len = rest_all
+            .find(|c: char| c.is_whitespace())
+            .unwrap_or(rest_all.len());
         let keyword = &rest_all[..kw_len];
         let upper = keyword.to_ascii_uppercase();
         let Some(&kind) = KEYWORDS.iter().find(|k| **k == upper) else {
@@ -238,12 +273,23 @@ impl<'a> Parser<'a> {
         let args = text[pos..].trim_end();
         let mut ins = Instruction {
             keyword: keyword.to_string(),
-            lines: LineRange { start: l.start as u32 + 1, end: l.end as u32 + 1 },
+            lines: LineRange {
+                start: l.start as u32 + 1,
+                end: l.end as u32 + 1,
+            },
             flags,
             heredocs: Vec::new(),
-            command: Command::Maintainer { name: String::new() },
+            command: Command::Maintainer {
+                name: String::new(),
+            },
         };
-        let fl = Flags { p: self, l, flags: &ins.flags, offs: &flag_offs, kw: kind };
+        let fl = Flags {
+            p: self,
+            l,
+            flags: &ins.flags,
+            offs: &flag_offs,
+            kw: kind,
+        };
         let need_args = |what: &str| -> Result<(), Error> {
             if args.is_empty() {
                 Err(self.err(l, off, format!("{kind} requires {what}"), None))
@@ -297,15 +343,24 @@ impl<'a> Parser<'a> {
                 }
                 let network = fl.choice("network", &["default", "none", "host"])?;
                 let security = fl.choice("security", &["sandbox", "insecure"])?;
-                Command::Run { command: cmdline(args), mounts, network, security }
+                Command::Run {
+                    command: cmdline(args),
+                    mounts,
+                    network,
+                    security,
+                }
             }
             "CMD" | "ENTRYPOINT" => {
                 fl.allow(&[])?;
                 need_args("at least one argument")?;
                 if kind == "CMD" {
-                    Command::Cmd { command: cmdline(args) }
+                    Command::Cmd {
+                        command: cmdline(args),
+                    }
                 } else {
-                    Command::Entrypoint { command: cmdline(args) }
+                    Command::Entrypoint {
+                        command: cmdline(args),
+                    }
                 }
             }
             "SHELL" => {
@@ -343,26 +398,42 @@ impl<'a> Parser<'a> {
                         }
                     }
                 }
-                Command::Expose { ports: words.into_iter().map(|(_, w)| w.to_string()).collect() }
+                Command::Expose {
+                    ports: words.into_iter().map(|(_, w)| w.to_string()).collect(),
+                }
             }
             "ADD" | "COPY" => {
                 if kind == "ADD" {
-                    fl.allow(&["chown", "chmod", "link", "checksum", "keep-git-dir", "exclude"])?;
+                    fl.allow(&[
+                        "chown",
+                        "chmod",
+                        "link",
+                        "checksum",
+                        "keep-git-dir",
+                        "exclude",
+                    ])?;
                 } else {
                     fl.allow(&["from", "chown", "chmod", "link", "parents", "exclude"])?;
                 }
                 need_args("at least two arguments, but got 0")?;
                 let (mut list, json) = match cmdline(args) {
                     CmdLine::Exec { args } => (args, true),
-                    CmdLine::Shell { .. } => {
-                        (split_words(args, self.escape).into_iter().map(|(_, w)| w.to_string()).collect(), false)
-                    }
+                    CmdLine::Shell { .. } => (
+                        split_words(args, self.escape)
+                            .into_iter()
+                            .map(|(_, w)| w.to_string())
+                            .collect(),
+                        false,
+                    ),
                 };
                 if list.len() < 2 {
                     return Err(self.err(
                         l,
                         off,
-                        format!("{kind} requires at least two arguments, but got {}", list.len()),
+                        format!(
+                            "{kind} requires at least two arguments, but got {}",
+                            list.len()
+                        ),
                         Some(format!("use {kind} <src>... <dest>")),
                     ));
                 }
@@ -400,19 +471,34 @@ impl<'a> Parser<'a> {
                 match cmdline(args) {
                     CmdLine::Exec { args } => {
                         if args.iter().any(|a| a.trim().is_empty()) {
-                            return Err(self.err(l, pos, "VOLUME specified can not be an empty string", None));
+                            return Err(self.err(
+                                l,
+                                pos,
+                                "VOLUME specified can not be an empty string",
+                                None,
+                            ));
                         }
-                        Command::Volume { paths: args, json: true }
+                        Command::Volume {
+                            paths: args,
+                            json: true,
+                        }
                     }
                     CmdLine::Shell { .. } => Command::Volume {
-                        paths: split_words(args, self.escape).into_iter().map(|(_, w)| w.to_string()).collect(),
+                        paths: split_words(args, self.escape)
+                            .into_iter()
+                            .map(|(_, w)| w.to_string())
+                            .collect(),
                         json: false,
                     },
                 }
             }
             "USER" | "WORKDIR" | "STOPSIGNAL" | "MAINTAINER" => {
                 fl.allow(&[])?;
-                let what = if kind == "MAINTAINER" { "at least one argument" } else { "exactly one argument" };
+                let what = if kind == "MAINTAINER" {
+                    "at least one argument"
+                } else {
+                    "exactly one argument"
+                };
                 need_args(what)?;
                 let s = args.to_string();
                 match kind {
@@ -436,10 +522,16 @@ impl<'a> Parser<'a> {
                             l,
                             pos + o,
                             format!("invalid ARG name \"{name}\""),
-                            Some("names are letters, digits and _ and do not start with a digit".into()),
+                            Some(
+                                "names are letters, digits and _ and do not start with a digit"
+                                    .into(),
+                            ),
                         ));
                     }
-                    decls.push(ArgDecl { name: name.to_string(), default });
+                    decls.push(ArgDecl {
+                        name: name.to_string(),
+                        default,
+                    });
                 }
                 Command::Arg { args: decls }
             }
@@ -455,7 +547,10 @@ impl<'a> Parser<'a> {
                         return Err(self.err(
                             l,
                             pos,
-                            format!("{} isn't allowed as an ONBUILD trigger", trigger.command.name()),
+                            format!(
+                                "{} isn't allowed as an ONBUILD trigger",
+                                trigger.command.name()
+                            ),
                             None,
                         ))
                     }
@@ -464,10 +559,18 @@ impl<'a> Parser<'a> {
                     }
                     _ => {}
                 }
-                Command::Onbuild { trigger: Box::new(trigger) }
+                Command::Onbuild {
+                    trigger: Box::new(trigger),
+                }
             }
             "HEALTHCHECK" => {
-                fl.allow(&["interval", "timeout", "start-period", "start-interval", "retries"])?;
+                fl.allow(&[
+                    "interval",
+                    "timeout",
+                    "start-period",
+                    "start-interval",
+                    "retries",
+                ])?;
                 need_args("at least one argument")?;
                 let tlen = args.find(|c: char| c.is_whitespace()).unwrap_or(args.len());
                 let (typ, rest) = (&args[..tlen], args[tlen..].trim());
@@ -478,20 +581,36 @@ impl<'a> Parser<'a> {
                     if !ins.flags.is_empty() {
                         return Err(self.err(l, off, "HEALTHCHECK NONE takes no flags", None));
                     }
-                    Command::Healthcheck { check: Health::None }
+                    Command::Healthcheck {
+                        check: Health::None,
+                    }
                 } else if typ.eq_ignore_ascii_case("cmd") {
                     if rest.is_empty() {
-                        return Err(self.err(l, pos, "missing command after HEALTHCHECK CMD", None));
+                        return Err(self.err(
+                            l,
+                            pos,
+                            "missing command after HEALTHCHECK CMD",
+                            None,
+                        ));
                     }
                     let dur = |name: &str| -> Result<Option<String>, Error> {
                         let v = fl.string(name)?;
                         if let Some(s) = &v {
                             match parse_duration(s) {
-                                Some(d) if d.is_zero() || d >= std::time::Duration::from_millis(1) => {}
+                                Some(d)
+                                    if d.is_zero() || d >= std::time::Duration::from_millis(1) => {}
                                 Some(_) => {
-                                    return Err(fl.err(name, format!("{name} \"{s}\" cannot be less than 1ms")))
+                                    return Err(fl.err(
+                                        name,
+                                        format!("{name} \"{s}\" cannot be less than 1ms"),
+                                    ))
                                 }
-                                None => return Err(fl.err(name, format!("invalid duration \"{s}\" for --{name}"))),
+                                None => {
+                                    return Err(fl.err(
+                                        name,
+                                        format!("invalid duration \"{s}\" for --{name}"),
+                                    ))
+                                }
                             }
                         }
                         Ok(v)
@@ -501,7 +620,12 @@ impl<'a> Parser<'a> {
                         Some(s) => match s.parse::<u32>() {
                             Ok(n) => Some(n),
                             Err(_) => {
-                                return Err(fl.err("retries", format!("--retries must be a non-negative integer, not \"{s}\"")))
+                                return Err(fl.err(
+                                    "retries",
+                                    format!(
+                                        "--retries must be a non-negative integer, not \"{s}\""
+                                    ),
+                                ))
                             }
                         },
                     };
@@ -547,7 +671,12 @@ impl<'a> Parser<'a> {
 
     /// Read heredoc bodies for `ins` (or its ONBUILD trigger) from the lines after the
     /// instruction.
-    fn read_heredocs(&self, ins: &mut Instruction, l: &Logical, i: &mut usize) -> Result<(), Error> {
+    fn read_heredocs(
+        &self,
+        ins: &mut Instruction,
+        l: &Logical,
+        i: &mut usize,
+    ) -> Result<(), Error> {
         let target = match &mut ins.command {
             Command::Onbuild { trigger } => &mut trigger.heredocs,
             _ => &mut ins.heredocs,
@@ -561,7 +690,11 @@ impl<'a> Parser<'a> {
             while *i < self.lines.len() {
                 let line = self.lines[*i];
                 *i += 1;
-                let cand = if h.strip_tabs { line.trim_start_matches('\t') } else { line };
+                let cand = if h.strip_tabs {
+                    line.trim_start_matches('\t')
+                } else {
+                    line
+                };
                 if cand == h.name {
                     done = true;
                     break;
@@ -610,7 +743,10 @@ impl<'a> Parser<'a> {
             if name.is_empty() {
                 return Err(self.err(l, pos, format!("invalid flag {word}"), None));
             }
-            flags.push(Flag { name: name.to_ascii_lowercase(), value });
+            flags.push(Flag {
+                name: name.to_ascii_lowercase(),
+                value,
+            });
             offs.push(pos);
             pos += word_len;
             pos += ws_len(&text[pos..]);
@@ -619,10 +755,21 @@ impl<'a> Parser<'a> {
     }
 
     /// `ENV`/`LABEL` pairs: `k=v k2="v 2"` or the legacy `k v` form.
-    fn name_vals(&self, l: &Logical, pos: usize, args: &str, kind: &str) -> Result<(Vec<Pair>, bool), Error> {
+    fn name_vals(
+        &self,
+        l: &Logical,
+        pos: usize,
+        args: &str,
+        kind: &str,
+    ) -> Result<(Vec<Pair>, bool), Error> {
         let words = split_words(args, self.escape);
         let Some((_, first)) = words.first() else {
-            return Err(self.err(l, pos, format!("{kind} requires at least one argument"), None));
+            return Err(self.err(
+                l,
+                pos,
+                format!("{kind} requires at least one argument"),
+                None,
+            ));
         };
         if !first.contains('=') {
             let klen = first.len();
@@ -635,7 +782,13 @@ impl<'a> Parser<'a> {
                     Some(format!("use {kind} {first}=<value>")),
                 ));
             }
-            return Ok((vec![Pair { key: first.to_string(), value: value.to_string() }], true));
+            return Ok((
+                vec![Pair {
+                    key: first.to_string(),
+                    value: value.to_string(),
+                }],
+                true,
+            ));
         }
         let mut pairs = Vec::new();
         for (o, w) in words {
@@ -650,7 +803,10 @@ impl<'a> Parser<'a> {
             if k.is_empty() {
                 return Err(self.err(l, pos + o, format!("{kind} names can not be blank"), None));
             }
-            pairs.push(Pair { key: k.to_string(), value: v.to_string() });
+            pairs.push(Pair {
+                key: k.to_string(),
+                value: v.to_string(),
+            });
         }
         Ok((pairs, false))
     }
@@ -658,8 +814,25 @@ impl<'a> Parser<'a> {
     /// A `--mount=` value: comma-separated `key=value` fields (CSV quoting allowed).
     fn mount(&self, l: &Logical, off: usize, spec: &str) -> Result<Mount, Error> {
         const KEYS: [&str; 19] = [
-            "type", "target", "dst", "destination", "source", "src", "from", "readonly", "ro", "readwrite", "rw",
-            "id", "sharing", "mode", "uid", "gid", "required", "size", "env",
+            "type",
+            "target",
+            "dst",
+            "destination",
+            "source",
+            "src",
+            "from",
+            "readonly",
+            "ro",
+            "readwrite",
+            "rw",
+            "id",
+            "sharing",
+            "mode",
+            "uid",
+            "gid",
+            "required",
+            "size",
+            "env",
         ];
         let mut m = Mount::default();
         let err = |msg: String, hint: Option<String>| self.err(l, off, msg, hint);
@@ -677,7 +850,12 @@ impl<'a> Parser<'a> {
                 }
             };
             let need = |v: Option<String>| -> Result<String, Error> {
-                v.ok_or_else(|| err(format!("mount option {key} requires a value"), Some(format!("write {key}=<value>"))))
+                v.ok_or_else(|| {
+                    err(
+                        format!("mount option {key} requires a value"),
+                        Some(format!("write {key}=<value>")),
+                    )
+                })
             };
             match key.as_str() {
                 "type" => {
@@ -699,7 +877,10 @@ impl<'a> Parser<'a> {
                 "id" => m.id = Some(need(value)?),
                 "sharing" => {
                     let v = need(value)?;
-                    if !v.contains('$') && !["shared", "private", "locked"].contains(&v.to_ascii_lowercase().as_str()) {
+                    if !v.contains('$')
+                        && !["shared", "private", "locked"]
+                            .contains(&v.to_ascii_lowercase().as_str())
+                    {
                         return Err(err(
                             format!("unsupported sharing value \"{v}\""),
                             Some("use shared, private or locked".into()),
@@ -723,14 +904,18 @@ impl<'a> Parser<'a> {
             }
         }
         let t = m.mount_type();
-        if m.target.is_none() && matches!(t, MountType::Bind | MountType::Cache | MountType::Tmpfs) {
+        if m.target.is_none() && matches!(t, MountType::Bind | MountType::Cache | MountType::Tmpfs)
+        {
             return Err(err(
                 format!("mount type {} requires a target", t.as_str()),
                 Some("add target=<path>".into()),
             ));
         }
         if m.from.is_some() && matches!(t, MountType::Tmpfs | MountType::Secret | MountType::Ssh) {
-            return Err(err(format!("from is not allowed for mount type {}", t.as_str()), None));
+            return Err(err(
+                format!("from is not allowed for mount type {}", t.as_str()),
+                None,
+            ));
         }
         Ok(m)
     }
@@ -751,7 +936,10 @@ impl<'a> Parser<'a> {
                         base: image.clone(),
                         from: i,
                         end: ins.len(),
-                        lines: LineRange { start: inst.lines.start, end: inst.lines.end },
+                        lines: LineRange {
+                            start: inst.lines.start,
+                            end: inst.lines.end,
+                        },
                     });
                 }
                 Command::Arg { .. } => {}
@@ -762,7 +950,10 @@ impl<'a> Parser<'a> {
                     return Err(self.err_at(
                         line,
                         col,
-                        format!("no build stage in current context: {} before the first FROM", inst.command.name()),
+                        format!(
+                            "no build stage in current context: {} before the first FROM",
+                            inst.command.name()
+                        ),
                         Some("only ARG may come before FROM".into()),
                     ));
                 }
@@ -774,7 +965,11 @@ impl<'a> Parser<'a> {
         }
         if stages.is_empty() {
             let line = ins.last().map(|i| i.lines.end as usize - 1).unwrap_or(0);
-            let msg = if ins.is_empty() { "file has no instructions" } else { "file has no build stage" };
+            let msg = if ins.is_empty() {
+                "file has no instructions"
+            } else {
+                "file has no build stage"
+            };
             return Err(self.err_at(line, 0, msg.into(), Some("add a FROM line".into())));
         }
         Ok(stages)
@@ -804,7 +999,8 @@ impl Flags<'_, '_> {
 
     fn err(&self, name: &str, msg: String) -> Error {
         let i = self.flags.iter().position(|f| f.name == name).unwrap_or(0);
-        self.p.err(self.l, self.offs.get(i).copied().unwrap_or(0), msg, None)
+        self.p
+            .err(self.l, self.offs.get(i).copied().unwrap_or(0), msg, None)
     }
 
     fn allow(&self, names: &[&str]) -> Result<(), Error> {
@@ -819,10 +1015,22 @@ impl Flags<'_, '_> {
                             format!("{} accepts --{}", self.kw, names.join(", --"))
                         })
                     });
-                return Err(self.p.err(self.l, self.offs[i], format!("unknown flag --{} for {}", f.name, self.kw), hint));
+                return Err(self.p.err(
+                    self.l,
+                    self.offs[i],
+                    format!("unknown flag --{} for {}", f.name, self.kw),
+                    hint,
+                ));
             }
-            if !Self::REPEATABLE.contains(&f.name.as_str()) && self.flags[..i].iter().any(|g| g.name == f.name) {
-                return Err(self.p.err(self.l, self.offs[i], format!("duplicate flag specified: --{}", f.name), None));
+            if !Self::REPEATABLE.contains(&f.name.as_str())
+                && self.flags[..i].iter().any(|g| g.name == f.name)
+            {
+                return Err(self.p.err(
+                    self.l,
+                    self.offs[i],
+                    format!("duplicate flag specified: --{}", f.name),
+                    None,
+                ));
             }
         }
         Ok(())
@@ -882,7 +1090,9 @@ impl Flags<'_, '_> {
                 let hint = suggest(s, allowed)
                     .map(|h| format!("did you mean {h}?"))
                     .unwrap_or_else(|| format!("use one of {}", allowed.join(", ")));
-                return Err(self.err(name, format!("unsupported --{name} value \"{s}\"")).with_hint(hint));
+                return Err(self
+                    .err(name, format!("unsupported --{name} value \"{s}\""))
+                    .with_hint(hint));
             }
         }
         Ok(v)
@@ -892,7 +1102,11 @@ impl Flags<'_, '_> {
 impl Error {
     fn with_hint(self, h: String) -> Error {
         match self {
-            Error::Syntax { at, message, .. } => Error::Syntax { at, message, hint: Some(h) },
+            Error::Syntax { at, message, .. } => Error::Syntax {
+                at,
+                message,
+                hint: Some(h),
+            },
             other => other,
         }
     }
@@ -937,7 +1151,9 @@ pub(crate) fn cmdline(args: &str) -> CmdLine {
             return CmdLine::Exec { args: v };
         }
     }
-    CmdLine::Shell { text: t.to_string() }
+    CmdLine::Shell {
+        text: t.to_string(),
+    }
 }
 
 /// Directive syntax: `# name = value` (name starts with a letter).
@@ -945,7 +1161,9 @@ fn directive(line: &str) -> Option<(&str, &str, usize)> {
     let t = line.trim_start();
     let body = t.strip_prefix('#')?;
     let b = body.trim_start();
-    let name_len = b.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(b.len());
+    let name_len = b
+        .find(|c: char| !c.is_ascii_alphanumeric())
+        .unwrap_or(b.len());
     let name = &b[..name_len];
     if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
         return None;
@@ -991,7 +1209,11 @@ fn heredoc_marker(word: &str, escape: char) -> Option<Heredoc> {
     if name.is_empty() || name.contains(|c: char| c.is_whitespace()) {
         return None;
     }
-    let fd = if digits > 0 { word[..digits].parse().ok() } else { None };
+    let fd = if digits > 0 {
+        word[..digits].parse().ok()
+    } else {
+        None
+    };
     Some(Heredoc {
         name,
         content: String::new(),
@@ -1010,7 +1232,9 @@ pub(crate) fn valid_stage_name(s: &str) -> bool {
 
 fn valid_arg_name(s: &str) -> bool {
     let mut c = s.chars();
-    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_') && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
 }
 
 /// Split a CSV record (`a=b,"c=d,e"`) into fields, honouring double quotes.
@@ -1041,10 +1265,13 @@ pub fn parse_port(s: &str) -> Result<(u16, u16, String), String> {
         None => (s, "tcp".to_string()),
     };
     if !["tcp", "udp", "sctp"].contains(&proto.as_str()) {
-        return Err(format!("invalid proto \"{proto}\" in port \"{s}\": use tcp, udp or sctp"));
+        return Err(format!(
+            "invalid proto \"{proto}\" in port \"{s}\": use tcp, udp or sctp"
+        ));
     }
     let num = |p: &str| -> Result<u16, String> {
-        p.parse::<u16>().map_err(|_| format!("invalid containerPort: {s}"))
+        p.parse::<u16>()
+            .map_err(|_| format!("invalid containerPort: {s}"))
     };
     let (a, b) = match ports.split_once('-') {
         Some((a, b)) => (num(a)?, num(b)?),
@@ -1070,13 +1297,17 @@ pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
         return None;
     }
     while !rest.is_empty() {
-        let nlen = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let nlen = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if nlen == 0 {
             return None;
         }
         let n: f64 = rest[..nlen].parse().ok()?;
         rest = &rest[nlen..];
-        let ulen = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let ulen = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let mult = match &rest[..ulen] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,

@@ -26,7 +26,9 @@ pub fn print(bf: &Buildfile) -> String {
 }
 
 fn quote_if_needed(v: &str, escape: char) -> String {
-    if v.is_empty() || !v.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == escape) {
+    if v.is_empty()
+        || !v.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == escape)
+    {
         return v.to_string();
     }
     let mut s = String::from("\"");
@@ -52,7 +54,7 @@ fn cmdline(c: &CmdLine) -> String {
 }
 
 /// Print one instruction as a single line (no heredoc bodies).
-pub(crate) fn instruction(out: &mut String, ins: &Instruction, escape: char) {
+pub fn instruction(out: &mut String, ins: &Instruction, escape: char) {
     out.push_str(&ins.keyword);
     for f in &ins.flags {
         out.push_str(" --");
@@ -63,21 +65,47 @@ pub(crate) fn instruction(out: &mut String, ins: &Instruction, escape: char) {
         }
     }
     let args = match &ins.command {
-        Command::From { image, name, as_keyword, .. } => match name {
+        Command::From {
+            image,
+            name,
+            as_keyword,
+            ..
+        } => match name {
             Some(n) => format!("{image} {} {n}", as_keyword.as_deref().unwrap_or("AS")),
             None => image.clone(),
         },
-        Command::Run { command, .. } | Command::Cmd { command } | Command::Entrypoint { command } => cmdline(command),
+        Command::Run { command, .. }
+        | Command::Cmd { command }
+        | Command::Entrypoint { command } => cmdline(command),
         Command::Shell { args } => json(args),
         Command::Label { pairs, legacy } | Command::Env { pairs, legacy } => {
             if *legacy {
-                pairs.iter().map(|p| format!("{} {}", p.key, p.value)).collect::<Vec<_>>().join(" ")
+                pairs
+                    .iter()
+                    .map(|p| format!("{} {}", p.key, p.value))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             } else {
-                pairs.iter().map(|p| format!("{}={}", p.key, p.value)).collect::<Vec<_>>().join(" ")
+                pairs
+                    .iter()
+                    .map(|p| format!("{}={}", p.key, p.value))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             }
         }
         Command::Expose { ports } => ports.join(" "),
-        Command::Add { sources, dest, json: j, .. } | Command::Copy { sources, dest, json: j, .. } => {
+        Command::Add {
+            sources,
+            dest,
+            json: j,
+            ..
+        }
+        | Command::Copy {
+            sources,
+            dest,
+            json: j,
+            ..
+        } => {
             let mut all = sources.clone();
             all.push(dest.clone());
             if *j {

@@ -56,13 +56,27 @@ impl Platform {
     /// Parse `linux/arm64/v8`; the OS defaults to linux when only an arch is given.
     pub fn parse(s: &str) -> Option<Platform> {
         let parts: Vec<&str> = s.split('/').collect();
-        let ok = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        let ok = |p: &str| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        };
         match parts.as_slice() {
-            [arch] if ok(arch) => Some(Platform { os: "linux".into(), arch: arch.to_string(), variant: None }),
-            [os, arch] if ok(os) && ok(arch) => Some(Platform { os: os.to_string(), arch: arch.to_string(), variant: None }),
-            [os, arch, v] if ok(os) && ok(arch) && ok(v) => {
-                Some(Platform { os: os.to_string(), arch: arch.to_string(), variant: Some(v.to_string()) })
-            }
+            [arch] if ok(arch) => Some(Platform {
+                os: "linux".into(),
+                arch: arch.to_string(),
+                variant: None,
+            }),
+            [os, arch] if ok(os) && ok(arch) => Some(Platform {
+                os: os.to_string(),
+                arch: arch.to_string(),
+                variant: None,
+            }),
+            [os, arch, v] if ok(os) && ok(arch) && ok(v) => Some(Platform {
+                os: os.to_string(),
+                arch: arch.to_string(),
+                variant: Some(v.to_string()),
+            }),
             _ => None,
         }
     }
@@ -79,7 +93,11 @@ impl Platform {
             "riscv64" => ("riscv64", None),
             other => (other, None),
         };
-        Platform { os: std::env::consts::OS.to_string(), arch: arch.to_string(), variant }
+        Platform {
+            os: std::env::consts::OS.to_string(),
+            arch: arch.to_string(),
+            variant,
+        }
     }
 }
 
@@ -104,7 +122,11 @@ pub struct ResolveOptions {
 
 impl Default for ResolveOptions {
     fn default() -> Self {
-        ResolveOptions { build_args: Vec::new(), target_platform: Platform::host(), build_platform: Platform::host() }
+        ResolveOptions {
+            build_args: Vec::new(),
+            target_platform: Platform::host(),
+            build_platform: Platform::host(),
+        }
     }
 }
 
@@ -159,7 +181,10 @@ impl Scope {
         if let Some((_, v)) = self.env.iter().find(|(k, _)| k == name) {
             return Some(v.clone());
         }
-        self.args.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.clone())
+        self.args
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.clone())
     }
 
     fn declared(&self, name: &str) -> bool {
@@ -188,11 +213,20 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn expand(&self, word: &str, scope: &Scope, ins_line: u32, undefined: &mut Vec<String>) -> Result<String, Error> {
+    fn expand(
+        &self,
+        word: &str,
+        scope: &Scope,
+        ins_line: u32,
+        undefined: &mut Vec<String>,
+    ) -> Result<String, Error> {
         let mut missing = Vec::new();
         let out = expand(word, self.escape, &|n| scope.get(n), &mut missing).map_err(|e| {
             let src = self.lines.get(ins_line as usize - 1).copied().unwrap_or("");
-            let col = src.find(word.lines().next().unwrap_or(word)).map(|b| src[..b].chars().count()).unwrap_or(0);
+            let col = src
+                .find(word.lines().next().unwrap_or(word))
+                .map(|b| src[..b].chars().count())
+                .unwrap_or(0);
             Error::Expand {
                 at: Box::new(Location {
                     file: self.file.to_string(),
@@ -211,21 +245,51 @@ impl Ctx<'_> {
         Ok(out)
     }
 
-    fn opt(&self, w: &Option<String>, s: &Scope, line: u32, u: &mut Vec<String>) -> Result<Option<String>, Error> {
+    fn opt(
+        &self,
+        w: &Option<String>,
+        s: &Scope,
+        line: u32,
+        u: &mut Vec<String>,
+    ) -> Result<Option<String>, Error> {
         w.as_ref().map(|w| self.expand(w, s, line, u)).transpose()
     }
 
-    fn list(&self, w: &[String], s: &Scope, line: u32, u: &mut Vec<String>) -> Result<Vec<String>, Error> {
+    fn list(
+        &self,
+        w: &[String],
+        s: &Scope,
+        line: u32,
+        u: &mut Vec<String>,
+    ) -> Result<Vec<String>, Error> {
         w.iter().map(|w| self.expand(w, s, line, u)).collect()
     }
 }
 
 /// Expand a parsed Buildfile for one build. `text` is the source the Buildfile was parsed
 /// from (for error lines); `file` names it in errors.
-pub fn resolve(bf: &Buildfile, file: &str, text: &str, opts: &ResolveOptions) -> Result<Resolved, Error> {
-    let lines: Vec<&str> = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).collect();
-    let cx = Ctx { file, escape: bf.escape, lines: &lines };
-    let build_arg = |n: &str| opts.build_args.iter().rev().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+pub fn resolve(
+    bf: &Buildfile,
+    file: &str,
+    text: &str,
+    opts: &ResolveOptions,
+) -> Result<Resolved, Error> {
+    let lines: Vec<&str> = text
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .collect();
+    let cx = Ctx {
+        file,
+        escape: bf.escape,
+        lines: &lines,
+    };
+    let build_arg = |n: &str| {
+        opts.build_args
+            .iter()
+            .rev()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+    };
     let mut consumed: Vec<String> = Vec::new();
 
     // Global scope: predefined platform ARGs, then the meta ARGs in order.
@@ -236,7 +300,10 @@ pub fn resolve(bf: &Buildfile, file: &str, text: &str, opts: &ResolveOptions) ->
         ("TARGETPLATFORM", Some(tp.to_string())),
         ("TARGETOS", Some(tp.os.clone())),
         ("TARGETARCH", Some(tp.arch.clone())),
-        ("TARGETVARIANT", Some(tp.variant.clone().unwrap_or_default())),
+        (
+            "TARGETVARIANT",
+            Some(tp.variant.clone().unwrap_or_default()),
+        ),
         ("BUILDPLATFORM", Some(bp.to_string())),
         ("BUILDOS", Some(bp.os.clone())),
         ("BUILDARCH", Some(bp.arch.clone())),
@@ -270,7 +337,9 @@ pub fn resolve(bf: &Buildfile, file: &str, text: &str, opts: &ResolveOptions) ->
     for st in &bf.stages {
         let from = &bf.instructions[st.from];
         let (image, platform) = match &from.command {
-            Command::From { image, platform, .. } => (image, platform),
+            Command::From {
+                image, platform, ..
+            } => (image, platform),
             _ => continue,
         };
         let mut u = Vec::new();
@@ -279,7 +348,10 @@ pub fn resolve(bf: &Buildfile, file: &str, text: &str, opts: &ResolveOptions) ->
         let mut scope = Scope::default();
         // ENV carries over from a parent stage; ARGs do not.
         let lower = base.to_ascii_lowercase();
-        if let Some(parent) = stages.iter().position(|p| p.name.as_deref() == Some(lower.as_str())) {
+        if let Some(parent) = stages
+            .iter()
+            .position(|p| p.name.as_deref() == Some(lower.as_str()))
+        {
             scope.env = final_env[parent].clone();
         }
         let mut steps = Vec::new();
@@ -298,7 +370,11 @@ pub fn resolve(bf: &Buildfile, file: &str, text: &str, opts: &ResolveOptions) ->
                             }
                             None => match &d.default {
                                 Some(def) => Some(cx.expand(def, &scope, line, &mut u)?),
-                                None => global.args.iter().find(|(k, _)| *k == d.name).and_then(|(_, v)| v.clone()),
+                                None => global
+                                    .args
+                                    .iter()
+                                    .find(|(k, _)| *k == d.name)
+                                    .and_then(|(_, v)| v.clone()),
                             },
                         };
                         scope.set_arg(d.name.clone(), v);
@@ -314,7 +390,10 @@ pub fn resolve(bf: &Buildfile, file: &str, text: &str, opts: &ResolveOptions) ->
                         scope.set_env(k.clone(), v.clone());
                         out.push(Pair { key: k, value: v });
                     }
-                    Command::Env { pairs: out, legacy: *legacy }
+                    Command::Env {
+                        pairs: out,
+                        legacy: *legacy,
+                    }
                 }
                 Command::Label { pairs, legacy } => {
                     let mut out = Vec::new();
@@ -324,23 +403,54 @@ pub fn resolve(bf: &Buildfile, file: &str, text: &str, opts: &ResolveOptions) ->
                             value: cx.expand(&p.value, &scope, line, &mut u)?,
                         });
                     }
-                    Command::Label { pairs: out, legacy: *legacy }
+                    Command::Label {
+                        pairs: out,
+                        legacy: *legacy,
+                    }
                 }
-                Command::Expose { ports } => Command::Expose { ports: cx.list(ports, &scope, line, &mut u)? },
-                Command::User { user } => Command::User { user: cx.expand(user, &scope, line, &mut u)? },
-                Command::Workdir { path } => Command::Workdir { path: cx.expand(path, &scope, line, &mut u)? },
-                Command::Stopsignal { signal } => {
-                    Command::Stopsignal { signal: cx.expand(signal, &scope, line, &mut u)? }
-                }
+                Command::Expose { ports } => Command::Expose {
+                    ports: cx.list(ports, &scope, line, &mut u)?,
+                },
+                Command::User { user } => Command::User {
+                    user: cx.expand(user, &scope, line, &mut u)?,
+                },
+                Command::Workdir { path } => Command::Workdir {
+                    path: cx.expand(path, &scope, line, &mut u)?,
+                },
+                Command::Stopsignal { signal } => Command::Stopsignal {
+                    signal: cx.expand(signal, &scope, line, &mut u)?,
+                },
                 Command::Volume { paths, json } => Command::Volume {
-                    paths: if *json { paths.clone() } else { cx.list(paths, &scope, line, &mut u)? },
+                    paths: if *json {
+                        paths.clone()
+                    } else {
+                        cx.list(paths, &scope, line, &mut u)?
+                    },
                     json: *json,
                 },
-                Command::Add { sources, dest, json, chown, chmod, link, checksum, keep_git_dir, exclude } => {
+                Command::Add {
+                    sources,
+                    dest,
+                    json,
+                    chown,
+                    chmod,
+                    link,
+                    checksum,
+                    keep_git_dir,
+                    exclude,
+                } => {
                     expand_heredocs(&cx, &mut heredocs, &scope, line, &mut u)?;
                     Command::Add {
-                        sources: if *json { sources.clone() } else { cx.list(sources, &scope, line, &mut u)? },
-                        dest: if *json { dest.clone() } else { cx.expand(dest, &scope, line, &mut u)? },
+                        sources: if *json {
+                            sources.clone()
+                        } else {
+                            cx.list(sources, &scope, line, &mut u)?
+                        },
+                        dest: if *json {
+                            dest.clone()
+                        } else {
+                            cx.expand(dest, &scope, line, &mut u)?
+                        },
                         json: *json,
                         chown: cx.opt(chown, &scope, line, &mut u)?,
                         chmod: cx.opt(chmod, &scope, line, &mut u)?,
@@ -350,11 +460,29 @@ pub fn resolve(bf: &Buildfile, file: &str, text: &str, opts: &ResolveOptions) ->
                         exclude: cx.list(exclude, &scope, line, &mut u)?,
                     }
                 }
-                Command::Copy { sources, dest, json, from, chown, chmod, link, parents, exclude } => {
+                Command::Copy {
+                    sources,
+                    dest,
+                    json,
+                    from,
+                    chown,
+                    chmod,
+                    link,
+                    parents,
+                    exclude,
+                } => {
                     expand_heredocs(&cx, &mut heredocs, &scope, line, &mut u)?;
                     Command::Copy {
-                        sources: if *json { sources.clone() } else { cx.list(sources, &scope, line, &mut u)? },
-                        dest: if *json { dest.clone() } else { cx.expand(dest, &scope, line, &mut u)? },
+                        sources: if *json {
+                            sources.clone()
+                        } else {
+                            cx.list(sources, &scope, line, &mut u)?
+                        },
+                        dest: if *json {
+                            dest.clone()
+                        } else {
+                            cx.expand(dest, &scope, line, &mut u)?
+                        },
                         json: *json,
                         from: cx.opt(from, &scope, line, &mut u)?,
                         chown: cx.opt(chown, &scope, line, &mut u)?,
@@ -364,7 +492,12 @@ pub fn resolve(bf: &Buildfile, file: &str, text: &str, opts: &ResolveOptions) ->
                         exclude: cx.list(exclude, &scope, line, &mut u)?,
                     }
                 }
-                Command::Run { command, mounts, network, security } => {
+                Command::Run {
+                    command,
+                    mounts,
+                    network,
+                    security,
+                } => {
                     let mut ms = Vec::new();
                     for m in mounts {
                         ms.push(Mount {
@@ -408,10 +541,24 @@ pub fn resolve(bf: &Buildfile, file: &str, text: &str, opts: &ResolveOptions) ->
                 }
             }
             env.sort();
-            steps.push(Step { index: idx, lines: ins.lines, command, heredocs, env, undefined: u });
+            steps.push(Step {
+                index: idx,
+                lines: ins.lines,
+                command,
+                heredocs,
+                env,
+                undefined: u,
+            });
         }
         final_env.push(scope.env.clone());
-        stages.push(ResolvedStage { index: st.index, name: st.name.clone(), base, platform, lines: st.lines, steps });
+        stages.push(ResolvedStage {
+            index: st.index,
+            name: st.name.clone(),
+            base,
+            platform,
+            lines: st.lines,
+            steps,
+        });
     }
     let mut unused: Vec<String> = opts
         .build_args
@@ -421,10 +568,20 @@ pub fn resolve(bf: &Buildfile, file: &str, text: &str, opts: &ResolveOptions) ->
         .collect();
     unused.sort();
     unused.dedup();
-    Ok(Resolved { global_args: meta, stages, unused_build_args: unused })
+    Ok(Resolved {
+        global_args: meta,
+        stages,
+        unused_build_args: unused,
+    })
 }
 
-fn expand_heredocs(cx: &Ctx, hs: &mut [Heredoc], scope: &Scope, line: u32, u: &mut Vec<String>) -> Result<(), Error> {
+fn expand_heredocs(
+    cx: &Ctx,
+    hs: &mut [Heredoc],
+    scope: &Scope,
+    line: u32,
+    u: &mut Vec<String>,
+) -> Result<(), Error> {
     for h in hs.iter_mut().filter(|h| h.expand) {
         h.content = expand_body(cx, &h.content, scope, line, u)?;
     }
@@ -433,7 +590,13 @@ fn expand_heredocs(cx: &Ctx, hs: &mut [Heredoc], scope: &Scope, line: u32, u: &m
 
 /// Expand `$VAR`/`${...}` in a heredoc body; everything else (quotes, backslashes)
 /// stays as written, as in a shell heredoc.
-fn expand_body(cx: &Ctx, body: &str, scope: &Scope, line: u32, u: &mut Vec<String>) -> Result<String, Error> {
+fn expand_body(
+    cx: &Ctx,
+    body: &str,
+    scope: &Scope,
+    line: u32,
+    u: &mut Vec<String>,
+) -> Result<String, Error> {
     let mut out = String::with_capacity(body.len());
     let bytes: Vec<char> = body.chars().collect();
     let mut i = 0;

@@ -25,17 +25,24 @@ fn c(bf: &Buildfile, i: usize) -> &Command {
 }
 
 fn shell(s: &str) -> CmdLine {
-    CmdLine::Shell { text: s.to_string() }
+    CmdLine::Shell {
+        text: s.to_string(),
+    }
 }
 
 fn exec(v: &[&str]) -> CmdLine {
-    CmdLine::Exec { args: v.iter().map(|s| s.to_string()).collect() }
+    CmdLine::Exec {
+        args: v.iter().map(|s| s.to_string()).collect(),
+    }
 }
 
 fn resolved(text: &str, args: &[(&str, &str)]) -> Resolved {
     let bf = p(text);
     let opts = ResolveOptions {
-        build_args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        build_args: args
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         target_platform: Platform::parse("linux/arm64/v8").unwrap(),
         build_platform: Platform::parse("linux/amd64").unwrap(),
     };
@@ -46,14 +53,18 @@ fn resolved(text: &str, args: &[(&str, &str)]) -> Resolved {
 }
 
 fn env_of(step: &Step, k: &str) -> Option<String> {
-    step.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    step.env
+        .iter()
+        .find(|(n, _)| n == k)
+        .map(|(_, v)| v.clone())
 }
 
 // ---------------------------------------------------------------- directives
 
 #[test]
 fn directives_at_top() {
-    let bf = p("# syntax=docker/dockerfile:1\n#ESCAPE = `\n# check=skip=JSONArgsRecommended\nFROM a\n");
+    let bf =
+        p("# syntax=docker/dockerfile:1\n#ESCAPE = `\n# check=skip=JSONArgsRecommended\nFROM a\n");
     let names: Vec<&str> = bf.directives.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(names, ["syntax", "escape", "check"]);
     assert_eq!(bf.directives[0].value, "docker/dockerfile:1");
@@ -65,7 +76,15 @@ fn escape_directive_after_comment_is_not_a_directive() {
     let bf = p("# a comment\n# escape=`\nFROM a\nRUN echo \\\n  hi\n");
     assert_eq!(bf.escape, '\\');
     assert!(bf.directives.is_empty());
-    assert_eq!(c(&bf, 1), &Command::Run { command: shell("echo   hi"), mounts: vec![], network: None, security: None });
+    assert_eq!(
+        c(&bf, 1),
+        &Command::Run {
+            command: shell("echo   hi"),
+            mounts: vec![],
+            network: None,
+            security: None
+        }
+    );
 }
 
 #[test]
@@ -81,15 +100,28 @@ fn directive_after_blank_line_or_instruction_is_a_comment() {
 #[test]
 fn directive_errors() {
     assert!(msg("# escape=\\\n# escape=`\nFROM a\n").contains("only one escape parser directive"));
-    assert_eq!(msg("# escape=x\nFROM a\n"), "Buildfile:1:10: invalid escape token 'x' does not match ` or \\");
+    assert_eq!(
+        msg("# escape=x\nFROM a\n"),
+        "Buildfile:1:10: invalid escape token 'x' does not match ` or \\"
+    );
 }
 
 #[test]
 fn backtick_escape_everywhere() {
     let bf = p("# escape=`\nFROM a\nRUN dir c:\\ `\n  && echo `$x\nCOPY a` b c\\d /dst\n");
-    assert_eq!(c(&bf, 1), &Command::Run { command: shell("dir c:\\   && echo `$x"), mounts: vec![], network: None, security: None });
+    assert_eq!(
+        c(&bf, 1),
+        &Command::Run {
+            command: shell("dir c:\\   && echo `$x"),
+            mounts: vec![],
+            network: None,
+            security: None
+        }
+    );
     match c(&bf, 2) {
-        Command::Copy { sources, .. } => assert_eq!(sources, &vec!["a` b".to_string(), "c\\d".to_string()]),
+        Command::Copy { sources, .. } => {
+            assert_eq!(sources, &vec!["a` b".to_string(), "c\\d".to_string()])
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(unquote("a` b", '`'), "a b");
@@ -103,20 +135,43 @@ fn continuations_comments_and_blank_lines() {
     let bf = p(text);
     assert_eq!(
         c(&bf, 1),
-        &Command::Run { command: shell("apt-get update &&     apt-get install -y     curl"), mounts: vec![], network: None, security: None }
+        &Command::Run {
+            command: shell("apt-get update &&     apt-get install -y     curl"),
+            mounts: vec![],
+            network: None,
+            security: None
+        }
     );
     assert_eq!(bf.instructions[1].lines, LineRange { start: 2, end: 6 });
     assert_eq!(bf.instructions[2].lines, LineRange { start: 7, end: 7 });
     // The blank line inside the continuation is accepted, and flagged by the linter.
-    assert!(lint(&bf, text).iter().any(|w| w.rule == Rule::NoEmptyContinuation && w.lines.start == 5));
+    assert!(lint(&bf, text)
+        .iter()
+        .any(|w| w.rule == Rule::NoEmptyContinuation && w.lines.start == 5));
 }
 
 #[test]
 fn continuation_ending_the_file() {
     let bf = p("FROM a\nRUN echo hi \\");
-    assert_eq!(c(&bf, 1), &Command::Run { command: shell("echo hi"), mounts: vec![], network: None, security: None });
+    assert_eq!(
+        c(&bf, 1),
+        &Command::Run {
+            command: shell("echo hi"),
+            mounts: vec![],
+            network: None,
+            security: None
+        }
+    );
     let bf = p("FROM a \\\n");
-    assert_eq!(c(&bf, 0), &Command::From { image: "a".into(), platform: None, name: None, as_keyword: None });
+    assert_eq!(
+        c(&bf, 0),
+        &Command::From {
+            image: "a".into(),
+            platform: None,
+            name: None,
+            as_keyword: None
+        }
+    );
     // Only a trailing escape: nothing to parse on that line.
     assert_eq!(p("FROM a\n\\\n").instructions.len(), 1);
 }
@@ -127,35 +182,76 @@ fn keywords_case_insensitive_with_leading_whitespace_and_crlf() {
     assert_eq!(bf.instructions[0].keyword, "from");
     assert_eq!(bf.instructions[1].keyword, "rUn");
     assert_eq!(bf.stages[0].name.as_deref(), Some("build"));
-    assert_eq!(c(&bf, 1), &Command::Run { command: shell("echo"), mounts: vec![], network: None, security: None });
+    assert_eq!(
+        c(&bf, 1),
+        &Command::Run {
+            command: shell("echo"),
+            mounts: vec![],
+            network: None,
+            security: None
+        }
+    );
 }
 
 #[test]
 fn comment_after_instruction_text_is_not_a_comment() {
     let bf = p("FROM a\nRUN echo # not a comment\n");
-    assert_eq!(c(&bf, 1), &Command::Run { command: shell("echo # not a comment"), mounts: vec![], network: None, security: None });
+    assert_eq!(
+        c(&bf, 1),
+        &Command::Run {
+            command: shell("echo # not a comment"),
+            mounts: vec![],
+            network: None,
+            security: None
+        }
+    );
 }
 
 // ---------------------------------------------------------------- heredocs
 
 fn heredoc(name: &str, content: &str, expand: bool, strip_tabs: bool) -> Heredoc {
-    Heredoc { name: name.into(), content: content.into(), expand, strip_tabs, fd: None }
+    Heredoc {
+        name: name.into(),
+        content: content.into(),
+        expand,
+        strip_tabs,
+        fd: None,
+    }
 }
 
 #[test]
 fn run_heredoc() {
     let bf = p("FROM a\nRUN <<EOF\napt-get update\n  echo $HOME\nEOF\nCMD x\n");
     let ins = &bf.instructions[1];
-    assert_eq!(ins.heredocs, vec![heredoc("EOF", "apt-get update\n  echo $HOME\n", true, false)]);
+    assert_eq!(
+        ins.heredocs,
+        vec![heredoc(
+            "EOF",
+            "apt-get update\n  echo $HOME\n",
+            true,
+            false
+        )]
+    );
     assert_eq!(ins.lines, LineRange { start: 2, end: 5 });
     assert_eq!(bf.instructions[2].lines.start, 6);
-    assert_eq!(ins.command, Command::Run { command: shell("<<EOF"), mounts: vec![], network: None, security: None });
+    assert_eq!(
+        ins.command,
+        Command::Run {
+            command: shell("<<EOF"),
+            mounts: vec![],
+            network: None,
+            security: None
+        }
+    );
 }
 
 #[test]
 fn heredoc_dash_strips_leading_tabs() {
     let bf = p("FROM a\nRUN <<-EOT\n\techo a\n\t\t  b\n  c\n\tEOT\n");
-    assert_eq!(bf.instructions[1].heredocs, vec![heredoc("EOT", "echo a\n  b\n  c\n", true, true)]);
+    assert_eq!(
+        bf.instructions[1].heredocs,
+        vec![heredoc("EOT", "echo a\n  b\n  c\n", true, true)]
+    );
     // Without `-`, a tab-indented terminator does not end the heredoc.
     assert!(msg("FROM a\nRUN <<EOT\n\techo a\n\tEOT\n").contains("unterminated heredoc EOT"));
 }
@@ -163,9 +259,18 @@ fn heredoc_dash_strips_leading_tabs() {
 #[test]
 fn quoted_heredoc_delimiters_are_not_expanded() {
     let bf = p("FROM a\nRUN <<\"EOF\"\necho $x\nEOF\nRUN <<'E2'\ny\nE2\nRUN <<E\"3\"\nz\nE3\n");
-    assert_eq!(bf.instructions[1].heredocs, vec![heredoc("EOF", "echo $x\n", false, false)]);
-    assert_eq!(bf.instructions[2].heredocs, vec![heredoc("E2", "y\n", false, false)]);
-    assert_eq!(bf.instructions[3].heredocs, vec![heredoc("E3", "z\n", false, false)]);
+    assert_eq!(
+        bf.instructions[1].heredocs,
+        vec![heredoc("EOF", "echo $x\n", false, false)]
+    );
+    assert_eq!(
+        bf.instructions[2].heredocs,
+        vec![heredoc("E2", "y\n", false, false)]
+    );
+    assert_eq!(
+        bf.instructions[3].heredocs,
+        vec![heredoc("E3", "z\n", false, false)]
+    );
 }
 
 #[test]
@@ -173,7 +278,10 @@ fn several_heredocs_in_one_instruction() {
     let bf = p("FROM a\nRUN <<FILE1 cat > file1 && <<FILE2 cat > file2\nI am\nfirst\nFILE1\nI am\nsecond\nFILE2\n");
     assert_eq!(
         bf.instructions[1].heredocs,
-        vec![heredoc("FILE1", "I am\nfirst\n", true, false), heredoc("FILE2", "I am\nsecond\n", true, false)]
+        vec![
+            heredoc("FILE1", "I am\nfirst\n", true, false),
+            heredoc("FILE2", "I am\nsecond\n", true, false)
+        ]
     );
     assert_eq!(bf.instructions[1].lines, LineRange { start: 2, end: 8 });
 }
@@ -201,7 +309,12 @@ fn heredoc_inside_a_continuation() {
     let ins = &bf.instructions[1];
     assert_eq!(ins.heredocs, vec![heredoc("EOF", "echo hi\n", true, false)]);
     assert_eq!(ins.lines, LineRange { start: 2, end: 5 });
-    assert_eq!(c(&bf, 2), &Command::Cmd { command: shell("x") });
+    assert_eq!(
+        c(&bf, 2),
+        &Command::Cmd {
+            command: shell("x")
+        }
+    );
 }
 
 #[test]
@@ -216,7 +329,9 @@ fn heredoc_details() {
     let bf = p("FROM a\nLABEL a=<<EOF\nONBUILD RUN <<X\nbody\nX\n");
     assert!(bf.instructions[1].heredocs.is_empty());
     match c(&bf, 2) {
-        Command::Onbuild { trigger } => assert_eq!(trigger.heredocs, vec![heredoc("X", "body\n", true, false)]),
+        Command::Onbuild { trigger } => {
+            assert_eq!(trigger.heredocs, vec![heredoc("X", "body\n", true, false)])
+        }
         other => panic!("{other:?}"),
     }
     // An empty heredoc and one ending the file without a newline.
@@ -227,7 +342,10 @@ fn heredoc_details() {
 #[test]
 fn unterminated_heredoc_is_an_error() {
     let e = perr("FROM a\nRUN <<EOF\necho\n");
-    assert_eq!(e.to_string(), "Buildfile:2:5: unterminated heredoc EOF (end it with a line holding only EOF)");
+    assert_eq!(
+        e.to_string(),
+        "Buildfile:2:5: unterminated heredoc EOF (end it with a line holding only EOF)"
+    );
 }
 
 // ---------------------------------------------------------------- instructions
@@ -244,7 +362,13 @@ fn from_forms() {
             as_keyword: Some("AS".into())
         }
     );
-    assert_eq!(bf.instructions[0].flags, vec![Flag { name: "platform".into(), value: Some("$BUILDPLATFORM".into()) }]);
+    assert_eq!(
+        bf.instructions[0].flags,
+        vec![Flag {
+            name: "platform".into(),
+            value: Some("$BUILDPLATFORM".into())
+        }]
+    );
     assert_eq!(bf.stages.len(), 3);
     assert_eq!(bf.stages[0].name.as_deref(), Some("build"));
     assert_eq!(bf.stages[1].base, "build");
@@ -256,12 +380,33 @@ fn from_forms() {
 #[test]
 fn run_forms_and_flags() {
     let bf = p("FROM a\nRUN [\"echo\", \"$HOME\"]\nRUN --network=none --security=insecure make\nRUN [not json\n");
-    assert_eq!(c(&bf, 1), &Command::Run { command: exec(&["echo", "$HOME"]), mounts: vec![], network: None, security: None });
+    assert_eq!(
+        c(&bf, 1),
+        &Command::Run {
+            command: exec(&["echo", "$HOME"]),
+            mounts: vec![],
+            network: None,
+            security: None
+        }
+    );
     assert_eq!(
         c(&bf, 2),
-        &Command::Run { command: shell("make"), mounts: vec![], network: Some("none".into()), security: Some("insecure".into()) }
+        &Command::Run {
+            command: shell("make"),
+            mounts: vec![],
+            network: Some("none".into()),
+            security: Some("insecure".into())
+        }
     );
-    assert_eq!(c(&bf, 3), &Command::Run { command: shell("[not json"), mounts: vec![], network: None, security: None });
+    assert_eq!(
+        c(&bf, 3),
+        &Command::Run {
+            command: shell("[not json"),
+            mounts: vec![],
+            network: None,
+            security: None
+        }
+    );
     assert_eq!(
         msg("FROM a\nRUN --network=hots make\n"),
         "Buildfile:2:5: unsupported --network value \"hots\" (did you mean host?)"
@@ -282,7 +427,9 @@ fn run_mounts() {
         "    --mount=target=/src,ro \\\n",
         "    --mount=\"type=bind,target=/a,source=x\" make\n"
     ));
-    let Command::Run { mounts, .. } = c(&bf, 1) else { panic!() };
+    let Command::Run { mounts, .. } = c(&bf, 1) else {
+        panic!()
+    };
     assert_eq!(mounts.len(), 7);
     assert_eq!(mounts[0].kind, Some(MountType::Cache));
     assert_eq!(mounts[0].sharing.as_deref(), Some("locked"));
@@ -302,7 +449,10 @@ fn run_mounts() {
         "Buildfile:2:5: unsupported mount type \"cahce\" (did you mean cache?)"
     );
     assert!(msg("FROM a\nRUN --mount=type=cache make\n").contains("requires a target"));
-    assert!(msg("FROM a\nRUN --mount=type=cache,target=/x,sharing=all make\n").contains("unsupported sharing value"));
+    assert!(
+        msg("FROM a\nRUN --mount=type=cache,target=/x,sharing=all make\n")
+            .contains("unsupported sharing value")
+    );
     assert!(msg("FROM a\nRUN --mount=type=bind,taget=/x make\n").contains("did you mean target?"));
     assert!(msg("FROM a\nRUN --mount make\n").contains("missing a value on flag --mount"));
 }
@@ -310,31 +460,76 @@ fn run_mounts() {
 #[test]
 fn cmd_entrypoint_shell() {
     let bf = p("FROM a\nCMD [\"nginx\", \"-g\", \"daemon off;\"]\nENTRYPOINT exec app\nSHELL [\"/bin/bash\", \"-c\"]\nCMD []\n");
-    assert_eq!(c(&bf, 1), &Command::Cmd { command: exec(&["nginx", "-g", "daemon off;"]) });
-    assert_eq!(c(&bf, 2), &Command::Entrypoint { command: shell("exec app") });
-    assert_eq!(c(&bf, 3), &Command::Shell { args: vec!["/bin/bash".into(), "-c".into()] });
+    assert_eq!(
+        c(&bf, 1),
+        &Command::Cmd {
+            command: exec(&["nginx", "-g", "daemon off;"])
+        }
+    );
+    assert_eq!(
+        c(&bf, 2),
+        &Command::Entrypoint {
+            command: shell("exec app")
+        }
+    );
+    assert_eq!(
+        c(&bf, 3),
+        &Command::Shell {
+            args: vec!["/bin/bash".into(), "-c".into()]
+        }
+    );
     assert_eq!(c(&bf, 4), &Command::Cmd { command: exec(&[]) });
-    assert!(msg("FROM a\nSHELL /bin/sh -c\n").contains("SHELL requires the arguments to be in JSON form"));
+    assert!(msg("FROM a\nSHELL /bin/sh -c\n")
+        .contains("SHELL requires the arguments to be in JSON form"));
 }
 
 #[test]
 fn label_and_env_pairs() {
     let bf = p("FROM a\nLABEL a=b \"c d\"=\"e f\" g='h i' j=k\\ l\nENV A=1 B=\"two words\" C=\nENV OLD value with  spaces\nLABEL legacy value\n");
-    let pair = |k: &str, v: &str| Pair { key: k.into(), value: v.into() };
+    let pair = |k: &str, v: &str| Pair {
+        key: k.into(),
+        value: v.into(),
+    };
     assert_eq!(
         c(&bf, 1),
         &Command::Label {
-            pairs: vec![pair("a", "b"), pair("\"c d\"", "\"e f\""), pair("g", "'h i'"), pair("j", "k\\ l")],
+            pairs: vec![
+                pair("a", "b"),
+                pair("\"c d\"", "\"e f\""),
+                pair("g", "'h i'"),
+                pair("j", "k\\ l")
+            ],
             legacy: false
         }
     );
-    assert_eq!(c(&bf, 2), &Command::Env { pairs: vec![pair("A", "1"), pair("B", "\"two words\""), pair("C", "")], legacy: false });
-    assert_eq!(c(&bf, 3), &Command::Env { pairs: vec![pair("OLD", "value with  spaces")], legacy: true });
-    assert_eq!(c(&bf, 4), &Command::Label { pairs: vec![pair("legacy", "value")], legacy: true });
+    assert_eq!(
+        c(&bf, 2),
+        &Command::Env {
+            pairs: vec![pair("A", "1"), pair("B", "\"two words\""), pair("C", "")],
+            legacy: false
+        }
+    );
+    assert_eq!(
+        c(&bf, 3),
+        &Command::Env {
+            pairs: vec![pair("OLD", "value with  spaces")],
+            legacy: true
+        }
+    );
+    assert_eq!(
+        c(&bf, 4),
+        &Command::Label {
+            pairs: vec![pair("legacy", "value")],
+            legacy: true
+        }
+    );
     assert!(msg("FROM a\nENV A=1 B\n").contains("can't find = in \"B\""));
     assert!(msg("FROM a\nENV =x\n").contains("ENV names can not be blank"));
     assert!(msg("FROM a\nENV ONLY\n").contains("ENV must have two arguments"));
-    let r = resolved("FROM a\nENV A=1 B=\"two words\" C=\nENV OLD value with  spaces\n", &[]);
+    let r = resolved(
+        "FROM a\nENV A=1 B=\"two words\" C=\nENV OLD value with  spaces\n",
+        &[],
+    );
     let e = &r.stages[0].steps[1].env;
     assert!(e.contains(&("B".into(), "two words".into())));
     assert!(e.contains(&("OLD".into(), "value with  spaces".into())));
@@ -345,14 +540,31 @@ fn expose_ports_and_ranges() {
     let bf = p("FROM a\nEXPOSE 80 443/tcp 53/udp 8000-8010/udp 9000/SCTP $PORT\n");
     assert_eq!(
         c(&bf, 1),
-        &Command::Expose { ports: ["80", "443/tcp", "53/udp", "8000-8010/udp", "9000/SCTP", "$PORT"].map(String::from).to_vec() }
+        &Command::Expose {
+            ports: [
+                "80",
+                "443/tcp",
+                "53/udp",
+                "8000-8010/udp",
+                "9000/SCTP",
+                "$PORT"
+            ]
+            .map(String::from)
+            .to_vec()
+        }
     );
-    assert_eq!(parse_port("8000-8010/udp").unwrap(), (8000, 8010, "udp".to_string()));
+    assert_eq!(
+        parse_port("8000-8010/udp").unwrap(),
+        (8000, 8010, "udp".to_string())
+    );
     assert_eq!(parse_port("80").unwrap(), (80, 80, "tcp".to_string()));
     assert!(msg("FROM a\nEXPOSE 80/xyz\n").contains("invalid proto"));
     assert!(msg("FROM a\nEXPOSE 70000\n").contains("invalid containerPort: 70000"));
     assert!(msg("FROM a\nEXPOSE 90-80\n").contains("invalid range"));
-    assert_eq!(msg("FROM a\nEXPOSE 80 x\n"), "Buildfile:2:11: invalid containerPort: x");
+    assert_eq!(
+        msg("FROM a\nEXPOSE 80 x\n"),
+        "Buildfile:2:11: invalid containerPort: x"
+    );
 }
 
 #[test]
@@ -391,39 +603,99 @@ fn add_and_copy_flags() {
             exclude: vec!["*.tmp".into()],
         }
     );
-    let Command::Copy { sources, dest, json, .. } = c(&bf, 3) else { panic!() };
-    assert_eq!((sources.as_slice(), dest.as_str(), *json), (&["with space".to_string()][..], "/d st/", true));
+    let Command::Copy {
+        sources,
+        dest,
+        json,
+        ..
+    } = c(&bf, 3)
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (sources.as_slice(), dest.as_str(), *json),
+        (&["with space".to_string()][..], "/d st/", true)
+    );
 
     assert_eq!(
         msg("FROM a\nCOPY --form=x a b\n"),
         "Buildfile:2:6: unknown flag --form for COPY (did you mean --from?)"
     );
     assert!(msg("FROM a\nADD --from=x a b\n").contains("unknown flag --from for ADD"));
-    assert!(msg("FROM a\nCOPY --from=x --from=y a b\n").contains("duplicate flag specified: --from"));
-    assert!(msg("FROM a\nCOPY --link=maybe a b\n").contains("expecting boolean value for flag --link"));
-    assert!(msg("FROM a\nCOPY onlyone\n").contains("COPY requires at least two arguments, but got 1"));
-    assert!(msg("FROM a\nENV --x=1 A=b\n").contains("unknown flag --x for ENV (ENV takes no flags)"));
+    assert!(
+        msg("FROM a\nCOPY --from=x --from=y a b\n").contains("duplicate flag specified: --from")
+    );
+    assert!(
+        msg("FROM a\nCOPY --link=maybe a b\n").contains("expecting boolean value for flag --link")
+    );
+    assert!(
+        msg("FROM a\nCOPY onlyone\n").contains("COPY requires at least two arguments, but got 1")
+    );
+    assert!(
+        msg("FROM a\nENV --x=1 A=b\n").contains("unknown flag --x for ENV (ENV takes no flags)")
+    );
 }
 
 #[test]
 fn volume_user_workdir_arg_stopsignal_maintainer() {
     let bf = p("FROM a\nVOLUME [\"/data\", \"/logs\"]\nVOLUME /a /b\nUSER app:staff\nWORKDIR /srv/app\nARG A B=2 C=\"x y\"\nSTOPSIGNAL SIGQUIT\nMAINTAINER Jane <j@x>\n");
-    assert_eq!(c(&bf, 1), &Command::Volume { paths: vec!["/data".into(), "/logs".into()], json: true });
-    assert_eq!(c(&bf, 2), &Command::Volume { paths: vec!["/a".into(), "/b".into()], json: false });
-    assert_eq!(c(&bf, 3), &Command::User { user: "app:staff".into() });
-    assert_eq!(c(&bf, 4), &Command::Workdir { path: "/srv/app".into() });
+    assert_eq!(
+        c(&bf, 1),
+        &Command::Volume {
+            paths: vec!["/data".into(), "/logs".into()],
+            json: true
+        }
+    );
+    assert_eq!(
+        c(&bf, 2),
+        &Command::Volume {
+            paths: vec!["/a".into(), "/b".into()],
+            json: false
+        }
+    );
+    assert_eq!(
+        c(&bf, 3),
+        &Command::User {
+            user: "app:staff".into()
+        }
+    );
+    assert_eq!(
+        c(&bf, 4),
+        &Command::Workdir {
+            path: "/srv/app".into()
+        }
+    );
     assert_eq!(
         c(&bf, 5),
         &Command::Arg {
             args: vec![
-                ArgDecl { name: "A".into(), default: None },
-                ArgDecl { name: "B".into(), default: Some("2".into()) },
-                ArgDecl { name: "C".into(), default: Some("\"x y\"".into()) },
+                ArgDecl {
+                    name: "A".into(),
+                    default: None
+                },
+                ArgDecl {
+                    name: "B".into(),
+                    default: Some("2".into())
+                },
+                ArgDecl {
+                    name: "C".into(),
+                    default: Some("\"x y\"".into())
+                },
             ]
         }
     );
-    assert_eq!(c(&bf, 6), &Command::Stopsignal { signal: "SIGQUIT".into() });
-    assert_eq!(c(&bf, 7), &Command::Maintainer { name: "Jane <j@x>".into() });
+    assert_eq!(
+        c(&bf, 6),
+        &Command::Stopsignal {
+            signal: "SIGQUIT".into()
+        }
+    );
+    assert_eq!(
+        c(&bf, 7),
+        &Command::Maintainer {
+            name: "Jane <j@x>".into()
+        }
+    );
     assert!(msg("FROM a\nVOLUME [\"\"]\n").contains("can not be an empty string"));
     assert!(msg("FROM a\nARG 1x\n").contains("invalid ARG name"));
 }
@@ -431,22 +703,35 @@ fn volume_user_workdir_arg_stopsignal_maintainer() {
 #[test]
 fn onbuild() {
     let bf = p("FROM a\nONBUILD ADD . /app/src\nonbuild run --mount=type=cache,target=/c make\n");
-    let Command::Onbuild { trigger } = c(&bf, 1) else { panic!() };
+    let Command::Onbuild { trigger } = c(&bf, 1) else {
+        panic!()
+    };
     assert_eq!(trigger.keyword, "ADD");
     assert!(matches!(trigger.command, Command::Add { .. }));
-    let Command::Onbuild { trigger } = c(&bf, 2) else { panic!() };
+    let Command::Onbuild { trigger } = c(&bf, 2) else {
+        panic!()
+    };
     assert_eq!(trigger.keyword, "run");
     assert!(matches!(&trigger.command, Command::Run { mounts, .. } if mounts.len() == 1));
     assert!(msg("FROM a\nONBUILD ONBUILD RUN x\n").contains("ONBUILD ONBUILD isn't allowed"));
     assert!(msg("FROM a\nONBUILD FROM b\n").contains("FROM isn't allowed as an ONBUILD trigger"));
-    assert!(msg("FROM a\nONBUILD MAINTAINER b\n").contains("MAINTAINER isn't allowed as an ONBUILD trigger"));
-    assert_eq!(msg("FROM a\nONBUILD RUMN x\n"), "Buildfile:2:9: unknown instruction RUMN (did you mean RUN?)");
+    assert!(msg("FROM a\nONBUILD MAINTAINER b\n")
+        .contains("MAINTAINER isn't allowed as an ONBUILD trigger"));
+    assert_eq!(
+        msg("FROM a\nONBUILD RUMN x\n"),
+        "Buildfile:2:9: unknown instruction RUMN (did you mean RUN?)"
+    );
 }
 
 #[test]
 fn healthcheck() {
     let bf = p("FROM a\nHEALTHCHECK NONE\nHEALTHCHECK --interval=5m --timeout=3s --start-period=1m30s --start-interval=500ms --retries=3 CMD curl -f http://localhost/ || exit 1\nHEALTHCHECK cmd [\"/bin/check\"]\n");
-    assert_eq!(c(&bf, 1), &Command::Healthcheck { check: Health::None });
+    assert_eq!(
+        c(&bf, 1),
+        &Command::Healthcheck {
+            check: Health::None
+        }
+    );
     assert_eq!(
         c(&bf, 2),
         &Command::Healthcheck {
@@ -473,15 +758,25 @@ fn healthcheck() {
             }
         }
     );
-    assert_eq!(parse_duration("1m30s"), Some(std::time::Duration::from_secs(90)));
-    assert_eq!(parse_duration("1.5h"), Some(std::time::Duration::from_secs(5400)));
+    assert_eq!(
+        parse_duration("1m30s"),
+        Some(std::time::Duration::from_secs(90))
+    );
+    assert_eq!(
+        parse_duration("1.5h"),
+        Some(std::time::Duration::from_secs(5400))
+    );
     assert_eq!(parse_duration("5"), None);
     assert!(msg("FROM a\nHEALTHCHECK NONE x\n").contains("HEALTHCHECK NONE takes no arguments"));
     assert!(msg("FROM a\nHEALTHCHECK --interval=5 CMD x\n").contains("invalid duration \"5\""));
     assert!(msg("FROM a\nHEALTHCHECK --timeout=10us CMD x\n").contains("cannot be less than 1ms"));
-    assert!(msg("FROM a\nHEALTHCHECK --retries=-1 CMD x\n").contains("--retries must be a non-negative integer"));
+    assert!(msg("FROM a\nHEALTHCHECK --retries=-1 CMD x\n")
+        .contains("--retries must be a non-negative integer"));
     assert!(msg("FROM a\nHEALTHCHECK CMD\n").contains("missing command after HEALTHCHECK CMD"));
-    assert_eq!(msg("FROM a\nHEALTHCHECK RUN x\n"), "Buildfile:2:13: unknown type \"RUN\" in HEALTHCHECK (try CMD or NONE)");
+    assert_eq!(
+        msg("FROM a\nHEALTHCHECK RUN x\n"),
+        "Buildfile:2:13: unknown type \"RUN\" in HEALTHCHECK (try CMD or NONE)"
+    );
 }
 
 // ---------------------------------------------------------------- errors
@@ -490,12 +785,27 @@ fn healthcheck() {
 fn unknown_instruction_has_location_line_caret_and_hint() {
     let text = "FROM a\n\n\n\n\n\nRUNN make\n";
     let e = perr(text);
-    assert_eq!(e.to_string(), "Buildfile:7:1: unknown instruction RUNN (did you mean RUN?)");
-    assert_eq!(e.render(), "Buildfile:7:1: unknown instruction RUNN (did you mean RUN?)\n 7 | RUNN make\n   | ^");
+    assert_eq!(
+        e.to_string(),
+        "Buildfile:7:1: unknown instruction RUNN (did you mean RUN?)"
+    );
+    assert_eq!(
+        e.render(),
+        "Buildfile:7:1: unknown instruction RUNN (did you mean RUN?)\n 7 | RUNN make\n   | ^"
+    );
     let loc = e.location().unwrap();
-    assert_eq!((loc.line, loc.column, loc.source_line.as_str()), (7, 1, "RUNN make"));
-    assert_eq!(msg("FROM a\n    form b\n"), "Buildfile:2:5: unknown instruction form (did you mean FROM?)");
-    assert_eq!(msg("FROM a\nxyzzy\n"), "Buildfile:2:1: unknown instruction xyzzy");
+    assert_eq!(
+        (loc.line, loc.column, loc.source_line.as_str()),
+        (7, 1, "RUNN make")
+    );
+    assert_eq!(
+        msg("FROM a\n    form b\n"),
+        "Buildfile:2:5: unknown instruction form (did you mean FROM?)"
+    );
+    assert_eq!(
+        msg("FROM a\nxyzzy\n"),
+        "Buildfile:2:1: unknown instruction xyzzy"
+    );
 }
 
 #[test]
@@ -520,7 +830,10 @@ fn stage_structure_errors() {
 #[test]
 fn invalid_utf8_is_reported_with_position() {
     let e = parse_bytes("Buildfile", b"FROM a\nRUN echo \xff\n").unwrap_err();
-    assert_eq!(e.to_string(), "Buildfile:2:10: file is not valid UTF-8 text");
+    assert_eq!(
+        e.to_string(),
+        "Buildfile:2:10: file is not valid UTF-8 text"
+    );
     assert!(parse_bytes("Buildfile", "\u{feff}FROM a\n".as_bytes()).is_ok());
 }
 
@@ -538,7 +851,10 @@ fn global_arg_usable_in_from_but_not_in_stage_without_redeclaration() {
     // A build arg overrides the global default, also where the stage redeclares it.
     let r = resolved(text, &[("VERSION", "3.20")]);
     assert_eq!(r.stages[0].base, "alpine:3.20");
-    assert_eq!(env_of(&r.stages[0].steps[2], "W").as_deref(), Some("[3.20]"));
+    assert_eq!(
+        env_of(&r.stages[0].steps[2], "W").as_deref(),
+        Some("[3.20]")
+    );
     assert!(r.unused_build_args.is_empty());
 }
 
@@ -555,7 +871,10 @@ fn arg_defaults_build_args_and_env_precedence() {
 
 #[test]
 fn env_pairs_see_values_from_before_the_instruction() {
-    let r = resolved("FROM a\nENV abc=hello\nENV abc=bye def=$abc\nENV ghi=$abc\n", &[]);
+    let r = resolved(
+        "FROM a\nENV abc=hello\nENV abc=bye def=$abc\nENV ghi=$abc\n",
+        &[],
+    );
     let s = &r.stages[0].steps;
     assert_eq!(env_of(&s[1], "def").as_deref(), Some("hello"));
     assert_eq!(env_of(&s[2], "ghi").as_deref(), Some("bye"));
@@ -569,7 +888,10 @@ fn predefined_platform_and_proxy_args() {
     assert_eq!(st.base, "img:arm64");
     assert_eq!(st.platform.as_deref(), Some("linux/amd64"));
     // Proxy args reach RUN without an ARG line and are not "unused".
-    assert_eq!(env_of(&st.steps[0], "HTTP_PROXY").as_deref(), Some("http://proxy:3128"));
+    assert_eq!(
+        env_of(&st.steps[0], "HTTP_PROXY").as_deref(),
+        Some("http://proxy:3128")
+    );
     assert!(r.unused_build_args.is_empty());
     assert_eq!(env_of(&st.steps[2], "T").as_deref(), Some("linux/v8"));
     // TARGETPLATFORM was not redeclared in the stage.
@@ -578,11 +900,32 @@ fn predefined_platform_and_proxy_args() {
 
 #[test]
 fn exec_form_and_run_commands_are_not_expanded() {
-    let r = resolved("FROM a\nARG X=1\nRUN echo $X\nCMD [\"echo\", \"$X\"]\nENTRYPOINT echo $X\n", &[]);
+    let r = resolved(
+        "FROM a\nARG X=1\nRUN echo $X\nCMD [\"echo\", \"$X\"]\nENTRYPOINT echo $X\n",
+        &[],
+    );
     let s = &r.stages[0].steps;
-    assert_eq!(s[1].command, Command::Run { command: shell("echo $X"), mounts: vec![], network: None, security: None });
-    assert_eq!(s[2].command, Command::Cmd { command: exec(&["echo", "$X"]) });
-    assert_eq!(s[3].command, Command::Entrypoint { command: shell("echo $X") });
+    assert_eq!(
+        s[1].command,
+        Command::Run {
+            command: shell("echo $X"),
+            mounts: vec![],
+            network: None,
+            security: None
+        }
+    );
+    assert_eq!(
+        s[2].command,
+        Command::Cmd {
+            command: exec(&["echo", "$X"])
+        }
+    );
+    assert_eq!(
+        s[3].command,
+        Command::Entrypoint {
+            command: shell("echo $X")
+        }
+    );
     // RUN sees the ARG as an environment variable instead.
     assert_eq!(env_of(&s[1], "X").as_deref(), Some("1"));
 }
@@ -600,37 +943,103 @@ fn expanded_instructions() {
     );
     let r = resolved(text, &[]);
     let cmds: Vec<&Command> = r.stages[0].steps.iter().map(|s| &s.command).collect();
-    assert_eq!(cmds[1], &Command::Workdir { path: "/data/w".into() });
-    assert_eq!(cmds[2], &Command::User { user: "app:app".into() });
-    assert_eq!(cmds[3], &Command::Expose { ports: vec!["8080/tcp".into()] });
-    assert_eq!(cmds[4], &Command::Volume { paths: vec!["/data".into()], json: false });
-    assert_eq!(cmds[5], &Command::Stopsignal { signal: "SIGINT".into() });
-    assert_eq!(cmds[6], &Command::Label { pairs: vec![Pair { key: "k-app".into(), value: "v app".into() }], legacy: false });
-    let Command::Copy { from, chown, dest, .. } = cmds[7] else { panic!() };
-    assert_eq!((from.as_deref(), chown.as_deref(), dest.as_str()), (Some("cache"), Some("app"), "/data/"));
-    let Command::Run { mounts, .. } = cmds[8] else { panic!() };
-    assert_eq!((mounts[0].id.as_deref(), mounts[0].target.as_deref()), (Some("cache"), Some("/data/c")));
+    assert_eq!(
+        cmds[1],
+        &Command::Workdir {
+            path: "/data/w".into()
+        }
+    );
+    assert_eq!(
+        cmds[2],
+        &Command::User {
+            user: "app:app".into()
+        }
+    );
+    assert_eq!(
+        cmds[3],
+        &Command::Expose {
+            ports: vec!["8080/tcp".into()]
+        }
+    );
+    assert_eq!(
+        cmds[4],
+        &Command::Volume {
+            paths: vec!["/data".into()],
+            json: false
+        }
+    );
+    assert_eq!(
+        cmds[5],
+        &Command::Stopsignal {
+            signal: "SIGINT".into()
+        }
+    );
+    assert_eq!(
+        cmds[6],
+        &Command::Label {
+            pairs: vec![Pair {
+                key: "k-app".into(),
+                value: "v app".into()
+            }],
+            legacy: false
+        }
+    );
+    let Command::Copy {
+        from, chown, dest, ..
+    } = cmds[7]
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (from.as_deref(), chown.as_deref(), dest.as_str()),
+        (Some("cache"), Some("app"), "/data/")
+    );
+    let Command::Run { mounts, .. } = cmds[8] else {
+        panic!()
+    };
+    assert_eq!(
+        (mounts[0].id.as_deref(), mounts[0].target.as_deref()),
+        (Some("cache"), Some("/data/c"))
+    );
     // JSON-form COPY keeps its strings.
-    let Command::Copy { sources, .. } = cmds[9] else { panic!() };
+    let Command::Copy { sources, .. } = cmds[9] else {
+        panic!()
+    };
     assert_eq!(sources, &vec!["$D".to_string()]);
-    let Command::Env { pairs, .. } = cmds[10] else { panic!() };
+    let Command::Env { pairs, .. } = cmds[10] else {
+        panic!()
+    };
     let vals: Vec<&str> = pairs.iter().map(|p| p.value.as_str()).collect();
     assert_eq!(vals, ["$D", "$D", "yes no"]);
 }
 
 #[test]
 fn nested_default_in_a_buildfile() {
-    let r = resolved("ARG OTHER=fallback\nARG VAR\nFROM img:${VAR:-${OTHER}}\n", &[]);
+    let r = resolved(
+        "ARG OTHER=fallback\nARG VAR\nFROM img:${VAR:-${OTHER}}\n",
+        &[],
+    );
     assert_eq!(r.stages[0].base, "img:fallback");
-    let r = resolved("ARG OTHER=fallback\nARG VAR\nFROM img:${VAR:-${OTHER}}\n", &[("VAR", "set")]);
+    let r = resolved(
+        "ARG OTHER=fallback\nARG VAR\nFROM img:${VAR:-${OTHER}}\n",
+        &[("VAR", "set")],
+    );
     assert_eq!(r.stages[0].base, "img:set");
 }
 
 #[test]
 fn env_inherited_from_parent_stage() {
-    let r = resolved("FROM a AS base\nENV P=/opt\nARG Q=1\nFROM base\nWORKDIR $P\nENV Z=${Q:-unset}\n", &[]);
+    let r = resolved(
+        "FROM a AS base\nENV P=/opt\nARG Q=1\nFROM base\nWORKDIR $P\nENV Z=${Q:-unset}\n",
+        &[],
+    );
     let s = &r.stages[1].steps;
-    assert_eq!(s[0].command, Command::Workdir { path: "/opt".into() });
+    assert_eq!(
+        s[0].command,
+        Command::Workdir {
+            path: "/opt".into()
+        }
+    );
     assert_eq!(env_of(&s[1], "Z").as_deref(), Some("unset"));
 }
 
@@ -640,7 +1049,13 @@ fn expansion_errors_have_a_location() {
     let bf = p(text);
     let e = resolve(&bf, "Buildfile", text, &ResolveOptions::default()).unwrap_err();
     assert_eq!(e.to_string(), "Buildfile:3:9: X: must be set");
-    let e = resolve(&p("FROM img:${X\n"), "Buildfile", "FROM img:${X\n", &ResolveOptions::default()).unwrap_err();
+    let e = resolve(
+        &p("FROM img:${X\n"),
+        "Buildfile",
+        "FROM img:${X\n",
+        &ResolveOptions::default(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("missing '}'"));
 }
 
@@ -664,7 +1079,9 @@ fn graph_dependencies_and_target_pruning() {
     assert_eq!(g.nodes[2].base, Dep::Stage(0));
     assert_eq!(g.nodes[3].base, Dep::Scratch);
     assert_eq!(g.stage_deps(3), vec![0, 2]);
-    assert!(g.nodes[3].deps.contains(&(Dep::Image("nginx:latest".into()), 9)));
+    assert!(g.nodes[3]
+        .deps
+        .contains(&(Dep::Image("nginx:latest".into()), 9)));
     // The last stage is the default target; stage "unused" is never built.
     assert_eq!(g.plan(None).unwrap(), vec![0, 2, 3]);
     assert_eq!(g.plan(Some("test")).unwrap(), vec![0, 2]);
@@ -686,8 +1103,12 @@ fn graph_by_index_and_forward_references() {
 #[test]
 fn graph_errors() {
     let e = graph(MULTI).unwrap().plan(Some("tset")).unwrap_err();
-    assert_eq!(e.to_string(), "Buildfile: target stage \"tset\" could not be found (did you mean test?)");
-    let e = graph("FROM a AS x\nCOPY --from=y /a /b\nFROM b AS y\nCOPY --from=x /a /b\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Buildfile: target stage \"tset\" could not be found (did you mean test?)"
+    );
+    let e =
+        graph("FROM a AS x\nCOPY --from=y /a /b\nFROM b AS y\nCOPY --from=x /a /b\n").unwrap_err();
     assert_eq!(
         e.to_string(),
         "Buildfile:4: circular dependency between stages: x -> y -> x (a stage cannot copy from itself or from a stage that needs it)"
@@ -695,13 +1116,19 @@ fn graph_errors() {
     let e = graph("FROM a AS self\nCOPY --from=self /a /b\n").unwrap_err();
     assert!(e.to_string().contains("self -> self"));
     let e = graph("FROM a\nCOPY --from=3 /a /b\n").unwrap_err();
-    assert_eq!(e.to_string(), "Buildfile:2: invalid stage index 3: the file has 1 stages (stage indexes start at 0)");
+    assert_eq!(
+        e.to_string(),
+        "Buildfile:2: invalid stage index 3: the file has 1 stages (stage indexes start at 0)"
+    );
 }
 
 // ---------------------------------------------------------------- linter
 
 fn rules(text: &str) -> Vec<(Rule, u32)> {
-    lint(&p(text), text).into_iter().map(|w| (w.rule, w.lines.start)).collect()
+    lint(&p(text), text)
+        .into_iter()
+        .map(|w| (w.rule, w.lines.start))
+        .collect()
 }
 
 #[test]
@@ -741,7 +1168,10 @@ fn lint_rules() {
         (Rule::ReservedStageName, 13),
         (Rule::JSONArgsRecommended, 14),
     ] {
-        assert!(got.contains(&(rule, line)), "missing {rule:?} at line {line} in {got:?}");
+        assert!(
+            got.contains(&(rule, line)),
+            "missing {rule:?} at line {line} in {got:?}"
+        );
     }
     assert!(!got.contains(&(Rule::FromAsCasing, 3)));
     assert!(rules("FROM a as b\n").contains(&(Rule::FromAsCasing, 1)));
@@ -779,11 +1209,16 @@ fn strip_lines(mut bf: Buildfile) -> Buildfile {
 }
 
 fn round_trip(text: &str) -> Result<(), String> {
-    let Ok(a) = parse("Buildfile", text) else { return Ok(()) };
+    let Ok(a) = parse("Buildfile", text) else {
+        return Ok(());
+    };
     let printed = print(&a);
-    let b = parse("Buildfile", &printed).map_err(|e| format!("reparse failed: {}\n---\n{printed}", e.render()))?;
+    let b = parse("Buildfile", &printed)
+        .map_err(|e| format!("reparse failed: {}\n---\n{printed}", e.render()))?;
     if strip_lines(a.clone()) != strip_lines(b.clone()) {
-        return Err(format!("AST changed.\ninput:\n{text}\nprinted:\n{printed}\nbefore: {a:#?}\nafter: {b:#?}"));
+        return Err(format!(
+            "AST changed.\ninput:\n{text}\nprinted:\n{printed}\nbefore: {a:#?}\nafter: {b:#?}"
+        ));
     }
     Ok(())
 }
@@ -825,7 +1260,8 @@ mod prop {
     fn cmdline() -> impl Strategy<Value = String> {
         prop_oneof![
             "[a-z][a-z0-9 &|;$=-]{0,20}",
-            proptest::collection::vec("[a-z $\"\\\\]{0,6}", 0..4).prop_map(|v| serde_json::to_string(&v).unwrap()),
+            proptest::collection::vec("[a-z $\"\\\\]{0,6}", 0..4)
+                .prop_map(|v| serde_json::to_string(&v).unwrap()),
         ]
     }
 
@@ -853,50 +1289,162 @@ mod prop {
 
     fn instruction() -> impl Strategy<Value = String> {
         prop_oneof![
-            (kw("FROM"), word(), proptest::option::of(word()), proptest::option::of(word())).prop_map(|(k, img, name, plat)| {
-                let p = plat.map(|p| format!("--platform={p} ")).unwrap_or_default();
-                match name {
-                    Some(n) => format!("{k} {p}{img} AS {n}"),
-                    None => format!("{k} {p}{img}"),
-                }
-            }),
-            (kw("RUN"), proptest::collection::vec(mount(), 0..3), cmdline())
+            (
+                kw("FROM"),
+                word(),
+                proptest::option::of(word()),
+                proptest::option::of(word())
+            )
+                .prop_map(|(k, img, name, plat)| {
+                    let p = plat.map(|p| format!("--platform={p} ")).unwrap_or_default();
+                    match name {
+                        Some(n) => format!("{k} {p}{img} AS {n}"),
+                        None => format!("{k} {p}{img}"),
+                    }
+                }),
+            (
+                kw("RUN"),
+                proptest::collection::vec(mount(), 0..3),
+                cmdline()
+            )
                 .prop_map(|(k, m, c)| format!("{k} {} {c}", m.join(" "))),
             (kw("CMD"), cmdline()).prop_map(|(k, c)| format!("{k} {c}")),
             (kw("ENTRYPOINT"), cmdline()).prop_map(|(k, c)| format!("{k} {c}")),
-            (kw("ENV"), proptest::collection::vec((word(), value()), 1..4))
-                .prop_map(|(k, v)| format!("{k} {}", v.iter().map(|(a, b)| format!("{a}={b}")).collect::<Vec<_>>().join(" "))),
+            (
+                kw("ENV"),
+                proptest::collection::vec((word(), value()), 1..4)
+            )
+                .prop_map(|(k, v)| format!(
+                    "{k} {}",
+                    v.iter()
+                        .map(|(a, b)| format!("{a}={b}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )),
             (kw("LABEL"), word(), "[a-z][a-z ]{0,10}").prop_map(|(k, a, b)| format!("{k} {a} {b}")),
-            (kw("EXPOSE"), proptest::collection::vec((1u16..9000, proptest::option::of(1u16..50), proptest::sample::select(&["", "/tcp", "/udp"][..])), 1..4))
-                .prop_map(|(k, v)| format!("{k} {}", v.iter().map(|(a, r, p)| match r { Some(r) => format!("{a}-{}{p}", a + r), None => format!("{a}{p}") }).collect::<Vec<_>>().join(" "))),
-            (kw("COPY"), proptest::collection::vec(flag(&["from", "chown", "chmod", "link", "parents", "exclude"]), 0..3), proptest::collection::vec(word(), 2..4))
+            (
+                kw("EXPOSE"),
+                proptest::collection::vec(
+                    (
+                        1u16..9000,
+                        proptest::option::of(1u16..50),
+                        proptest::sample::select(&["", "/tcp", "/udp"][..])
+                    ),
+                    1..4
+                )
+            )
+                .prop_map(|(k, v)| format!(
+                    "{k} {}",
+                    v.iter()
+                        .map(|(a, r, p)| match r {
+                            Some(r) => format!("{a}-{}{p}", a + r),
+                            None => format!("{a}{p}"),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )),
+            (
+                kw("COPY"),
+                proptest::collection::vec(
+                    flag(&["from", "chown", "chmod", "link", "parents", "exclude"]),
+                    0..3
+                ),
+                proptest::collection::vec(word(), 2..4)
+            )
                 .prop_map(|(k, f, w)| format!("{k} {} {}", f.join(" "), w.join(" "))),
-            (kw("ADD"), proptest::collection::vec(flag(&["chown", "chmod", "link", "checksum", "keep-git-dir", "exclude"]), 0..3), proptest::collection::vec(word(), 2..4))
+            (
+                kw("ADD"),
+                proptest::collection::vec(
+                    flag(&[
+                        "chown",
+                        "chmod",
+                        "link",
+                        "checksum",
+                        "keep-git-dir",
+                        "exclude"
+                    ]),
+                    0..3
+                ),
+                proptest::collection::vec(word(), 2..4)
+            )
                 .prop_map(|(k, f, w)| format!("{k} {} {}", f.join(" "), w.join(" "))),
-            (kw("COPY"), proptest::collection::vec(word(), 2..4)).prop_map(|(k, w)| format!("{k} {}", serde_json::to_string(&w).unwrap())),
-            (kw("VOLUME"), proptest::collection::vec(word(), 1..3), any::<bool>())
-                .prop_map(|(k, w, j)| if j { format!("{k} {}", serde_json::to_string(&w).unwrap()) } else { format!("{k} {}", w.join(" ")) }),
+            (kw("COPY"), proptest::collection::vec(word(), 2..4))
+                .prop_map(|(k, w)| format!("{k} {}", serde_json::to_string(&w).unwrap())),
+            (
+                kw("VOLUME"),
+                proptest::collection::vec(word(), 1..3),
+                any::<bool>()
+            )
+                .prop_map(|(k, w, j)| if j {
+                    format!("{k} {}", serde_json::to_string(&w).unwrap())
+                } else {
+                    format!("{k} {}", w.join(" "))
+                }),
             (kw("USER"), value()).prop_map(|(k, v)| format!("{k} u{v}")),
             (kw("WORKDIR"), value()).prop_map(|(k, v)| format!("{k} /{v}")),
             (kw("STOPSIGNAL"), "SIG[A-Z]{2,4}").prop_map(|(k, v)| format!("{k} {v}")),
-            (kw("ARG"), proptest::collection::vec(("[A-Z_][A-Z0-9_]{0,5}", proptest::option::of(value())), 1..3))
-                .prop_map(|(k, v)| format!("{k} {}", v.iter().map(|(n, d)| match d { Some(d) => format!("{n}={d}"), None => n.clone() }).collect::<Vec<_>>().join(" "))),
+            (
+                kw("ARG"),
+                proptest::collection::vec(
+                    ("[A-Z_][A-Z0-9_]{0,5}", proptest::option::of(value())),
+                    1..3
+                )
+            )
+                .prop_map(|(k, v)| format!(
+                    "{k} {}",
+                    v.iter()
+                        .map(|(n, d)| match d {
+                            Some(d) => format!("{n}={d}"),
+                            None => n.clone(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )),
             (kw("ONBUILD"), cmdline()).prop_map(|(k, c)| format!("{k} RUN {c}")),
-            (kw("HEALTHCHECK"), proptest::option::of(1u32..100), cmdline())
-                .prop_map(|(k, i, c)| match i { Some(i) => format!("{k} --interval={i}s --retries={i} CMD {c}"), None => format!("{k} CMD {c}") }),
+            (
+                kw("HEALTHCHECK"),
+                proptest::option::of(1u32..100),
+                cmdline()
+            )
+                .prop_map(|(k, i, c)| match i {
+                    Some(i) => format!("{k} --interval={i}s --retries={i} CMD {c}"),
+                    None => format!("{k} CMD {c}"),
+                }),
             kw("HEALTHCHECK").prop_map(|k| format!("{k} NONE")),
-            (kw("SHELL"), proptest::collection::vec(word(), 1..3)).prop_map(|(k, w)| format!("{k} {}", serde_json::to_string(&w).unwrap())),
+            (kw("SHELL"), proptest::collection::vec(word(), 1..3))
+                .prop_map(|(k, w)| format!("{k} {}", serde_json::to_string(&w).unwrap())),
             (kw("MAINTAINER"), "[a-z <>@.]{1,12}").prop_map(|(k, v)| format!("{k} {v}")),
-            (kw("RUN"), any::<bool>(), proptest::collection::vec("[a-z $\t{}]{0,12}", 0..4), "[A-Z]{1,4}", any::<bool>()).prop_map(|(k, dash, body, name, quoted)| {
-                let d = if dash { "-" } else { "" };
-                let q = if quoted { format!("\"{name}\"") } else { name.clone() };
-                let body: String = body.iter().map(|l| format!("{}\n", l.trim_start_matches('\t'))).filter(|l| l.trim_end() != name).collect();
-                format!("{k} <<{d}{q} sh\n{body}{name}")
-            }),
-            (kw("COPY"), "[A-Z]{1,4}", proptest::collection::vec("[a-z $]{0,12}", 0..3), word()).prop_map(|(k, name, body, dst)| {
-                let body: String = body.iter().map(|l| format!("{l}\n")).collect();
-                format!("{k} <<{name} /{dst}\n{body}{name}")
-            }),
+            (
+                kw("RUN"),
+                any::<bool>(),
+                proptest::collection::vec("[a-z $\t{}]{0,12}", 0..4),
+                "[A-Z]{1,4}",
+                any::<bool>()
+            )
+                .prop_map(|(k, dash, body, name, quoted)| {
+                    let d = if dash { "-" } else { "" };
+                    let q = if quoted {
+                        format!("\"{name}\"")
+                    } else {
+                        name.clone()
+                    };
+                    let body: String = body
+                        .iter()
+                        .map(|l| format!("{}\n", l.trim_start_matches('\t')))
+                        .filter(|l| l.trim_end() != name)
+                        .collect();
+                    format!("{k} <<{d}{q} sh\n{body}{name}")
+                }),
+            (
+                kw("COPY"),
+                "[A-Z]{1,4}",
+                proptest::collection::vec("[a-z $]{0,12}", 0..3),
+                word()
+            )
+                .prop_map(|(k, name, body, dst)| {
+                    let body: String = body.iter().map(|l| format!("{l}\n")).collect();
+                    format!("{k} <<{name} /{dst}\n{body}{name}")
+                }),
         ]
     }
 

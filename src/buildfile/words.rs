@@ -9,7 +9,10 @@ pub fn split_words(s: &str, escape: char) -> Vec<(usize, &str)> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < s.len() {
-        let skip = s[pos..].len() - s[pos..].trim_start_matches(|c: char| c.is_whitespace()).len();
+        let skip = s[pos..].len()
+            - s[pos..]
+                .trim_start_matches(|c: char| c.is_whitespace())
+                .len();
         pos += skip;
         if pos >= s.len() {
             break;
@@ -46,7 +49,14 @@ pub fn word_end(s: &str, escape: char) -> usize {
 /// Remove quotes and escapes without expanding variables. Never fails: an unterminated
 /// quote runs to the end of the word.
 pub fn unquote(word: &str, escape: char) -> String {
-    let mut lx = Lex { chars: word.chars().collect(), pos: 0, escape, lookup: None, undefined: None, depth: 0 };
+    let mut lx = Lex {
+        chars: word.chars().collect(),
+        pos: 0,
+        escape,
+        lookup: None,
+        undefined: None,
+        depth: 0,
+    };
     lx.word(None, true).unwrap_or_else(|_| word.to_string())
 }
 
@@ -64,7 +74,14 @@ pub fn expand(
     lookup: &dyn Fn(&str) -> Option<String>,
     undefined: &mut Vec<String>,
 ) -> Result<String, ExpandError> {
-    let mut lx = Lex { chars: word.chars().collect(), pos: 0, escape, lookup: Some(lookup), undefined: Some(undefined), depth: 0 };
+    let mut lx = Lex {
+        chars: word.chars().collect(),
+        pos: 0,
+        escape,
+        lookup: Some(lookup),
+        undefined: Some(undefined),
+        depth: 0,
+    };
     lx.word(None, false)
 }
 
@@ -225,11 +242,21 @@ impl Lex<'_, '_> {
                 let val = self.get(&name);
                 let set_nonempty = val.as_deref().is_some_and(|v| !v.is_empty());
                 match op {
-                    Some('-') => Ok(if set_nonempty { val.unwrap_or_default() } else { word }),
+                    Some('-') => Ok(if set_nonempty {
+                        val.unwrap_or_default()
+                    } else {
+                        word
+                    }),
                     Some('+') => Ok(if set_nonempty { word } else { String::new() }),
                     Some('?') if set_nonempty => Ok(val.unwrap_or_default()),
-                    Some('?') => err(if word.is_empty() { format!("{name}: is not allowed to be unset") } else { format!("{name}: {word}") }),
-                    _ => err(format!("unsupported modifier in substitution of ${{{name}:...}}: use :-, :+ or :?")),
+                    Some('?') => err(if word.is_empty() {
+                        format!("{name}: is not allowed to be unset")
+                    } else {
+                        format!("{name}: {word}")
+                    }),
+                    _ => err(format!(
+                        "unsupported modifier in substitution of ${{{name}:...}}: use :-, :+ or :?"
+                    )),
                 }
             }
             Some(op @ ('-' | '+' | '?')) => {
@@ -242,7 +269,11 @@ impl Lex<'_, '_> {
                     ('+', Some(_)) => Ok(word),
                     ('+', None) => Ok(String::new()),
                     ('?', Some(v)) => Ok(v),
-                    _ => err(if word.is_empty() { format!("{name}: is not allowed to be unset") } else { format!("{name}: {word}") }),
+                    _ => err(if word.is_empty() {
+                        format!("{name}: is not allowed to be unset")
+                    } else {
+                        format!("{name}: {word}")
+                    }),
                 }
             }
             Some(op @ ('#' | '%')) => {
@@ -256,7 +287,9 @@ impl Lex<'_, '_> {
                 Ok(trim_pattern(&val, &pat, op == '#', longest))
             }
             None => err("syntax error: missing '}'"),
-            Some(c) => err(format!("bad substitution: unexpected '{c}' after ${{{name}")),
+            Some(c) => err(format!(
+                "bad substitution: unexpected '{c}' after ${{{name}"
+            )),
         };
         self.depth -= 1;
         result
@@ -265,13 +298,21 @@ impl Lex<'_, '_> {
 
 /// `${v#pat}` / `${v##pat}` / `${v%pat}` / `${v%%pat}` with `*` and `?` wildcards.
 fn trim_pattern(val: &str, pat: &str, prefix: bool, longest: bool) -> String {
-    let idx: Vec<usize> = val.char_indices().map(|(i, _)| i).chain(std::iter::once(val.len())).collect();
+    let idx: Vec<usize> = val
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(val.len()))
+        .collect();
     let mut cands: Vec<usize> = idx.clone();
     if prefix == longest {
         cands.reverse();
     }
     for cut in cands {
-        let (part, keep) = if prefix { (&val[..cut], &val[cut..]) } else { (&val[cut..], &val[..cut]) };
+        let (part, keep) = if prefix {
+            (&val[..cut], &val[cut..])
+        } else {
+            (&val[cut..], &val[..cut])
+        };
         if glob(pat, part) {
             return keep.to_string();
         }
@@ -312,7 +353,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn ex(word: &str, vars: &[(&str, &str)]) -> Result<String, ExpandError> {
-        let m: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut u = Vec::new();
         expand(word, '\\', &|n| m.get(n).cloned(), &mut u)
     }
@@ -351,8 +395,14 @@ mod tests {
 
     #[test]
     fn required_errors() {
-        assert_eq!(ex("${U:?must be set}", &[]).unwrap_err().message, "U: must be set");
-        assert_eq!(ex("${U?}", &[]).unwrap_err().message, "U: is not allowed to be unset");
+        assert_eq!(
+            ex("${U:?must be set}", &[]).unwrap_err().message,
+            "U: must be set"
+        );
+        assert_eq!(
+            ex("${U?}", &[]).unwrap_err().message,
+            "U: is not allowed to be unset"
+        );
         assert_eq!(ex("${E:?x}", &[("E", "")]).unwrap_err().message, "E: x");
         assert_eq!(ex("${E?x}", &[("E", "")]).unwrap(), "");
         assert!(ex("${A", &[]).is_err());
@@ -371,7 +421,10 @@ mod tests {
         assert!(ex("'open", &v).is_err());
         assert!(ex("\"open", &v).is_err());
         let mut u = Vec::new();
-        assert_eq!(expand("`$A", '`', &|_| Some("z".into()), &mut u).unwrap(), "$A");
+        assert_eq!(
+            expand("`$A", '`', &|_| Some("z".into()), &mut u).unwrap(),
+            "$A"
+        );
     }
 
     #[test]
@@ -386,7 +439,13 @@ mod tests {
     #[test]
     fn undefined_are_recorded() {
         let mut u = Vec::new();
-        let r = expand("$A ${B:-x} ${C}", '\\', &|n| (n == "C").then(|| "c".to_string()), &mut u).unwrap();
+        let r = expand(
+            "$A ${B:-x} ${C}",
+            '\\',
+            &|n| (n == "C").then(|| "c".to_string()),
+            &mut u,
+        )
+        .unwrap();
         assert_eq!(r, " x c");
         assert_eq!(u, vec!["A".to_string(), "B".to_string()]);
         assert_eq!(references("'$NO' $YES", '\\'), vec!["YES".to_string()]);
@@ -394,7 +453,10 @@ mod tests {
 
     #[test]
     fn split_keeps_quotes() {
-        let w: Vec<&str> = split_words("a=\"b c\" d='e f' g\\ h", '\\').into_iter().map(|x| x.1).collect();
+        let w: Vec<&str> = split_words("a=\"b c\" d='e f' g\\ h", '\\')
+            .into_iter()
+            .map(|x| x.1)
+            .collect();
         assert_eq!(w, vec!["a=\"b c\"", "d='e f'", "g\\ h"]);
         assert_eq!(unquote("\"a b\"c'd'", '\\'), "a bcd");
     }
