@@ -354,7 +354,7 @@ impl Buildfile {
             .first()
             .map(|s| s.from)
             .unwrap_or(self.instructions.len());
-        self.instructions[..end].iter()
+        self.instructions.get(..end).unwrap_or(&[]).iter()
     }
 
     /// Instructions of one stage, its `FROM` first.

@@ -187,7 +187,9 @@ pub fn lint(bf: &Buildfile, text: &str) -> Vec<Warning> {
 
     let mut seen_names: Vec<String> = Vec::new();
     for st in &bf.stages {
-        let from = &bf.instructions[st.from];
+        let Some(from) = bf.instructions.get(st.from) else {
+            continue;
+        };
         if let Command::From {
             image,
             platform,
@@ -367,8 +369,14 @@ pub fn lint(bf: &Buildfile, text: &str) -> Vec<Warning> {
                     }
                 }
             }
-            if st.base.is_empty() || st.base.ends_with(':') || st.base.ends_with('@') {
-                let ins = &bf.instructions[bf.stages[st.index].from];
+            let from = bf
+                .stages
+                .get(st.index)
+                .and_then(|s| bf.instructions.get(s.from));
+            if let (true, Some(ins)) = (
+                st.base.is_empty() || st.base.ends_with(':') || st.base.ends_with('@'),
+                from,
+            ) {
                 out.push(w(
                     Rule::InvalidDefaultArgInFrom,
                     ins.lines,

@@ -105,7 +105,10 @@ pub fn parse(file: &str, text: &str) -> Result<Buildfile, Error> {
 pub(crate) struct Logical<'a> {
     pub text: Cow<'a, str>,
     /// (offset in `text`, 0-based physical line, byte offset in that line).
-    segs: Vec<(usize, usize, usize)>,
+    /// Where the first physical line starts: (0-based line, byte offset in it).
+    first: (usize, usize),
+    /// Continuation lines: (offset in `text`, 0-based line); they start at byte 0.
+    more: Vec<(usize, usize)>,
     start: usize,
     end: usize,
     /// True when a blank line sat inside the continuation (deprecated by Docker).
@@ -222,7 +225,7 @@ impl<'a> Parser<'a> {
         let lead = raw.len() - trimmed.len();
         let (body, mut cont) = self.continuation(trimmed);
         let mut text = Cow::Borrowed(body);
-        let mut segs = vec![(0, start, lead)];
+        let mut more = Vec::new();
         let mut end = start;
         let mut empty_continuation = false;
         while cont && *i < self.lines.len() {
@@ -239,7 +242,7 @@ impl<'a> Parser<'a> {
             }
             let (body, c) = self.continuation(l);
             cont = c;
-            segs.push((text.len(), end, 0));
+            more.push((text.len(), end));
             text.to_mut().push_str(body);
         }
         if text.trim().is_empty() {
@@ -247,7 +250,8 @@ impl<'a> Parser<'a> {
         }
         Some(Logical {
             text,
-            segs,
+            first: (start, lead),
+            more,
             start,
             end,
             empty_continuation,
@@ -261,8 +265,7 @@ impl<'a> Parser<'a> {
             .find(|c: char| c.is_whitespace())
             .unwrap_or(rest_all.len());
         let keyword = &rest_all[..kw_len];
-        let upper = keyword.to_ascii_uppercase();
-        let Some(&kind) = KEYWORDS.iter().find(|k| **k == upper) else {
+        let Some(&kind) = KEYWORDS.iter().find(|k| k.eq_ignore_ascii_case(keyword)) else {
             let hint = suggest(keyword, &KEYWORDS).map(|s| format!("did you mean {s}?"));
             return Err(self.err(l, off, format!("unknown instruction {keyword}"), hint));
         };
@@ -979,9 +982,11 @@ impl<'a> Parser<'a> {
 impl Logical<'_> {
     /// Physical (line, byte) of a byte offset in the logical text.
     fn position(&self, off: usize) -> (usize, usize) {
-        let idx = self.segs.partition_point(|s| s.0 <= off).saturating_sub(1);
-        let (so, line, col) = self.segs.get(idx).copied().unwrap_or((0, self.start, 0));
-        (line, col + off.saturating_sub(so))
+        let idx = self.more.partition_point(|s| s.0 <= off);
+        match idx.checked_sub(1).and_then(|i| self.more.get(i)) {
+            Some(&(so, line)) => (line, off - so),
+            None => (self.first.0, self.first.1 + off),
+        }
     }
 }
 

@@ -222,7 +222,11 @@ impl Ctx<'_> {
     ) -> Result<String, Error> {
         let mut missing = Vec::new();
         let out = expand(word, self.escape, &|n| scope.get(n), &mut missing).map_err(|e| {
-            let src = self.lines.get(ins_line as usize - 1).copied().unwrap_or("");
+            let src = self
+                .lines
+                .get((ins_line as usize).saturating_sub(1))
+                .copied()
+                .unwrap_or("");
             let col = src
                 .find(word.lines().next().unwrap_or(word))
                 .map(|b| src[..b].chars().count())
@@ -335,7 +339,9 @@ pub fn resolve(
     let mut stages: Vec<ResolvedStage> = Vec::new();
     let mut final_env: Vec<Vec<(String, String)>> = Vec::new();
     for st in &bf.stages {
-        let from = &bf.instructions[st.from];
+        let Some(from) = bf.instructions.get(st.from) else {
+            continue;
+        };
         let (image, platform) = match &from.command {
             Command::From {
                 image, platform, ..
@@ -355,8 +361,8 @@ pub fn resolve(
             scope.env = final_env[parent].clone();
         }
         let mut steps = Vec::new();
-        for idx in st.from + 1..st.end {
-            let ins = &bf.instructions[idx];
+        for (idx, ins) in bf.stage_instructions(st).iter().enumerate().skip(1) {
+            let idx = st.from + idx;
             let line = ins.lines.start;
             let mut u = Vec::new();
             let mut heredocs = ins.heredocs.clone();

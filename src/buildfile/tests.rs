@@ -1208,10 +1208,36 @@ fn strip_lines(mut bf: Buildfile) -> Buildfile {
     bf
 }
 
+fn ast_schema() -> &'static jsonschema::Validator {
+    static V: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    V.get_or_init(|| {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../schemas/buildfile-ast.schema.json"))
+                .expect("schema is JSON");
+        jsonschema::validator_for(&schema).expect("schema compiles")
+    })
+}
+
+/// The JSON `imgctl buildfile parse --json` would print for `bf` matches the schema.
+fn check_schema(bf: &Buildfile) -> Result<(), String> {
+    let mut doc = serde_json::to_value(bf).map_err(|e| e.to_string())?;
+    doc["file"] = serde_json::Value::from("Buildfile");
+    let errs: Vec<String> = ast_schema()
+        .iter_errors(&doc)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("schema violations: {}\n{doc:#}", errs.join("; ")))
+    }
+}
+
 fn round_trip(text: &str) -> Result<(), String> {
     let Ok(a) = parse("Buildfile", text) else {
         return Ok(());
     };
+    check_schema(&a)?;
     let printed = print(&a);
     let b = parse("Buildfile", &printed)
         .map_err(|e| format!("reparse failed: {}\n---\n{printed}", e.render()))?;

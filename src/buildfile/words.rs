@@ -49,6 +49,9 @@ pub fn word_end(s: &str, escape: char) -> usize {
 /// Remove quotes and escapes without expanding variables. Never fails: an unterminated
 /// quote runs to the end of the word.
 pub fn unquote(word: &str, escape: char) -> String {
+    if !word.contains(['"', '\'', escape]) {
+        return word.to_string();
+    }
     let mut lx = Lex {
         chars: word.chars().collect(),
         pos: 0,

@@ -226,7 +226,7 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
                     write!(out, " ({h})")?;
                 }
                 writeln!(out)?;
-                if let Some(src) = lines.get(w.lines.start as usize - 1) {
+                if let Some(src) = lines.get((w.lines.start as usize).saturating_sub(1)) {
                     writeln!(out, " {} | {}", w.lines.start, src.trim_end_matches('\r'))?;
                 }
             }
