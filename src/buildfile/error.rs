@@ -29,10 +29,10 @@ pub enum Error {
     #[error("{}:{}:{}: {message}", .at.file, .at.line, .at.column)]
     Expand { at: Box<Location>, message: String },
     /// The stage graph is invalid: unknown stage, cycle, bad index.
-    #[error("{}: {message}{}", location_prefix(.file, *.line), hint_suffix(.hint))]
+    #[error("{}: {message}{}", stage_prefix(.file, .at), hint_suffix(.hint))]
     Stage {
         file: String,
-        line: Option<u32>,
+        at: Option<Box<Location>>,
         message: String,
         hint: Option<String>,
     },
@@ -48,9 +48,9 @@ fn hint_suffix(hint: &Option<String>) -> String {
     }
 }
 
-fn location_prefix(file: &str, line: Option<u32>) -> String {
-    match line {
-        Some(l) => format!("{file}:{l}"),
+fn stage_prefix(file: &str, at: &Option<Box<Location>>) -> String {
+    match at {
+        Some(a) => format!("{}:{}:{}", a.file, a.line, a.column),
         None => file.to_string(),
     }
 }
@@ -62,7 +62,7 @@ impl Error {
             Error::Syntax { at, .. } | Error::Expand { at, .. } | Error::Encoding { at } => {
                 Some(at)
             }
-            Error::Stage { .. } => None,
+            Error::Stage { at, .. } => at.as_deref(),
         }
     }
 

@@ -58,7 +58,7 @@ fn run_all(bytes: &[u8]) {
             let _ = serde_json::to_string(&bf);
             let _ = lint(&bf, &text);
             if let Ok(r) = resolve(&bf, "Buildfile", &text, &ResolveOptions::default()) {
-                if let Ok(g) = Graph::new(&r, "Buildfile") {
+                if let Ok(g) = Graph::new(&r, "Buildfile", &text) {
                     let _ = g.plan(None);
                     let _ = g.plan(Some("build"));
                 }

@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use super::ast::{Command, LineRange};
-use super::error::{suggest, Error};
+use super::error::{suggest, Error, Location};
 use super::resolve::Resolved;
 
 /// What a stage depends on.
@@ -43,8 +43,23 @@ pub struct Graph {
 }
 
 impl Graph {
-    /// Build the graph; `file` names the Buildfile in errors.
-    pub fn new(r: &Resolved, file: &str) -> Result<Graph, Error> {
+    /// Build the graph. `file` names the Buildfile in errors and `text` is its source
+    /// (for the line and caret in errors).
+    pub fn new(r: &Resolved, file: &str, text: &str) -> Result<Graph, Error> {
+        let lines: Vec<&str> = text
+            .split('\n')
+            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+            .collect();
+        // The line of an instruction holding `from=` (it may sit on a continuation line).
+        let from_line = |range: LineRange| -> u32 {
+            (range.start..=range.end)
+                .find(|l| {
+                    lines
+                        .get((*l as usize).saturating_sub(1))
+                        .is_some_and(|s| s.contains("from="))
+                })
+                .unwrap_or(range.start)
+        };
         let by_name = |n: &str, limit: usize| -> Option<usize> {
             let l = n.to_ascii_lowercase();
             r.stages[..limit.min(r.stages.len())]
@@ -76,7 +91,7 @@ impl Graph {
                         if i >= r.stages.len() {
                             return Err(Error::Stage {
                                 file: file.to_string(),
-                                line: Some(step.lines.start),
+                                at: locate(file, &lines, from_line(step.lines)),
                                 message: format!(
                                     "invalid stage index {i}: the file has {} stages",
                                     r.stages.len()
@@ -88,14 +103,14 @@ impl Graph {
                     } else if f.is_empty() {
                         return Err(Error::Stage {
                             file: file.to_string(),
-                            line: Some(step.lines.start),
+                            at: locate(file, &lines, from_line(step.lines)),
                             message: "empty --from value".into(),
                             hint: None,
                         });
                     } else {
                         Dep::Image(f.clone())
                     };
-                    deps.push((dep, step.lines.start));
+                    deps.push((dep, from_line(step.lines)));
                 }
             }
             nodes.push(Node {
@@ -110,7 +125,7 @@ impl Graph {
             file: file.to_string(),
             nodes,
         };
-        g.check_cycles()?;
+        g.check_cycles(&lines)?;
         Ok(g)
     }
 
@@ -121,7 +136,7 @@ impl Graph {
         }
     }
 
-    fn check_cycles(&self) -> Result<(), Error> {
+    fn check_cycles(&self, lines: &[&str]) -> Result<(), Error> {
         // 0 = unvisited, 1 = on the stack, 2 = done.
         let mut color = vec![0u8; self.nodes.len()];
         for start in 0..self.nodes.len() {
@@ -153,7 +168,7 @@ impl Graph {
                             path.push(self.label(*d));
                             return Err(Error::Stage {
                                 file: self.file.clone(),
-                                line: Some(*line),
+                                at: locate(&self.file, lines, *line),
                                 message: format!(
                                     "circular dependency between stages: {}",
                                     path.join(" -> ")
@@ -177,7 +192,7 @@ impl Graph {
         match target {
             None => self.nodes.len().checked_sub(1).ok_or_else(|| Error::Stage {
                 file: self.file.clone(),
-                line: None,
+                at: None,
                 message: "no build stage".into(),
                 hint: None,
             }),
@@ -206,7 +221,7 @@ impl Graph {
                     });
                 Err(Error::Stage {
                     file: self.file.clone(),
-                    line: None,
+                    at: None,
                     message: format!("target stage \"{t}\" could not be found"),
                     hint,
                 })
@@ -255,4 +270,19 @@ impl Graph {
         }
         v
     }
+}
+
+/// The location of `--from=`/`from=` (or the first non-blank) on a 1-based line.
+fn locate(file: &str, lines: &[&str], line: u32) -> Option<Box<Location>> {
+    let src = lines.get((line as usize).checked_sub(1)?)?;
+    let byte = src
+        .find("from=")
+        .map(|b| if src[..b].ends_with("--") { b - 2 } else { b });
+    let byte = byte.unwrap_or(src.len() - src.trim_start().len());
+    Some(Box::new(Location {
+        file: file.to_string(),
+        line,
+        column: src[..byte].chars().count() as u32 + 1,
+        source_line: src.to_string(),
+    }))
 }

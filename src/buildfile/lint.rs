@@ -388,7 +388,7 @@ pub fn lint(bf: &Buildfile, text: &str) -> Vec<Warning> {
                 ));
             }
         }
-        let _ = Graph::new(&r, "");
+        let _ = Graph::new(&r, "", text);
     }
 
     // Blank lines inside a continuation (instructions with heredocs are skipped: their

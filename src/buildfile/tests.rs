@@ -1070,7 +1070,7 @@ const MULTI: &str = concat!(
 
 fn graph(text: &str) -> Result<Graph, Error> {
     let r = resolved(text, &[]);
-    Graph::new(&r, "Buildfile")
+    Graph::new(&r, "Buildfile", text)
 }
 
 #[test]
@@ -1111,14 +1111,25 @@ fn graph_errors() {
         graph("FROM a AS x\nCOPY --from=y /a /b\nFROM b AS y\nCOPY --from=x /a /b\n").unwrap_err();
     assert_eq!(
         e.to_string(),
-        "Buildfile:4: circular dependency between stages: x -> y -> x (a stage cannot copy from itself or from a stage that needs it)"
+        "Buildfile:4:6: circular dependency between stages: x -> y -> x (a stage cannot copy from itself or from a stage that needs it)"
+    );
+    assert!(
+        e.render()
+            .ends_with("\n 4 | COPY --from=x /a /b\n   |      ^"),
+        "{}",
+        e.render()
     );
     let e = graph("FROM a AS self\nCOPY --from=self /a /b\n").unwrap_err();
     assert!(e.to_string().contains("self -> self"));
+    // A `from=` on a continuation line is located there.
+    let e = graph("FROM a AS m\nRUN --network=none \\\n    --mount=from=m,target=/x true\n")
+        .unwrap_err();
+    let at = e.location().unwrap();
+    assert_eq!((at.line, at.column), (3, 13));
     let e = graph("FROM a\nCOPY --from=3 /a /b\n").unwrap_err();
     assert_eq!(
         e.to_string(),
-        "Buildfile:2: invalid stage index 3: the file has 1 stages (stage indexes start at 0)"
+        "Buildfile:2:6: invalid stage index 3: the file has 1 stages (stage indexes start at 0)"
     );
 }
 

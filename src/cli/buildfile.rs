@@ -165,10 +165,9 @@ struct ErrorOut {
 
 impl From<&Error> for ErrorOut {
     fn from(e: &Error) -> Self {
-        let (line, column) = match (e.location(), e) {
-            (Some(l), _) => (Some(l.line), Some(l.column)),
-            (None, Error::Stage { line, .. }) => (*line, None),
-            _ => (None, None),
+        let (line, column) = match e.location() {
+            Some(l) => (Some(l.line), Some(l.column)),
+            None => (None, None),
         };
         ErrorOut {
             message: e.to_string(),
@@ -193,7 +192,7 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
             match buildfile::resolve(&bf, &name, &text, &ResolveOptions::default()) {
                 Err(e) => errors.push(e),
                 Ok(r) => {
-                    if let Err(e) = Graph::new(&r, &name) {
+                    if let Err(e) = Graph::new(&r, &name, &text) {
                         errors.push(e);
                     }
                 }
