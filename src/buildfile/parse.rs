@@ -520,16 +520,10 @@ impl<'a> Parser<'a> {
                         Some((n, d)) => (n, Some(d.to_string())),
                         None => (w, None),
                     };
-                    if !valid_arg_name(name) {
-                        return Err(self.err(
-                            l,
-                            pos + o,
-                            format!("invalid ARG name \"{name}\""),
-                            Some(
-                                "names are letters, digits and _ and do not start with a digit"
-                                    .into(),
-                            ),
-                        ));
+                    // BuildKit accepts any non-empty name (only names made of letters,
+                    // digits and `_` can be referenced with `$`).
+                    if name.is_empty() {
+                        return Err(self.err(l, pos + o, "ARG names can not be blank", None));
                     }
                     decls.push(ArgDecl {
                         name: name.to_string(),
@@ -1233,13 +1227,6 @@ pub(crate) fn valid_stage_name(s: &str) -> bool {
     let mut c = s.chars();
     c.next().is_some_and(|f| f.is_ascii_alphabetic())
         && c.all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
-}
-
-fn valid_arg_name(s: &str) -> bool {
-    let mut c = s.chars();
-    c.next()
-        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
-        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
 }
 
 /// Split a CSV record (`a=b,"c=d,e"`) into fields, honouring double quotes.

@@ -697,7 +697,10 @@ fn volume_user_workdir_arg_stopsignal_maintainer() {
         }
     );
     assert!(msg("FROM a\nVOLUME [\"\"]\n").contains("can not be an empty string"));
-    assert!(msg("FROM a\nARG 1x\n").contains("invalid ARG name"));
+    assert!(msg("FROM a\nARG =x\n").contains("ARG names can not be blank"));
+    assert!(
+        matches!(c(&p("FROM a\nARG my-arg=1\n"), 1), Command::Arg { args } if args[0].name == "my-arg")
+    );
 }
 
 #[test]
