@@ -49,7 +49,8 @@ const TOKENS: [&str; 24] = [
     "\u{0}",
 ];
 
-fn run_all(bytes: &[u8]) {
+/// Feed one input through everything; true when it parsed.
+fn run_all(bytes: &[u8]) -> bool {
     match parse_bytes("Buildfile", bytes) {
         Ok(bf) => {
             let text = String::from_utf8_lossy(bytes);
@@ -63,9 +64,11 @@ fn run_all(bytes: &[u8]) {
                     let _ = g.plan(Some("build"));
                 }
             }
+            true
         }
         Err(e) => {
             let _ = e.render();
+            false
         }
     }
 }
@@ -87,12 +90,12 @@ impl Rng {
 }
 
 fn mutate(rng: &mut Rng) -> Vec<u8> {
-    if rng.below(4) == 0 {
+    if rng.below(8) == 0 {
         let len = rng.below(512);
         return (0..len).map(|_| rng.next() as u8).collect();
     }
     let mut v = SEEDS[rng.below(SEEDS.len())].as_bytes().to_vec();
-    for _ in 0..1 + rng.below(8) {
+    for _ in 0..1 + rng.below(3) {
         let at = rng.below(v.len() + 1);
         match rng.below(4) {
             0 => {
@@ -118,22 +121,23 @@ fn mutate(rng: &mut Rng) -> Vec<u8> {
     v
 }
 
-fn fuzz_for(budget: Duration, seed: u64) -> u64 {
+/// Returns (inputs tried, inputs that parsed).
+fn fuzz_for(budget: Duration, seed: u64) -> (u64, u64) {
     let start = Instant::now();
     let mut rng = Rng(seed | 1);
-    let mut n = 0u64;
+    let (mut n, mut parsed) = (0u64, 0u64);
     while start.elapsed() < budget {
         let input = mutate(&mut rng);
-        let r = std::panic::catch_unwind(|| run_all(&input));
-        if r.is_err() {
-            panic!(
+        match std::panic::catch_unwind(|| run_all(&input)) {
+            Ok(ok) => parsed += u64::from(ok),
+            Err(_) => panic!(
                 "panic on input (seed {seed}, case {n}): {:?}",
                 String::from_utf8_lossy(&input)
-            );
+            ),
         }
         n += 1;
     }
-    n
+    (n, parsed)
 }
 
 #[test]
@@ -152,14 +156,17 @@ fn arbitrary_bytes_never_panic() {
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(7)
         });
-    let n = fuzz_for(Duration::from_secs(secs), seed);
-    eprintln!("fuzz: {n} inputs in {secs}s without a panic (seed {seed})");
+    let (n, parsed) = fuzz_for(Duration::from_secs(secs), seed);
+    eprintln!("fuzz: {n} inputs ({parsed} parsed) in {secs}s without a panic (seed {seed})");
     assert!(n > 0);
+    // Mutations of valid files must keep reaching the later stages.
+    assert!(parsed > 0, "no input parsed: the mutator only exercises error paths");
 }
 
 #[test]
 fn mutation_loop_quick() {
-    assert!(fuzz_for(Duration::from_millis(300), 42) > 0);
+    let (n, parsed) = fuzz_for(Duration::from_millis(300), 42);
+    assert!(n > 0 && parsed > 0, "{n} inputs, {parsed} parsed");
 }
 
 proptest! {

@@ -104,16 +104,12 @@ pub fn parse(file: &str, text: &str) -> Result<Buildfile, Error> {
 /// A logical line: physical lines joined across continuations.
 pub(crate) struct Logical<'a> {
     pub text: Cow<'a, str>,
-    /// (offset in `text`, 0-based physical line, byte offset in that line).
     /// Where the first physical line starts: (0-based line, byte offset in it).
     first: (usize, usize),
     /// Continuation lines: (offset in `text`, 0-based line); they start at byte 0.
     more: Vec<(usize, usize)>,
     start: usize,
     end: usize,
-    /// True when a blank line sat inside the continuation (deprecated by Docker).
-    #[allow(dead_code)]
-    pub empty_continuation: bool,
 }
 
 struct Parser<'a> {
@@ -227,17 +223,18 @@ impl<'a> Parser<'a> {
         let mut text = Cow::Borrowed(body);
         let mut more = Vec::new();
         let mut end = start;
-        let mut empty_continuation = false;
         while cont && *i < self.lines.len() {
             let l = self.lines[*i];
             end = *i;
             *i += 1;
             let t = l.trim_start_matches(|c: char| c.is_whitespace());
+            // Comment lines inside a continuation are dropped.
             if t.starts_with('#') {
                 continue;
             }
+            // Blank lines inside a continuation are skipped (Docker warns about
+            // them; see the NoEmptyContinuation lint).
             if t.is_empty() {
-                empty_continuation = true;
                 continue;
             }
             let (body, c) = self.continuation(l);
@@ -254,7 +251,6 @@ impl<'a> Parser<'a> {
             more,
             start,
             end,
-            empty_continuation,
         })
     }
 
