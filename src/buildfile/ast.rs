@@ -40,8 +40,9 @@ pub struct LineRange {
 /// One instruction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Instruction {
-    /// The keyword exactly as written (`run`, `Run`, `RUN`).
-    pub keyword: String,
+    /// The keyword exactly as written (`run`, `Run`, `RUN`). Borrowed from a static
+    /// table when written in upper case, which saves an allocation per instruction.
+    pub keyword: std::borrow::Cow<'static, str>,
     /// Source lines the instruction spans.
     pub lines: LineRange,
     /// Flags (`--name[=value]`) as written, value unquoted.

@@ -160,7 +160,10 @@ fn arbitrary_bytes_never_panic() {
     eprintln!("fuzz: {n} inputs ({parsed} parsed) in {secs}s without a panic (seed {seed})");
     assert!(n > 0);
     // Mutations of valid files must keep reaching the later stages.
-    assert!(parsed > 0, "no input parsed: the mutator only exercises error paths");
+    assert!(
+        parsed > 0,
+        "no input parsed: the mutator only exercises error paths"
+    );
 }
 
 #[test]

@@ -69,10 +69,8 @@ pub fn parse_bytes(file: &str, bytes: &[u8]) -> Result<Buildfile, Error> {
 /// Parse Buildfile text. `file` is only used in error messages.
 pub fn parse(file: &str, text: &str) -> Result<Buildfile, Error> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines: Vec<&str> = text
-        .split('\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        .collect();
+    let mut lines: Vec<&str> = Vec::with_capacity(text.bytes().filter(|b| *b == b'\n').count() + 1);
+    lines.extend(text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)));
     // The newline ending the last line does not start another line.
     if text.ends_with('\n') {
         lines.pop();
@@ -83,7 +81,8 @@ pub fn parse(file: &str, text: &str) -> Result<Buildfile, Error> {
         escape: '\\',
     };
     let (directives, mut i) = p.directives()?;
-    let mut instructions = Vec::new();
+    // Most lines are instructions; reserving avoids re-copying a growing vector.
+    let mut instructions = Vec::with_capacity((lines.len() / 2 + 8).min(1 << 16));
     while i < lines.len() {
         let Some(logical) = p.logical_line(&mut i) else {
             continue;
@@ -263,7 +262,13 @@ impl<'a> Parser<'a> {
         let keyword = &rest_all[..kw_len];
         let Some(&kind) = KEYWORDS.iter().find(|k| k.eq_ignore_ascii_case(keyword)) else {
             let hint = suggest(keyword, &KEYWORDS).map(|s| format!("did you mean {s}?"));
-            return Err(self.err(l, off, format!("unknown instruction {keyword}"), hint));
+            let shown: String = keyword.chars().take(40).collect();
+            let more = if shown.len() < keyword.len() {
+                "..."
+            } else {
+                ""
+            };
+            return Err(self.err(l, off, format!("unknown instruction {shown}{more}"), hint));
         };
         let mut pos = off + kw_len;
         pos += ws_len(&text[pos..]);
@@ -271,7 +276,11 @@ impl<'a> Parser<'a> {
         pos = after;
         let args = text[pos..].trim_end();
         let mut ins = Instruction {
-            keyword: keyword.to_string(),
+            keyword: if keyword == kind {
+                Cow::Borrowed(kind)
+            } else {
+                Cow::Owned(keyword.to_string())
+            },
             lines: LineRange {
                 start: l.start as u32 + 1,
                 end: l.end as u32 + 1,
@@ -831,8 +840,8 @@ impl<'a> Parser<'a> {
         let err = |msg: String, hint: Option<String>| self.err(l, off, msg, hint);
         for field in csv_fields(spec) {
             let (key, value) = match field.split_once('=') {
-                Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v.to_string())),
-                None => (field.trim().to_ascii_lowercase(), None),
+                Some((k, v)) => (lower(k.trim()), Some(v.to_string())),
+                None => (lower(field.trim()), None),
             };
             let boolean = |v: &Option<String>| -> Result<bool, Error> {
                 match v.as_deref() {
@@ -850,7 +859,7 @@ impl<'a> Parser<'a> {
                     )
                 })
             };
-            match key.as_str() {
+            match &*key {
                 "type" => {
                     let v = need(value)?;
                     m.kind = Some(MountType::parse(&v).ok_or_else(|| {
@@ -1225,8 +1234,20 @@ pub(crate) fn valid_stage_name(s: &str) -> bool {
         && c.all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
 }
 
+/// ASCII lower case, allocating only when something changes.
+fn lower(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
 /// Split a CSV record (`a=b,"c=d,e"`) into fields, honouring double quotes.
-fn csv_fields(s: &str) -> Vec<String> {
+fn csv_fields(s: &str) -> Vec<Cow<'_, str>> {
+    if !s.contains('"') {
+        return s.split(',').map(Cow::Borrowed).collect();
+    }
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut in_q = false;
@@ -1238,11 +1259,11 @@ fn csv_fields(s: &str) -> Vec<String> {
                 cur.push('"');
             }
             '"' => in_q = !in_q,
-            ',' if !in_q => out.push(std::mem::take(&mut cur)),
+            ',' if !in_q => out.push(Cow::Owned(std::mem::take(&mut cur))),
             _ => cur.push(c),
         }
     }
-    out.push(cur);
+    out.push(Cow::Owned(cur));
     out
 }
 

@@ -24,26 +24,49 @@ pub fn split_words(s: &str, escape: char) -> Vec<(usize, &str)> {
     out
 }
 
-/// Length of the word at the start of `s`: up to unquoted whitespace.
+/// Length of the word at the start of `s`: up to unquoted whitespace. Works on bytes
+/// (every special character is ASCII) and decodes only non-ASCII characters, to test
+/// them for Unicode whitespace.
 pub fn word_end(s: &str, escape: char) -> usize {
-    let mut quote: Option<char> = None;
-    let mut it = s.char_indices();
-    while let Some((i, c)) = it.next() {
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some('"') if c == escape => {
-                it.next();
+    let b = s.as_bytes();
+    let esc = escape as u32;
+    let mut quote: u8 = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c >= 0x80 {
+            let ch = s[i..].chars().next().unwrap_or(' ');
+            if quote == 0 && ch.is_whitespace() {
+                return i;
             }
-            Some(_) => {}
-            None if c.is_whitespace() => return i,
-            None if c == '"' || c == '\'' => quote = Some(c),
-            None if c == escape => {
-                it.next();
-            }
-            None => {}
+            i += ch.len_utf8();
+            continue;
         }
+        if quote != 0 {
+            if c == quote {
+                quote = 0;
+            } else if quote == b'"' && u32::from(c) == esc {
+                i += 1;
+                // Skip the escaped character (whole, if it is not ASCII).
+                if let Some(ch) = s.get(i..).and_then(|r| r.chars().next()) {
+                    i += ch.len_utf8();
+                }
+                continue;
+            }
+        } else if c.is_ascii_whitespace() || c == 0x0b {
+            return i;
+        } else if c == b'"' || c == b'\'' {
+            quote = c;
+        } else if u32::from(c) == esc {
+            i += 1;
+            if let Some(ch) = s.get(i..).and_then(|r| r.chars().next()) {
+                i += ch.len_utf8();
+            }
+            continue;
+        }
+        i += 1;
     }
-    s.len()
+    b.len()
 }
 
 /// Remove quotes and escapes without expanding variables. Never fails: an unterminated
