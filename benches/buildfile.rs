@@ -49,6 +49,10 @@ fn bench(c: &mut Criterion) {
     g.bench_function("parse_10k_instructions", |b| {
         b.iter(|| imgctl::buildfile::parse("Buildfile", black_box(&text)))
     });
+    // The same parse with the tree's deallocation kept out of the timing.
+    g.bench_function("parse_10k_instructions_without_drop", |b| {
+        b.iter_with_large_drop(|| imgctl::buildfile::parse("Buildfile", black_box(&text)))
+    });
     g.bench_function("parse_and_lint_10k_instructions", |b| {
         b.iter(|| {
             let bf = imgctl::buildfile::parse("Buildfile", black_box(&text)).expect("parses");
