@@ -661,9 +661,18 @@ impl<'a> Parser<'a> {
                 _ => false,
             };
             if is_shell && args.contains("<<") {
-                for (_, w) in split_words(args, self.escape) {
-                    if let Some(h) = heredoc_marker(w, self.escape) {
-                        ins.heredocs.push(h);
+                for (o, w) in split_words(args, self.escape) {
+                    match heredoc_marker(w, self.escape) {
+                        Ok(Some(h)) => ins.heredocs.push(h),
+                        Ok(None) => {}
+                        Err(m) => {
+                            return Err(self.err(
+                                l,
+                                pos + o,
+                                m,
+                                Some("quote the whole delimiter: <<'EOF' or <<\"EOF\"".into()),
+                            ))
+                        }
                     }
                 }
             }
@@ -1183,15 +1192,18 @@ fn directive(line: &str) -> Option<(&str, &str, usize)> {
 }
 
 /// A heredoc marker word: `[fd]<<[-]WORD`, WORD possibly quoted (then no expansion).
-fn heredoc_marker(word: &str, escape: char) -> Option<Heredoc> {
+/// An unbalanced quote in WORD (`<<'EOF`) is an error, as in BuildKit.
+fn heredoc_marker(word: &str, escape: char) -> Result<Option<Heredoc>, String> {
     let digits = word.len() - word.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-    let rest = word[digits..].strip_prefix("<<")?;
+    let Some(rest) = word[digits..].strip_prefix("<<") else {
+        return Ok(None);
+    };
     let (strip_tabs, rest) = match rest.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, rest),
     };
     if rest.is_empty() || rest.starts_with('<') {
-        return None;
+        return Ok(None);
     }
     // The delimiter ends at an unquoted shell metacharacter (`cat <<EOF>out`).
     let mut end = rest.len();
@@ -1208,23 +1220,26 @@ fn heredoc_marker(word: &str, escape: char) -> Option<Heredoc> {
             None => {}
         }
     }
+    if let Some(q) = quote {
+        return Err(format!("unterminated {q} in heredoc delimiter {word}"));
+    }
     let raw = &rest[..end];
     let name = unquote(raw, escape);
     if name.is_empty() || name.contains(|c: char| c.is_whitespace()) {
-        return None;
+        return Ok(None);
     }
     let fd = if digits > 0 {
         word[..digits].parse().ok()
     } else {
         None
     };
-    Some(Heredoc {
+    Ok(Some(Heredoc {
         name,
         content: String::new(),
         expand: !raw.contains(['"', '\'']),
         strip_tabs,
         fd,
-    })
+    }))
 }
 
 /// BuildKit's stage-name rule: a letter, then letters, digits, `-`, `_`, `.`.

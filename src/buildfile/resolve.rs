@@ -608,7 +608,10 @@ fn expand_body(
     let mut i = 0;
     while i < bytes.len() {
         let c = bytes[i];
+        // Escapes stay as written (BuildKit expands heredocs with raw quotes and raw
+        // escapes), but an escaped `$` is not a variable.
         if c == cx.escape && bytes.get(i + 1) == Some(&'$') {
+            out.push(c);
             out.push('$');
             i += 2;
             continue;

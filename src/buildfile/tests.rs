@@ -340,6 +340,52 @@ fn heredoc_details() {
 }
 
 #[test]
+fn heredoc_delimiter_forms() {
+    // Delimiters that make a heredoc, and whether the body is expanded.
+    for (word, name, expand, strip) in [
+        ("<<EOF", "EOF", true, false),
+        ("<<'EOF'", "EOF", false, false),
+        ("<<\"EOF\"", "EOF", false, false),
+        ("<<-EOF", "EOF", true, true),
+        ("<<-'EOF'", "EOF", false, true),
+        ("<<-\"EOF\"", "EOF", false, true),
+        ("<<EO\"F\"", "EOF", false, false),
+    ] {
+        let bf = p(&format!("FROM a\nRUN {word}\nbody\n{name}\n"));
+        let h = &bf.instructions[1].heredocs;
+        assert_eq!(h.len(), 1, "{word}");
+        assert_eq!(
+            (h[0].name.as_str(), h[0].expand, h[0].strip_tabs),
+            (name, expand, strip),
+            "{word}"
+        );
+    }
+    // Words that are not heredocs at all.
+    for word in ["EOF", "<<", "<<-", "<EOF", "<<<EOF", "\"<<EOF\""] {
+        let bf = p(&format!("FROM a\nRUN cat {word}\n"));
+        assert!(bf.instructions[1].heredocs.is_empty(), "{word}");
+    }
+    // Unbalanced quotes are errors.
+    for word in ["<<'EOF", "<<\"EOF", "<<EOF'", "<<EOF\""] {
+        let e = perr(&format!("FROM a\nRUN cat {word}\nEOF\n"));
+        assert!(
+            e.to_string().starts_with("Buildfile:2:9: unterminated"),
+            "{word}: {e}"
+        );
+    }
+}
+
+#[test]
+fn copy_heredoc_expansion_keeps_quotes_and_escapes() {
+    let text = "FROM a\nARG V=x\nCOPY <<EOF /f\n\"$V\" '$V' \\$V ${V:-d}\nEOF\n";
+    let r = resolved(text, &[]);
+    assert_eq!(
+        r.stages[0].steps[1].heredocs[0].content,
+        "\"x\" 'x' \\$V x\n"
+    );
+}
+
+#[test]
 fn unterminated_heredoc_is_an_error() {
     let e = perr("FROM a\nRUN <<EOF\necho\n");
     assert_eq!(
