@@ -198,12 +198,14 @@ impl<'a> Parser<'a> {
         Ok((out, i))
     }
 
-    /// Strip a trailing escape character (and trailing blanks after it).
+    /// Strip a trailing escape character (and trailing blanks after it). As in
+    /// BuildKit, an escape preceded by another escape (`foo \\\\`) is an escaped
+    /// escape, not a continuation.
     fn continuation<'s>(&self, s: &'s str) -> (&'s str, bool) {
         let t = s.trim_end_matches(is_ws);
         match t.strip_suffix(self.escape) {
-            Some(body) => (body, true),
-            None => (s, false),
+            Some(body) if !body.ends_with(self.escape) => (body, true),
+            _ => (s, false),
         }
     }
 

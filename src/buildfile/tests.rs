@@ -151,6 +151,32 @@ fn continuations_comments_and_blank_lines() {
 }
 
 #[test]
+fn escaped_escape_at_line_end_is_not_a_continuation() {
+    let bf = p("FROM a\nRUN echo a\\\\\nRUN echo b\n");
+    assert_eq!(bf.instructions.len(), 3);
+    assert_eq!(
+        c(&bf, 1),
+        &Command::Run {
+            command: shell("echo a\\\\"),
+            mounts: vec![],
+            network: None,
+            security: None
+        }
+    );
+    let bf = p("# escape=`\nFROM a\nRUN echo a``\nRUN echo b `\n  c\n");
+    assert_eq!(bf.instructions.len(), 3);
+    assert_eq!(
+        c(&bf, 2),
+        &Command::Run {
+            command: shell("echo b   c"),
+            mounts: vec![],
+            network: None,
+            security: None
+        }
+    );
+}
+
+#[test]
 fn continuation_ending_the_file() {
     let bf = p("FROM a\nRUN echo hi \\");
     assert_eq!(
