@@ -14,15 +14,20 @@ use serde::Serialize;
 use super::{Exit, Globals};
 use crate::buildfile::{self, Buildfile, CheckConfig, Error, Graph, ResolveOptions, Warning};
 
+const EXIT_HELP: &str = "Exit status: 0 fine; 1 the Buildfile is invalid (or, for check, has \
+warnings under --strict or `# check=error=true`); 125 imgctl failed (e.g. the file cannot be read).";
+
 #[derive(clap::Subcommand, Debug)]
 pub enum Cmd {
     /// Parse a Buildfile and print its syntax tree.
     ///
     /// With --json the tree is printed as JSON described by
     /// schemas/buildfile-ast.schema.json; otherwise one line per instruction.
+    #[command(after_help = EXIT_HELP)]
     Parse(ParseArgs),
     /// Lint a Buildfile: parse errors, stage-graph errors and warnings in the spirit of
     /// BuildKit's build checks (rules can be skipped with `# check=skip=Rule,...`).
+    #[command(after_help = EXIT_HELP)]
     Check(CheckArgs),
 }
 
@@ -53,6 +58,19 @@ pub struct CheckArgs {
     /// Exit 1 when there is any warning.
     #[arg(long)]
     pub strict: bool,
+    /// Check that this stage exists and list the stages it needs, in build order.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Build argument KEY=VALUE for variable expansion (repeatable).
+    #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = parse_build_arg)]
+    pub build_args: Vec<(String, String)>,
+}
+
+fn parse_build_arg(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("\"{s}\" is not KEY=VALUE")),
+    }
 }
 
 pub fn run(_g: &Globals, c: Cmd) -> anyhow::Result<ExitCode> {
@@ -152,6 +170,16 @@ struct CheckOut<'a> {
     file: &'a str,
     warnings: &'a [Warning],
     errors: Vec<ErrorOut>,
+    /// With --target: the stages to build, dependencies first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plan: Option<Vec<StageOut>>,
+}
+
+#[derive(Serialize)]
+struct StageOut {
+    index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -184,18 +212,39 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut errors: Vec<Error> = Vec::new();
     let mut warnings: Vec<Warning> = Vec::new();
     let mut error_on_warning = false;
+    let mut plan: Option<Vec<StageOut>> = None;
     match buildfile::parse_bytes(&name, &bytes) {
         Err(e) => errors.push(e),
         Ok(bf) => {
             warnings = buildfile::lint(&bf, &text);
             error_on_warning = CheckConfig::from_buildfile(&bf).error;
-            match buildfile::resolve(&bf, &name, &text, &ResolveOptions::default()) {
+            let opts = ResolveOptions {
+                build_args: a.build_args.clone(),
+                ..ResolveOptions::default()
+            };
+            match buildfile::resolve(&bf, &name, &text, &opts) {
                 Err(e) => errors.push(e),
-                Ok(r) => {
-                    if let Err(e) = Graph::new(&r, &name, &text) {
-                        errors.push(e);
+                Ok(r) => match Graph::new(&r, &name, &text) {
+                    Err(e) => errors.push(e),
+                    Ok(g) => {
+                        if let Some(t) = &a.target {
+                            match g.plan(Some(t)) {
+                                Ok(order) => {
+                                    plan = Some(
+                                        order
+                                            .into_iter()
+                                            .map(|i| StageOut {
+                                                index: i,
+                                                name: g.nodes[i].name.clone(),
+                                            })
+                                            .collect(),
+                                    )
+                                }
+                                Err(e) => errors.push(e),
+                            }
+                        }
                     }
-                }
+                },
             }
         }
     }
@@ -206,6 +255,7 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
                 file: &name,
                 warnings: &warnings,
                 errors: errors.iter().map(ErrorOut::from).collect(),
+                plan,
             };
             let mut s = serde_json::to_string_pretty(&doc)?;
             s.push('\n');
@@ -228,6 +278,17 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
                 if let Some(src) = lines.get((w.lines.start as usize).saturating_sub(1)) {
                     writeln!(out, " {} | {}", w.lines.start, src.trim_end_matches('\r'))?;
                 }
+            }
+            if let (Some(t), Some(p)) = (&a.target, &plan) {
+                let names: Vec<String> = p
+                    .iter()
+                    .map(|s| {
+                        s.name
+                            .clone()
+                            .unwrap_or_else(|| format!("stage {}", s.index))
+                    })
+                    .collect();
+                writeln!(out, "{name}: target {t} builds {}", names.join(", "))?;
             }
             for e in &errors {
                 eprintln!("imgctl: {}", e.render());

@@ -199,6 +199,72 @@ fn check_strict_and_check_directive_set_the_exit_code() {
 }
 
 #[test]
+fn check_target_prunes_stages_and_build_args_expand() {
+    let v = schema("buildfile-check.schema.json");
+    let dir = repo().join("testdata/buildfile/multistage");
+    let out = ok(&mut cmd(
+        &dir,
+        &["buildfile", "check", "-f", "Buildfile", "--target", "test"],
+    ));
+    assert!(
+        out.contains("Buildfile: target test builds build, test\n"),
+        "{out}"
+    );
+    let out = ok(&mut cmd(
+        &dir,
+        &[
+            "buildfile",
+            "check",
+            "-f",
+            "Buildfile",
+            "--target",
+            "final",
+            "--format",
+            "json",
+        ],
+    ));
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_valid(&v, &doc, "check --target --format json");
+    let names: Vec<&str> = doc["plan"]
+        .as_array()
+        .expect("plan")
+        .iter()
+        .map(|s| s["name"].as_str().unwrap_or(""))
+        .collect();
+    // "test" is not needed by "final" and is left out.
+    assert_eq!(names, ["build", "final"]);
+
+    let (code, stderr) = fails(&mut cmd(
+        &dir,
+        &["buildfile", "check", "-f", "Buildfile", "--target", "tset"],
+    ));
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr,
+        "imgctl: Buildfile: target stage \"tset\" could not be found (did you mean test?)\n"
+    );
+
+    let neg = repo().join("testdata/buildfile/negative/unset-required");
+    fails(&mut cmd(&neg, &["buildfile", "check", "-f", "Buildfile"]));
+    ok(&mut cmd(
+        &neg,
+        &[
+            "buildfile",
+            "check",
+            "-f",
+            "Buildfile",
+            "--build-arg",
+            "VERSION=3.20",
+        ],
+    ));
+    let (code, _) = fails(&mut cmd(
+        &neg,
+        &["buildfile", "check", "--build-arg", "novalue"],
+    ));
+    assert_eq!(code, 125);
+}
+
+#[test]
 fn parse_text_output_lists_instructions_with_lines() {
     let dir = repo().join("testdata/buildfile/heredocs");
     let out = ok(&mut cmd(&dir, &["buildfile", "parse", "-f", "Buildfile"]));
