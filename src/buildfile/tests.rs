@@ -1561,13 +1561,16 @@ mod prop {
     }
 
     /// Random layout noise: continuations, comment lines, blank lines, indentation.
-    fn layout(ins: String, cont: bool, indent: bool) -> String {
+    fn layout(ins: String, cont: bool, indent: bool, escape: char) -> String {
         let mut s = ins;
         if cont {
             // Break the first line at its first space (not inside a heredoc body).
             let first_end = s.find('\n').unwrap_or(s.len());
             if let Some(sp) = s[..first_end].find(' ') {
-                s.replace_range(sp..sp + 1, " \\\n# comment in a continuation\n   ");
+                s.replace_range(
+                    sp..sp + 1,
+                    &format!(" {escape}\n# comment in a continuation\n\n   "),
+                );
             }
         }
         if indent {
@@ -1589,10 +1592,13 @@ mod prop {
                 text.push_str("# escape=`\n");
             }
             text.push_str("FROM base\n");
+            let escape = if backtick { '`' } else { '\\' };
             for (ins, cont, indent) in body {
-                text.push_str(&layout(ins, cont && !backtick, indent));
+                text.push_str(&layout(ins, cont, indent, escape));
                 text.push('\n');
             }
+            // Generated text should nearly always be valid; too many rejects fail the test.
+            prop_assume!(parse("Buildfile", &text).is_ok());
             if let Err(e) = round_trip(&text) {
                 prop_assert!(false, "{}", e);
             }

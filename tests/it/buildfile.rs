@@ -336,3 +336,33 @@ fn schema_rejects_a_tampered_tree() {
     doc["instructions"][1]["lines"]["start"] = serde_json::Value::from(0);
     assert!(!v.is_valid(&doc));
 }
+
+#[test]
+fn golden_files_round_trip_through_the_printer() {
+    use imgctl::buildfile::{parse, print, Buildfile, Command, LineRange};
+    fn strip(mut bf: Buildfile) -> Buildfile {
+        let z = LineRange { start: 0, end: 0 };
+        bf.directives.iter_mut().for_each(|d| d.line = 0);
+        for i in &mut bf.instructions {
+            i.lines = z;
+            if let Command::Onbuild { trigger } = &mut i.command {
+                trigger.lines = z;
+            }
+        }
+        bf.stages.iter_mut().for_each(|s| s.lines = z);
+        bf
+    }
+    for dir in cases("") {
+        let text = std::fs::read_to_string(dir.join("Buildfile")).expect("read");
+        let a = parse("Buildfile", &text).expect("golden file parses");
+        let printed = print(&a);
+        let b = parse("Buildfile", &printed).unwrap_or_else(|e| {
+            panic!(
+                "{}: reprint does not parse: {}\n{printed}",
+                dir.display(),
+                e.render()
+            )
+        });
+        assert_eq!(strip(a), strip(b), "{}:\n{printed}", dir.display());
+    }
+}
