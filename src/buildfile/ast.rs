@@ -2,7 +2,7 @@
 //!
 //! Strings are kept as written (quotes included where the Dockerfile grammar keeps them
 //! until expansion, e.g. `ENV a="b c"` keeps `"b c"`), so that tools see the source and the
-//! printer can reproduce it. [`crate`-independent] expansion lives in `expand.rs`.
+//! printer can reproduce it. Expansion (quote removal, `$VAR`) is done by `resolve.rs`.
 
 use serde::Serialize;
 
