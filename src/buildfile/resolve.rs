@@ -12,6 +12,8 @@
 //!   Not expanded: RUN/CMD/ENTRYPOINT/HEALTHCHECK commands (the shell does it at run
 //!   time; exec form never), SHELL, ONBUILD, MAINTAINER.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 use super::ast::*;
@@ -150,8 +152,57 @@ pub struct ResolvedStage {
     /// Expanded `--platform`.
     pub platform: Option<String>,
     pub lines: LineRange,
+    /// ENV inherited from a parent stage (`FROM <stage>`), sorted.
+    pub inherited_env: Vec<(String, String)>,
+    /// Proxy build args: they reach every RUN without an ARG line. Sorted.
+    pub proxy_env: Vec<(String, String)>,
     /// The stage's instructions after its FROM.
     pub steps: Vec<Step>,
+}
+
+impl ResolvedStage {
+    /// The environment a RUN at `steps[pos]` sees: ENV (inherited and set so far),
+    /// declared ARGs with a value (ENV wins over an ARG of the same name), and the proxy
+    /// build args. Sorted by name. Computed on demand, so that a long stage does not
+    /// store one copy of its environment per step.
+    pub fn env_at(&self, pos: usize) -> Vec<(String, String)> {
+        let mut env: HashMap<&str, &str> = self
+            .inherited_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut args: HashMap<&str, &str> = HashMap::new();
+        for step in self.steps.iter().take(pos.saturating_add(1)) {
+            match &step.command {
+                Command::Env { pairs, .. } => {
+                    for p in pairs {
+                        env.insert(&p.key, &p.value);
+                    }
+                }
+                Command::Arg { args: decls } => {
+                    for d in decls {
+                        match &d.default {
+                            Some(v) => args.insert(&d.name, v),
+                            None => args.remove(d.name.as_str()),
+                        };
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (k, v) in args
+            .into_iter()
+            .chain(self.proxy_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        {
+            env.entry(k).or_insert(v);
+        }
+        let mut out: Vec<(String, String)> = env
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        out.sort();
+        out
+    }
 }
 
 /// One expanded instruction.
@@ -160,49 +211,40 @@ pub struct Step {
     /// Index in [`Buildfile::instructions`].
     pub index: usize,
     pub lines: LineRange,
+    /// The instruction with its values expanded. For `ARG`, each declaration's
+    /// `default` holds the value in effect (build arg, default or global value), `None`
+    /// when the ARG is declared without one.
     pub command: Command,
     pub heredocs: Vec<Heredoc>,
-    /// Environment a RUN at this point sees: ENV, declared ARGs with values, and proxy
-    /// build args. Sorted by name.
-    pub env: Vec<(String, String)>,
     /// Variables referenced here that no ARG or ENV declared (for the linter).
     pub undefined: Vec<String>,
 }
 
-/// Variables visible at one point: ordered, small, looked up linearly.
+/// Variables visible at one point.
 #[derive(Debug, Clone, Default)]
 struct Scope {
-    env: Vec<(String, String)>,
-    args: Vec<(String, Option<String>)>,
+    env: HashMap<String, String>,
+    args: HashMap<String, Option<String>>,
 }
 
 impl Scope {
     fn get(&self, name: &str) -> Option<String> {
-        if let Some((_, v)) = self.env.iter().find(|(k, _)| k == name) {
-            return Some(v.clone());
+        match self.env.get(name) {
+            Some(v) => Some(v.clone()),
+            None => self.args.get(name).cloned().flatten(),
         }
-        self.args
-            .iter()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| v.clone())
     }
 
     fn declared(&self, name: &str) -> bool {
-        self.env.iter().any(|(k, _)| k == name) || self.args.iter().any(|(k, _)| k == name)
+        self.env.contains_key(name) || self.args.contains_key(name)
     }
 
     fn set_env(&mut self, k: String, v: String) {
-        match self.env.iter_mut().find(|(n, _)| *n == k) {
-            Some(slot) => slot.1 = v,
-            None => self.env.push((k, v)),
-        }
+        self.env.insert(k, v);
     }
 
     fn set_arg(&mut self, k: String, v: Option<String>) {
-        match self.args.iter_mut().find(|(n, _)| *n == k) {
-            Some(slot) => slot.1 = v,
-            None => self.args.push((k, v)),
-        }
+        self.args.insert(k, v);
     }
 }
 
@@ -337,7 +379,12 @@ pub fn resolve(
     }
 
     let mut stages: Vec<ResolvedStage> = Vec::new();
-    let mut final_env: Vec<Vec<(String, String)>> = Vec::new();
+    let mut final_env: Vec<HashMap<String, String>> = Vec::new();
+    let mut proxy_env: Vec<(String, String)> = PROXY_ARGS
+        .iter()
+        .filter_map(|p| build_arg(p).map(|v| (p.to_string(), v)))
+        .collect();
+    proxy_env.sort();
     for st in &bf.stages {
         let Some(from) = bf.instructions.get(st.from) else {
             continue;
@@ -358,8 +405,16 @@ pub fn resolve(
             .iter()
             .position(|p| p.name.as_deref() == Some(lower.as_str()))
         {
-            scope.env = final_env[parent].clone();
+            if let Some(e) = final_env.get(parent) {
+                scope.env = e.clone();
+            }
         }
+        let mut inherited_env: Vec<(String, String)> = scope
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        inherited_env.sort();
         let mut steps = Vec::new();
         for (idx, ins) in bf.stage_instructions(st).iter().enumerate().skip(1) {
             let idx = st.from + idx;
@@ -368,6 +423,7 @@ pub fn resolve(
             let mut heredocs = ins.heredocs.clone();
             let command = match &ins.command {
                 Command::Arg { args } => {
+                    let mut effective = Vec::with_capacity(args.len());
                     for d in args {
                         let v = match build_arg(&d.name) {
                             Some(v) => {
@@ -376,25 +432,27 @@ pub fn resolve(
                             }
                             None => match &d.default {
                                 Some(def) => Some(cx.expand(def, &scope, line, &mut u)?),
-                                None => global
-                                    .args
-                                    .iter()
-                                    .find(|(k, _)| *k == d.name)
-                                    .and_then(|(_, v)| v.clone()),
+                                None => global.args.get(&d.name).cloned().flatten(),
                             },
                         };
+                        effective.push(ArgDecl {
+                            name: d.name.clone(),
+                            default: v.clone(),
+                        });
                         scope.set_arg(d.name.clone(), v);
                     }
-                    ins.command.clone()
+                    Command::Arg { args: effective }
                 }
                 Command::Env { pairs, legacy } => {
-                    let before = scope.clone();
-                    let mut out = Vec::new();
+                    // Every pair sees the values from before the instruction.
+                    let mut out = Vec::with_capacity(pairs.len());
                     for p in pairs {
                         let k = unquote(&p.key, bf.escape);
-                        let v = cx.expand(&p.value, &before, line, &mut u)?;
-                        scope.set_env(k.clone(), v.clone());
+                        let v = cx.expand(&p.value, &scope, line, &mut u)?;
                         out.push(Pair { key: k, value: v });
+                    }
+                    for p in &out {
+                        scope.set_env(p.key.clone(), p.value.clone());
                     }
                     Command::Env {
                         pairs: out,
@@ -531,38 +589,23 @@ pub fn resolve(
                 }
                 other => other.clone(),
             };
-            let mut env: Vec<(String, String)> = scope.env.clone();
-            for (k, v) in &scope.args {
-                if let Some(v) = v {
-                    if !env.iter().any(|(n, _)| n == k) {
-                        env.push((k.clone(), v.clone()));
-                    }
-                }
-            }
-            for p in PROXY_ARGS {
-                if let Some(v) = build_arg(p) {
-                    if !env.iter().any(|(n, _)| n == p) {
-                        env.push((p.to_string(), v));
-                    }
-                }
-            }
-            env.sort();
             steps.push(Step {
                 index: idx,
                 lines: ins.lines,
                 command,
                 heredocs,
-                env,
                 undefined: u,
             });
         }
-        final_env.push(scope.env.clone());
+        final_env.push(scope.env);
         stages.push(ResolvedStage {
             index: st.index,
             name: st.name.clone(),
             base,
             platform,
             lines: st.lines,
+            inherited_env,
+            proxy_env: proxy_env.clone(),
             steps,
         });
     }

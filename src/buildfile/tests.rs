@@ -52,8 +52,8 @@ fn resolved(text: &str, args: &[(&str, &str)]) -> Resolved {
     }
 }
 
-fn env_of(step: &Step, k: &str) -> Option<String> {
-    step.env
+fn env_of(st: &ResolvedStage, pos: usize, k: &str) -> Option<String> {
+    st.env_at(pos)
         .iter()
         .find(|(n, _)| n == k)
         .map(|(_, v)| v.clone())
@@ -602,7 +602,7 @@ fn label_and_env_pairs() {
         "FROM a\nENV A=1 B=\"two words\" C=\nENV OLD value with  spaces\n",
         &[],
     );
-    let e = &r.stages[0].steps[1].env;
+    let e = &r.stages[0].env_at(1);
     assert!(e.contains(&("B".into(), "two words".into())));
     assert!(e.contains(&("OLD".into(), "value with  spaces".into())));
 }
@@ -920,16 +920,13 @@ fn global_arg_usable_in_from_but_not_in_stage_without_redeclaration() {
     let r = resolved(text, &[]);
     let st = &r.stages[0];
     assert_eq!(st.base, "alpine:3.19");
-    assert_eq!(env_of(&st.steps[0], "V").as_deref(), Some("[]"));
+    assert_eq!(env_of(st, 0, "V").as_deref(), Some("[]"));
     assert_eq!(st.steps[0].undefined, vec!["VERSION".to_string()]);
-    assert_eq!(env_of(&st.steps[2], "W").as_deref(), Some("[3.19]"));
+    assert_eq!(env_of(st, 2, "W").as_deref(), Some("[3.19]"));
     // A build arg overrides the global default, also where the stage redeclares it.
     let r = resolved(text, &[("VERSION", "3.20")]);
     assert_eq!(r.stages[0].base, "alpine:3.20");
-    assert_eq!(
-        env_of(&r.stages[0].steps[2], "W").as_deref(),
-        Some("[3.20]")
-    );
+    assert_eq!(env_of(&r.stages[0], 2, "W").as_deref(), Some("[3.20]"));
     assert!(r.unused_build_args.is_empty());
 }
 
@@ -937,10 +934,10 @@ fn global_arg_usable_in_from_but_not_in_stage_without_redeclaration() {
 fn arg_defaults_build_args_and_env_precedence() {
     let text = "FROM a\nARG A=def\nARG B\nENV A=env\nENV X=$A-${B:-none}\nARG A=again\nENV Y=$A\n";
     let r = resolved(text, &[("B", "bee"), ("UNUSED", "1")]);
-    let s = &r.stages[0].steps;
-    assert_eq!(env_of(&s[3], "X").as_deref(), Some("env-bee"));
+    let st = &r.stages[0];
+    assert_eq!(env_of(st, 3, "X").as_deref(), Some("env-bee"));
     // ENV overrides ARG of the same name, even after a later ARG.
-    assert_eq!(env_of(&s[5], "Y").as_deref(), Some("env"));
+    assert_eq!(env_of(st, 5, "Y").as_deref(), Some("env"));
     assert_eq!(r.unused_build_args, vec!["UNUSED".to_string()]);
 }
 
@@ -950,9 +947,9 @@ fn env_pairs_see_values_from_before_the_instruction() {
         "FROM a\nENV abc=hello\nENV abc=bye def=$abc\nENV ghi=$abc\n",
         &[],
     );
-    let s = &r.stages[0].steps;
-    assert_eq!(env_of(&s[1], "def").as_deref(), Some("hello"));
-    assert_eq!(env_of(&s[2], "ghi").as_deref(), Some("bye"));
+    let st = &r.stages[0];
+    assert_eq!(env_of(st, 1, "def").as_deref(), Some("hello"));
+    assert_eq!(env_of(st, 2, "ghi").as_deref(), Some("bye"));
 }
 
 #[test]
@@ -964,13 +961,13 @@ fn predefined_platform_and_proxy_args() {
     assert_eq!(st.platform.as_deref(), Some("linux/amd64"));
     // Proxy args reach RUN without an ARG line and are not "unused".
     assert_eq!(
-        env_of(&st.steps[0], "HTTP_PROXY").as_deref(),
+        env_of(st, 0, "HTTP_PROXY").as_deref(),
         Some("http://proxy:3128")
     );
     assert!(r.unused_build_args.is_empty());
-    assert_eq!(env_of(&st.steps[2], "T").as_deref(), Some("linux/v8"));
+    assert_eq!(env_of(st, 2, "T").as_deref(), Some("linux/v8"));
     // TARGETPLATFORM was not redeclared in the stage.
-    assert_eq!(env_of(&st.steps[2], "P").as_deref(), Some(""));
+    assert_eq!(env_of(st, 2, "P").as_deref(), Some(""));
 }
 
 #[test]
@@ -1002,7 +999,7 @@ fn exec_form_and_run_commands_are_not_expanded() {
         }
     );
     // RUN sees the ARG as an environment variable instead.
-    assert_eq!(env_of(&s[1], "X").as_deref(), Some("1"));
+    assert_eq!(env_of(&r.stages[0], 1, "X").as_deref(), Some("1"));
 }
 
 #[test]
@@ -1103,6 +1100,22 @@ fn nested_default_in_a_buildfile() {
 }
 
 #[test]
+fn a_long_single_stage_resolves_without_per_step_copies() {
+    // 20,000 ENV lines in one stage: expansion and env_at stay linear.
+    let mut text = String::from("FROM a\nENV V0=start\n");
+    for i in 1..20_000 {
+        text.push_str(&format!("ENV V{i}=${{V{}:+x}}-{i}\n", i - 1));
+    }
+    text.push_str("RUN true\n");
+    let r = resolved(&text, &[]);
+    let st = &r.stages[0];
+    let env = st.env_at(st.steps.len() - 1);
+    assert_eq!(env.len(), 20_000);
+    assert!(env.contains(&("V2".to_string(), "x-2".to_string())));
+    assert_eq!(lint(&p(&text), &text), vec![]);
+}
+
+#[test]
 fn env_inherited_from_parent_stage() {
     let r = resolved(
         "FROM a AS base\nENV P=/opt\nARG Q=1\nFROM base\nWORKDIR $P\nENV Z=${Q:-unset}\n",
@@ -1115,7 +1128,7 @@ fn env_inherited_from_parent_stage() {
             path: "/opt".into()
         }
     );
-    assert_eq!(env_of(&s[1], "Z").as_deref(), Some("unset"));
+    assert_eq!(env_of(&r.stages[1], 1, "Z").as_deref(), Some("unset"));
 }
 
 #[test]
