@@ -60,11 +60,17 @@ impl Graph {
                 })
                 .unwrap_or(range.start)
         };
+        // First stage of each name; a lookup limited to stages before `limit` finds
+        // the first one if it is early enough.
+        let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for (i, s) in r.stages.iter().enumerate() {
+            if let Some(n) = &s.name {
+                first.entry(n.as_str()).or_insert(i);
+            }
+        }
         let by_name = |n: &str, limit: usize| -> Option<usize> {
             let l = n.to_ascii_lowercase();
-            r.stages[..limit.min(r.stages.len())]
-                .iter()
-                .position(|s| s.name.as_deref() == Some(l.as_str()))
+            first.get(l.as_str()).copied().filter(|i| *i < limit)
         };
         let mut nodes = Vec::new();
         for st in &r.stages {

@@ -185,7 +185,7 @@ pub fn lint(bf: &Buildfile, text: &str) -> Vec<Warning> {
         })
         .collect();
 
-    let mut seen_names: Vec<String> = Vec::new();
+    let mut seen_names: std::collections::HashSet<String> = std::collections::HashSet::new();
     for st in &bf.stages {
         let Some(from) = bf.instructions.get(st.from) else {
             continue;
@@ -236,7 +236,7 @@ pub fn lint(bf: &Buildfile, text: &str) -> Vec<Warning> {
                         None,
                     ));
                 }
-                seen_names.push(l);
+                seen_names.insert(l);
             }
             let mut refs = references(image, bf.escape);
             if let Some(p) = platform {

@@ -1019,6 +1019,8 @@ impl Flags<'_, '_> {
     }
 
     fn allow(&self, names: &[&str]) -> Result<(), Error> {
+        // Names of non-repeatable flags seen so far (a handful at most: each is allowed).
+        let mut seen: Vec<&str> = Vec::new();
         for (i, f) in self.flags.iter().enumerate() {
             if !names.contains(&f.name.as_str()) {
                 let hint = suggest(&f.name, names)
@@ -1037,9 +1039,10 @@ impl Flags<'_, '_> {
                     hint,
                 ));
             }
-            if !Self::REPEATABLE.contains(&f.name.as_str())
-                && self.flags[..i].iter().any(|g| g.name == f.name)
-            {
+            if Self::REPEATABLE.contains(&f.name.as_str()) {
+                continue;
+            }
+            if seen.contains(&f.name.as_str()) {
                 return Err(self.p.err(
                     self.l,
                     self.offs[i],
@@ -1047,6 +1050,7 @@ impl Flags<'_, '_> {
                     None,
                 ));
             }
+            seen.push(&f.name);
         }
         Ok(())
     }

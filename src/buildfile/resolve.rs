@@ -380,6 +380,8 @@ pub fn resolve(
 
     let mut stages: Vec<ResolvedStage> = Vec::new();
     let mut final_env: Vec<HashMap<String, String>> = Vec::new();
+    // First stage of each name, among the stages resolved so far.
+    let mut stage_by_name: HashMap<String, usize> = HashMap::new();
     let mut proxy_env: Vec<(String, String)> = PROXY_ARGS
         .iter()
         .filter_map(|p| build_arg(p).map(|v| (p.to_string(), v)))
@@ -401,10 +403,7 @@ pub fn resolve(
         let mut scope = Scope::default();
         // ENV carries over from a parent stage; ARGs do not.
         let lower = base.to_ascii_lowercase();
-        if let Some(parent) = stages
-            .iter()
-            .position(|p| p.name.as_deref() == Some(lower.as_str()))
-        {
+        if let Some(&parent) = stage_by_name.get(lower.as_str()) {
             if let Some(e) = final_env.get(parent) {
                 scope.env = e.clone();
             }
@@ -598,6 +597,9 @@ pub fn resolve(
             });
         }
         final_env.push(scope.env);
+        if let Some(n) = &st.name {
+            stage_by_name.entry(n.clone()).or_insert(stages.len());
+        }
         stages.push(ResolvedStage {
             index: st.index,
             name: st.name.clone(),
