@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::ast::*;
+use super::error::suggest;
 use super::graph::Graph;
 use super::resolve::{resolve, ResolveOptions, PLATFORM_ARGS};
 use super::words::references;
@@ -252,11 +253,20 @@ pub fn lint(bf: &Buildfile, text: &str) -> Vec<Warning> {
             }
             for r in refs {
                 if !global_names.contains(&r) && !PLATFORM_ARGS.contains(&r.as_str()) {
+                    let known: Vec<&str> = global_names
+                        .iter()
+                        .map(String::as_str)
+                        .chain(PLATFORM_ARGS)
+                        .collect();
+                    let hint = match suggest(&r, &known) {
+                        Some(s) => format!("did you mean {s}?"),
+                        None => "declare it with ARG before the first FROM".to_string(),
+                    };
                     out.push(w(
                         Rule::UndefinedArgInFrom,
                         from.lines,
                         format!("FROM argument '{r}' is not declared"),
-                        Some("declare it with ARG before the first FROM"),
+                        Some(&hint),
                     ));
                 }
             }
@@ -357,16 +367,32 @@ pub fn lint(bf: &Buildfile, text: &str) -> Vec<Warning> {
     // Undefined variables, from an expansion with no build args.
     if let Ok(r) = resolve(bf, "", text, &ResolveOptions::default()) {
         for st in &r.stages {
+            // Names declared so far in the stage (and inherited ENV), for suggestions.
+            let mut declared: Vec<String> =
+                st.inherited_env.iter().map(|(k, _)| k.clone()).collect();
             for step in &st.steps {
                 for u in &step.undefined {
                     if !COMMON_ENV.contains(&u.as_str()) {
+                        let known: Vec<&str> = declared.iter().map(String::as_str).collect();
+                        let hint = match suggest(u, &known) {
+                            Some(s) => format!("did you mean ${s}?"),
+                            None => "declare it with ARG or ENV first (a global ARG must be redeclared inside the stage)"
+                                .to_string(),
+                        };
                         out.push(w(
                             Rule::UndefinedVar,
                             step.lines,
                             format!("usage of undefined variable '${u}'"),
-                            Some("declare it with ARG or ENV first (a global ARG must be redeclared inside the stage)"),
+                            Some(&hint),
                         ));
                     }
+                }
+                match &step.command {
+                    Command::Env { pairs, .. } => {
+                        declared.extend(pairs.iter().map(|p| p.key.clone()))
+                    }
+                    Command::Arg { args } => declared.extend(args.iter().map(|a| a.name.clone())),
+                    _ => {}
                 }
             }
             let from = bf

@@ -1273,6 +1273,23 @@ fn lint_rules() {
         );
     }
     assert!(!got.contains(&(Rule::FromAsCasing, 3)));
+    // Hints suggest a close declared name.
+    let text = "ARG VERSION=1\nFROM a:$VERSON\nENV APP_HOME=/srv\nWORKDIR $APP_HOM\n";
+    let hints: Vec<(Rule, Option<String>)> = lint(&p(text), text)
+        .into_iter()
+        .map(|w| (w.rule, w.hint))
+        .collect();
+    assert!(
+        hints.contains(&(
+            Rule::UndefinedArgInFrom,
+            Some("did you mean VERSION?".into())
+        )),
+        "{hints:?}"
+    );
+    assert!(
+        hints.contains(&(Rule::UndefinedVar, Some("did you mean $APP_HOME?".into()))),
+        "{hints:?}"
+    );
     assert!(rules("FROM a as b\n").contains(&(Rule::FromAsCasing, 1)));
     assert!(rules("FROM a\nWORKDIR /abs\nWORKDIR rel\n").is_empty());
     assert!(rules("FROM a\nCMD [\"x\"]\nENV A=1\nRUN echo $A\nENV B=$A\n").is_empty());
