@@ -361,8 +361,8 @@ impl<'a> Parser<'a> {
                 }
             }
             "CMD" | "ENTRYPOINT" => {
+                // BuildKit accepts an empty CMD/ENTRYPOINT (it clears the inherited one).
                 fl.allow(&[])?;
-                need_args("at least one argument")?;
                 if kind == "CMD" {
                     Command::Cmd {
                         command: cmdline(args),

@@ -551,6 +551,10 @@ fn cmd_entrypoint_shell() {
         }
     );
     assert_eq!(c(&bf, 4), &Command::Cmd { command: exec(&[]) });
+    // Empty CMD/ENTRYPOINT are accepted, as BuildKit does.
+    let bf = p("FROM a\nCMD\nENTRYPOINT\n");
+    assert_eq!(c(&bf, 1), &Command::Cmd { command: shell("") });
+    assert_eq!(c(&bf, 2), &Command::Entrypoint { command: shell("") });
     assert!(msg("FROM a\nSHELL /bin/sh -c\n")
         .contains("SHELL requires the arguments to be in JSON form"));
 }
