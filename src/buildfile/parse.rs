@@ -582,9 +582,7 @@ impl<'a> Parser<'a> {
                     if !rest.is_empty() {
                         return Err(self.err(l, pos, "HEALTHCHECK NONE takes no arguments", None));
                     }
-                    if !ins.flags.is_empty() {
-                        return Err(self.err(l, off, "HEALTHCHECK NONE takes no flags", None));
-                    }
+                    // BuildKit ignores the (known) flags of HEALTHCHECK NONE; so do we.
                     Command::Healthcheck {
                         check: Health::None,
                     }

@@ -847,6 +847,15 @@ fn healthcheck() {
     );
     assert_eq!(parse_duration("5"), None);
     assert!(msg("FROM a\nHEALTHCHECK NONE x\n").contains("HEALTHCHECK NONE takes no arguments"));
+    let bf = p("FROM a\nHEALTHCHECK --interval=5s NONE\n");
+    assert_eq!(
+        c(&bf, 1),
+        &Command::Healthcheck {
+            check: Health::None
+        }
+    );
+    assert!(msg("FROM a\nHEALTHCHECK --bogus=1 NONE\n")
+        .contains("unknown flag --bogus for HEALTHCHECK"));
     assert!(msg("FROM a\nHEALTHCHECK --interval=5 CMD x\n").contains("invalid duration \"5\""));
     assert!(msg("FROM a\nHEALTHCHECK --timeout=10us CMD x\n").contains("cannot be less than 1ms"));
     assert!(msg("FROM a\nHEALTHCHECK --retries=-1 CMD x\n")
