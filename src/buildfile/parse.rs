@@ -81,8 +81,16 @@ pub fn parse(file: &str, text: &str) -> Result<Buildfile, Error> {
         escape: '\\',
     };
     let (directives, mut i) = p.directives()?;
-    // Most lines are instructions; reserving avoids re-copying a growing vector.
-    let mut instructions = Vec::with_capacity((lines.len() / 2 + 8).min(1 << 16));
+    // Reserve for the lines that may start an instruction (a letter first), so the
+    // vector of ~230-byte instructions is not re-copied as it grows.
+    let candidates = lines
+        .iter()
+        .filter(|l| {
+            l.trim_start()
+                .starts_with(|c: char| c.is_ascii_alphabetic())
+        })
+        .count();
+    let mut instructions = Vec::with_capacity(candidates.min(1 << 16));
     while i < lines.len() {
         let Some(logical) = p.logical_line(&mut i) else {
             continue;
@@ -241,6 +249,12 @@ impl<'a> Parser<'a> {
             let (body, c) = self.continuation(l);
             cont = c;
             more.push((text.len(), end));
+            if let Cow::Borrowed(first) = text {
+                // Room for a few more continuation lines without regrowing.
+                let mut owned = String::with_capacity(first.len() + 4 * l.len());
+                owned.push_str(first);
+                text = Cow::Owned(owned);
+            }
             text.to_mut().push_str(body);
         }
         if text.trim().is_empty() {
@@ -1017,8 +1031,8 @@ impl Flags<'_, '_> {
     }
 
     fn allow(&self, names: &[&str]) -> Result<(), Error> {
-        // Names of non-repeatable flags seen so far (a handful at most: each is allowed).
-        let mut seen: Vec<&str> = Vec::new();
+        // Non-repeatable flags seen so far, as a bit per entry of `names` (at most 6).
+        let mut seen: u64 = 0;
         for (i, f) in self.flags.iter().enumerate() {
             if !names.contains(&f.name.as_str()) {
                 let hint = suggest(&f.name, names)
@@ -1040,7 +1054,8 @@ impl Flags<'_, '_> {
             if Self::REPEATABLE.contains(&f.name.as_str()) {
                 continue;
             }
-            if seen.contains(&f.name.as_str()) {
+            let bit = 1u64 << names.iter().position(|n| *n == f.name).unwrap_or(0).min(63);
+            if seen & bit != 0 {
                 return Err(self.p.err(
                     self.l,
                     self.offs[i],
@@ -1048,7 +1063,7 @@ impl Flags<'_, '_> {
                     None,
                 ));
             }
-            seen.push(&f.name);
+            seen |= bit;
         }
         Ok(())
     }
