@@ -33,4 +33,4 @@ pub use print::{instruction as print_instruction, print};
 pub use resolve::{
     resolve, Platform, ResolveOptions, Resolved, ResolvedStage, Step, PLATFORM_ARGS, PROXY_ARGS,
 };
-pub use words::{expand, references, split_words, unquote, ExpandError};
+pub use words::{expand, references, split_words, unquote, words, ExpandError, Words};

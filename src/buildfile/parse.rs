@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use super::ast::*;
 use super::error::{suggest, Error, Location};
-use super::words::{split_words, unquote, word_end};
+use super::words::{unquote, word_end, words};
 
 /// Instruction keywords, upper case.
 pub const KEYWORDS: [&str; 18] = [
@@ -288,7 +288,8 @@ impl<'a> Parser<'a> {
         };
         let mut pos = off + kw_len;
         pos += ws_len(&text[pos..]);
-        let (flags, flag_offs, after) = self.flags(l, pos)?;
+        let flags_start = pos;
+        let (flags, after) = self.flags(l, pos)?;
         pos = after;
         let args = text[pos..].trim_end();
         let mut ins = Instruction {
@@ -311,7 +312,7 @@ impl<'a> Parser<'a> {
             p: self,
             l,
             flags: &ins.flags,
-            offs: &flag_offs,
+            start: flags_start,
             kw: kind,
         };
         let need_args = |what: &str| -> Result<(), Error> {
@@ -362,7 +363,7 @@ impl<'a> Parser<'a> {
                 for (i, f) in ins.flags.iter().enumerate() {
                     if f.name == "mount" {
                         let v = fl.value_of(i)?;
-                        mounts.push(self.mount(l, flag_offs[i], v)?);
+                        mounts.push(self.mount(&fl, i, v)?);
                     }
                 }
                 let network = fl.choice("network", &["default", "none", "host"])?;
@@ -414,17 +415,16 @@ impl<'a> Parser<'a> {
             "EXPOSE" => {
                 fl.allow(&[])?;
                 need_args("at least one argument")?;
-                let words = split_words(args, self.escape);
-                for (o, w) in &words {
+                let mut ports = Vec::new();
+                for (o, w) in words(args, self.escape) {
                     if !w.contains('$') {
                         if let Err(m) = parse_port(&unquote(w, self.escape)) {
                             return Err(self.err(l, pos + o, m, None));
                         }
                     }
+                    ports.push(w.to_string());
                 }
-                Command::Expose {
-                    ports: words.into_iter().map(|(_, w)| w.to_string()).collect(),
-                }
+                Command::Expose { ports }
             }
             "ADD" | "COPY" => {
                 if kind == "ADD" {
@@ -440,11 +440,10 @@ impl<'a> Parser<'a> {
                     fl.allow(&["from", "chown", "chmod", "link", "parents", "exclude"])?;
                 }
                 need_args("at least two arguments, but got 0")?;
-                let (mut list, json) = match cmdline(args) {
-                    CmdLine::Exec { args } => (args, true),
-                    CmdLine::Shell { .. } => (
-                        split_words(args, self.escape)
-                            .into_iter()
+                let (mut list, json) = match json_array(args) {
+                    Some(args) => (args, true),
+                    None => (
+                        words(args, self.escape)
                             .map(|(_, w)| w.to_string())
                             .collect(),
                         false,
@@ -492,8 +491,8 @@ impl<'a> Parser<'a> {
             "VOLUME" => {
                 fl.allow(&[])?;
                 need_args("at least one argument")?;
-                match cmdline(args) {
-                    CmdLine::Exec { args } => {
+                match json_array(args) {
+                    Some(args) => {
                         if args.iter().any(|a| a.trim().is_empty()) {
                             return Err(self.err(
                                 l,
@@ -507,9 +506,8 @@ impl<'a> Parser<'a> {
                             json: true,
                         }
                     }
-                    CmdLine::Shell { .. } => Command::Volume {
-                        paths: split_words(args, self.escape)
-                            .into_iter()
+                    None => Command::Volume {
+                        paths: words(args, self.escape)
                             .map(|(_, w)| w.to_string())
                             .collect(),
                         json: false,
@@ -536,7 +534,7 @@ impl<'a> Parser<'a> {
                 fl.allow(&[])?;
                 need_args("at least one argument")?;
                 let mut decls = Vec::new();
-                for (o, w) in split_words(args, self.escape) {
+                for (o, w) in words(args, self.escape) {
                     let (name, default) = match w.split_once('=') {
                         Some((n, d)) => (n, Some(d.to_string())),
                         None => (w, None),
@@ -675,7 +673,7 @@ impl<'a> Parser<'a> {
                 _ => false,
             };
             if is_shell && args.contains("<<") {
-                for (o, w) in split_words(args, self.escape) {
+                for (o, w) in words(args, self.escape) {
                     match heredoc_marker(w, self.escape) {
                         Ok(Some(h)) => ins.heredocs.push(h),
                         Ok(None) => {}
@@ -746,12 +744,12 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    /// `--name[=value]` flags at the start of the arguments.
-    #[allow(clippy::type_complexity)]
-    fn flags(&self, l: &Logical, mut pos: usize) -> Result<(Vec<Flag>, Vec<usize>, usize), Error> {
+    /// `--name[=value]` flags at the start of the arguments; returns them and where
+    /// the arguments after them start. (Flag offsets for errors are recomputed by
+    /// [`Flags::off`] only when an error needs one.)
+    fn flags(&self, l: &Logical, mut pos: usize) -> Result<(Vec<Flag>, usize), Error> {
         let text: &str = &l.text;
         let mut flags = Vec::new();
-        let mut offs = Vec::new();
         while text[pos..].starts_with("--") {
             let word_len = word_end(&text[pos..], self.escape);
             let word = &text[pos..pos + word_len];
@@ -772,11 +770,10 @@ impl<'a> Parser<'a> {
                 name: name.to_ascii_lowercase(),
                 value,
             });
-            offs.push(pos);
             pos += word_len;
             pos += ws_len(&text[pos..]);
         }
-        Ok((flags, offs, pos))
+        Ok((flags, pos))
     }
 
     /// `ENV`/`LABEL` pairs: `k=v k2="v 2"` or the legacy `k v` form.
@@ -787,8 +784,8 @@ impl<'a> Parser<'a> {
         args: &str,
         kind: &str,
     ) -> Result<(Vec<Pair>, bool), Error> {
-        let words = split_words(args, self.escape);
-        let Some((_, first)) = words.first() else {
+        let mut all = words(args, self.escape);
+        let Some((_, first)) = all.next() else {
             return Err(self.err(
                 l,
                 pos,
@@ -816,7 +813,7 @@ impl<'a> Parser<'a> {
             ));
         }
         let mut pairs = Vec::new();
-        for (o, w) in words {
+        for (o, w) in std::iter::once((0, first)).chain(all) {
             let Some((k, v)) = w.split_once('=') else {
                 return Err(self.err(
                     l,
@@ -837,7 +834,7 @@ impl<'a> Parser<'a> {
     }
 
     /// A `--mount=` value: comma-separated `key=value` fields (CSV quoting allowed).
-    fn mount(&self, l: &Logical, off: usize, spec: &str) -> Result<Mount, Error> {
+    fn mount(&self, fl: &Flags, flag: usize, spec: &str) -> Result<Mount, Error> {
         const KEYS: [&str; 19] = [
             "type",
             "target",
@@ -860,8 +857,9 @@ impl<'a> Parser<'a> {
             "env",
         ];
         let mut m = Mount::default();
-        let err = |msg: String, hint: Option<String>| self.err(l, off, msg, hint);
-        for field in csv_fields(spec) {
+        // The flag's offset is only worked out when there is an error to report.
+        let err = |msg: String, hint: Option<String>| self.err(fl.l, fl.off(flag), msg, hint);
+        let mut field_fn = |field: &str| -> Result<(), Error> {
             let (key, value) = match field.split_once('=') {
                 Some((k, v)) => (lower(k.trim()), Some(v.to_string())),
                 None => (lower(field.trim()), None),
@@ -870,7 +868,8 @@ impl<'a> Parser<'a> {
                 match v.as_deref() {
                     None => Ok(true),
                     Some(s) => parse_bool(s).ok_or_else(|| {
-                        err(format!("invalid value \"{s}\" for mount option {key}: expecting true or false"), None)
+                        let msg = format!("invalid value \"{s}\" for mount option {key}");
+                        err(msg, Some("use true or false".into()))
                     }),
                 }
             };
@@ -926,6 +925,17 @@ impl<'a> Parser<'a> {
                         suggest(other, &KEYS).map(|s| format!("did you mean {s}?")),
                     ))
                 }
+            }
+            Ok(())
+        };
+        // Unquoted options (the common case) are split without allocating.
+        if spec.contains('"') {
+            for field in csv_fields(spec) {
+                field_fn(&field)?;
+            }
+        } else {
+            for field in spec.split(',') {
+                field_fn(field)?;
             }
         }
         let t = m.mount_type();
@@ -1017,17 +1027,32 @@ struct Flags<'p, 'a> {
     p: &'p Parser<'a>,
     l: &'p Logical<'p>,
     flags: &'p [Flag],
-    offs: &'p [usize],
+    /// Where the first flag starts in the logical text.
+    start: usize,
     kw: &'static str,
 }
 
 impl Flags<'_, '_> {
     const REPEATABLE: [&'static str; 2] = ["mount", "exclude"];
 
+    /// Byte offset of flag `i` in the logical text: the flags are one word each,
+    /// separated by blanks, from `start`.
+    fn off(&self, i: usize) -> usize {
+        let text: &str = &self.l.text;
+        let mut pos = self.start;
+        for _ in 0..i {
+            if pos >= text.len() {
+                break;
+            }
+            pos += word_end(&text[pos..], self.p.escape);
+            pos += ws_len(&text[pos..]);
+        }
+        pos.min(text.len())
+    }
+
     fn err(&self, name: &str, msg: String) -> Error {
         let i = self.flags.iter().position(|f| f.name == name).unwrap_or(0);
-        self.p
-            .err(self.l, self.offs.get(i).copied().unwrap_or(0), msg, None)
+        self.p.err(self.l, self.off(i), msg, None)
     }
 
     fn allow(&self, names: &[&str]) -> Result<(), Error> {
@@ -1046,7 +1071,7 @@ impl Flags<'_, '_> {
                     });
                 return Err(self.p.err(
                     self.l,
-                    self.offs[i],
+                    self.off(i),
                     format!("unknown flag --{} for {}", f.name, self.kw),
                     hint,
                 ));
@@ -1058,7 +1083,7 @@ impl Flags<'_, '_> {
             if seen & bit != 0 {
                 return Err(self.p.err(
                     self.l,
-                    self.offs[i],
+                    self.off(i),
                     format!("duplicate flag specified: --{}", f.name),
                     None,
                 ));
@@ -1074,7 +1099,7 @@ impl Flags<'_, '_> {
             Some(v) => Ok(v),
             None => Err(self.p.err(
                 self.l,
-                self.offs[i],
+                self.off(i),
                 format!("missing a value on flag --{}", f.name),
                 Some(format!("write --{}=<value>", f.name)),
             )),
@@ -1106,7 +1131,7 @@ impl Flags<'_, '_> {
                 Some(v) => parse_bool(v).ok_or_else(|| {
                     self.p.err(
                         self.l,
-                        self.offs[i],
+                        self.off(i),
                         format!("expecting boolean value for flag --{name}, not: {v}"),
                         None,
                     )
@@ -1177,14 +1202,21 @@ fn split_plain(s: &str) -> Vec<(usize, &str)> {
 
 /// JSON (exec) form when the text is a JSON array of strings, otherwise shell form.
 pub(crate) fn cmdline(args: &str) -> CmdLine {
+    match json_array(args) {
+        Some(v) => CmdLine::Exec { args: v },
+        None => CmdLine::Shell {
+            text: args.trim().to_string(),
+        },
+    }
+}
+
+/// The strings of a JSON array of strings (`["a", "b"]`), if that is what `args` is.
+fn json_array(args: &str) -> Option<Vec<String>> {
     let t = args.trim();
     if t.starts_with('[') && t.ends_with(']') {
-        if let Ok(v) = serde_json::from_str::<Vec<String>>(t) {
-            return CmdLine::Exec { args: v };
-        }
-    }
-    CmdLine::Shell {
-        text: t.to_string(),
+        serde_json::from_str::<Vec<String>>(t).ok()
+    } else {
+        None
     }
 }
 

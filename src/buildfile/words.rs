@@ -6,22 +6,34 @@
 /// Split on unquoted whitespace; words keep their quotes and escapes (as written).
 /// Returns byte offsets with the words.
 pub fn split_words(s: &str, escape: char) -> Vec<(usize, &str)> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < s.len() {
-        let skip = s[pos..].len()
-            - s[pos..]
-                .trim_start_matches(|c: char| c.is_whitespace())
-                .len();
-        pos += skip;
-        if pos >= s.len() {
-            break;
+    words(s, escape).collect()
+}
+
+/// [`split_words`] as an iterator (no allocation).
+pub fn words(s: &str, escape: char) -> Words<'_> {
+    Words { s, pos: 0, escape }
+}
+
+/// Iterator over the words of a string; see [`words`].
+pub struct Words<'s> {
+    s: &'s str,
+    pos: usize,
+    escape: char,
+}
+
+impl<'s> Iterator for Words<'s> {
+    type Item = (usize, &'s str);
+
+    fn next(&mut self) -> Option<(usize, &'s str)> {
+        let rest = self.s.get(self.pos..)?;
+        self.pos += rest.len() - rest.trim_start_matches(|c: char| c.is_whitespace()).len();
+        if self.pos >= self.s.len() {
+            return None;
         }
-        let len = word_end(&s[pos..], escape);
-        out.push((pos, &s[pos..pos + len]));
-        pos += len;
+        let start = self.pos;
+        self.pos += word_end(&self.s[start..], self.escape);
+        Some((start, &self.s[start..self.pos]))
     }
-    out
 }
 
 /// Length of the word at the start of `s`: up to unquoted whitespace. Works on bytes
