@@ -1,0 +1,501 @@
+//! Shell-style words as the Dockerfile grammar uses them: splitting on unquoted
+//! whitespace, removing quotes, and expanding `$VAR` / `${VAR...}` the way BuildKit's
+//! shell lexer does (a subset of POSIX `sh` word expansion; no command substitution,
+//! no globbing, no field splitting).
+
+/// Split on unquoted whitespace; words keep their quotes and escapes (as written).
+/// Returns byte offsets with the words.
+pub fn split_words(s: &str, escape: char) -> Vec<(usize, &str)> {
+    words(s, escape).collect()
+}
+
+/// [`split_words`] as an iterator (no allocation).
+pub fn words(s: &str, escape: char) -> Words<'_> {
+    Words { s, pos: 0, escape }
+}
+
+/// Iterator over the words of a string; see [`words`].
+pub struct Words<'s> {
+    s: &'s str,
+    pos: usize,
+    escape: char,
+}
+
+impl<'s> Iterator for Words<'s> {
+    type Item = (usize, &'s str);
+
+    fn next(&mut self) -> Option<(usize, &'s str)> {
+        let rest = self.s.get(self.pos..)?;
+        self.pos += rest.len() - rest.trim_start_matches(|c: char| c.is_whitespace()).len();
+        if self.pos >= self.s.len() {
+            return None;
+        }
+        let start = self.pos;
+        self.pos += word_end(&self.s[start..], self.escape);
+        Some((start, &self.s[start..self.pos]))
+    }
+}
+
+/// Length of the word at the start of `s`: up to unquoted whitespace. Works on bytes
+/// (every special character is ASCII) and decodes only non-ASCII characters, to test
+/// them for Unicode whitespace.
+pub fn word_end(s: &str, escape: char) -> usize {
+    let b = s.as_bytes();
+    let esc = escape as u32;
+    let mut quote: u8 = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c >= 0x80 {
+            let ch = s[i..].chars().next().unwrap_or(' ');
+            if quote == 0 && ch.is_whitespace() {
+                return i;
+            }
+            i += ch.len_utf8();
+            continue;
+        }
+        if quote != 0 {
+            if c == quote {
+                quote = 0;
+            } else if quote == b'"' && u32::from(c) == esc {
+                i += 1;
+                // Skip the escaped character (whole, if it is not ASCII).
+                if let Some(ch) = s.get(i..).and_then(|r| r.chars().next()) {
+                    i += ch.len_utf8();
+                }
+                continue;
+            }
+        } else if c.is_ascii_whitespace() || c == 0x0b {
+            return i;
+        } else if c == b'"' || c == b'\'' {
+            quote = c;
+        } else if u32::from(c) == esc {
+            i += 1;
+            if let Some(ch) = s.get(i..).and_then(|r| r.chars().next()) {
+                i += ch.len_utf8();
+            }
+            continue;
+        }
+        i += 1;
+    }
+    b.len()
+}
+
+/// Remove quotes and escapes without expanding variables. Never fails: an unterminated
+/// quote runs to the end of the word.
+pub fn unquote(word: &str, escape: char) -> String {
+    if !word.contains(['"', '\'', escape]) {
+        return word.to_string();
+    }
+    let mut lx = Lex {
+        chars: word.chars().collect(),
+        pos: 0,
+        escape,
+        lookup: None,
+        undefined: None,
+        depth: 0,
+    };
+    lx.word(None, true).unwrap_or_else(|_| word.to_string())
+}
+
+/// A variable expansion failure (`${X:?unset}`, a missing `}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpandError {
+    pub message: String,
+}
+
+/// Expand one word: quotes removed, escapes applied, variables substituted with
+/// `lookup`. Names looked up but not defined are pushed to `undefined`.
+pub fn expand(
+    word: &str,
+    escape: char,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    undefined: &mut Vec<String>,
+) -> Result<String, ExpandError> {
+    let mut lx = Lex {
+        chars: word.chars().collect(),
+        pos: 0,
+        escape,
+        lookup: Some(lookup),
+        undefined: Some(undefined),
+        depth: 0,
+    };
+    lx.word(None, false)
+}
+
+/// Names of the variables a word refers to (for linting), without expanding.
+pub fn references(word: &str, escape: char) -> Vec<String> {
+    let mut found = Vec::new();
+    let _ = expand(word, escape, &|_| None, &mut found);
+    found
+}
+
+/// A variable lookup: name -> value, None when unset.
+type Lookup<'f> = &'f dyn Fn(&str) -> Option<String>;
+
+struct Lex<'f, 'u> {
+    chars: Vec<char>,
+    pos: usize,
+    escape: char,
+    /// None: remove quotes only, keep `$` text.
+    lookup: Option<Lookup<'f>>,
+    undefined: Option<&'u mut Vec<String>>,
+    depth: usize,
+}
+
+fn err<T>(m: impl Into<String>) -> Result<T, ExpandError> {
+    Err(ExpandError { message: m.into() })
+}
+
+impl Lex<'_, '_> {
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    fn next(&mut self) -> Option<char> {
+        let c = self.peek();
+        if c.is_some() {
+            self.pos += 1;
+        }
+        c
+    }
+
+    /// Process until `stop` (not consumed) or the end.
+    fn word(&mut self, stop: Option<char>, lenient: bool) -> Result<String, ExpandError> {
+        let mut out = String::new();
+        while let Some(c) = self.peek() {
+            if Some(c) == stop {
+                return Ok(out);
+            }
+            self.pos += 1;
+            if c == '\'' {
+                let start = self.pos;
+                loop {
+                    match self.next() {
+                        Some('\'') => break,
+                        Some(ch) => out.push(ch),
+                        None if lenient => break,
+                        None => {
+                            self.pos = start;
+                            return err("unexpected end of statement while looking for matching single-quote");
+                        }
+                    }
+                }
+            } else if c == '"' {
+                loop {
+                    match self.next() {
+                        Some('"') => break,
+                        Some('$') if self.lookup.is_some() => {
+                            let v = self.dollar()?;
+                            out.push_str(&v);
+                        }
+                        Some(ch) if ch == self.escape => match self.peek() {
+                            Some(n) if n == '"' || n == '$' || n == self.escape => {
+                                self.pos += 1;
+                                out.push(n);
+                            }
+                            Some(_) => out.push(ch),
+                            None if lenient => break,
+                            None => return err("unexpected end of statement while looking for matching double-quote"),
+                        },
+                        Some(ch) => out.push(ch),
+                        None if lenient => break,
+                        None => return err("unexpected end of statement while looking for matching double-quote"),
+                    }
+                }
+            } else if c == self.escape {
+                // An escape at the very end of the word is dropped.
+                if let Some(n) = self.next() {
+                    out.push(n);
+                }
+            } else if c == '$' && self.lookup.is_some() {
+                let v = self.dollar()?;
+                out.push_str(&v);
+            } else {
+                out.push(c);
+            }
+        }
+        if stop.is_some() {
+            return err("syntax error: missing '}'");
+        }
+        Ok(out)
+    }
+
+    fn get(&mut self, name: &str) -> Option<String> {
+        let v = self.lookup.and_then(|f| f(name));
+        if v.is_none() {
+            if let Some(u) = self.undefined.as_deref_mut() {
+                if !u.iter().any(|x| x == name) {
+                    u.push(name.to_string());
+                }
+            }
+        }
+        v
+    }
+
+    fn name(&mut self) -> String {
+        let mut n = String::new();
+        if let Some(c) = self.peek() {
+            if c.is_ascii_digit() {
+                self.pos += 1;
+                n.push(c);
+                return n;
+            }
+        }
+        while let Some(c) = self.peek() {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                n.push(c);
+                self.pos += 1;
+            } else {
+                break;
+            }
+        }
+        n
+    }
+
+    /// After a `$`.
+    fn dollar(&mut self) -> Result<String, ExpandError> {
+        if self.peek() != Some('{') {
+            let name = self.name();
+            if name.is_empty() {
+                return Ok("$".to_string());
+            }
+            return Ok(self.get(&name).unwrap_or_default());
+        }
+        self.pos += 1;
+        self.depth += 1;
+        if self.depth > 64 {
+            return err("variable substitution nested too deeply");
+        }
+        let name = self.name();
+        if name.is_empty() {
+            return err("bad substitution: a variable name must follow ${");
+        }
+        let result = match self.next() {
+            Some('}') => Ok(self.get(&name).unwrap_or_default()),
+            Some(':') => {
+                let op = self.next();
+                let word = self.word(Some('}'), false)?;
+                self.pos += 1;
+                let val = self.get(&name);
+                let set_nonempty = val.as_deref().is_some_and(|v| !v.is_empty());
+                match op {
+                    Some('-') => Ok(if set_nonempty {
+                        val.unwrap_or_default()
+                    } else {
+                        word
+                    }),
+                    Some('+') => Ok(if set_nonempty { word } else { String::new() }),
+                    Some('?') if set_nonempty => Ok(val.unwrap_or_default()),
+                    Some('?') => err(if word.is_empty() {
+                        format!("{name}: is not allowed to be unset")
+                    } else {
+                        format!("{name}: {word}")
+                    }),
+                    _ => err(format!(
+                        "unsupported modifier in substitution of ${{{name}:...}}: use :-, :+ or :?"
+                    )),
+                }
+            }
+            Some(op @ ('-' | '+' | '?')) => {
+                let word = self.word(Some('}'), false)?;
+                self.pos += 1;
+                let val = self.get(&name);
+                match (op, val) {
+                    ('-', Some(v)) => Ok(v),
+                    ('-', None) => Ok(word),
+                    ('+', Some(_)) => Ok(word),
+                    ('+', None) => Ok(String::new()),
+                    ('?', Some(v)) => Ok(v),
+                    _ => err(if word.is_empty() {
+                        format!("{name}: is not allowed to be unset")
+                    } else {
+                        format!("{name}: {word}")
+                    }),
+                }
+            }
+            Some(op @ ('#' | '%')) => {
+                let longest = self.peek() == Some(op);
+                if longest {
+                    self.pos += 1;
+                }
+                let pat = self.word(Some('}'), false)?;
+                self.pos += 1;
+                let val = self.get(&name).unwrap_or_default();
+                Ok(trim_pattern(&val, &pat, op == '#', longest))
+            }
+            None => err("syntax error: missing '}'"),
+            Some(c) => err(format!(
+                "bad substitution: unexpected '{c}' after ${{{name}"
+            )),
+        };
+        self.depth -= 1;
+        result
+    }
+}
+
+/// `${v#pat}` / `${v##pat}` / `${v%pat}` / `${v%%pat}` with `*` and `?` wildcards.
+fn trim_pattern(val: &str, pat: &str, prefix: bool, longest: bool) -> String {
+    let idx: Vec<usize> = val
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(val.len()))
+        .collect();
+    let mut cands: Vec<usize> = idx.clone();
+    if prefix == longest {
+        cands.reverse();
+    }
+    for cut in cands {
+        let (part, keep) = if prefix {
+            (&val[..cut], &val[cut..])
+        } else {
+            (&val[cut..], &val[..cut])
+        };
+        if glob(pat, part) {
+            return keep.to_string();
+        }
+    }
+    val.to_string()
+}
+
+fn glob(pat: &str, s: &str) -> bool {
+    let p: Vec<char> = pat.chars().collect();
+    let t: Vec<char> = s.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(sp) = star {
+            pi = sp + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn ex(word: &str, vars: &[(&str, &str)]) -> Result<String, ExpandError> {
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut u = Vec::new();
+        expand(word, '\\', &|n| m.get(n).cloned(), &mut u)
+    }
+
+    #[test]
+    fn simple_and_braced() {
+        let v = [("A", "x"), ("E", "")];
+        assert_eq!(ex("$A", &v).unwrap(), "x");
+        assert_eq!(ex("${A}y", &v).unwrap(), "xy");
+        assert_eq!(ex("$Ay", &v).unwrap(), "");
+        assert_eq!(ex("a$", &v).unwrap(), "a$");
+        assert_eq!(ex("$1", &v).unwrap(), "");
+    }
+
+    #[test]
+    fn defaults_and_alternatives() {
+        let v = [("A", "x"), ("E", "")];
+        assert_eq!(ex("${U:-d}", &v).unwrap(), "d");
+        assert_eq!(ex("${E:-d}", &v).unwrap(), "d");
+        assert_eq!(ex("${E-d}", &v).unwrap(), "");
+        assert_eq!(ex("${U-d}", &v).unwrap(), "d");
+        assert_eq!(ex("${A:-d}", &v).unwrap(), "x");
+        assert_eq!(ex("${A:+alt}", &v).unwrap(), "alt");
+        assert_eq!(ex("${E:+alt}", &v).unwrap(), "");
+        assert_eq!(ex("${E+alt}", &v).unwrap(), "alt");
+        assert_eq!(ex("${U+alt}", &v).unwrap(), "");
+    }
+
+    #[test]
+    fn nested_default() {
+        let v = [("OTHER", "o")];
+        assert_eq!(ex("${VAR:-${OTHER}}", &v).unwrap(), "o");
+        assert_eq!(ex("${VAR:-${NOPE:-deep}}", &v).unwrap(), "deep");
+        assert_eq!(ex("${OTHER:+${OTHER}-${OTHER}}", &v).unwrap(), "o-o");
+    }
+
+    #[test]
+    fn required_errors() {
+        assert_eq!(
+            ex("${U:?must be set}", &[]).unwrap_err().message,
+            "U: must be set"
+        );
+        assert_eq!(
+            ex("${U?}", &[]).unwrap_err().message,
+            "U: is not allowed to be unset"
+        );
+        assert_eq!(ex("${E:?x}", &[("E", "")]).unwrap_err().message, "E: x");
+        assert_eq!(ex("${E?x}", &[("E", "")]).unwrap(), "");
+        assert!(ex("${A", &[]).is_err());
+        assert!(ex("${}", &[]).is_err());
+        assert!(ex("${A!}", &[]).is_err());
+    }
+
+    #[test]
+    fn quotes_and_escapes() {
+        let v = [("A", "x y")];
+        assert_eq!(ex("'$A'", &v).unwrap(), "$A");
+        assert_eq!(ex("\"$A\"", &v).unwrap(), "x y");
+        assert_eq!(ex("\\$A", &v).unwrap(), "$A");
+        assert_eq!(ex("\"\\$A \\\" \\n\"", &v).unwrap(), "$A \" \\n");
+        assert_eq!(ex("a\\ b", &v).unwrap(), "a b");
+        assert!(ex("'open", &v).is_err());
+        assert!(ex("\"open", &v).is_err());
+        let mut u = Vec::new();
+        assert_eq!(
+            expand("`$A", '`', &|_| Some("z".into()), &mut u).unwrap(),
+            "$A"
+        );
+    }
+
+    #[test]
+    fn pattern_trims() {
+        let v = [("P", "a/b/c.tar.gz")];
+        assert_eq!(ex("${P#*/}", &v).unwrap(), "b/c.tar.gz");
+        assert_eq!(ex("${P##*/}", &v).unwrap(), "c.tar.gz");
+        assert_eq!(ex("${P%.*}", &v).unwrap(), "a/b/c.tar");
+        assert_eq!(ex("${P%%.*}", &v).unwrap(), "a/b/c");
+    }
+
+    #[test]
+    fn undefined_are_recorded() {
+        let mut u = Vec::new();
+        let r = expand(
+            "$A ${B:-x} ${C}",
+            '\\',
+            &|n| (n == "C").then(|| "c".to_string()),
+            &mut u,
+        )
+        .unwrap();
+        assert_eq!(r, " x c");
+        assert_eq!(u, vec!["A".to_string(), "B".to_string()]);
+        assert_eq!(references("'$NO' $YES", '\\'), vec!["YES".to_string()]);
+    }
+
+    #[test]
+    fn split_keeps_quotes() {
+        let w: Vec<&str> = split_words("a=\"b c\" d='e f' g\\ h", '\\')
+            .into_iter()
+            .map(|x| x.1)
+            .collect();
+        assert_eq!(w, vec!["a=\"b c\"", "d='e f'", "g\\ h"]);
+        assert_eq!(unquote("\"a b\"c'd'", '\\'), "a bcd");
+    }
+}
