@@ -116,7 +116,11 @@ pub struct Platform {
     pub os: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
@@ -145,7 +149,11 @@ impl Platform {
         Platform {
             architecture: arch.to_string(),
             os: "linux".to_string(),
-            variant: if arch == "arm64" { Some("v8".into()) } else { None },
+            variant: if arch == "arm64" {
+                Some("v8".into())
+            } else {
+                None
+            },
             ..Platform::default()
         }
     }
@@ -153,9 +161,8 @@ impl Platform {
     /// Parse `os/arch[/variant]`.
     pub fn parse(s: &str) -> Result<Platform, PlatformError> {
         let parts: Vec<&str> = s.split('/').collect();
-        let ok = |p: &&str| {
-            !p.is_empty() && p.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
-        };
+        let ok =
+            |p: &&str| !p.is_empty() && p.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
         if !(2..=3).contains(&parts.len()) || !parts.iter().all(ok) {
             return Err(PlatformError { input: s.into() });
         }
@@ -341,9 +348,13 @@ pub fn parse_manifest(served: &MediaType, body: &[u8]) -> Result<AnyManifest, Ma
         source,
     };
     if effective.is_index() {
-        Ok(AnyManifest::Index(serde_json::from_slice(body).map_err(json_err)?))
+        Ok(AnyManifest::Index(
+            serde_json::from_slice(body).map_err(json_err)?,
+        ))
     } else if effective.is_manifest() {
-        Ok(AnyManifest::Image(serde_json::from_slice(body).map_err(json_err)?))
+        Ok(AnyManifest::Image(
+            serde_json::from_slice(body).map_err(json_err)?,
+        ))
     } else {
         Err(ManifestError::UnsupportedMediaType {
             media_type: effective.to_string(),

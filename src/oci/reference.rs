@@ -170,10 +170,12 @@ impl FromStr for Reference {
         // Split off the digest first: it may contain no '/' or ':' confusion.
         let (rest, digest) = match input.split_once('@') {
             Some((r, d)) => {
-                let d = d.parse::<Digest>().map_err(|source| ReferenceError::Digest {
-                    input: err_input(),
-                    source,
-                })?;
+                let d = d
+                    .parse::<Digest>()
+                    .map_err(|source| ReferenceError::Digest {
+                        input: err_input(),
+                        source,
+                    })?;
                 (r, Some(d))
             }
             None => (input, None),
@@ -347,7 +349,10 @@ fn valid_host(h: &str) -> bool {
 }
 
 fn valid_port(p: &str) -> bool {
-    !p.is_empty() && p.len() <= 5 && p.bytes().all(|c| c.is_ascii_digit()) && p.parse::<u16>().is_ok()
+    !p.is_empty()
+        && p.len() <= 5
+        && p.bytes().all(|c| c.is_ascii_digit())
+        && p.parse::<u16>().is_ok()
 }
 
 #[cfg(test)]
@@ -366,13 +371,25 @@ mod tests {
         assert_eq!(norm("nginx:1.25"), "docker.io/library/nginx:1.25");
         assert_eq!(norm("user/app"), "docker.io/user/app:latest");
         assert_eq!(norm("docker.io/nginx"), "docker.io/library/nginx:latest");
-        assert_eq!(norm("index.docker.io/nginx"), "docker.io/library/nginx:latest");
+        assert_eq!(
+            norm("index.docker.io/nginx"),
+            "docker.io/library/nginx:latest"
+        );
         assert_eq!(norm("localhost/app"), "localhost/app:latest");
         assert_eq!(norm("localhost:5000/a/b:v1"), "localhost:5000/a/b:v1");
-        assert_eq!(norm("127.0.0.1:5000/library/nginx:latest"), "127.0.0.1:5000/library/nginx:latest");
+        assert_eq!(
+            norm("127.0.0.1:5000/library/nginx:latest"),
+            "127.0.0.1:5000/library/nginx:latest"
+        );
         assert_eq!(norm("quay.example/a/b/c"), "quay.example/a/b/c:latest");
-        assert_eq!(norm(&format!("nginx@{D}")), format!("docker.io/library/nginx@{D}"));
-        assert_eq!(norm(&format!("nginx:1@{D}")), format!("docker.io/library/nginx:1@{D}"));
+        assert_eq!(
+            norm(&format!("nginx@{D}")),
+            format!("docker.io/library/nginx@{D}")
+        );
+        assert_eq!(
+            norm(&format!("nginx:1@{D}")),
+            format!("docker.io/library/nginx:1@{D}")
+        );
         assert_eq!(norm("[::1]:5000/app:x"), "[::1]:5000/app:x");
     }
 
@@ -385,7 +402,10 @@ mod tests {
         assert_eq!(r.manifest_selector(), D);
         assert_eq!(Reference::parse("nginx").unwrap().familiar_name(), "nginx");
         assert_eq!(Reference::parse("u/app").unwrap().familiar_name(), "u/app");
-        let m = Reference::parse("nginx").unwrap().on_registry("127.0.0.1:9").unwrap();
+        let m = Reference::parse("nginx")
+            .unwrap()
+            .on_registry("127.0.0.1:9")
+            .unwrap();
         assert_eq!(m.to_string(), "127.0.0.1:9/library/nginx:latest");
     }
 
@@ -413,13 +433,19 @@ mod tests {
             assert!(Reference::parse(bad).is_err(), "{bad:?} accepted");
         }
         let long = "a".repeat(300);
-        assert!(matches!(Reference::parse(&long), Err(ReferenceError::TooLong { .. })));
+        assert!(matches!(
+            Reference::parse(&long),
+            Err(ReferenceError::TooLong { .. })
+        ));
         assert!(Reference::parse(&format!("x:{}", "t".repeat(129))).is_err());
     }
 
     #[test]
     fn round_trips() {
-        for s in ["docker.io/library/nginx:latest", "localhost:5000/a/b_c/d-e:v1.2"] {
+        for s in [
+            "docker.io/library/nginx:latest",
+            "localhost:5000/a/b_c/d-e:v1.2",
+        ] {
             assert_eq!(norm(s), s);
             assert_eq!(norm(&norm(s)), s);
         }
