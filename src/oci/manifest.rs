@@ -281,6 +281,7 @@ impl Index {
 /// A manifest document that is either an index or an image manifest, told apart by
 /// media type (`mediaType` field or the transport's Content-Type).
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // short-lived parse result; boxing buys nothing
 pub enum AnyManifest {
     Index(Index),
     Image(Manifest),

@@ -15,6 +15,7 @@ use crate::oci::{Digest, Digester};
 
 /// Outcome of asking to write a blob.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // returned once per blob; boxing buys nothing
 pub enum IngestStart {
     /// The blob is already committed; nothing to do.
     Present,
