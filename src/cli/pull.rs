@@ -75,8 +75,8 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
     if a.quiet {
         println!("{reference}");
     } else {
-        eprintln!("Digest: {}", pulled.repo_digest());
-        eprintln!(
+        println!("Digest: {}", pulled.repo_digest());
+        println!(
             "Status: {} for {reference} ({} bytes fetched from {})",
             if pulled.downloaded > 0 {
                 "Downloaded newer image"
@@ -110,7 +110,8 @@ pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("start async runtime")
 }
 
-/// Plain one-line events for logs (stderr is not a terminal).
+/// Plain one-line events on stdout for logs (stderr is not a terminal); stderr
+/// stays reserved for the one-line error.
 struct Lines;
 
 impl Progress for Lines {
@@ -120,27 +121,27 @@ impl Progress for Lines {
                 reference,
                 endpoint,
                 digest,
-            } => eprintln!("{reference}: resolved to {digest} on {endpoint}"),
-            Event::Exists { digest, .. } => eprintln!("{}: already exists", digest.short()),
+            } => println!("{reference}: resolved to {digest} on {endpoint}"),
+            Event::Exists { digest, .. } => println!("{}: already exists", digest.short()),
             Event::Waiting { digest } => {
-                eprintln!("{}: waiting for another imgctl process", digest.short())
+                println!("{}: waiting for another imgctl process", digest.short())
             }
             Event::Start {
                 digest,
                 size,
                 offset,
             } if *offset > 0 => {
-                eprintln!("{}: resuming at {offset} of {size} bytes", digest.short())
+                println!("{}: resuming at {offset} of {size} bytes", digest.short())
             }
             Event::Start { digest, size, .. } => {
-                eprintln!("{}: downloading {size} bytes", digest.short())
+                println!("{}: downloading {size} bytes", digest.short())
             }
             Event::Retry {
                 digest,
                 offset,
                 error,
-            } => eprintln!("{}: retrying from byte {offset}: {error}", digest.short()),
-            Event::Done { digest } => eprintln!("{}: verified and stored", digest.short()),
+            } => println!("{}: retrying from byte {offset}: {error}", digest.short()),
+            Event::Done { digest } => println!("{}: verified and stored", digest.short()),
             Event::Bytes { .. } => {}
         }
     }

@@ -470,7 +470,7 @@ async fn send_following_redirects(
     })
 }
 
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
     while let Some(s) = cur.source() {
         cur = s;
@@ -570,6 +570,7 @@ pub async fn status_error(
             registry: host.into(),
             repository: repository.into(),
             selector: selector.unwrap_or_default().into(),
+            hint: String::new(),
         },
         (StatusCode::FORBIDDEN, _) => RegistryError::Unauthorized {
             registry: host.into(),

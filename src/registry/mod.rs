@@ -52,11 +52,13 @@ pub enum RegistryError {
         registry: String,
         repository: String,
     },
-    #[error("{registry}/{repository}: manifest {selector} not found")]
+    #[error("{registry}/{repository}: manifest {selector} not found{hint}")]
     ManifestUnknown {
         registry: String,
         repository: String,
         selector: String,
+        /// e.g. " (tags: v1, latest)"; may be empty.
+        hint: String,
     },
     #[error("{registry}/{repository}: blob {digest} not found")]
     BlobUnknown {

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use reqwest::StatusCode;
 
-use super::client::{read_limited, status_error, Client};
+use super::client::{read_limited, root_cause, status_error, Client};
 use super::RegistryError;
 use crate::oci::{
     parse_manifest, AnyManifest, Descriptor, Digest, ImageConfig, Manifest, MediaType, Platform,
@@ -137,7 +137,15 @@ impl Client {
         let path = format!("/v2/{repository}/manifests/{selector}");
         let resp = self.get(host, &path, &scope(repository), h).await?;
         if !resp.status().is_success() {
-            return Err(status_error(resp, host, repository, Some(selector)).await);
+            let err = status_error(resp, host, repository, Some(selector)).await;
+            if let RegistryError::ManifestUnknown { .. } = err {
+                if !selector.starts_with("sha256:") {
+                    return Err(self
+                        .explain_unknown_tag(host, repository, selector, err)
+                        .await);
+                }
+            }
+            return Err(err);
         }
         let served = resp
             .headers()
@@ -163,6 +171,56 @@ impl Client {
             }
         }
         Ok((served, body, found))
+    }
+
+    /// A tag was not found: tell an unknown repository apart (some registries answer
+    /// MANIFEST_UNKNOWN for both) and list the tags that exist.
+    async fn explain_unknown_tag(
+        &self,
+        host: &str,
+        repository: &str,
+        selector: &str,
+        err: RegistryError,
+    ) -> RegistryError {
+        let path = format!("/v2/{repository}/tags/list");
+        let Ok(resp) = self
+            .get(host, &path, &scope(repository), HeaderMap::new())
+            .await
+        else {
+            return err;
+        };
+        if !resp.status().is_success() {
+            return match status_error(resp, host, repository, None).await {
+                e @ RegistryError::RepositoryUnknown { .. } => e,
+                _ => err,
+            };
+        }
+        let Ok(body) = read_limited(resp, super::MAX_SMALL_BODY, "tag list").await else {
+            return err;
+        };
+        let tags: Vec<String> = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("tags")?.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_string))
+            .collect();
+        if tags.is_empty() {
+            return RegistryError::RepositoryUnknown {
+                registry: host.into(),
+                repository: repository.into(),
+            };
+        }
+        let mut shown: Vec<String> = tags.iter().take(10).cloned().collect();
+        if tags.len() > 10 {
+            shown.push(format!("... {} more", tags.len() - 10));
+        }
+        RegistryError::ManifestUnknown {
+            registry: host.into(),
+            repository: repository.into(),
+            selector: selector.into(),
+            hint: format!(" (tags: {})", shown.join(", ")),
+        }
     }
 
     /// Pull `reference` into `store`.
@@ -496,10 +554,11 @@ impl Client {
                                 });
                             }
                             Ok(Some(Err(e))) => {
-                                return Err(RegistryError::Http {
-                                    url: path.clone(),
-                                    source: e,
-                                })
+                                // Reset, truncated body, decode error: resumable.
+                                return Err(RegistryError::Download {
+                                    digest: digest.clone(),
+                                    detail: format!("transfer interrupted: {}", root_cause(&e)),
+                                });
                             }
                             Ok(None) => break,
                             Err(_) => {
