@@ -4,6 +4,7 @@
 set -euo pipefail
 pkgs=(
   apache2-utils
+  bc
   busybox-static
   crun
   debootstrap
@@ -20,6 +21,7 @@ pkgs=(
   python3
   runc
   skopeo
+  time
   umoci
   zstd
 )
