@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::Globals;
 use crate::oci::{Descriptor, Digest, ImageConfig, Reference};
-use crate::store::{Resolved, Store, ANNOTATION_SOURCE_INDEX, MAX_CONFIG_SIZE};
+use crate::store::{Resolved, Store, ANNOTATION_SOURCE_DIGEST, MAX_CONFIG_SIZE};
 
 /// Output format of listing commands.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -206,12 +206,12 @@ fn repo_digests(store: &Store, r: &Resolved) -> Vec<String> {
         i.manifests
             .iter()
             .find(|d| d.digest == r.descriptor.digest)
-            .and_then(|d| d.annotation(ANNOTATION_SOURCE_INDEX))
+            .and_then(|d| d.annotation(ANNOTATION_SOURCE_DIGEST))
             .and_then(|s| s.parse::<Digest>().ok())
     });
     let digest = r
         .descriptor
-        .annotation(ANNOTATION_SOURCE_INDEX)
+        .annotation(ANNOTATION_SOURCE_DIGEST)
         .and_then(|s| s.parse::<Digest>().ok())
         .or(idx_digest)
         .unwrap_or_else(|| r.descriptor.digest.clone());
@@ -351,7 +351,7 @@ pub fn tag(g: &Globals, a: TagArgs) -> anyhow::Result<ExitCode> {
     let r = store.find_image(&a.source)?;
     let src_index = r
         .descriptor
-        .annotation(ANNOTATION_SOURCE_INDEX)
+        .annotation(ANNOTATION_SOURCE_DIGEST)
         .and_then(|s| s.parse::<Digest>().ok());
     let mut desc = r.descriptor.clone();
     desc.annotations = None;

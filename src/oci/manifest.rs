@@ -30,6 +30,14 @@ pub enum MediaType {
 impl MediaType {
     pub fn as_str(&self) -> &str {
         match self {
+            MediaType::Other(s) => s,
+            known => known.as_str_static(),
+        }
+    }
+
+    /// The string of a known media type (`None` for `Other`).
+    pub fn as_str_static(&self) -> &'static str {
+        match self {
             MediaType::OciManifest => "application/vnd.oci.image.manifest.v1+json",
             MediaType::OciIndex => "application/vnd.oci.image.index.v1+json",
             MediaType::OciConfig => "application/vnd.oci.image.config.v1+json",
@@ -42,7 +50,7 @@ impl MediaType {
             }
             MediaType::DockerConfig => "application/vnd.docker.container.image.v1+json",
             MediaType::DockerLayerGzip => "application/vnd.docker.image.rootfs.diff.tar.gzip",
-            MediaType::Other(s) => s,
+            MediaType::Other(_) => "",
         }
     }
 

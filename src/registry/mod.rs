@@ -106,6 +106,8 @@ pub enum RegistryError {
     Helper { helper: String, detail: String },
     #[error("blob {digest}: {detail}")]
     Download { digest: Digest, detail: String },
+    #[error("download task failed: {detail}")]
+    Task { detail: String },
     #[error("store: {0}")]
     Store(#[from] StoreError),
 }

@@ -92,6 +92,9 @@ pub struct PulledImage {
     pub config: ImageConfig,
     /// The index it was chosen from, if the reference named one.
     pub index_digest: Option<Digest>,
+    /// What the registry serves for the reference when it differs from
+    /// `descriptor.digest` (an index, or a Docker manifest stored converted).
+    pub source_digest: Option<Digest>,
     /// Bytes fetched from the network for blobs (resumed prefixes excluded).
     pub downloaded: u64,
 }
@@ -382,6 +385,22 @@ impl Client {
             });
         }
 
+        // An OCI layout lists OCI manifests only (skopeo and umoci skip anything
+        // else), so a Docker schema 2 manifest is stored converted, as `skopeo copy
+        // docker://... oci:...` does; the verified original is kept and recorded as the
+        // source digest.
+        let (mtype, mbody, mdigest, original) = if mtype == MediaType::DockerManifest {
+            let oci =
+                docker_to_oci(&mbody).map_err(|detail| RegistryError::UnsupportedMediaType {
+                    reference: what.clone(),
+                    what: "layer",
+                    media_type: detail,
+                })?;
+            let d = Digest::of(&oci);
+            (MediaType::OciManifest, oci, d, Some((mbody, mdigest)))
+        } else {
+            (mtype, mbody, mdigest, None)
+        };
         let mut desc = Descriptor::new(mtype, mdigest.clone(), mbody.len() as u64);
         desc.platform = Some(Platform {
             architecture: config.architecture.clone(),
@@ -390,18 +409,23 @@ impl Client {
             ..Platform::default()
         });
         let index_digest = index.as_ref().map(|(_, _, d)| d.clone());
+        let source_digest = index_digest
+            .clone()
+            .or_else(|| original.as_ref().map(|(_, d)| d.clone()));
         {
             let s = store.clone();
             let name = reference.clone();
             let desc = desc.clone();
-            let index_digest = index_digest.clone();
+            let source = source_digest.clone();
             block(move || -> Result<(), StoreError> {
-                let written = s.write_blob(&mbody)?;
-                debug_assert_eq!(written, mdigest);
+                s.write_blob(&mbody)?;
+                if let Some((obody, _)) = &original {
+                    s.write_blob(obody)?;
+                }
                 if let Some((_, ibody, _)) = &index {
                     s.write_blob(ibody)?;
                 }
-                s.set_image(&name, desc, index_digest.as_ref())
+                s.set_image(&name, desc, source.as_ref())
             })?;
         }
         Ok(PulledImage {
@@ -411,6 +435,7 @@ impl Client {
             manifest,
             config,
             index_digest,
+            source_digest,
             downloaded,
         })
     }
@@ -425,35 +450,59 @@ impl Client {
         progress: Arc<dyn Progress>,
     ) -> Result<u64, RegistryError> {
         let sem = Arc::new(tokio::sync::Semaphore::new(concurrency));
+        // Set by a failing download before it gives up its permit, so no queued
+        // download starts after the pull has already failed.
+        let failed_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut set = tokio::task::JoinSet::new();
         for desc in blobs {
-            let (c, s, h, r, p, sem) = (
+            let (c, s, h, r, p, sem, flag) = (
                 self.clone(),
                 store.clone(),
                 host.to_string(),
                 repo.to_string(),
                 progress.clone(),
                 sem.clone(),
+                failed_flag.clone(),
             );
             set.spawn(async move {
                 let _permit = sem.acquire_owned().await;
-                c.fetch_blob(&s, &h, &r, &desc, p.as_ref()).await
+                if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Ok(0);
+                }
+                let res = c.fetch_blob(&s, &h, &r, &desc, p.as_ref()).await;
+                if res.is_err() {
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                res
             });
         }
         let mut total = 0;
+        let mut failed = None;
         while let Some(res) = set.join_next().await {
             match res {
                 Ok(Ok(n)) => total += n,
-                Ok(Err(e)) => return Err(e),
+                Ok(Err(e)) => {
+                    failed = Some(e);
+                    break;
+                }
                 Err(e) => {
-                    return Err(RegistryError::Unreachable {
-                        registry: host.to_string(),
-                        detail: format!("download task failed: {e}"),
-                    })
+                    failed = Some(RegistryError::Task {
+                        detail: e.to_string(),
+                    });
+                    break;
                 }
             }
         }
-        Ok(total)
+        match failed {
+            None => Ok(total),
+            Some(e) => {
+                // Stop the other downloads and wait for them, so none is still
+                // running (mid-write or on a timer) when the runtime shuts down.
+                // Their partial files stay in ingest/ for a resume.
+                set.shutdown().await;
+                Err(e)
+            }
+        }
     }
 
     /// Download one blob into the store unless present; resumes a partial download.
@@ -635,6 +684,34 @@ impl Client {
             tokio::time::sleep(self.retry().delay(failures)).await;
         }
     }
+}
+
+/// Rewrite a Docker schema 2 manifest as an OCI one: the media types change, digests
+/// and sizes stay (the config and layer blobs are the same bytes). Unknown layer
+/// types are refused with their media type as the error.
+pub fn docker_to_oci(body: &[u8]) -> Result<Vec<u8>, String> {
+    let mut v: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let map_layer = |mt: &str| -> Result<&'static str, String> {
+        match MediaType::parse(mt) {
+            MediaType::DockerLayerGzip => Ok(MediaType::OciLayerGzip.as_str_static()),
+            m @ (MediaType::OciLayerTar | MediaType::OciLayerGzip | MediaType::OciLayerZstd) => {
+                Ok(m.as_str_static())
+            }
+            _ if mt == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
+                Ok("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip")
+            }
+            _ => Err(mt.to_string()),
+        }
+    };
+    v["mediaType"] = MediaType::OciManifest.as_str().into();
+    v["config"]["mediaType"] = MediaType::OciConfig.as_str().into();
+    if let Some(layers) = v["layers"].as_array_mut() {
+        for l in layers {
+            let mt = l["mediaType"].as_str().unwrap_or("").to_string();
+            l["mediaType"] = map_layer(&mt)?.into();
+        }
+    }
+    serde_json::to_vec(&v).map_err(|e| e.to_string())
 }
 
 /// The media type to record: what the registry served, else the document's own.

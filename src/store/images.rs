@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Result, Store, StoreError, ANNOTATION_SOURCE_INDEX, MAX_MANIFEST_SIZE};
+use super::{Result, Store, StoreError, ANNOTATION_SOURCE_DIGEST, MAX_MANIFEST_SIZE};
 use crate::oci::{
     parse_manifest, AnyManifest, Descriptor, Digest, Manifest, Reference, ANNOTATION_REF_NAME,
 };
@@ -120,13 +120,13 @@ impl Store {
         &self,
         name: &Reference,
         mut desc: Descriptor,
-        source_index: Option<&Digest>,
+        source_digest: Option<&Digest>,
     ) -> Result<()> {
         let mut ann = desc.annotations.take().unwrap_or_default();
-        ann.retain(|k, _| k != ANNOTATION_SOURCE_INDEX);
+        ann.retain(|k, _| k != ANNOTATION_SOURCE_DIGEST);
         ann.insert(ANNOTATION_REF_NAME.to_string(), name.to_string());
-        if let Some(i) = source_index {
-            ann.insert(ANNOTATION_SOURCE_INDEX.to_string(), i.to_string());
+        if let Some(i) = source_digest {
+            ann.insert(ANNOTATION_SOURCE_DIGEST.to_string(), i.to_string());
         }
         desc.annotations = Some(ann);
         let full = name.to_string();

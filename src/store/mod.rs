@@ -41,9 +41,12 @@ pub const MAX_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
 /// Largest image config imgctl reads (same bound as manifests).
 pub const MAX_CONFIG_SIZE: u64 = 4 * 1024 * 1024;
 
-/// Annotation on an index.json entry recording the digest the image was pulled by
-/// when it came from an index (multi-platform); that index blob stays referenced.
-pub const ANNOTATION_SOURCE_INDEX: &str = "io.imgctl.source-index";
+/// Annotation on an index.json entry recording the digest the registry serves for
+/// the image when it differs from the stored manifest: the index a platform was
+/// chosen from, or the original Docker schema 2 manifest that was stored converted
+/// to OCI. That blob is kept too (prune treats it as referenced), and it is the
+/// digest shown in RepoDigests.
+pub const ANNOTATION_SOURCE_DIGEST: &str = "io.imgctl.source-digest";
 
 /// Read access to verified blobs: the narrow contract that `layer`, `snapshot` and
 /// `image` consumers take instead of the whole store.
@@ -336,7 +339,7 @@ impl Store {
         let mut seen = BTreeSet::new();
         let mut todo: Vec<Descriptor> = index.manifests.clone();
         for d in &index.manifests {
-            if let Some(src) = d.annotation(ANNOTATION_SOURCE_INDEX) {
+            if let Some(src) = d.annotation(ANNOTATION_SOURCE_DIGEST) {
                 if let Ok(dg) = src.parse::<Digest>() {
                     seen.insert(dg);
                 }

@@ -426,6 +426,16 @@ pub struct Faults {
     pub manifest_media_type: Option<String>,
     /// Answer blob GETs with a 307 to this base URL (`http://host:port`).
     pub redirect_blobs_to: Option<String>,
+    /// Append a space to manifest bodies (Content-Length fixed, digest header kept).
+    pub alter_manifest: bool,
+    /// Pad manifest bodies with spaces to this many bytes (digest header removed).
+    pub pad_manifest_to: Option<usize>,
+    /// Remove `Range` from requests, as a server that ignores it.
+    pub strip_range: bool,
+    /// Answer this many blob GETs with 503 before passing them on.
+    pub fail_blob_requests: u32,
+    /// Append these bytes to blob bodies (Content-Length adjusted).
+    pub extra_blob_bytes: usize,
 }
 
 /// An HTTP/1.1 proxy in front of a registry: one request per connection, every
@@ -527,6 +537,15 @@ fn serve(
             return client.write_all(resp.as_bytes());
         }
     }
+    if is_blob && req.method == "GET" && f.fail_blob_requests > 0 {
+        faults.lock().unwrap().fail_blob_requests -= 1;
+        return client.write_all(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+    }
+    if f.strip_range {
+        req.remove("Range");
+    }
     req.set("Connection", "close");
     req.set("Host", upstream);
     let mut up = TcpStream::connect(upstream)?;
@@ -546,6 +565,33 @@ fn serve(
     }
     let mut resp = parse_request(&rhead);
     resp.set("Connection", "close");
+    let ok_status = resp.first.contains(" 200 ");
+    if is_manifest
+        && req.method == "GET"
+        && ok_status
+        && (f.alter_manifest || f.pad_manifest_to.is_some())
+    {
+        let mut body = Vec::new();
+        up_reader.read_to_end(&mut body)?;
+        if f.alter_manifest {
+            body.push(b' ');
+        }
+        if let Some(n) = f.pad_manifest_to {
+            body.resize(n.max(body.len()), b' ');
+            resp.remove("Docker-Content-Digest");
+        }
+        resp.set("Content-Length", &body.len().to_string());
+        client.write_all(resp.render().as_bytes())?;
+        return client.write_all(&body);
+    }
+    if is_blob && req.method == "GET" && ok_status && f.extra_blob_bytes > 0 {
+        let mut body = Vec::new();
+        up_reader.read_to_end(&mut body)?;
+        body.extend(std::iter::repeat_n(b'x', f.extra_blob_bytes));
+        resp.set("Content-Length", &body.len().to_string());
+        client.write_all(resp.render().as_bytes())?;
+        return client.write_all(&body);
+    }
     if is_manifest && req.method == "GET" {
         if let Some(mt) = &f.manifest_media_type {
             let mut body = Vec::new();
