@@ -74,6 +74,10 @@ struct Inner {
     auth: Mutex<HashMap<String, HostAuth>>,
     /// Credentials given explicitly (login) or already looked up, per host.
     creds: Mutex<HashMap<String, Option<Credentials>>>,
+    /// "http" or "https" per host, once decided.
+    schemes: Mutex<HashMap<String, &'static str>>,
+    /// Why HTTPS failed for hosts that fell back to plain HTTP.
+    tls_errors: Mutex<HashMap<String, String>>,
 }
 
 /// A registry client. Cheap to clone (shared state inside).
@@ -102,6 +106,8 @@ impl Client {
                 clients: Mutex::new(HashMap::new()),
                 auth: Mutex::new(HashMap::new()),
                 creds: Mutex::new(HashMap::new()),
+                schemes: Mutex::new(HashMap::new()),
+                tls_errors: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -128,14 +134,35 @@ impl Client {
         Ok(c)
     }
 
-    /// `http://host` or `https://host`.
-    pub fn base_url(&self, host: &str) -> String {
-        let scheme = if self.inner.config.is_insecure(host) {
-            "http"
-        } else {
+    /// `https://host`, or for hosts where plain HTTP is allowed (loopback, configured
+    /// insecure) `http://host` when HTTPS does not answer. HTTPS is tried first, as
+    /// Docker does, and always with certificate verification; the choice is cached
+    /// per host.
+    pub async fn base_url(&self, host: &str) -> Result<String, RegistryError> {
+        if let Some(s) = lock(&self.inner.schemes).get(host) {
+            return Ok(format!("{s}://{host}"));
+        }
+        let scheme = if !self.inner.config.is_insecure(host) {
             "https"
+        } else {
+            let probe = self
+                .http(host)?
+                .get(format!("https://{host}/v2/"))
+                .send()
+                .await;
+            match probe {
+                Ok(_) => "https",
+                Err(e) => {
+                    tracing::debug!(host, error = %e, "HTTPS probe failed; using plain HTTP");
+                    if !e.is_connect() || root_cause(&e).contains("certificate") {
+                        lock(&self.inner.tls_errors).insert(host.to_string(), root_cause(&e));
+                    }
+                    "http"
+                }
+            }
         };
-        format!("{scheme}://{host}")
+        lock(&self.inner.schemes).insert(host.to_string(), scheme);
+        Ok(format!("{scheme}://{host}"))
     }
 
     fn http(&self, host: &str) -> Result<reqwest::Client, RegistryError> {
@@ -198,7 +225,7 @@ impl Client {
         scope: &str,
         headers: HeaderMap,
     ) -> Result<Response, RegistryError> {
-        let url = format!("{}{}", self.base_url(host), path);
+        let url = format!("{}{}", self.base_url(host).await?, path);
         let url = Url::parse(&url).map_err(|e| RegistryError::Status {
             url: url.clone(),
             status: 0,
@@ -255,6 +282,18 @@ impl Client {
                     tracing::debug!(status = %resp.status(), %url, attempt, "retrying");
                     let d = retry_after.unwrap_or_else(|| self.inner.retry.delay(attempt));
                     tokio::time::sleep(d).await;
+                }
+                Ok(resp) if resp.status() == StatusCode::BAD_REQUEST && url.scheme() == "http" => {
+                    // Go's server answers plain HTTP on a TLS port with 400: the
+                    // registry speaks HTTPS, and our HTTPS attempt failed. Say why.
+                    if let Some(tls) = lock(&self.inner.tls_errors).get(host).cloned() {
+                        return Err(RegistryError::Tls {
+                            registry: host.to_string(),
+                            detail: tls,
+                            ca_dirs: self.inner.config.ca_dir_hint(host),
+                        });
+                    }
+                    return Ok(resp);
                 }
                 Ok(resp) => return Ok(resp),
                 Err(e) if e.is_retryable() && attempt < self.inner.retry.attempts => {

@@ -156,6 +156,17 @@ impl RegistryConfig {
     }
 }
 
+impl RegistryConfig {
+    /// Where a CA certificate for `host` would be read from, for error hints.
+    pub fn ca_dir_hint(&self, host: &str) -> String {
+        self.cert_dirs
+            .iter()
+            .map(|d| format!("{}/ca.crt", d.join(host).display()))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    }
+}
+
 fn user_config_dir() -> Option<PathBuf> {
     match std::env::var_os("XDG_CONFIG_HOME") {
         Some(d) if !d.is_empty() => Some(PathBuf::from(d)),

@@ -31,6 +31,12 @@ pub const MAX_SMALL_BODY: u64 = 1024 * 1024;
 pub enum RegistryError {
     #[error("cannot reach registry {registry}: {detail}")]
     Unreachable { registry: String, detail: String },
+    #[error("{registry}: HTTPS failed ({detail}); to trust a private CA put its certificate in {ca_dirs}")]
+    Tls {
+        registry: String,
+        detail: String,
+        ca_dirs: String,
+    },
     #[error("{url}: {source}")]
     Http {
         url: String,

@@ -510,7 +510,9 @@ fn tampered_blob_in_registry_storage_is_refused_and_store_unchanged() {
     }
     // The bad bytes are not kept for reuse (siblings aborted mid-way may keep their
     // verified-later, resumable prefixes).
-    let victim_partial = root.join("ingest").join(victim.trim_start_matches("sha256:"));
+    let victim_partial = root
+        .join("ingest")
+        .join(victim.trim_start_matches("sha256:"));
     assert!(!victim_partial.exists(), "bad bytes kept for reuse");
     ok(ic(&root, t.path()).arg("prune"));
     assert_eq!(blob_files(&root), before_blobs);
@@ -931,4 +933,80 @@ fn prune_during_a_pull_waits_and_collects_nothing_the_pull_needs() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     assert_eq!(blob_files(&root), sorted(img.digests()));
+}
+
+#[test]
+fn https_registry_is_verified_with_the_per_registry_ca_directory() {
+    if !registry_tools() {
+        return;
+    }
+    let t = tempdir();
+    let (ca, cert, key) = make_tls(t.path());
+    let reg = Registry::start_with(Auth::Open, None, Some((&cert, &key)));
+    let img = small_image(host_arch(), 70);
+    let mut layout = Layout::new(&t.path().join("src"));
+    layout.add_image("v1", &img);
+    layout.push("v1", &reg.addr, "fixture/tls:v1");
+    let name = format!("{}/fixture/tls:v1", reg.addr);
+
+    // Without the CA the certificate is not trusted (and there is no plain-HTTP
+    // service to fall back to): a one-line error, nothing stored.
+    let root = t.path().join("root");
+    let e = one_line_error(ic(&root, t.path()).args(["pull", &name]));
+    assert!(
+        e.contains(&reg.addr) && e.contains("HTTPS failed") && e.contains("certs.d"),
+        "{e}"
+    );
+    assert!(blob_files(&root).is_empty());
+
+    // $XDG_CONFIG_HOME/imgctl/certs.d/<host:port>/*.crt is trusted for that registry.
+    let certs = t.path().join(".config/imgctl/certs.d").join(&reg.addr);
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(&ca, certs.join("ca.crt")).unwrap();
+    ok(ic(&root, t.path()).args(["pull", &name]));
+    assert_eq!(skopeo_digest(&root, &name), img.manifest_digest());
+}
+
+#[test]
+fn registries_toml_mirror_is_used_for_docker_io_names() {
+    if !registry_tools() {
+        return;
+    }
+    let reg = Registry::open();
+    let t = tempdir();
+    let img = small_image(host_arch(), 71);
+    let mut layout = Layout::new(&t.path().join("src"));
+    layout.add_image("v1", &img);
+    layout.push("v1", &reg.addr, "someone/tool:2");
+    let cfg = t.path().join(".config/imgctl");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(
+        cfg.join("registries.toml"),
+        format!(
+            "[[registry]]\nlocation = \"docker.io\"\nmirrors = [\"{}\"]\n",
+            reg.addr
+        ),
+    )
+    .unwrap();
+    let root = t.path().join("root");
+    ok(ic(&root, t.path()).args(["pull", "someone/tool:2"]));
+    assert_eq!(
+        index_names(&root),
+        vec!["docker.io/someone/tool:2".to_string()]
+    );
+    assert_eq!(
+        skopeo_digest(&root, "docker.io/someone/tool:2"),
+        img.manifest_digest()
+    );
+
+    std::fs::write(
+        cfg.join("registries.toml"),
+        "[[registry]]\nlocation = \"a/b\"\n",
+    )
+    .unwrap();
+    let e = one_line_error(ic(&root, t.path()).args(["pull", "someone/tool:2"]));
+    assert!(
+        e.contains("registries.toml") && e.contains("bad registry location"),
+        "{e}"
+    );
 }
