@@ -17,6 +17,9 @@ use super::config::RegistryConfig;
 use super::credentials::{Credentials, DockerConfig};
 use super::{RegistryError, MAX_SMALL_BODY};
 
+/// How long the HTTPS attempt on a host that also allows plain HTTP may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// How often and how patiently to retry.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -145,14 +148,19 @@ impl Client {
         let scheme = if !self.inner.config.is_insecure(host) {
             "https"
         } else {
-            let probe = self
-                .http(host)?
-                .get(format!("https://{host}/v2/"))
-                .send()
-                .await;
+            // Bounded: a plain-HTTP server may sit silently on a TLS ClientHello.
+            let probe = tokio::time::timeout(
+                PROBE_TIMEOUT,
+                self.http(host)?.get(format!("https://{host}/v2/")).send(),
+            )
+            .await;
             match probe {
-                Ok(_) => "https",
-                Err(e) => {
+                Ok(Ok(_)) => "https",
+                Err(_) => {
+                    tracing::debug!(host, "HTTPS probe timed out; using plain HTTP");
+                    "http"
+                }
+                Ok(Err(e)) => {
                     tracing::debug!(host, error = %e, "HTTPS probe failed; using plain HTTP");
                     if !e.is_connect() || root_cause(&e).contains("certificate") {
                         lock(&self.inner.tls_errors).insert(host.to_string(), root_cause(&e));

@@ -439,6 +439,11 @@ fn read_head(s: &mut TcpStream) -> Option<String> {
             Ok(1) => buf.push(byte[0]),
             _ => return None,
         }
+        // A TLS ClientHello on this plain-HTTP port: answer as Go's server does.
+        if buf.len() == 1 && !buf[0].is_ascii_uppercase() {
+            let _ = s.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\n");
+            return None;
+        }
         if buf.len() > 64 * 1024 {
             return None;
         }
