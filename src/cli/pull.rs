@@ -63,6 +63,7 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
     let opts = PullOptions {
         platform,
         max_concurrent_downloads: usize::from(a.max_concurrent_downloads),
+        require_platform: a.platform.is_some(),
     };
     let rt = runtime()?;
     let pulled = rt

@@ -27,6 +27,9 @@ pub struct PullOptions {
     pub platform: Platform,
     /// Blobs downloaded at once (at least 1).
     pub max_concurrent_downloads: usize,
+    /// The platform was asked for explicitly: a single-platform image for another
+    /// platform is then an error (by default it is accepted, as Docker does).
+    pub require_platform: bool,
 }
 
 impl Default for PullOptions {
@@ -34,6 +37,7 @@ impl Default for PullOptions {
         PullOptions {
             platform: Platform::host(),
             max_concurrent_downloads: 3,
+            require_platform: false,
         }
     }
 }
@@ -374,6 +378,19 @@ impl Client {
                 digest: manifest.config.digest.clone(),
                 detail: format!("not a valid image config: {e}"),
             })?;
+        let image_platform = Platform {
+            architecture: config.architecture.clone(),
+            os: config.os.clone(),
+            variant: config.variant.clone(),
+            ..Platform::default()
+        };
+        if index.is_none() && opts.require_platform && !opts.platform.matches(&image_platform) {
+            return Err(RegistryError::NoPlatform {
+                wanted: opts.platform.to_string(),
+                reference: what,
+                available: image_platform.to_string(),
+            });
+        }
         if config.rootfs.diff_ids.len() != manifest.layers.len() {
             return Err(RegistryError::Config {
                 digest: manifest.config.digest.clone(),
@@ -402,12 +419,7 @@ impl Client {
             (mtype, mbody, mdigest, None)
         };
         let mut desc = Descriptor::new(mtype, mdigest.clone(), mbody.len() as u64);
-        desc.platform = Some(Platform {
-            architecture: config.architecture.clone(),
-            os: config.os.clone(),
-            variant: config.variant.clone(),
-            ..Platform::default()
-        });
+        desc.platform = Some(image_platform);
         let index_digest = index.as_ref().map(|(_, _, d)| d.clone());
         let source_digest = index_digest
             .clone()

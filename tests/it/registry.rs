@@ -354,6 +354,21 @@ fn platform_is_chosen_from_a_multi_platform_index() {
     );
     let e = one_line_error(ic(&host, t.path()).args(["pull", "--platform", "linux", &name]));
     assert!(e.contains("invalid platform"), "{e}");
+
+    // A single-platform image: accepted by default, refused for an explicit other
+    // platform.
+    let mut single = Layout::new(&t.path().join("single"));
+    single.add_image("arm", &arm);
+    single.push("arm", &reg.addr, "fixture/armonly:1");
+    let armonly = format!("{}/fixture/armonly:1", reg.addr);
+    let e =
+        one_line_error(ic(&host, t.path()).args(["pull", "--platform", "linux/amd64", &armonly]));
+    assert!(
+        e.contains("no image for platform linux/amd64") && e.contains("linux/arm64"),
+        "{e}"
+    );
+    ok(ic(&host, t.path()).args(["pull", "--platform", "linux/arm64", &armonly]));
+    ok(ic(&t.path().join("any"), t.path()).args(["pull", &armonly]));
 }
 
 /// An image with one large uncompressed layer.
@@ -1009,4 +1024,44 @@ fn registries_toml_mirror_is_used_for_docker_io_names() {
         e.contains("registries.toml") && e.contains("bad registry location"),
         "{e}"
     );
+}
+
+#[test]
+fn token_rejected_by_the_registry_is_refreshed_and_the_pull_continues() {
+    if !registry_tools() {
+        return;
+    }
+    let open = Registry::open();
+    let t = tempdir();
+    let img = Image::new(
+        host_arch(),
+        vec![
+            layer(&[("slow1", &noise(4 << 20, 80))], false),
+            layer(&[("slow2", &noise(4 << 20, 81))], false),
+        ],
+    );
+    let mut layout = Layout::new(&t.path().join("src"));
+    layout.add_image("v1", &img);
+    layout.push("v1", &open.addr, "public/expiring:v1");
+    // Tokens expire (server side) about 2 s after issue, though announced for 300 s.
+    let issuer = TokenIssuer::start_with("u", "p", -58);
+    let reg = Registry::start(Auth::Token(&issuer), Some(&open.storage));
+    let proxy = Proxy::start(&reg.addr);
+    proxy.set(Faults {
+        throttle: Some(Duration::from_millis(50)),
+        ..Faults::default()
+    });
+    let root = t.path().join("root");
+    let name = format!("{}/public/expiring:v1", proxy.addr);
+    // One download at a time; each layer takes about 3 s, so the second one is
+    // requested with a token the registry no longer accepts.
+    ok(ic(&root, t.path()).args(["pull", "--max-concurrent-downloads", "1", &name]));
+    let scope = "repository:public/expiring:pull";
+    let n = issuer.scopes().iter().filter(|s| *s == scope).count();
+    assert!(
+        n >= 2,
+        "no token refresh after expiry: {:?}",
+        issuer.scopes()
+    );
+    assert_eq!(blob_files(&root), sorted(img.digests()));
 }

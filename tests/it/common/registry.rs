@@ -259,6 +259,13 @@ impl TokenIssuer {
     pub const ISSUER: &'static str = "imgctl-test-issuer";
 
     pub fn start(user: &str, pass: &str) -> TokenIssuer {
+        TokenIssuer::start_with(user, pass, 300)
+    }
+
+    /// Tokens whose JWT `exp` is `lifetime` seconds from now (the registry allows 60 s
+    /// of leeway), while the response still announces `expires_in: 300`: a token the
+    /// client believes valid but the registry rejects, as after a server-side expiry.
+    pub fn start_with(user: &str, pass: &str, lifetime: i64) -> TokenIssuer {
         let dir = tempdir();
         let key = dir.path().join("key.pem");
         let cert = dir.path().join("cert.pem");
@@ -349,7 +356,7 @@ impl TokenIssuer {
                 let header = json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
                 let claims = json!({
                     "iss": TokenIssuer::ISSUER, "sub": if authed { user.as_str() } else { "" },
-                    "aud": TokenIssuer::SERVICE, "exp": now + 300, "nbf": now - 10, "iat": now,
+                    "aud": TokenIssuer::SERVICE, "exp": now as i64 + lifetime, "nbf": now - 10, "iat": now,
                     "jti": format!("{now}-{}", reqs.lock().unwrap().len()), "access": access,
                 });
                 let b64 = |v: &serde_json::Value| {
