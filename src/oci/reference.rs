@@ -440,6 +440,31 @@ mod tests {
         assert!(Reference::parse(&format!("x:{}", "t".repeat(129))).is_err());
     }
 
+    proptest::proptest! {
+        /// Arbitrary input never panics; whatever parses prints as a normalised
+        /// reference that parses back to itself.
+        #[test]
+        fn parse_never_panics_and_normal_form_is_stable(s in "\\PC{0,80}") {
+            if let Ok(r) = Reference::parse(&s) {
+                let printed = r.to_string();
+                proptest::prop_assert_eq!(Reference::parse(&printed).unwrap(), r);
+            }
+        }
+
+        /// Reference-shaped input (host, path, tag) round-trips.
+        #[test]
+        fn structured_references_round_trip(
+            host in "(localhost|[a-z]{1,8}\\.[a-z]{2,3})(:[1-9][0-9]{0,3})?",
+            path in "[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,3}",
+            tag in "[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}",
+        ) {
+            let s = format!("{host}/{path}:{tag}");
+            let r = Reference::parse(&s).unwrap();
+            proptest::prop_assert_eq!(r.to_string(), s);
+            proptest::prop_assert_eq!(r.registry(), host.as_str());
+        }
+    }
+
     #[test]
     fn round_trips() {
         for s in [
