@@ -135,12 +135,9 @@ impl DockerConfig {
                 }
             }
         }
-        let per_registry = m.get("credHelpers").and_then(|h| h.get(registry)).is_some();
         match Self::helper_for(&m, registry) {
-            Some(h) if per_registry || m.contains_key("credsStore") => {
-                helper_get(&h, server_url(registry))
-            }
-            _ => Ok(None),
+            Some(h) => helper_get(&h, server_url(registry)),
+            None => Ok(None),
         }
     }
 

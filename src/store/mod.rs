@@ -157,8 +157,12 @@ impl Store {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let body = serde_json::json!({ "imageLayoutVersion": LAYOUT_VERSION });
-                store.write_atomic(&layout, body.to_string().as_bytes())?;
+                // Under the index lock, like every other writer of tmp/ (see prune).
+                let _lock = store.lock_exclusive("index")?;
+                if !layout.exists() {
+                    let body = serde_json::json!({ "imageLayoutVersion": LAYOUT_VERSION });
+                    store.write_atomic(&layout, body.to_string().as_bytes())?;
+                }
             }
             Err(e) => return Err(io_err("read", &layout)(e)),
         }
@@ -413,6 +417,13 @@ impl Store {
             report.removed.push((d, size));
         }
         report.ingest_removed = ingest::remove_idle(self)?;
+        // Temp files of atomic writes interrupted by a crash. Every writer of tmp/
+        // (index.json, oci-layout) holds the index lock we hold, so nothing in tmp/
+        // is in use now.
+        let tmp = self.root.join("tmp");
+        for e in fs::read_dir(&tmp).map_err(io_err("list", &tmp))?.flatten() {
+            let _ = fs::remove_file(e.path());
+        }
         let dir = self.root.join("blobs").join("sha256");
         fsutil::sync_dir(&dir).map_err(io_err("fsync", &dir))?;
         Ok(report)
