@@ -1059,3 +1059,65 @@ fn token_rejected_by_the_registry_is_refreshed_and_the_pull_continues() {
     );
     assert_eq!(blob_files(&root), sorted(img.digests()));
 }
+
+/// Every committed blob hashes to its name.
+fn assert_blobs_verify(root: &Path) {
+    for d in blob_files(root) {
+        let data = std::fs::read(
+            root.join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:")),
+        )
+        .unwrap();
+        assert_eq!(digest_of(&data), d, "blob {d} does not match its digest");
+    }
+}
+
+#[test]
+fn kill_9_at_arbitrary_points_never_leaves_a_broken_store() {
+    if !registry_tools() {
+        return;
+    }
+    let reg = Registry::open();
+    let t = tempdir();
+    let img = Image::new(
+        host_arch(),
+        vec![
+            layer(&[("a", &noise(2 << 20, 90))], false),
+            layer(&[("b", &noise(1 << 20, 91))], true),
+            layer(&[("c", b"small")], true),
+        ],
+    );
+    let mut layout = Layout::new(&t.path().join("src"));
+    layout.add_image("v1", &img);
+    layout.push("v1", &reg.addr, "fixture/crash:v1");
+    let proxy = Proxy::start(&reg.addr);
+    proxy.set(Faults {
+        throttle: Some(Duration::from_millis(8)),
+        ..Faults::default()
+    });
+    let root = t.path().join("root");
+    let name = format!("{}/fixture/crash:v1", proxy.addr);
+    // Deterministic spread of kill points over the pull (0..~600 ms).
+    for i in 0..12u64 {
+        let mut child = ic(&root, t.path())
+            .args(["pull", &name])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis((i * 53) % 600));
+        let _ = child.kill();
+        child.wait().unwrap();
+        // The store opens, lists, and holds only verified blobs.
+        ok(ic(&root, t.path()).arg("images"));
+        assert_blobs_verify(&root);
+        let names = index_names(&root);
+        assert!(names.is_empty() || names == vec![name.clone()], "{names:?}");
+    }
+    ok(ic(&root, t.path()).args(["pull", &name]));
+    assert_blobs_verify(&root);
+    assert_eq!(blob_files(&root), sorted(img.digests()));
+    assert_eq!(skopeo_digest(&root, &name), img.manifest_digest());
+    ok(ic(&root, t.path()).arg("prune"));
+    assert_eq!(blob_files(&root), sorted(img.digests()));
+}
