@@ -17,6 +17,15 @@ use crate::registry::{
 use crate::store::Store;
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Registries: mirrors and insecure hosts come from /etc/imgctl/registries.toml and
+$XDG_CONFIG_HOME/imgctl/registries.toml ([[registry]] location, mirrors, insecure);
+IMGCTL_REGISTRY_MIRROR=host[:port][,...] adds docker.io mirrors. Loopback and insecure
+hosts may use plain HTTP (HTTPS is tried first). Extra CA certificates: *.crt in
+/etc/imgctl/certs.d/<host[:port]>/ or $XDG_CONFIG_HOME/imgctl/certs.d/<host[:port]>/.
+Credentials: `imgctl login`, i.e. $DOCKER_CONFIG/config.json or ~/.docker/config.json
+(auths, credsStore, credHelpers).
+Interrupted downloads resume on the next pull; `imgctl prune` drops them.")]
 pub struct Args {
     /// Image reference, e.g. `nginx`, `127.0.0.1:5000/library/nginx:latest`,
     /// `name@sha256:<hex>`. Short names are on docker.io (mirrors from
