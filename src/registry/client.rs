@@ -390,8 +390,7 @@ impl Client {
         let creds = self.credentials(host)?;
         // Never send credentials in clear text to a realm we would not talk plain
         // HTTP to ourselves (SECURITY-TESTS item 26).
-        let realm_host = url_host_port(&url);
-        let creds_ok = url.scheme() == "https" || self.inner.config.is_insecure(&realm_host);
+        let creds_ok = may_send_credentials(&url, &self.inner.config);
         let http = self.http(host)?;
         let mut rb = http.get(url.clone());
         if let (Some(c), true) = (&creds, creds_ok) {
@@ -450,6 +449,13 @@ fn basic_header(c: &Credentials) -> Option<HeaderValue> {
     let mut h = HeaderValue::from_str(&v).ok()?;
     h.set_sensitive(true);
     Some(h)
+}
+
+/// Credentials go to a token realm only over HTTPS, or over plain HTTP to a host we
+/// would talk plain HTTP to ourselves (loopback, configured insecure): a registry
+/// must not be able to send them in clear text elsewhere (SECURITY-TESTS item 26).
+fn may_send_credentials(realm: &Url, config: &RegistryConfig) -> bool {
+    realm.scheme() == "https" || config.is_insecure(&url_host_port(realm))
 }
 
 fn is_retryable_status(s: StatusCode) -> bool {
@@ -664,6 +670,17 @@ mod tests {
             &h,
             &Url::parse("https://h.example:443/y").unwrap()
         ));
+    }
+
+    #[test]
+    fn credentials_are_withheld_from_plain_http_realms_elsewhere() {
+        let c = RegistryConfig::default();
+        let ok = |u: &str| may_send_credentials(&Url::parse(u).unwrap(), &c);
+        assert!(ok("https://auth.example/token"));
+        assert!(ok("http://127.0.0.1:5001/token"));
+        assert!(ok("http://localhost/token"));
+        assert!(!ok("http://auth.example/token"));
+        assert!(!ok("http://10.0.0.1:8080/token"));
     }
 
     #[test]

@@ -536,6 +536,8 @@ pub struct Faults {
     pub fail_blob_requests: u32,
     /// Append these bytes to blob bodies (Content-Length adjusted).
     pub extra_blob_bytes: usize,
+    /// Edit manifest JSON bodies (digest header removed, length fixed).
+    pub rewrite_manifest: Option<fn(&mut serde_json::Value)>,
 }
 
 /// An HTTP/1.1 proxy in front of a registry: one request per connection, every
@@ -680,6 +682,22 @@ fn serve(
             body.resize(n.max(body.len()), b' ');
             resp.remove("Docker-Content-Digest");
         }
+        resp.set("Content-Length", &body.len().to_string());
+        client.write_all(resp.render().as_bytes())?;
+        return client.write_all(&body);
+    }
+    if let (true, true, Some(edit)) = (
+        is_manifest && req.method == "GET",
+        ok_status,
+        f.rewrite_manifest,
+    ) {
+        let mut body = Vec::new();
+        up_reader.read_to_end(&mut body)?;
+        if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&body) {
+            edit(&mut v);
+            body = serde_json::to_vec(&v).unwrap_or(body);
+        }
+        resp.remove("Docker-Content-Digest");
         resp.set("Content-Length", &body.len().to_string());
         client.write_all(resp.render().as_bytes())?;
         return client.write_all(&body);
