@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 cargo build --release --quiet
-bin=$PWD/target/release/imgctl
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release/imgctl
 oci=$(./scripts/fixtures/nginx.sh)
 work=$(mktemp -d /tmp/imgctl-demo.XXXXXX)
 trap './scripts/registry.sh stop "$work/registry"; umount -R "$work/root"/mnt/* 2>/dev/null || true' EXIT

@@ -4,6 +4,7 @@
 set -euo pipefail
 pkgs=(
   apache2-utils
+  bc
   busybox-static
   crun
   debootstrap
@@ -15,11 +16,13 @@ pkgs=(
   libc6-dev
   libseccomp-dev
   nftables
+  openssl
   pkg-config
   podman
   python3
   runc
   skopeo
+  time
   umoci
   zstd
 )

@@ -1,53 +1,480 @@
-//! `imgctl` verbs: images (owner fills in).
-use super::Globals;
+//! `imgctl images`, `inspect`, `history`, `tag`, `rmi`: read and name images in the
+//! store. JSON outputs are described by `schemas/{images,inspect,history}.schema.json`.
+
+use std::io::Write;
 use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+use super::Globals;
+use crate::oci::{Descriptor, Digest, ImageConfig, Reference};
+use crate::store::{Resolved, Store, ANNOTATION_SOURCE_DIGEST, MAX_CONFIG_SIZE};
+
+/// Output format of listing commands.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+}
 
 #[derive(clap::Args, Debug)]
 pub struct ImagesArgs {
-    /// Arguments.
-    pub args: Vec<String>,
-}
-
-pub fn images(_g: &Globals, _a: ImagesArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("images: not built yet")
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Show full image IDs.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only show image IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct InspectArgs {
-    /// Arguments.
-    pub args: Vec<String>,
-}
-
-pub fn inspect(_g: &Globals, _a: InspectArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("inspect: not built yet")
+    /// Image names or IDs.
+    #[arg(required = true)]
+    pub images: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct HistoryArgs {
-    /// Arguments.
-    pub args: Vec<String>,
-}
-
-pub fn history(_g: &Globals, _a: HistoryArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("history: not built yet")
+    /// Image name or ID.
+    pub image: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Do not truncate the CREATED BY column.
+    #[arg(long)]
+    pub no_trunc: bool,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct TagArgs {
-    /// Arguments.
-    pub args: Vec<String>,
-}
-
-pub fn tag(_g: &Globals, _a: TagArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("tag: not built yet")
+    /// Existing image name or ID.
+    pub source: String,
+    /// New name.
+    pub target: String,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct RmiArgs {
-    /// Arguments.
-    pub args: Vec<String>,
+    /// Image names (removes that name) or IDs (removes every name of the image).
+    /// Blobs are freed by `imgctl prune`.
+    #[arg(required = true)]
+    pub images: Vec<String>,
 }
 
-pub fn rmi(_g: &Globals, _a: RmiArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("rmi: not built yet")
+pub(super) fn open_store(g: &Globals) -> anyhow::Result<Store> {
+    Store::open(&g.root).with_context(|| format!("open store {}", g.root.display()))
+}
+
+fn load_config(store: &Store, d: &Descriptor) -> anyhow::Result<ImageConfig> {
+    let body = store
+        .read_blob(&d.digest, MAX_CONFIG_SIZE)
+        .with_context(|| format!("read image config {}", d.digest))?;
+    serde_json::from_slice(&body).with_context(|| format!("parse image config {}", d.digest))
+}
+
+/// Repository and tag columns for an index name.
+fn repo_tag(name: &str) -> (String, String) {
+    match Reference::parse(name) {
+        Ok(r) => (
+            r.familiar_name(),
+            r.tag()
+                .map(str::to_string)
+                .unwrap_or_else(|| "<none>".into()),
+        ),
+        Err(_) => (
+            if name.is_empty() {
+                "<none>".into()
+            } else {
+                name.to_string()
+            },
+            "<none>".into(),
+        ),
+    }
+}
+
+/// Bytes of the image's blobs (manifest, config, compressed layers).
+fn image_size(desc: &Descriptor, r: &crate::oci::Manifest) -> u64 {
+    desc.size + r.config.size + r.layers.iter().map(|l| l.size).sum::<u64>()
+}
+
+pub fn images(g: &Globals, a: ImagesArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(g)?;
+    let mut rows = Vec::new();
+    for rec in store.image_records()? {
+        let manifest = store
+            .read_manifest(&rec.descriptor)
+            .with_context(|| format!("image {}", rec.name))?;
+        let config = load_config(&store, &manifest.config)?;
+        let (repo, tag) = repo_tag(&rec.name);
+        rows.push(json!({
+            "Name": rec.name,
+            "Repository": repo,
+            "Tag": tag,
+            "Id": manifest.config.digest.to_string(),
+            "Digest": rec.descriptor.digest.to_string(),
+            "Created": config.created,
+            "Size": image_size(&rec.descriptor, &manifest),
+        }));
+    }
+    let mut out = std::io::stdout().lock();
+    if a.format == Format::Json {
+        serde_json::to_writer_pretty(&mut out, &rows)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let id = |v: &Value| {
+        let full = v["Id"].as_str().unwrap_or("").to_string();
+        if a.no_trunc {
+            full
+        } else {
+            full.trim_start_matches("sha256:")
+                .chars()
+                .take(12)
+                .collect()
+        }
+    };
+    if a.quiet {
+        for r in &rows {
+            writeln!(out, "{}", id(r))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let table: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r["Repository"].as_str().unwrap_or("").to_string(),
+                r["Tag"].as_str().unwrap_or("").to_string(),
+                id(r),
+                r["Created"]
+                    .as_str()
+                    .map(time_ago)
+                    .unwrap_or_else(|| "N/A".into()),
+                human_size(r["Size"].as_u64().unwrap_or(0)),
+            ]
+        })
+        .collect();
+    print_table(
+        &mut out,
+        &["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
+        &table,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn print_table<const N: usize>(
+    out: &mut impl Write,
+    header: &[&str; N],
+    rows: &[[String; N]],
+) -> std::io::Result<()> {
+    let mut w: [usize; N] = [0; N];
+    for (i, h) in header.iter().enumerate() {
+        w[i] = h.len();
+    }
+    for r in rows {
+        for i in 0..N {
+            w[i] = w[i].max(r[i].chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == N {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<width$}   ", width = w[i]));
+            }
+        }
+        s
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for r in rows {
+        writeln!(out, "{}", line(r.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
+fn repo_digests(store: &Store, r: &Resolved) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let idx_digest = store.index().ok().and_then(|i| {
+        i.manifests
+            .iter()
+            .find(|d| d.digest == r.descriptor.digest)
+            .and_then(|d| d.annotation(ANNOTATION_SOURCE_DIGEST))
+            .and_then(|s| s.parse::<Digest>().ok())
+    });
+    let digest = r
+        .descriptor
+        .annotation(ANNOTATION_SOURCE_DIGEST)
+        .and_then(|s| s.parse::<Digest>().ok())
+        .or(idx_digest)
+        .unwrap_or_else(|| r.descriptor.digest.clone());
+    for n in &r.names {
+        if let Ok(rf) = Reference::parse(n) {
+            let s = format!("{}@{}", rf.familiar_name(), digest);
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+    }
+    out
+}
+
+pub fn inspect(g: &Globals, a: InspectArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(g)?;
+    let mut all = Vec::new();
+    for q in &a.images {
+        let r = store.find_image(q)?;
+        let config = load_config(&store, &r.manifest.config)?;
+        let tags: Vec<String> = r
+            .names
+            .iter()
+            .filter_map(|n| Reference::parse(n).ok())
+            .filter_map(|rf| rf.tag().map(|t| format!("{}:{t}", rf.familiar_name())))
+            .collect();
+        let layers: Vec<Value> = r
+            .manifest
+            .layers
+            .iter()
+            .map(|l| json!({"Digest": l.digest, "MediaType": l.media_type, "Size": l.size}))
+            .collect();
+        all.push(json!({
+            "Id": r.manifest.config.digest,
+            "RepoTags": tags,
+            "RepoDigests": repo_digests(&store, &r),
+            "Created": config.created,
+            "Author": config.author.clone().unwrap_or_default(),
+            "Architecture": config.architecture,
+            "Os": config.os,
+            "Variant": config.variant,
+            "Size": r.manifest.layers.iter().map(|l| l.size).sum::<u64>(),
+            "Config": config.config.clone().unwrap_or(Value::Null),
+            "RootFS": {"Type": if config.rootfs.kind.is_empty() { "layers".to_string() } else { config.rootfs.kind.clone() },
+                       "Layers": config.rootfs.diff_ids},
+            "Manifest": {"Digest": r.descriptor.digest, "MediaType": r.descriptor.media_type, "Size": r.descriptor.size},
+            "Layers": layers,
+        }));
+    }
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &all)?;
+    writeln!(out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn history(g: &Globals, a: HistoryArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(g)?;
+    let r = store.find_image(&a.image)?;
+    let config = load_config(&store, &r.manifest.config)?;
+    // Non-empty history entries correspond, in order, to the manifest's layers.
+    let mut layers = r.manifest.layers.iter();
+    let mut entries: Vec<Value> = config
+        .history
+        .iter()
+        .map(|h| {
+            let layer = if h.empty_layer { None } else { layers.next() };
+            json!({
+                "Created": h.created,
+                "CreatedBy": h.created_by.clone().unwrap_or_default(),
+                "Comment": h.comment.clone().unwrap_or_default(),
+                "EmptyLayer": h.empty_layer,
+                "Layer": layer.map(|l| l.digest.to_string()),
+                "Size": layer.map(|l| l.size).unwrap_or(0),
+            })
+        })
+        .collect();
+    if config.history.is_empty() {
+        // No history recorded: one row per layer.
+        for l in &r.manifest.layers {
+            entries.push(
+                json!({"Created": null, "CreatedBy": "", "Comment": "", "EmptyLayer": false,
+                                "Layer": l.digest, "Size": l.size}),
+            );
+        }
+    }
+    entries.reverse();
+    let mut out = std::io::stdout().lock();
+    if a.format == Format::Json {
+        serde_json::to_writer_pretty(&mut out, &entries)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let id = r.manifest.config.digest.short().to_string();
+    let rows: Vec<[String; 5]> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let by = e["CreatedBy"].as_str().unwrap_or("");
+            let by = if a.no_trunc || by.chars().count() <= 45 {
+                by.to_string()
+            } else {
+                format!("{}...", by.chars().take(42).collect::<String>())
+            };
+            [
+                if i == 0 {
+                    id.clone()
+                } else {
+                    "<missing>".into()
+                },
+                e["Created"]
+                    .as_str()
+                    .map(time_ago)
+                    .unwrap_or_else(|| "N/A".into()),
+                by,
+                human_size(e["Size"].as_u64().unwrap_or(0)),
+                e["Comment"].as_str().unwrap_or("").to_string(),
+            ]
+        })
+        .collect();
+    print_table(
+        &mut out,
+        &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+        &rows,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn tag(g: &Globals, a: TagArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(g)?;
+    let target = Reference::parse(&a.target)?;
+    if target.tag().is_none() {
+        bail!(
+            "tag {}: the new name needs a tag, not only a digest",
+            a.target
+        );
+    }
+    let r = store.find_image(&a.source)?;
+    let src_index = r
+        .descriptor
+        .annotation(ANNOTATION_SOURCE_DIGEST)
+        .and_then(|s| s.parse::<Digest>().ok());
+    let mut desc = r.descriptor.clone();
+    desc.annotations = None;
+    store
+        .set_image(&target, desc, src_index.as_ref())
+        .with_context(|| format!("tag {} {target}", a.source))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn rmi(g: &Globals, a: RmiArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(g)?;
+    for q in &a.images {
+        let exact = Reference::parse(q).ok().map(|r| r.to_string());
+        let names: Vec<String> = match exact {
+            Some(n) if store.image_records()?.iter().any(|r| r.name == n) => vec![n],
+            _ => store.find_image(q)?.names,
+        };
+        if names.is_empty() {
+            bail!("rmi {q}: image has no name to remove");
+        }
+        for n in names {
+            if store.remove_name(&n)?.is_some() {
+                println!("Untagged: {n}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `1.5kB`, `23.4MB` (decimal units, as Docker prints).
+pub(super) fn human_size(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < UNITS.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n}B")
+    } else if v < 10.0 {
+        format!("{v:.2}{}", UNITS[u])
+    } else if v < 100.0 {
+        format!("{v:.1}{}", UNITS[u])
+    } else {
+        format!("{v:.0}{}", UNITS[u])
+    }
+}
+
+/// Seconds since the epoch of an RFC 3339 timestamp (`2024-01-02T03:04:05.5Z`,
+/// offsets allowed). `None` when it does not parse.
+pub(super) fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            sign * (o.get(1..3)?.parse::<i64>().ok()? * 3600
+                + o.get(4..6)?.parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    Some(days * 86400 + h * 3600 + mi * 60 + se - offset)
+}
+
+/// "3 days ago" for an RFC 3339 timestamp; the raw string when it does not parse.
+pub(super) fn time_ago(s: &str) -> String {
+    let Some(t) = parse_rfc3339(s) else {
+        return s.to_string();
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let d = now - t;
+    let plural = |n: i64, unit: &str| format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" });
+    match d {
+        d if d < 0 => "in the future".into(),
+        d if d < 60 => "Less than a minute ago".into(),
+        d if d < 3600 => plural(d / 60, "minute"),
+        d if d < 86400 => plural(d / 3600, "hour"),
+        d if d < 86400 * 14 => plural(d / 86400, "day"),
+        d if d < 86400 * 60 => plural(d / (86400 * 7), "week"),
+        d if d < 86400 * 730 => plural(d / (86400 * 30), "month"),
+        d => plural(d / (86400 * 365), "year"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_times() {
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1500), "1.50kB");
+        assert_eq!(human_size(74_500_000), "74.5MB");
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339("2024-03-01T12:00:00.123456789Z"),
+            Some(1709294400)
+        );
+        assert_eq!(parse_rfc3339("2024-03-01T13:00:00+01:00"), Some(1709294400));
+        assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(time_ago("bogus"), "bogus");
+    }
 }

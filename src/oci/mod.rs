@@ -1,6 +1,18 @@
-//! OCI vocabulary shared by every layer of imgctl: digests, chain IDs and (in
-//! `reference`) image references. Pure: no I/O.
+//! OCI vocabulary shared by every layer of imgctl: digests, chain IDs, image references
+//! (Docker-style normalisation), media types, descriptors, manifests, indexes and image
+//! configs. Pure: no I/O.
 
 mod digest;
+mod manifest;
+mod reference;
 
 pub use digest::{chain_id, Digest, DigestError, Digester};
+pub use manifest::{
+    parse_manifest, AnyManifest, Descriptor, History, ImageConfig, Index, Manifest, ManifestError,
+    MediaType, Platform, PlatformError, RootFs,
+};
+pub use reference::{Reference, ReferenceError, DEFAULT_REGISTRY, DEFAULT_TAG};
+
+/// Annotation holding an image's name in an OCI layout's `index.json` (image-spec
+/// annotations.md). imgctl stores the full normalised reference there.
+pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";

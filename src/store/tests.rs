@@ -1,0 +1,191 @@
+use std::os::unix::fs::PermissionsExt;
+
+use super::*;
+use crate::oci::{Reference, ANNOTATION_REF_NAME};
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("imgctl-store-")
+        .tempdir()
+        .unwrap()
+}
+
+fn manifest_for(store: &Store, config: &[u8], layers: &[&[u8]]) -> Descriptor {
+    let c = store.write_blob(config).unwrap();
+    let mut ls = Vec::new();
+    for l in layers {
+        let d = store.write_blob(l).unwrap();
+        ls.push(serde_json::json!({"mediaType": MediaType::OciLayerGzip.as_str(), "digest": d, "size": l.len()}));
+    }
+    let m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MediaType::OciManifest.as_str(),
+        "config": {"mediaType": MediaType::OciConfig.as_str(), "digest": c, "size": config.len()},
+        "layers": ls,
+    });
+    let body = serde_json::to_vec(&m).unwrap();
+    let d = store.write_blob(&body).unwrap();
+    Descriptor::new(MediaType::OciManifest, d, body.len() as u64)
+}
+
+#[test]
+fn open_creates_a_private_oci_layout() {
+    let t = tmp();
+    let root = t.path().join("s");
+    let s = Store::open(&root).unwrap();
+    let layout: serde_json::Value =
+        serde_json::from_slice(&fs::read(root.join("oci-layout")).unwrap()).unwrap();
+    assert_eq!(layout["imageLayoutVersion"], "1.0.0");
+    assert!(s.index().unwrap().manifests.is_empty());
+    for d in ["", "blobs", "blobs/sha256", "ingest", "locks", "tmp"] {
+        let mode = fs::metadata(root.join(d)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{d}");
+    }
+    // Re-open is idempotent.
+    Store::open(&root).unwrap();
+}
+
+#[test]
+fn blobs_are_verified_before_they_are_visible() {
+    let t = tmp();
+    let s = Store::open(t.path()).unwrap();
+    let good = Digest::of(b"hello");
+    let IngestStart::Writer(mut w) = s.try_ingest(&good, Some(5)).unwrap() else {
+        panic!("expected writer")
+    };
+    w.write_all(b"hel").unwrap();
+    assert!(!s.has_blob(&good));
+    w.write_all(b"lo").unwrap();
+    w.commit().unwrap();
+    assert!(s.has_blob(&good));
+    let mode = fs::metadata(s.blob_path(&good))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o444);
+    assert!(matches!(
+        s.try_ingest(&good, Some(5)).unwrap(),
+        IngestStart::Present
+    ));
+
+    // Wrong content: refused, not visible, partial data gone.
+    let other = Digest::of(b"world");
+    let IngestStart::Writer(mut w) = s.try_ingest(&other, Some(5)).unwrap() else {
+        panic!()
+    };
+    w.write_all(b"WORLD").unwrap();
+    assert!(matches!(w.commit(), Err(StoreError::DigestMismatch { .. })));
+    assert!(!s.has_blob(&other));
+    assert_eq!(s.partial_len(&other), 0);
+
+    // Longer than declared: refused at write time.
+    let IngestStart::Writer(mut w) = s.try_ingest(&other, Some(5)).unwrap() else {
+        panic!()
+    };
+    assert!(matches!(
+        w.write_all(b"worlds"),
+        Err(StoreError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn ingest_resumes_from_the_partial_file_and_locks_out_others() {
+    let t = tmp();
+    let s = Store::open(t.path()).unwrap();
+    let data = vec![7u8; 3 << 20];
+    let d = Digest::of(&data);
+    {
+        let IngestStart::Writer(mut w) = s.try_ingest(&d, Some(data.len() as u64)).unwrap() else {
+            panic!()
+        };
+        w.write_all(&data[..(2 << 20) + 5]).unwrap();
+        // While held, another opener is told it is busy.
+        assert!(matches!(s.try_ingest(&d, None).unwrap(), IngestStart::Busy));
+        w.flush().unwrap();
+    }
+    assert_eq!(s.partial_len(&d), (2 << 20) + 5);
+    let IngestStart::Writer(mut w) = s.try_ingest(&d, Some(data.len() as u64)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(w.offset(), (2 << 20) + 5);
+    w.write_all(&data[(2 << 20) + 5..]).unwrap();
+    w.commit().unwrap();
+    assert_eq!(fs::read(s.blob_path(&d)).unwrap(), data);
+}
+
+#[test]
+fn images_tags_and_prune() {
+    let t = tmp();
+    let s = Store::open(t.path()).unwrap();
+    let a = manifest_for(
+        &s,
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
+        &[b"layer-a", b"shared"],
+    );
+    let b = manifest_for(
+        &s,
+        br#"{"architecture":"arm64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
+        &[b"layer-b", b"shared"],
+    );
+    let stray = s.write_blob(b"nobody references me").unwrap();
+    let ra = Reference::parse("a").unwrap();
+    let rb = Reference::parse("example.com/b:1").unwrap();
+    s.set_image(&ra, a.clone(), None).unwrap();
+    s.set_image(&rb, b.clone(), None).unwrap();
+    let idx = s.index().unwrap();
+    assert_eq!(idx.manifests.len(), 2);
+    assert_eq!(
+        idx.manifests[0].annotation(ANNOTATION_REF_NAME),
+        Some("docker.io/library/a:latest")
+    );
+    // Find by short name, by ID prefix.
+    assert_eq!(s.find_image("a").unwrap().descriptor.digest, a.digest);
+    let cfg = s.find_image("a").unwrap().manifest.config.digest;
+    assert_eq!(
+        s.find_image(&cfg.hex()[..12]).unwrap().descriptor.digest,
+        a.digest
+    );
+    assert!(matches!(
+        s.find_image("zzz"),
+        Err(StoreError::ImageNotFound { .. })
+    ));
+
+    let report = s.prune().unwrap();
+    let removed: Vec<_> = report.removed.iter().map(|(d, _)| d.clone()).collect();
+    assert_eq!(removed, vec![stray.clone()]);
+    assert!(!s.has_blob(&stray));
+
+    // Untag b: its unique blobs go, the shared layer stays.
+    s.remove_name(&rb.to_string()).unwrap();
+    let report = s.prune().unwrap();
+    assert_eq!(report.removed.len(), 3, "manifest, config, layer-b");
+    assert!(s.has_blob(&Digest::of(b"shared")));
+    assert!(s.has_blob(&Digest::of(b"layer-a")));
+    assert!(!s.has_blob(&Digest::of(b"layer-b")));
+    let u = s.usage().unwrap();
+    assert_eq!(u.blobs, u.referenced_blobs);
+}
+
+#[test]
+fn corrupt_index_fails_loudly_and_gc_does_not_run() {
+    let t = tmp();
+    let s = Store::open(t.path()).unwrap();
+    let keep = s.write_blob(b"x").unwrap();
+    fs::write(t.path().join("index.json"), b"{ not json").unwrap();
+    assert!(matches!(s.prune(), Err(StoreError::Corrupt { .. })));
+    assert!(s.has_blob(&keep));
+}
+
+#[test]
+fn blob_reader_opens_committed_blobs_only() {
+    let t = tmp();
+    let s = Store::open(t.path()).unwrap();
+    let d = s.write_blob(b"content").unwrap();
+    let r: &dyn BlobReader = &s;
+    let mut out = String::new();
+    r.open_blob(&d).unwrap().read_to_string(&mut out).unwrap();
+    assert_eq!(out, "content");
+    let e = r.open_blob(&Digest::of(b"absent")).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::NotFound);
+}
