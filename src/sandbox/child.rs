@@ -113,11 +113,6 @@ fn setup_and_exec(p: &mut Prepared, sock: &UnixStream) -> Result<std::convert::I
     if p.netns_new {
         loopback_up().map_err(ctx("bring up lo"))?;
     }
-    let linux = spec.linux().clone().unwrap_or_default();
-    for (k, v) in linux.sysctl().iter().flatten() {
-        let path = format!("/proc/sys/{}", k.replace('.', "/"));
-        std::fs::write(&path, v).map_err(|e| f125(format!("sysctl {k}: {e}")))?;
-    }
     let process = spec.process().clone().unwrap_or_default();
     for rl in process.rlimits().iter().flatten() {
         let res = rlimit_resource(rl.typ());

@@ -248,7 +248,7 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<Outcome, Error>
         netns_new: clone_flags.contains(nix::sched::CloneFlags::CLONE_NEWNET),
         cgroupns,
         cgroup_version,
-        cgroup_dirs: group.as_ref().map(|g| g.mount_sources()).unwrap_or_default(),
+        cgroup_dirs: Vec::new(),
         join,
         filter,
         caps,
@@ -263,6 +263,7 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<Outcome, Error>
             let _ = g.remove();
             return Err(e);
         }
+        prepared.cgroup_dirs = g.mount_sources();
     }
     let result = spawn_and_wait(&mut prepared, clone_flags, group.as_deref(), pty_master, &linux);
     if let Some(g) = &group {

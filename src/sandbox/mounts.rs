@@ -319,7 +319,7 @@ fn make_devices(root: &OwnedFd, p: &Prepared) -> R<()> {
     Ok(())
 }
 
-/// Host `/dev/null`, verified to be the real character device 1:3 before it is used
+/// `/dev/null`, verified to be the real character device 1:3 before it is used
 /// to mask paths (CVE-2025-31133: a swapped /dev/null would expose what it masks).
 pub(crate) fn open_dev_null() -> R<OwnedFd> {
     let fd = rustix::fs::open("/dev/null", rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NOFOLLOW, rustix::fs::Mode::empty())
@@ -356,7 +356,6 @@ pub(crate) fn setup(p: &Prepared, idmapped: Option<OwnedFd>) -> R<()> {
         mount_one(&root, m, p)?;
     }
     make_devices(&root, p)?;
-    let devnull = open_dev_null()?;
 
     nix::unistd::chdir(rootfs).map_err(|e| msg("chdir rootfs", e))?;
     nix::unistd::pivot_root(".", ".").map_err(|e| msg("pivot_root", e))?;
@@ -366,6 +365,16 @@ pub(crate) fn setup(p: &Prepared, idmapped: Option<OwnedFd>) -> R<()> {
     nix::unistd::chdir("/").map_err(|e| msg("chdir /", e))?;
 
     let linux = p.spec.linux().clone().unwrap_or_default();
+    // sysctls go in before /proc/sys turns read-only.
+    for (k, v) in linux.sysctl().iter().flatten() {
+        if k.contains("..") || k.contains('/') {
+            return Err(format!("invalid sysctl name {k:?}"));
+        }
+        let path = format!("/proc/sys/{}", k.replace('.', "/"));
+        std::fs::write(&path, v).map_err(|e| format!("sysctl {k}: {e}"))?;
+    }
+    // The container's own /dev/null, just created, checked before use.
+    let devnull = open_dev_null()?;
     for path in linux.masked_paths().iter().flatten() {
         mask(path, &devnull)?;
     }
