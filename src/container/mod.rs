@@ -602,7 +602,9 @@ pub fn runtime_spec(
         linux.set_seccomp(Some(p.resolve(&seccomp::Target::host(cap_names.clone()))));
     }
     let mut sysctl = HashMap::new();
-    if flags.network == Network::None {
+    // Unprivileged ICMP sockets, as Docker; the range must be mapped gids, so not
+    // with a user namespace.
+    if flags.network == Network::None && maps.is_none() {
         sysctl.insert("net.ipv4.ping_group_range".to_string(), "0 2147483647".to_string());
     }
     linux.set_sysctl(if sysctl.is_empty() { None } else { Some(sysctl) });

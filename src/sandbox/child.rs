@@ -210,6 +210,9 @@ fn super_init(sock: &UnixStream) -> Result<(), Fail> {
             // The command reports its own exec failure on the socket.
             // SAFETY: closing our copy of the socket; we never use it again.
             unsafe { libc::close(sock.as_raw_fd()) };
+            // The init needs no privilege to wait and forward signals: drop every
+            // capability so nothing in the container gains by reaching it.
+            let _ = super::caps::Sets::default().apply_process_sets();
             loop {
                 let Ok(sig) = all.wait() else { continue };
                 if sig == Signal::SIGCHLD {

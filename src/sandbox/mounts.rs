@@ -314,7 +314,11 @@ fn make_devices(root: &OwnedFd, p: &Prepared) -> R<()> {
     if let Some(slave) = &p.pty_slave {
         mkdir_p_in_root(root, Path::new("/dev/console"), false)?;
         let t = open_in_root(root, Path::new("/dev/console"), true).map_err(|e| msg("/dev/console", e))?;
-        do_mount(Some(&fd_path(slave)), &fd_path(&t), None, MsFlags::MS_BIND, None).map_err(|e| msg("bind /dev/console", e))?;
+        // The pty was opened in the parent's mount namespace; bind it by its path in
+        // this namespace's copy of the host tree.
+        let name = std::fs::read_link(fd_path(slave)).map_err(|e| msg("pty path", e))?;
+        do_mount(Some(&name.to_string_lossy()), &fd_path(&t), None, MsFlags::MS_BIND, None)
+            .map_err(|e| msg("bind /dev/console", e))?;
     }
     Ok(())
 }
