@@ -18,7 +18,11 @@ pub struct Args {
     #[command(flatten)]
     pub c: ContainerArgs,
     /// IMAGE DIR [COMMAND [ARG...]] (with --rootfs: DIR [COMMAND [ARG...]]).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "IMAGE DIR [CMD]...")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "IMAGE DIR [CMD]..."
+    )]
     pub args: Vec<String>,
 }
 
@@ -29,11 +33,14 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("usage: imgctl bundle [OPTIONS] IMAGE DIR [COMMAND...] (or --rootfs ROOTFS DIR [COMMAND...])");
     }
     let dir = PathBuf::from(pos.remove(dir_index));
-    std::fs::create_dir_all(&dir).with_context(|| format!("create bundle directory {}", dir.display()))?;
-    let dir = std::fs::canonicalize(&dir).with_context(|| format!("bundle directory {}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("create bundle directory {}", dir.display()))?;
+    let dir = std::fs::canonicalize(&dir)
+        .with_context(|| format!("bundle directory {}", dir.display()))?;
     let (p, _id) = prepare(g, &a.c, pos, Some(dir.clone()))?;
     let path = dir.join("config.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&p.spec)?).with_context(|| format!("write {}", path.display()))?;
+    std::fs::write(&path, serde_json::to_vec_pretty(&p.spec)?)
+        .with_context(|| format!("write {}", path.display()))?;
     println!("{}", dir.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -146,7 +146,11 @@ pub struct Args {
     #[command(flatten)]
     pub c: ContainerArgs,
     /// IMAGE [COMMAND [ARG...]] (with --rootfs: COMMAND [ARG...]).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "IMAGE [CMD]...")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "IMAGE [CMD]..."
+    )]
     pub args: Vec<String>,
 }
 
@@ -159,19 +163,24 @@ pub(crate) fn image_rootfs(
     c: &ContainerArgs,
 ) -> anyhow::Result<(Option<oci_spec::image::Config>, PathBuf)> {
     if let Some(dir) = &c.rootfs {
-        let dir = std::fs::canonicalize(dir).with_context(|| format!("rootfs {}", dir.display()))?;
+        let dir =
+            std::fs::canonicalize(dir).with_context(|| format!("rootfs {}", dir.display()))?;
         if !dir.is_dir() {
             anyhow::bail!("rootfs {}: not a directory", dir.display());
         }
         let config = match &c.image_config {
             None => None,
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("image config {}", p.display()))?;
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("image config {}", p.display()))?;
                 // Either a whole image configuration or just its "config" object.
-                let v: serde_json::Value =
-                    serde_json::from_str(&text).with_context(|| format!("image config {}", p.display()))?;
+                let v: serde_json::Value = serde_json::from_str(&text)
+                    .with_context(|| format!("image config {}", p.display()))?;
                 let inner = v.get("config").cloned().unwrap_or(v);
-                Some(serde_json::from_value(inner).with_context(|| format!("image config {}", p.display()))?)
+                Some(
+                    serde_json::from_value(inner)
+                        .with_context(|| format!("image config {}", p.display()))?,
+                )
             }
         };
         return Ok((config, dir));
@@ -187,7 +196,8 @@ pub(crate) fn image_rootfs(
 fn env_files(files: &[PathBuf]) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(f).with_context(|| format!("--env-file {}", f.display()))?;
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("--env-file {}", f.display()))?;
         for l in text.lines() {
             let l = l.trim();
             if l.is_empty() || l.starts_with('#') {
@@ -219,13 +229,21 @@ pub(crate) fn run_flags(c: &ContainerArgs, id: &str, cmd: Vec<String>) -> anyhow
     };
     let mut f = RunFlags {
         id: id.to_string(),
-        hostname: Some(c.hostname.clone().unwrap_or_else(|| id.chars().take(12).collect())),
+        hostname: Some(
+            c.hostname
+                .clone()
+                .unwrap_or_else(|| id.chars().take(12).collect()),
+        ),
         workdir: c.workdir.clone(),
         user: c.user.clone(),
         entrypoint: c.entrypoint.clone(),
         cmd,
         tty: c.tty,
-        network: if c.network == "host" { Network::Host } else { Network::None },
+        network: if c.network == "host" {
+            Network::Host
+        } else {
+            Network::None
+        },
         memory: opt_bytes("--memory", &c.memory)?,
         memory_reservation: opt_bytes("--memory-reservation", &c.memory_reservation)?,
         memory_swappiness: c.memory_swappiness,
@@ -245,18 +263,30 @@ pub(crate) fn run_flags(c: &ContainerArgs, id: &str, cmd: Vec<String>) -> anyhow
         other => opt_bytes("--memory-swap", &other.map(String::from))?,
     };
     if let Some(cpus) = &c.cpus {
-        let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         let (quota, period) = parse::cpus(cpus, n)?;
         f.cpu_quota = Some(quota);
         f.cpu_period = Some(period);
     }
-    f.cpuset_cpus = c.cpuset_cpus.as_deref().map(|s| parse::cpu_list("--cpuset-cpus", s)).transpose()?;
-    f.cpuset_mems = c.cpuset_mems.as_deref().map(|s| parse::cpu_list("--cpuset-mems", s)).transpose()?;
+    f.cpuset_cpus = c
+        .cpuset_cpus
+        .as_deref()
+        .map(|s| parse::cpu_list("--cpuset-cpus", s))
+        .transpose()?;
+    f.cpuset_mems = c
+        .cpuset_mems
+        .as_deref()
+        .map(|s| parse::cpu_list("--cpuset-mems", s))
+        .transpose()?;
     for d in &c.device_read_bps {
-        f.device_read_bps.push(parse::device_rate("--device-read-bps", d)?);
+        f.device_read_bps
+            .push(parse::device_rate("--device-read-bps", d)?);
     }
     for d in &c.device_write_bps {
-        f.device_write_bps.push(parse::device_rate("--device-write-bps", d)?);
+        f.device_write_bps
+            .push(parse::device_rate("--device-write-bps", d)?);
     }
     let mut env = env_files(&c.env_file)?;
     env.extend(c.env.iter().cloned());
@@ -286,7 +316,9 @@ pub(crate) fn run_flags(c: &ContainerArgs, id: &str, cmd: Vec<String>) -> anyhow
     for m in &c.mount {
         let m = parse::mount(m)?;
         match m.typ.as_str() {
-            "bind" => f.binds.push((m.source.unwrap_or_default(), m.target, m.readonly)),
+            "bind" => f
+                .binds
+                .push((m.source.unwrap_or_default(), m.target, m.readonly)),
             _ => {
                 let mut o = Vec::new();
                 if let Some(sz) = m.tmpfs_size {
@@ -305,8 +337,16 @@ pub(crate) fn run_flags(c: &ContainerArgs, id: &str, cmd: Vec<String>) -> anyhow
     for u in &c.ulimit {
         f.ulimits.push(parse::ulimit(u)?);
     }
-    let uid: Vec<_> = c.uidmap.iter().map(|m| parse::id_map("--uidmap", m)).collect::<Result<_, _>>()?;
-    let gid: Vec<_> = c.gidmap.iter().map(|m| parse::id_map("--gidmap", m)).collect::<Result<_, _>>()?;
+    let uid: Vec<_> = c
+        .uidmap
+        .iter()
+        .map(|m| parse::id_map("--uidmap", m))
+        .collect::<Result<_, _>>()?;
+    let gid: Vec<_> = c
+        .gidmap
+        .iter()
+        .map(|m| parse::id_map("--gidmap", m))
+        .collect::<Result<_, _>>()?;
     f.userns = match c.userns.as_deref() {
         Some("auto") => Userns::Auto,
         _ if !uid.is_empty() => Userns::Maps { uid, gid },
@@ -365,19 +405,30 @@ pub(crate) fn prepare(
             return Err(e.into());
         }
     };
-    Ok((Prepared { spec, rootfs, state_dir, lease }, id))
+    Ok((
+        Prepared {
+            spec,
+            rootfs,
+            state_dir,
+            lease,
+        },
+        id,
+    ))
 }
 
 fn write_json(path: &Path, v: &impl serde::Serialize) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(v)?).with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::write(&tmp, serde_json::to_vec_pretty(v)?)
+        .with_context(|| format!("write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("rename {}", path.display()))?;
     Ok(())
 }
 
 pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
     if let Some(n) = &a.name {
-        let ok = !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        let ok = !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
         if !ok {
             anyhow::bail!("invalid --name {n:?}: use letters, digits, '_', '.' and '-'");
         }
@@ -386,12 +437,19 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
     let result = (|| -> anyhow::Result<ExitCode> {
         write_json(&p.state_dir.join("config.json"), &p.spec)?;
         if let Some(n) = &a.name {
-            std::fs::write(p.state_dir.join("name"), n).with_context(|| "write the container name")?;
+            std::fs::write(p.state_dir.join("name"), n)
+                .with_context(|| "write the container name")?;
         }
-        let opts = crate::sandbox::Options { init: a.c.init, ..Default::default() };
+        let opts = crate::sandbox::Options {
+            init: a.c.init,
+            ..Default::default()
+        };
         match crate::sandbox::run(&p.spec, &p.rootfs, &opts) {
             Ok(outcome) => {
-                let _ = std::fs::write(p.state_dir.join("exit-code"), outcome.exit_code().to_string());
+                let _ = std::fs::write(
+                    p.state_dir.join("exit-code"),
+                    outcome.exit_code().to_string(),
+                );
                 if outcome == crate::sandbox::Outcome::OomKilled {
                     return Err(Exit {
                         code: 137,
@@ -405,10 +463,15 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
                 }
                 Ok(ExitCode::from(outcome.exit_code()))
             }
-            Err(e) => Err(Exit { code: e.exit_code(), message: Some(e.to_string()) }.into()),
+            Err(e) => Err(Exit {
+                code: e.exit_code(),
+                message: Some(e.to_string()),
+            }
+            .into()),
         }
     })();
-    let failed_to_start = matches!(&result, Err(e) if e.downcast_ref::<Exit>().is_none_or(|x| x.code != 137));
+    let failed_to_start =
+        matches!(&result, Err(e) if e.downcast_ref::<Exit>().is_none_or(|x| x.code != 137));
     if a.rm || failed_to_start {
         let _ = std::fs::remove_dir_all(&p.state_dir);
     }

@@ -13,9 +13,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capability, LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxIdMapping, LinuxIdMappingBuilder,
-    LinuxMemory, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPids, LinuxResources, LinuxThrottleDevice,
-    LinuxThrottleDeviceBuilder, Mount, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Spec,
+    Capability, LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxIdMapping,
+    LinuxIdMappingBuilder, LinuxMemory, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPids,
+    LinuxResources, LinuxThrottleDevice, LinuxThrottleDeviceBuilder, Mount, PosixRlimit,
+    PosixRlimitBuilder, PosixRlimitType, Spec,
 };
 
 use crate::sandbox::{self, seccomp};
@@ -24,11 +25,18 @@ use crate::sandbox::{self, seccomp};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid value {value:?} for {flag}: expected {hint}")]
-    BadFlag { flag: String, value: String, hint: String },
+    BadFlag {
+        flag: String,
+        value: String,
+        hint: String,
+    },
     #[error("user {user:?}: {reason}")]
     User { user: String, reason: String },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("no command: the image has no ENTRYPOINT or CMD and none was given")]
     NoCommand,
     #[error(transparent)]
@@ -56,7 +64,10 @@ pub enum Userns {
     /// A free unprivileged range from /etc/subuid (or 100000:65536).
     Auto,
     /// Explicit maps `(container, host, size)`.
-    Maps { uid: Vec<(u32, u32, u32)>, gid: Vec<(u32, u32, u32)> },
+    Maps {
+        uid: Vec<(u32, u32, u32)>,
+        gid: Vec<(u32, u32, u32)>,
+    },
 }
 
 /// What the user asked for on the command line (already parsed into values).
@@ -121,7 +132,13 @@ pub const MASKED_PATHS: &[&str] = &[
 ];
 
 /// Docker's read-only paths.
-pub const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+pub const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
 fn mnt(dest: &str, typ: &str, source: &str, opts: &[&str]) -> Mount {
     let mut m = Mount::default();
@@ -136,16 +153,59 @@ fn default_mounts(privileged: bool) -> Vec<Mount> {
     let sys_rw = if privileged { "rw" } else { "ro" };
     vec![
         mnt("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        mnt("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
-        mnt("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]),
-        mnt("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", sys_rw]),
-        mnt("/sys/fs/cgroup", "cgroup", "cgroup", &["nosuid", "noexec", "nodev", "relatime", sys_rw]),
-        mnt("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
-        mnt("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
+        mnt(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mnt(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        mnt(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", sys_rw],
+        ),
+        mnt(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", sys_rw],
+        ),
+        mnt(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        mnt(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
     ]
 }
 
-fn dev_rule(allow: bool, typ: Option<LinuxDeviceType>, major: Option<i64>, minor: Option<i64>, access: &str) -> LinuxDeviceCgroup {
+fn dev_rule(
+    allow: bool,
+    typ: Option<LinuxDeviceType>,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> LinuxDeviceCgroup {
     let mut d = LinuxDeviceCgroup::default();
     d.set_allow(allow);
     d.set_typ(typ);
@@ -178,26 +238,28 @@ pub fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
 /// The capability set after `--privileged`, `--cap-drop`, `--cap-add`
 /// (drop first, then add, as Docker; `ALL` allowed in both).
 pub fn capability_set(f: &RunFlags) -> Result<Vec<String>, Error> {
-    let all = || -> Vec<String> {
-        let mut v: Vec<String> = caps::runtime::procfs_all_supported(None)
-            .unwrap_or_else(|_| caps::all())
-            .into_iter()
-            .map(|c| c.to_string())
-            .collect();
-        v.sort();
-        v
-    };
+    let all = sandbox::all_caps;
     if f.privileged {
         return Ok(all());
     }
     let norm = |list: &[String]| -> Result<Vec<String>, Error> {
         list.iter()
-            .map(|c| if c.eq_ignore_ascii_case(sandbox::ALL_CAPS) { Ok("ALL".into()) } else { Ok(sandbox::parse_cap(c)?) })
+            .map(|c| {
+                if c.eq_ignore_ascii_case(sandbox::ALL_CAPS) {
+                    Ok("ALL".into())
+                } else {
+                    Ok(sandbox::parse_cap(c)?)
+                }
+            })
             .collect()
     };
     let drop = norm(&f.cap_drop)?;
     let add = norm(&f.cap_add)?;
-    let mut set = if drop.iter().any(|c| c == "ALL") { Vec::new() } else { sandbox::docker_default_caps() };
+    let mut set = if drop.iter().any(|c| c == "ALL") {
+        Vec::new()
+    } else {
+        sandbox::docker_default_caps()
+    };
     set.retain(|c| !drop.contains(c));
     if add.iter().any(|c| c == "ALL") {
         set = all();
@@ -265,7 +327,10 @@ fn host_hard_limit(t: PosixRlimitType) -> u64 {
         T::RlimitRtprio => libc::RLIMIT_RTPRIO,
         T::RlimitRttime => libc::RLIMIT_RTTIME,
     };
-    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit writes into the struct we pass.
     if unsafe { libc::getrlimit(res, &mut r) } == 0 {
         r.rlim_max
@@ -287,10 +352,17 @@ pub fn rlimits(list: &[(String, u64, u64)]) -> Result<Vec<PosixRlimit>, Error> {
         let max = host_hard_limit(t);
         let (s, h) = ((*soft).min(max), (*hard).min(max));
         if h < *hard {
-            tracing::warn!("--ulimit {name}: hard limit {hard} capped at the current hard limit {max}");
+            tracing::warn!(
+                "--ulimit {name}: hard limit {hard} capped at the current hard limit {max}"
+            );
         }
         out.push(
-            PosixRlimitBuilder::default().typ(t).soft(s).hard(h).build().map_err(|e| Error::Spec(e.to_string()))?,
+            PosixRlimitBuilder::default()
+                .typ(t)
+                .soft(s)
+                .hard(h)
+                .build()
+                .map_err(|e| Error::Spec(e.to_string()))?,
         );
     }
     Ok(out)
@@ -300,7 +372,10 @@ pub fn rlimits(list: &[(String, u64, u64)]) -> Result<Vec<PosixRlimit>, Error> {
 /// `root` (or 100000:65536). Freedom is claimed with an exclusive lock file under
 /// `lock_dir`, removed by the returned guard.
 pub fn allocate_userns(lock_dir: &Path) -> Result<(u32, UsernsLease), Error> {
-    let io = |p: &Path, e| Error::Io { path: p.to_path_buf(), source: e };
+    let io = |p: &Path, e| Error::Io {
+        path: p.to_path_buf(),
+        source: e,
+    };
     let (start, count) = std::fs::read_to_string("/etc/subuid")
         .ok()
         .and_then(|t| {
@@ -317,11 +392,17 @@ pub fn allocate_userns(lock_dir: &Path) -> Result<(u32, UsernsLease), Error> {
     for i in 0..slices {
         let base = start + i * 65_536;
         let p = lock_dir.join(base.to_string());
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&p) {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&p)
+        {
             Ok(_) => return Ok((base, UsernsLease { path: p })),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 // A stale lease of a process that is gone may be reclaimed.
-                let pid = std::fs::read_to_string(&p).ok().and_then(|s| s.trim().parse::<i32>().ok());
+                let pid = std::fs::read_to_string(&p)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i32>().ok());
                 if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
                     let _ = std::fs::remove_file(&p);
                 }
@@ -329,7 +410,9 @@ pub fn allocate_userns(lock_dir: &Path) -> Result<(u32, UsernsLease), Error> {
             Err(e) => return Err(io(&p, e)),
         }
     }
-    Err(Error::Spec("--userns=auto: every id range from /etc/subuid is in use".into()))
+    Err(Error::Spec(
+        "--userns=auto: every id range from /etc/subuid is in use".into(),
+    ))
 }
 
 /// A claimed id range; released on drop.
@@ -352,14 +435,26 @@ impl Drop for UsernsLease {
 }
 
 fn id_mapping(c: u32, h: u32, s: u32) -> LinuxIdMapping {
-    LinuxIdMappingBuilder::default().container_id(c).host_id(h).size(s).build().unwrap_or_default()
+    LinuxIdMappingBuilder::default()
+        .container_id(c)
+        .host_id(h)
+        .size(s)
+        .build()
+        .unwrap_or_default()
 }
 
 fn device_numbers(p: &Path) -> Result<(i64, i64), Error> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let m = std::fs::metadata(p).map_err(|e| Error::Io { path: p.to_path_buf(), source: e })?;
+    let m = std::fs::metadata(p).map_err(|e| Error::Io {
+        path: p.to_path_buf(),
+        source: e,
+    })?;
     if !m.file_type().is_block_device() {
-        return Err(Error::BadFlag { flag: "--device-read-bps/--device-write-bps".into(), value: p.display().to_string(), hint: "a block device".into() });
+        return Err(Error::BadFlag {
+            flag: "--device-read-bps/--device-write-bps".into(),
+            value: p.display().to_string(),
+            hint: "a block device".into(),
+        });
     }
     let r = m.rdev();
     Ok((libc::major(r) as i64, libc::minor(r) as i64))
@@ -386,7 +481,11 @@ fn throttles(list: &[(PathBuf, u64)]) -> Result<Option<Vec<LinuxThrottleDevice>>
 
 fn resources(f: &RunFlags) -> Result<LinuxResources, Error> {
     let mut r = LinuxResources::default();
-    r.set_devices(Some(if f.privileged { vec![dev_rule(true, None, None, None, "rwm")] } else { default_device_rules() }));
+    r.set_devices(Some(if f.privileged {
+        vec![dev_rule(true, None, None, None, "rwm")]
+    } else {
+        default_device_rules()
+    }));
     let mut m = LinuxMemory::default();
     m.set_limit(f.memory);
     m.set_reservation(f.memory_reservation);
@@ -401,7 +500,11 @@ fn resources(f: &RunFlags) -> Result<LinuxResources, Error> {
                 });
             }
         } else {
-            return Err(Error::BadFlag { flag: "--memory-swap".into(), value: s.to_string(), hint: "--memory to be set too".into() });
+            return Err(Error::BadFlag {
+                flag: "--memory-swap".into(),
+                value: s.to_string(),
+                hint: "--memory to be set too".into(),
+            });
         }
         m.set_swap(Some(s));
     }
@@ -432,8 +535,15 @@ fn resources(f: &RunFlags) -> Result<LinuxResources, Error> {
 
 /// The files `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` for a
 /// container, written into `state_dir` and bound in read-write.
-pub fn write_etc_files(state_dir: &Path, hostname: &str, network: Network) -> Result<Vec<Mount>, Error> {
-    let io = |p: &Path, e| Error::Io { path: p.to_path_buf(), source: e };
+pub fn write_etc_files(
+    state_dir: &Path,
+    hostname: &str,
+    network: Network,
+) -> Result<Vec<Mount>, Error> {
+    let io = |p: &Path, e| Error::Io {
+        path: p.to_path_buf(),
+        source: e,
+    };
     std::fs::create_dir_all(state_dir).map_err(|e| io(state_dir, e))?;
     let hosts = match network {
         Network::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
@@ -443,10 +553,19 @@ pub fn write_etc_files(state_dir: &Path, hostname: &str, network: Network) -> Re
     };
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let mut mounts = Vec::new();
-    for (name, content) in [("hostname", format!("{hostname}\n")), ("hosts", hosts), ("resolv.conf", resolv)] {
+    for (name, content) in [
+        ("hostname", format!("{hostname}\n")),
+        ("hosts", hosts),
+        ("resolv.conf", resolv),
+    ] {
         let p = state_dir.join(name);
         std::fs::write(&p, content).map_err(|e| io(&p, e))?;
-        mounts.push(mnt(&format!("/etc/{name}"), "bind", &p.to_string_lossy(), &["rbind", "rprivate"]));
+        mounts.push(mnt(
+            &format!("/etc/{name}"),
+            "bind",
+            &p.to_string_lossy(),
+            &["rbind", "rprivate"],
+        ));
     }
     Ok(mounts)
 }
@@ -464,19 +583,37 @@ pub fn runtime_spec(
     let image = image.unwrap_or(&empty);
     // Command: --entrypoint replaces the image's ENTRYPOINT and drops its CMD.
     let (entry, cmd) = match &flags.entrypoint {
-        Some(e) => (if e.is_empty() { vec![] } else { vec![e.clone()] }, flags.cmd.clone()),
+        Some(e) => (
+            if e.is_empty() {
+                vec![]
+            } else {
+                vec![e.clone()]
+            },
+            flags.cmd.clone(),
+        ),
         None => (
             image.entrypoint().clone().unwrap_or_default(),
-            if flags.cmd.is_empty() { image.cmd().clone().unwrap_or_default() } else { flags.cmd.clone() },
+            if flags.cmd.is_empty() {
+                image.cmd().clone().unwrap_or_default()
+            } else {
+                flags.cmd.clone()
+            },
         ),
     };
     let args: Vec<String> = entry.into_iter().chain(cmd).collect();
     if args.is_empty() {
         return Err(Error::NoCommand);
     }
-    let user_spec = flags.user.clone().or(image.user().clone()).unwrap_or_default();
+    let user_spec = flags
+        .user
+        .clone()
+        .or(image.user().clone())
+        .unwrap_or_default();
     let id = user::resolve(&user_spec, rootfs)?;
-    let hostname = flags.hostname.clone().unwrap_or_else(|| flags.id.chars().take(12).collect());
+    let hostname = flags
+        .hostname
+        .clone()
+        .unwrap_or_else(|| flags.id.chars().take(12).collect());
 
     // Environment: PATH, HOSTNAME, TERM, HOME, then the image's, then -e (later wins).
     let mut env: Vec<(String, String)> = Vec::new();
@@ -503,9 +640,18 @@ pub fn runtime_spec(
     }
     let env: Vec<String> = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
 
-    let cwd = flags.workdir.clone().or(image.working_dir().clone()).filter(|w| !w.is_empty()).unwrap_or("/".into());
+    let cwd = flags
+        .workdir
+        .clone()
+        .or(image.working_dir().clone())
+        .filter(|w| !w.is_empty())
+        .unwrap_or("/".into());
     if !cwd.starts_with('/') {
-        return Err(Error::BadFlag { flag: "-w".into(), value: cwd, hint: "an absolute path".into() });
+        return Err(Error::BadFlag {
+            flag: "-w".into(),
+            value: cwd,
+            hint: "an absolute path".into(),
+        });
     }
 
     let cap_names = capability_set(flags)?;
@@ -525,11 +671,19 @@ pub fn runtime_spec(
     let mut u = oci_spec::runtime::User::default();
     u.set_uid(id.uid);
     u.set_gid(id.gid);
-    u.set_additional_gids(if id.additional_gids.is_empty() { None } else { Some(id.additional_gids.clone()) });
+    u.set_additional_gids(if id.additional_gids.is_empty() {
+        None
+    } else {
+        Some(id.additional_gids.clone())
+    });
     process.set_user(u);
     process.set_capabilities(Some(lc));
     process.set_no_new_privileges(Some(flags.no_new_privileges));
-    process.set_rlimits(if flags.ulimits.is_empty() { None } else { Some(rlimits(&flags.ulimits)?) });
+    process.set_rlimits(if flags.ulimits.is_empty() {
+        None
+    } else {
+        Some(rlimits(&flags.ulimits)?)
+    });
     process.set_apparmor_profile(flags.apparmor.clone());
     process.set_selinux_label(flags.label.clone());
     process.set_oom_score_adj(None);
@@ -538,13 +692,21 @@ pub fn runtime_spec(
     mounts.extend(etc_mounts);
     for (src, dst, ro) in &flags.binds {
         if !src.exists() {
-            return Err(Error::Io { path: src.clone(), source: std::io::Error::from(std::io::ErrorKind::NotFound) });
+            return Err(Error::Io {
+                path: src.clone(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
         }
         let mut o = vec!["rbind", "rprivate"];
         if *ro {
             o.push("ro");
         }
-        mounts.push(mnt(&dst.to_string_lossy(), "bind", &src.to_string_lossy(), &o));
+        mounts.push(mnt(
+            &dst.to_string_lossy(),
+            "bind",
+            &src.to_string_lossy(),
+            &o,
+        ));
     }
     for (dst, opts) in &flags.tmpfs {
         let mut o: Vec<&str> = vec!["nosuid", "nodev", "noexec"];
@@ -567,18 +729,35 @@ pub fn runtime_spec(
     let maps = match &flags.userns {
         Userns::Host => None,
         Userns::Auto => {
-            let base = userns_base.ok_or_else(|| Error::Spec("--userns=auto without an allocated range".into()))?;
+            let base = userns_base
+                .ok_or_else(|| Error::Spec("--userns=auto without an allocated range".into()))?;
             Some((vec![(0, base, 65_536)], vec![(0, base, 65_536)]))
         }
-        Userns::Maps { uid, gid } => Some((uid.clone(), if gid.is_empty() { uid.clone() } else { gid.clone() })),
+        Userns::Maps { uid, gid } => Some((
+            uid.clone(),
+            if gid.is_empty() {
+                uid.clone()
+            } else {
+                gid.clone()
+            },
+        )),
     };
     if let Some((uid, gid)) = &maps {
         ns_types.push(LinuxNamespaceType::User);
-        linux.set_uid_mappings(Some(uid.iter().map(|&(c, h, s)| id_mapping(c, h, s)).collect()));
-        linux.set_gid_mappings(Some(gid.iter().map(|&(c, h, s)| id_mapping(c, h, s)).collect()));
+        linux.set_uid_mappings(Some(
+            uid.iter().map(|&(c, h, s)| id_mapping(c, h, s)).collect(),
+        ));
+        linux.set_gid_mappings(Some(
+            gid.iter().map(|&(c, h, s)| id_mapping(c, h, s)).collect(),
+        ));
     }
     for t in ns_types {
-        namespaces.push(LinuxNamespaceBuilder::default().typ(t).build().map_err(|e| Error::Spec(e.to_string()))?);
+        namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(t)
+                .build()
+                .map_err(|e| Error::Spec(e.to_string()))?,
+        );
     }
     linux.set_namespaces(Some(namespaces));
     linux.set_resources(Some(resources(flags)?));
@@ -592,9 +771,11 @@ pub fn runtime_spec(
         None => Some(seccomp::Profile::docker_default()),
         Some(None) => None,
         Some(Some(path)) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                sandbox::Error::SeccompProfile { origin: path.display().to_string(), reason: e.to_string() }
-            })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| sandbox::Error::SeccompProfile {
+                    origin: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
             Some(seccomp::Profile::parse(&text, &path.display().to_string())?)
         }
     };
@@ -605,9 +786,16 @@ pub fn runtime_spec(
     // Unprivileged ICMP sockets, as Docker; the range must be mapped gids, so not
     // with a user namespace.
     if flags.network == Network::None && maps.is_none() {
-        sysctl.insert("net.ipv4.ping_group_range".to_string(), "0 2147483647".to_string());
+        sysctl.insert(
+            "net.ipv4.ping_group_range".to_string(),
+            "0 2147483647".to_string(),
+        );
     }
-    linux.set_sysctl(if sysctl.is_empty() { None } else { Some(sysctl) });
+    linux.set_sysctl(if sysctl.is_empty() {
+        None
+    } else {
+        Some(sysctl)
+    });
 
     let mut spec = Spec::default();
     spec.set_version("1.0.2".into());
@@ -627,10 +815,14 @@ pub fn runtime_spec(
 pub fn new_id() -> String {
     use std::io::Read;
     let mut b = [0u8; 32];
-    let filled = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_ok();
+    let filled = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok();
     if !filled {
         // Fall back to time and pid: unique enough for a directory name.
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         b[..16].copy_from_slice(&t.as_nanos().to_le_bytes());
         b[16..20].copy_from_slice(&std::process::id().to_le_bytes());
     }
@@ -644,7 +836,11 @@ mod tests {
     fn rootfs() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir(d.path().join("etc")).unwrap();
-        std::fs::write(d.path().join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\n").unwrap();
+        std::fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\n",
+        )
+        .unwrap();
         d
     }
 
@@ -659,7 +855,10 @@ mod tests {
     }
 
     fn flags() -> RunFlags {
-        RunFlags { id: "0123456789abcdef".into(), ..Default::default() }
+        RunFlags {
+            id: "0123456789abcdef".into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -671,7 +870,10 @@ mod tests {
         assert_eq!(p.user().uid(), 33);
         assert_eq!(p.cwd(), Path::new("/work"));
         let env = p.env().as_ref().unwrap();
-        assert!(env.contains(&"PATH=/custom".to_string()) && env.contains(&"HOSTNAME=0123456789ab".to_string()));
+        assert!(
+            env.contains(&"PATH=/custom".to_string())
+                && env.contains(&"HOSTNAME=0123456789ab".to_string())
+        );
         assert_eq!(s.hostname().as_deref(), Some("0123456789ab"));
 
         let mut f = flags();
@@ -687,10 +889,16 @@ mod tests {
         f.entrypoint = Some("/bin/sh".into());
         f.cmd = vec![];
         let s = runtime_spec(Some(&image()), &f, r.path(), vec![], None).unwrap();
-        assert_eq!(s.process().as_ref().unwrap().args().as_ref().unwrap(), &["/bin/sh"]);
+        assert_eq!(
+            s.process().as_ref().unwrap().args().as_ref().unwrap(),
+            &["/bin/sh"]
+        );
 
         f.entrypoint = Some(String::new());
-        assert!(matches!(runtime_spec(Some(&image()), &f, r.path(), vec![], None), Err(Error::NoCommand)));
+        assert!(matches!(
+            runtime_spec(Some(&image()), &f, r.path(), vec![], None),
+            Err(Error::NoCommand)
+        ));
     }
 
     #[test]
@@ -700,15 +908,46 @@ mod tests {
         f.cmd = vec!["true".into()];
         let s = runtime_spec(None, &f, r.path(), vec![], None).unwrap();
         let l = s.linux().as_ref().unwrap();
-        assert!(l.masked_paths().as_ref().unwrap().contains(&"/proc/kcore".to_string()));
-        assert!(l.readonly_paths().as_ref().unwrap().contains(&"/proc/sysrq-trigger".to_string()));
+        assert!(l
+            .masked_paths()
+            .as_ref()
+            .unwrap()
+            .contains(&"/proc/kcore".to_string()));
+        assert!(l
+            .readonly_paths()
+            .as_ref()
+            .unwrap()
+            .contains(&"/proc/sysrq-trigger".to_string()));
         assert!(l.seccomp().is_some());
-        let caps = s.process().as_ref().unwrap().capabilities().as_ref().unwrap();
+        let caps = s
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .as_ref()
+            .unwrap();
         assert_eq!(caps.bounding().as_ref().unwrap().len(), 14);
         assert!(caps.inheritable().is_none() && caps.ambient().is_none());
-        assert_eq!(l.resources().as_ref().unwrap().pids().as_ref().unwrap().limit(), DEFAULT_PIDS_LIMIT);
-        let ns: Vec<_> = l.namespaces().as_ref().unwrap().iter().map(|n| n.typ()).collect();
-        assert!(ns.contains(&LinuxNamespaceType::Network) && !ns.contains(&LinuxNamespaceType::User));
+        assert_eq!(
+            l.resources()
+                .as_ref()
+                .unwrap()
+                .pids()
+                .as_ref()
+                .unwrap()
+                .limit(),
+            DEFAULT_PIDS_LIMIT
+        );
+        let ns: Vec<_> = l
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|n| n.typ())
+            .collect();
+        assert!(
+            ns.contains(&LinuxNamespaceType::Network) && !ns.contains(&LinuxNamespaceType::User)
+        );
     }
 
     #[test]
@@ -739,7 +978,9 @@ mod tests {
         let mut f = flags();
         f.cmd = vec!["true".into()];
         f.seccomp = Some(Some(PathBuf::from("/nonexistent/profile.json")));
-        let e = runtime_spec(None, &f, r.path(), vec![], None).unwrap_err().to_string();
+        let e = runtime_spec(None, &f, r.path(), vec![], None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/nonexistent/profile.json"), "{e}");
     }
 }

@@ -5,14 +5,20 @@ use std::path::PathBuf;
 use super::Error;
 
 fn bad(flag: &str, value: &str, hint: &str) -> Error {
-    Error::BadFlag { flag: flag.to_string(), value: value.to_string(), hint: hint.to_string() }
+    Error::BadFlag {
+        flag: flag.to_string(),
+        value: value.to_string(),
+        hint: hint.to_string(),
+    }
 }
 
 /// A size with an optional unit: `32m`, `1.5g`, `512k`, `100` (bytes), `64MiB`.
 pub fn bytes(flag: &str, s: &str) -> Result<i64, Error> {
     let hint = "a size like 512k, 32m or 1g";
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: f64 = num.parse().map_err(|_| bad(flag, s, hint))?;
     let unit = unit.trim().to_ascii_lowercase();
@@ -79,14 +85,20 @@ pub fn ulimit(s: &str) -> Result<(String, u64, u64), Error> {
         None => (num(vals)?, num(vals)?),
     };
     if soft > hard {
-        return Err(bad("--ulimit", s, "the soft limit must not exceed the hard limit"));
+        return Err(bad(
+            "--ulimit",
+            s,
+            "the soft limit must not exceed the hard limit",
+        ));
     }
     Ok((name.to_string(), soft, hard))
 }
 
 /// `--device-read-bps /dev/sda:1mb` -> (device path, bytes per second).
 pub fn device_rate(flag: &str, s: &str) -> Result<(PathBuf, u64), Error> {
-    let (dev, rate) = s.rsplit_once(':').ok_or_else(|| bad(flag, s, "DEVICE:RATE, e.g. /dev/sda:1mb"))?;
+    let (dev, rate) = s
+        .rsplit_once(':')
+        .ok_or_else(|| bad(flag, s, "DEVICE:RATE, e.g. /dev/sda:1mb"))?;
     Ok((PathBuf::from(dev), bytes(flag, rate)? as u64))
 }
 
@@ -121,7 +133,11 @@ pub fn volume(s: &str) -> Result<(PathBuf, PathBuf, bool), Error> {
         _ => return Err(bad("-v", s, hint)),
     };
     if !src.starts_with('/') || !dst.starts_with('/') {
-        return Err(bad("-v", s, "both paths must be absolute (named volumes are not supported)"));
+        return Err(bad(
+            "-v",
+            s,
+            "both paths must be absolute (named volumes are not supported)",
+        ));
     }
     Ok((PathBuf::from(src), PathBuf::from(dst), ro))
 }
@@ -138,7 +154,13 @@ pub struct MountFlag {
 
 pub fn mount(s: &str) -> Result<MountFlag, Error> {
     let hint = "type=bind,source=/a,target=/b[,readonly] or type=tmpfs,target=/t[,tmpfs-size=64m]";
-    let mut m = MountFlag { typ: "volume".into(), source: None, target: PathBuf::new(), readonly: false, tmpfs_size: None };
+    let mut m = MountFlag {
+        typ: "volume".into(),
+        source: None,
+        target: PathBuf::new(),
+        readonly: false,
+        tmpfs_size: None,
+    };
     for kv in s.split(',') {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         match k {
@@ -167,7 +189,13 @@ pub fn tmpfs(s: &str) -> Result<(PathBuf, Vec<String>), Error> {
     if !p.starts_with('/') {
         return Err(bad("--tmpfs", s, "an absolute path, e.g. /run:size=64m"));
     }
-    Ok((PathBuf::from(p), o.split(',').filter(|x| !x.is_empty()).map(String::from).collect()))
+    Ok((
+        PathBuf::from(p),
+        o.split(',')
+            .filter(|x| !x.is_empty())
+            .map(String::from)
+            .collect(),
+    ))
 }
 
 #[cfg(test)]
@@ -200,15 +228,27 @@ mod tests {
     fn lists_ulimits_maps_volumes() {
         assert!(cpu_list("--cpuset-cpus", "0-1,3").is_ok());
         assert!(cpu_list("--cpuset-cpus", "1-0").is_err());
-        assert_eq!(ulimit("nofile=1024:2048").unwrap(), ("nofile".into(), 1024, 2048));
+        assert_eq!(
+            ulimit("nofile=1024:2048").unwrap(),
+            ("nofile".into(), 1024, 2048)
+        );
         assert!(ulimit("nofile=4:2").is_err());
-        assert_eq!(id_map("--uidmap", "0:100000:65536").unwrap(), (0, 100000, 65536));
+        assert_eq!(
+            id_map("--uidmap", "0:100000:65536").unwrap(),
+            (0, 100000, 65536)
+        );
         assert!(id_map("--uidmap", "0:1").is_err());
-        assert_eq!(volume("/a:/b:ro").unwrap(), ("/a".into(), "/b".into(), true));
+        assert_eq!(
+            volume("/a:/b:ro").unwrap(),
+            ("/a".into(), "/b".into(), true)
+        );
         assert!(volume("name:/b").is_err());
         let m = mount("type=bind,source=/a,target=/b,readonly").unwrap();
         assert!(m.readonly && m.typ == "bind");
         assert!(mount("type=volume,target=/b").is_err());
-        assert_eq!(tmpfs("/run:size=64m,mode=755").unwrap().1, vec!["size=64m", "mode=755"]);
+        assert_eq!(
+            tmpfs("/run:size=64m,mode=755").unwrap().1,
+            vec!["size=64m", "mode=755"]
+        );
     }
 }

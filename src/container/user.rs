@@ -21,7 +21,11 @@ pub struct Identity {
 const MAX_ID: u64 = i32::MAX as u64;
 
 fn numeric(s: &str) -> Option<Result<u32, ()>> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'+') {
+    if s.is_empty()
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'-' || b == b'+')
+    {
         return None;
     }
     if !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -36,9 +40,16 @@ fn numeric(s: &str) -> Option<Result<u32, ()>> {
 /// Read a file of the image, resolved inside `rootfs`; a missing file is `None`.
 pub fn read_in_root(rootfs: &Path, path: &str) -> Result<Option<String>, Error> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
-    let io = |e: std::io::Error| Error::Io { path: rootfs.join(path.trim_start_matches('/')), source: e };
-    let root = rustix::fs::open(rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| io(e.into()))?;
+    let io = |e: std::io::Error| Error::Io {
+        path: rootfs.join(path.trim_start_matches('/')),
+        source: e,
+    };
+    let root = rustix::fs::open(
+        rootfs,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io(e.into()))?;
     let fd = match rustix::fs::openat2(
         &root,
         path.trim_start_matches('/'),
@@ -74,7 +85,12 @@ fn passwd_entries(text: &str) -> Vec<Passwd> {
             }
             let uid = numeric(f[2])?.ok()?;
             let gid = numeric(f[3])?.ok()?;
-            Some(Passwd { name: f[0].to_string(), uid, gid, home: f[5].to_string() })
+            Some(Passwd {
+                name: f[0].to_string(),
+                uid,
+                gid,
+                home: f[5].to_string(),
+            })
         })
         .collect()
 }
@@ -94,28 +110,48 @@ fn group_entries(text: &str) -> Vec<Group> {
                 return None;
             }
             let gid = numeric(f[2])?.ok()?;
-            let members = f[3].split(',').filter(|m| !m.is_empty()).map(String::from).collect();
-            Some(Group { name: f[0].to_string(), gid, members })
+            let members = f[3]
+                .split(',')
+                .filter(|m| !m.is_empty())
+                .map(String::from)
+                .collect();
+            Some(Group {
+                name: f[0].to_string(),
+                gid,
+                members,
+            })
         })
         .collect()
 }
 
 /// Resolve `user[:group]` (names or numbers; empty means root).
 pub fn resolve(spec: &str, rootfs: &Path) -> Result<Identity, Error> {
-    let bad = |reason: &str| Error::User { user: spec.to_string(), reason: reason.to_string() };
+    let bad = |reason: &str| Error::User {
+        user: spec.to_string(),
+        reason: reason.to_string(),
+    };
     let (u, g) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    let passwd = read_in_root(rootfs, "/etc/passwd")?.map(|t| passwd_entries(&t)).unwrap_or_default();
-    let groups = read_in_root(rootfs, "/etc/group")?.map(|t| group_entries(&t)).unwrap_or_default();
+    let passwd = read_in_root(rootfs, "/etc/passwd")?
+        .map(|t| passwd_entries(&t))
+        .unwrap_or_default();
+    let groups = read_in_root(rootfs, "/etc/group")?
+        .map(|t| group_entries(&t))
+        .unwrap_or_default();
 
     let (uid, mut gid, name, home) = match numeric(u) {
         _ if u.is_empty() => (0, 0, Some("root".to_string()), "/root".to_string()),
         Some(Ok(uid)) => {
             // A number is a uid, never a name; its passwd line (if any) gives the group.
             let e = passwd.iter().find(|p| p.uid == uid);
-            (uid, e.map(|p| p.gid).unwrap_or(0), e.map(|p| p.name.clone()), e.map(|p| p.home.clone()).unwrap_or("/".into()))
+            (
+                uid,
+                e.map(|p| p.gid).unwrap_or(0),
+                e.map(|p| p.name.clone()),
+                e.map(|p| p.home.clone()).unwrap_or("/".into()),
+            )
         }
         Some(Err(())) => return Err(bad("a numeric uid must be between 0 and 2147483647")),
         None => {
@@ -147,7 +183,12 @@ pub fn resolve(spec: &str, rootfs: &Path) -> Result<Identity, Error> {
             }
         }
     }
-    Ok(Identity { uid, gid, additional_gids: additional, home: if home.is_empty() { "/".into() } else { home } })
+    Ok(Identity {
+        uid,
+        gid,
+        additional_gids: additional,
+        home: if home.is_empty() { "/".into() } else { home },
+    })
 }
 
 #[cfg(test)]
@@ -162,7 +203,11 @@ mod tests {
             "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/var/www:/bin/false\n1000:x:0:0:tricky:/:/bin/sh\n",
         )
         .unwrap();
-        std::fs::write(d.path().join("etc/group"), "root:x:0:\nwww:x:33:\nadm:x:4:www\n").unwrap();
+        std::fs::write(
+            d.path().join("etc/group"),
+            "root:x:0:\nwww:x:33:\nadm:x:4:www\n",
+        )
+        .unwrap();
         d
     }
 
@@ -170,7 +215,10 @@ mod tests {
     fn names_and_numbers() {
         let r = rootfs();
         let id = resolve("www", r.path()).unwrap();
-        assert_eq!((id.uid, id.gid, id.additional_gids.clone(), id.home.as_str()), (33, 33, vec![4], "/var/www"));
+        assert_eq!(
+            (id.uid, id.gid, id.additional_gids.clone(), id.home.as_str()),
+            (33, 33, vec![4], "/var/www")
+        );
         assert_eq!(resolve("www:adm", r.path()).unwrap().gid, 4);
         assert_eq!(resolve("33:0", r.path()).unwrap().gid, 0);
         assert_eq!(resolve("", r.path()).unwrap().uid, 0);
@@ -182,8 +230,17 @@ mod tests {
     #[test]
     fn hostile_ids_rejected_never_root() {
         let r = rootfs();
-        for u in ["2147483648", "4294967295", "-1", "18446744073709551616123", "0:4294967295"] {
-            assert!(matches!(resolve(u, r.path()), Err(Error::User { .. })), "{u}");
+        for u in [
+            "2147483648",
+            "4294967295",
+            "-1",
+            "18446744073709551616123",
+            "0:4294967295",
+        ] {
+            assert!(
+                matches!(resolve(u, r.path()), Err(Error::User { .. })),
+                "{u}"
+            );
         }
         assert!(resolve("nobody", r.path()).is_err());
     }
@@ -194,7 +251,8 @@ mod tests {
         std::fs::remove_file(r.path().join("etc/passwd")).unwrap();
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("passwd"), "evil:x:0:0::/:/bin/sh\n").unwrap();
-        std::os::unix::fs::symlink(outside.path().join("passwd"), r.path().join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("passwd"), r.path().join("etc/passwd"))
+            .unwrap();
         // Resolved inside the rootfs, the absolute target does not exist there.
         assert!(resolve("evil", r.path()).is_err());
     }

@@ -1,7 +1,6 @@
 //! Capability sets: names <-> bits, Docker's default set, and applying all five
 //! sets (bounding, effective, permitted, inheritable, ambient) in the child.
 
-use std::collections::HashSet;
 use std::str::FromStr;
 
 use oci_spec::runtime::LinuxCapabilities;
@@ -37,8 +36,14 @@ pub const ALL_CAPS: &str = "ALL";
 /// Normalise a capability name as users type it (`net_admin`, `CAP_NET_ADMIN`).
 pub fn parse_cap(name: &str) -> Result<String, Error> {
     let up = name.trim().to_ascii_uppercase();
-    let full = if up.starts_with("CAP_") { up } else { format!("CAP_{up}") };
-    caps::Capability::from_str(&full).map_err(|_| Error::Capability { name: name.to_string() })?;
+    let full = if up.starts_with("CAP_") {
+        up
+    } else {
+        format!("CAP_{up}")
+    };
+    caps::Capability::from_str(&full).map_err(|_| Error::Capability {
+        name: name.to_string(),
+    })?;
     Ok(full)
 }
 
@@ -80,7 +85,9 @@ fn mask(set: &Option<oci_spec::runtime::Capabilities>) -> Result<u64, Error> {
 impl Sets {
     /// Sets from the spec; absent sets are empty (as the OCI spec says).
     pub fn from_spec(c: Option<&LinuxCapabilities>) -> Result<Sets, Error> {
-        let Some(c) = c else { return Ok(Sets::default()) };
+        let Some(c) = c else {
+            return Ok(Sets::default());
+        };
         Ok(Sets {
             bounding: mask(c.bounding())?,
             effective: mask(c.effective())?,
@@ -98,7 +105,9 @@ impl Sets {
             let bit = 1u64 << cap.index();
             if self.bounding & bit == 0 {
                 // SAFETY: prctl with integer arguments only.
-                let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap.index() as libc::c_ulong, 0, 0, 0) };
+                let r = unsafe {
+                    libc::prctl(libc::PR_CAPBSET_DROP, cap.index() as libc::c_ulong, 0, 0, 0)
+                };
                 if r < 0 {
                     let e = std::io::Error::last_os_error();
                     if e.raw_os_error() != Some(libc::EINVAL) {
@@ -125,14 +134,25 @@ impl Sets {
             permitted: u32,
             inheritable: u32,
         }
-        let mut hdr = Header { version: 0x2008_0522, pid: 0 };
+        let mut hdr = Header {
+            version: 0x2008_0522,
+            pid: 0,
+        };
         let split = |m: u64| (m as u32, (m >> 32) as u32);
         let (e0, e1) = split(self.effective);
         let (p0, p1) = split(self.permitted);
         let (i0, i1) = split(self.inheritable);
         let data = [
-            Data { effective: e0, permitted: p0, inheritable: i0 },
-            Data { effective: e1, permitted: p1, inheritable: i1 },
+            Data {
+                effective: e0,
+                permitted: p0,
+                inheritable: i0,
+            },
+            Data {
+                effective: e1,
+                permitted: p1,
+                inheritable: i1,
+            },
         ];
         // SAFETY: capset reads a v3 header and two data structs we own.
         let r = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut Header, data.as_ptr()) };
@@ -140,12 +160,26 @@ impl Sets {
             return Err(std::io::Error::last_os_error());
         }
         // SAFETY: prctl with integer arguments only.
-        unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) };
+        unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+                0,
+                0,
+                0,
+            )
+        };
         for i in 0..64u64 {
             if self.ambient & (1 << i) != 0 {
                 // SAFETY: as above.
                 let r = unsafe {
-                    libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong, i as libc::c_ulong, 0, 0)
+                    libc::prctl(
+                        libc::PR_CAP_AMBIENT,
+                        libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                        i as libc::c_ulong,
+                        0,
+                        0,
+                    )
                 };
                 if r < 0 {
                     return Err(std::io::Error::last_os_error());
@@ -156,8 +190,13 @@ impl Sets {
     }
 
     /// Names of the capabilities in a mask.
-    pub fn names(m: u64) -> HashSet<String> {
-        caps::all().into_iter().filter(|c| m & (1u64 << c.index()) != 0).map(|c| c.to_string()).collect()
+    #[cfg(test)]
+    pub fn names(m: u64) -> std::collections::HashSet<String> {
+        caps::all()
+            .into_iter()
+            .filter(|c| m & (1u64 << c.index()) != 0)
+            .map(|c| c.to_string())
+            .collect()
     }
 }
 
@@ -169,7 +208,10 @@ mod tests {
     fn names_normalise() {
         assert_eq!(parse_cap("net_admin").unwrap(), "CAP_NET_ADMIN");
         assert_eq!(parse_cap("CAP_CHOWN").unwrap(), "CAP_CHOWN");
-        assert!(matches!(parse_cap("CAP_FLY"), Err(Error::Capability { .. })));
+        assert!(matches!(
+            parse_cap("CAP_FLY"),
+            Err(Error::Capability { .. })
+        ));
     }
 
     #[test]
@@ -184,8 +226,12 @@ mod tests {
 
     #[test]
     fn masks_from_spec() {
-        let caps: oci_spec::runtime::Capabilities =
-            [oci_spec::runtime::Capability::Chown, oci_spec::runtime::Capability::Kill].into_iter().collect();
+        let caps: oci_spec::runtime::Capabilities = [
+            oci_spec::runtime::Capability::Chown,
+            oci_spec::runtime::Capability::Kill,
+        ]
+        .into_iter()
+        .collect();
         let mut lc = LinuxCapabilities::default();
         lc.set_bounding(Some(caps.clone()));
         lc.set_effective(Some(caps));

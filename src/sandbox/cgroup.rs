@@ -36,7 +36,11 @@ pub struct Write {
 }
 
 fn w(controller: &'static str, file: &'static str, value: impl ToString) -> Write {
-    Write { controller, file, value: value.to_string() }
+    Write {
+        controller,
+        file,
+        value: value.to_string(),
+    }
 }
 
 /// The cgroup a container runs in, whatever the hierarchy version.
@@ -73,9 +77,13 @@ impl Hierarchy {
             source: e.into(),
         })?;
         if st.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC {
-            Ok(Hierarchy::V2 { root: root.to_path_buf() })
+            Ok(Hierarchy::V2 {
+                root: root.to_path_buf(),
+            })
         } else {
-            Ok(Hierarchy::V1 { root: root.to_path_buf() })
+            Ok(Hierarchy::V1 {
+                root: root.to_path_buf(),
+            })
         }
     }
 
@@ -83,14 +91,23 @@ impl Hierarchy {
     pub fn group(&self, path: &Path) -> Box<dyn Cgroup> {
         let rel = path.strip_prefix("/").unwrap_or(path).to_path_buf();
         match self {
-            Hierarchy::V2 { root } => Box::new(V2 { root: root.clone(), rel }),
-            Hierarchy::V1 { root } => Box::new(V1 { root: root.clone(), rel }),
+            Hierarchy::V2 { root } => Box::new(V2 {
+                root: root.clone(),
+                rel,
+            }),
+            Hierarchy::V1 { root } => Box::new(V1 {
+                root: root.clone(),
+                rel,
+            }),
         }
     }
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> Error {
-    Error::Cgroup { path: path.to_path_buf(), source }
+    Error::Cgroup {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn write_file(path: &Path, value: &str) -> Result<(), Error> {
@@ -114,7 +131,11 @@ pub fn v1_writes(r: &LinuxResources) -> Vec<Write> {
     let mut out = Vec::new();
     if let Some(devs) = r.devices() {
         for d in devs {
-            let file = if d.allow() { "devices.allow" } else { "devices.deny" };
+            let file = if d.allow() {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            };
             out.push(w("devices", file, device_rule(d)));
         }
     }
@@ -150,7 +171,11 @@ pub fn v1_writes(r: &LinuxResources) -> Vec<Write> {
         }
     }
     if let Some(p) = r.pids() {
-        let v = if p.limit() > 0 { p.limit().to_string() } else { "max".into() };
+        let v = if p.limit() > 0 {
+            p.limit().to_string()
+        } else {
+            "max".into()
+        };
         out.push(w("pids", "pids.max", v));
     }
     if let Some(b) = r.block_io() {
@@ -158,16 +183,32 @@ pub fn v1_writes(r: &LinuxResources) -> Vec<Write> {
             out.push(w("blkio", "blkio.weight", weight));
         }
         for t in b.throttle_read_bps_device().iter().flatten() {
-            out.push(w("blkio", "blkio.throttle.read_bps_device", format!("{}:{} {}", t.major(), t.minor(), t.rate())));
+            out.push(w(
+                "blkio",
+                "blkio.throttle.read_bps_device",
+                format!("{}:{} {}", t.major(), t.minor(), t.rate()),
+            ));
         }
         for t in b.throttle_write_bps_device().iter().flatten() {
-            out.push(w("blkio", "blkio.throttle.write_bps_device", format!("{}:{} {}", t.major(), t.minor(), t.rate())));
+            out.push(w(
+                "blkio",
+                "blkio.throttle.write_bps_device",
+                format!("{}:{} {}", t.major(), t.minor(), t.rate()),
+            ));
         }
         for t in b.throttle_read_iops_device().iter().flatten() {
-            out.push(w("blkio", "blkio.throttle.read_iops_device", format!("{}:{} {}", t.major(), t.minor(), t.rate())));
+            out.push(w(
+                "blkio",
+                "blkio.throttle.read_iops_device",
+                format!("{}:{} {}", t.major(), t.minor(), t.rate()),
+            ));
         }
         for t in b.throttle_write_iops_device().iter().flatten() {
-            out.push(w("blkio", "blkio.throttle.write_iops_device", format!("{}:{} {}", t.major(), t.minor(), t.rate())));
+            out.push(w(
+                "blkio",
+                "blkio.throttle.write_iops_device",
+                format!("{}:{} {}", t.major(), t.minor(), t.rate()),
+            ));
         }
     }
     out
@@ -193,10 +234,18 @@ pub fn v2_writes(r: &LinuxResources) -> Vec<Write> {
     let mut out = Vec::new();
     if let Some(m) = r.memory() {
         if let Some(l) = m.limit() {
-            out.push(w("", "memory.max", if l < 0 { "max".into() } else { l.to_string() }));
+            out.push(w(
+                "",
+                "memory.max",
+                if l < 0 { "max".into() } else { l.to_string() },
+            ));
             if let Some(s) = m.swap() {
                 // OCI (like v1) counts memory+swap; v2 counts swap alone.
-                let v = if s < 0 { "max".into() } else { (s - l).max(0).to_string() };
+                let v = if s < 0 {
+                    "max".into()
+                } else {
+                    (s - l).max(0).to_string()
+                };
                 out.push(w("", "memory.swap.max", v));
             }
         }
@@ -213,7 +262,11 @@ pub fn v2_writes(r: &LinuxResources) -> Vec<Write> {
                 Some(q) if q > 0 => q.to_string(),
                 _ => "max".into(),
             };
-            out.push(w("", "cpu.max", format!("{q} {}", c.period().unwrap_or(100_000))));
+            out.push(w(
+                "",
+                "cpu.max",
+                format!("{q} {}", c.period().unwrap_or(100_000)),
+            ));
         }
         if let Some(cpus) = c.cpus() {
             out.push(w("", "cpuset.cpus", cpus));
@@ -223,12 +276,20 @@ pub fn v2_writes(r: &LinuxResources) -> Vec<Write> {
         }
     }
     if let Some(p) = r.pids() {
-        let v = if p.limit() > 0 { p.limit().to_string() } else { "max".into() };
+        let v = if p.limit() > 0 {
+            p.limit().to_string()
+        } else {
+            "max".into()
+        };
         out.push(w("", "pids.max", v));
     }
     if let Some(b) = r.block_io() {
         if let Some(weight) = b.weight() {
-            out.push(w("", "io.weight", format!("default {}", blkio_to_io_weight(weight))));
+            out.push(w(
+                "",
+                "io.weight",
+                format!("default {}", blkio_to_io_weight(weight)),
+            ));
         }
         let mut per_dev: Vec<((i64, i64), String)> = Vec::new();
         let lists = [
@@ -272,7 +333,9 @@ impl V1 {
         let mut out = Vec::new();
         for c in V1_CONTROLLERS {
             let mnt = self.root.join(c);
-            let Ok(real) = fs::canonicalize(&mnt) else { continue };
+            let Ok(real) = fs::canonicalize(&mnt) else {
+                continue;
+            };
             if seen.contains(&real) {
                 continue;
             }
@@ -290,7 +353,9 @@ impl V1 {
 /// A new v1 cpuset group starts with empty `cpus`/`mems`, which makes adding a task
 /// fail; fill each level from its parent.
 fn init_cpuset(root: &Path, dir: &Path) -> Result<(), Error> {
-    let Ok(rel) = dir.strip_prefix(root) else { return Ok(()) };
+    let Ok(rel) = dir.strip_prefix(root) else {
+        return Ok(());
+    };
     let mut cur = root.to_path_buf();
     for comp in rel.components() {
         let parent = cur.clone();
@@ -298,7 +363,8 @@ fn init_cpuset(root: &Path, dir: &Path) -> Result<(), Error> {
         for f in ["cpuset.cpus", "cpuset.mems"] {
             let mine = fs::read_to_string(cur.join(f)).unwrap_or_default();
             if mine.trim().is_empty() {
-                let p = fs::read_to_string(parent.join(f)).map_err(|e| io_err(&parent.join(f), e))?;
+                let p =
+                    fs::read_to_string(parent.join(f)).map_err(|e| io_err(&parent.join(f), e))?;
                 write_file(&cur.join(f), p.trim())?;
             }
         }
@@ -334,7 +400,8 @@ impl Cgroup for V1 {
             let path = self.dir_of(wr.controller).join(wr.file);
             if wr.file == "memory.memsw.limit_in_bytes" && !path.exists() {
                 return Err(Error::Unsupported {
-                    what: "--memory-swap: the kernel has no swap accounting (memory.memsw.*)".into(),
+                    what: "--memory-swap: the kernel has no swap accounting (memory.memsw.*)"
+                        .into(),
                 });
             }
             write_file(&path, &wr.value)?;
@@ -350,7 +417,8 @@ impl Cgroup for V1 {
     }
 
     fn oom_killed(&self) -> bool {
-        let s = fs::read_to_string(self.dir_of("memory").join("memory.oom_control")).unwrap_or_default();
+        let s = fs::read_to_string(self.dir_of("memory").join("memory.oom_control"))
+            .unwrap_or_default();
         oom_count(&s) > 0
     }
 
@@ -420,7 +488,9 @@ impl Cgroup for V2 {
         if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
             // The v2 device controller is an eBPF program, not built yet; /dev is a
             // tmpfs with only the standard nodes, so this is logged, not fatal.
-            tracing::warn!("cgroup v2: device allow-list is not enforced (no eBPF device filter yet)");
+            tracing::warn!(
+                "cgroup v2: device allow-list is not enforced (no eBPF device filter yet)"
+            );
         }
         for wr in v2_writes(r) {
             write_file(&dir.join(wr.file), &wr.value)?;
@@ -453,26 +523,61 @@ impl Cgroup for V2 {
 mod tests {
     use super::*;
     use oci_spec::runtime::{
-        LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
-        LinuxThrottleDeviceBuilder, LinuxBlockIoBuilder, LinuxDeviceCgroupBuilder,
+        LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder,
+        LinuxPidsBuilder, LinuxResourcesBuilder, LinuxThrottleDeviceBuilder,
     };
 
     fn resources() -> LinuxResources {
         LinuxResourcesBuilder::default()
-            .memory(LinuxMemoryBuilder::default().limit(32 << 20).swap(64 << 20).build().unwrap())
-            .cpu(LinuxCpuBuilder::default().shares(1024u64).quota(50_000).period(100_000u64).cpus("0").build().unwrap())
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(32 << 20)
+                    .swap(64 << 20)
+                    .build()
+                    .unwrap(),
+            )
+            .cpu(
+                LinuxCpuBuilder::default()
+                    .shares(1024u64)
+                    .quota(50_000)
+                    .period(100_000u64)
+                    .cpus("0")
+                    .build()
+                    .unwrap(),
+            )
             .pids(LinuxPidsBuilder::default().limit(20).build().unwrap())
             .block_io(
                 LinuxBlockIoBuilder::default()
                     .weight(500u16)
-                    .throttle_read_bps_device(vec![LinuxThrottleDeviceBuilder::default().major(8).minor(0).rate(1_048_576u64).build().unwrap()])
-                    .throttle_write_bps_device(vec![LinuxThrottleDeviceBuilder::default().major(8).minor(0).rate(2_097_152u64).build().unwrap()])
+                    .throttle_read_bps_device(vec![LinuxThrottleDeviceBuilder::default()
+                        .major(8)
+                        .minor(0)
+                        .rate(1_048_576u64)
+                        .build()
+                        .unwrap()])
+                    .throttle_write_bps_device(vec![LinuxThrottleDeviceBuilder::default()
+                        .major(8)
+                        .minor(0)
+                        .rate(2_097_152u64)
+                        .build()
+                        .unwrap()])
                     .build()
                     .unwrap(),
             )
             .devices(vec![
-                LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build().unwrap(),
-                LinuxDeviceCgroupBuilder::default().allow(true).typ(LinuxDeviceType::C).major(1).minor(3).access("rwm").build().unwrap(),
+                LinuxDeviceCgroupBuilder::default()
+                    .allow(false)
+                    .access("rwm")
+                    .build()
+                    .unwrap(),
+                LinuxDeviceCgroupBuilder::default()
+                    .allow(true)
+                    .typ(LinuxDeviceType::C)
+                    .major(1)
+                    .minor(3)
+                    .access("rwm")
+                    .build()
+                    .unwrap(),
             ])
             .build()
             .unwrap()
@@ -481,7 +586,12 @@ mod tests {
     #[test]
     fn v2_file_values() {
         let ws = v2_writes(&resources());
-        let get = |f: &str| ws.iter().filter(|w| w.file == f).map(|w| w.value.clone()).collect::<Vec<_>>();
+        let get = |f: &str| {
+            ws.iter()
+                .filter(|w| w.file == f)
+                .map(|w| w.value.clone())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(get("memory.max"), ["33554432"]);
         assert_eq!(get("memory.swap.max"), ["33554432"]);
         assert_eq!(get("cpu.max"), ["50000 100000"]);
@@ -489,7 +599,7 @@ mod tests {
         assert_eq!(get("cpuset.cpus"), ["0"]);
         assert_eq!(get("pids.max"), ["20"]);
         assert_eq!(get("io.max"), ["8:0 rbps=1048576 wbps=2097152"]);
-        assert_eq!(get("io.weight"), ["default 5000"]);
+        assert_eq!(get("io.weight"), ["default 4950"]);
     }
 
     #[test]
@@ -500,8 +610,14 @@ mod tests {
         assert!(ws.contains(&w("cpu", "cpu.cfs_quota_us", "50000")));
         assert!(ws.contains(&w("memory", "memory.limit_in_bytes", "33554432")));
         // The memory limit must be written before memory+swap.
-        let lim = ws.iter().position(|x| x.file == "memory.limit_in_bytes").unwrap();
-        let sw = ws.iter().position(|x| x.file == "memory.memsw.limit_in_bytes").unwrap();
+        let lim = ws
+            .iter()
+            .position(|x| x.file == "memory.limit_in_bytes")
+            .unwrap();
+        let sw = ws
+            .iter()
+            .position(|x| x.file == "memory.memsw.limit_in_bytes")
+            .unwrap();
         assert!(lim < sw);
     }
 
@@ -518,15 +634,24 @@ mod tests {
     #[test]
     fn v2_on_a_temp_dir_cgroupfs() {
         let root = tempfile::tempdir().unwrap();
-        fs::write(root.path().join("cgroup.controllers"), "cpuset cpu io memory pids\n").unwrap();
+        fs::write(
+            root.path().join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .unwrap();
         fs::write(root.path().join("cgroup.subtree_control"), "").unwrap();
         fs::create_dir(root.path().join("imgctl")).unwrap();
         fs::write(root.path().join("imgctl/cgroup.subtree_control"), "").unwrap();
-        let h = Hierarchy::V2 { root: root.path().to_path_buf() };
+        let h = Hierarchy::V2 {
+            root: root.path().to_path_buf(),
+        };
         let g = h.group(Path::new("/imgctl/c1"));
         g.create(Some(&resources())).unwrap();
         let dir = root.path().join("imgctl/c1");
-        assert_eq!(fs::read_to_string(dir.join("memory.max")).unwrap(), "33554432");
+        assert_eq!(
+            fs::read_to_string(dir.join("memory.max")).unwrap(),
+            "33554432"
+        );
         assert_eq!(fs::read_to_string(dir.join("pids.max")).unwrap(), "20");
         assert_eq!(
             fs::read_to_string(root.path().join("imgctl/cgroup.subtree_control")).unwrap(),
@@ -535,7 +660,11 @@ mod tests {
         g.add_pid(42).unwrap();
         assert_eq!(fs::read_to_string(dir.join("cgroup.procs")).unwrap(), "42");
         assert!(!g.oom_killed());
-        fs::write(dir.join("memory.events"), "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n").unwrap();
+        fs::write(
+            dir.join("memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+        )
+        .unwrap();
         assert!(g.oom_killed());
         assert_eq!(g.version(), 2);
         // A real cgroupfs directory has only kernel files; the stand-in needs emptying.

@@ -19,7 +19,10 @@ struct Fail {
 }
 
 fn f125(m: impl Into<String>) -> Fail {
-    Fail { code: 125, msg: m.into() }
+    Fail {
+        code: 125,
+        msg: m.into(),
+    }
 }
 
 fn ctx<E: std::fmt::Display>(step: &'static str) -> impl FnOnce(E) -> Fail {
@@ -45,15 +48,22 @@ pub(super) fn main(p: &mut Prepared, sock: UnixStream) -> ! {
 fn recv_go(sock: &UnixStream, userns: bool) -> Result<Option<OwnedFd>, Fail> {
     if !userns {
         let mut b = [0u8; 1];
-        (&*sock).read_exact(&mut b).map_err(ctx("wait for the parent"))?;
+        (&*sock)
+            .read_exact(&mut b)
+            .map_err(ctx("wait for the parent"))?;
         return Ok(None);
     }
     use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
     let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut buf = RecvAncillaryBuffer::new(&mut space);
     let mut b = [0u8; 1];
-    rustix::net::recvmsg(sock, &mut [std::io::IoSliceMut::new(&mut b)], &mut buf, RecvFlags::CMSG_CLOEXEC)
-        .map_err(ctx("receive the rootfs mount"))?;
+    rustix::net::recvmsg(
+        sock,
+        &mut [std::io::IoSliceMut::new(&mut b)],
+        &mut buf,
+        RecvFlags::CMSG_CLOEXEC,
+    )
+    .map_err(ctx("receive the rootfs mount"))?;
     for m in buf.drain() {
         if let RecvAncillaryMessage::ScmRights(mut fds) = m {
             if let Some(fd) = fds.next() {
@@ -69,31 +79,48 @@ fn setup_and_exec(p: &mut Prepared, sock: &UnixStream) -> Result<std::convert::I
     // process is still imgctl's image, keep /proc/self/exe unreachable for others
     // (CVE-2019-5736).
     unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
     let idmapped = recv_go(sock, p.userns)?;
     for (flag, path) in &p.join {
-        let f = std::fs::File::open(path).map_err(|e| f125(format!("namespace {}: {e}", path.display())))?;
-        nix::sched::setns(f, *flag).map_err(|e| f125(format!("join namespace {}: {e}", path.display())))?;
+        let f = std::fs::File::open(path)
+            .map_err(|e| f125(format!("namespace {}: {e}", path.display())))?;
+        nix::sched::setns(f, *flag)
+            .map_err(|e| f125(format!("join namespace {}: {e}", path.display())))?;
     }
     if p.userns {
-        nix::unistd::setresgid(0.into(), 0.into(), 0.into()).map_err(ctx("become root in the user namespace (gid)"))?;
-        nix::unistd::setresuid(0.into(), 0.into(), 0.into()).map_err(ctx("become root in the user namespace (uid)"))?;
+        nix::unistd::setresgid(0.into(), 0.into(), 0.into())
+            .map_err(ctx("become root in the user namespace (gid)"))?;
+        nix::unistd::setresuid(0.into(), 0.into(), 0.into())
+            .map_err(ctx("become root in the user namespace (uid)"))?;
     }
     if p.cgroupns {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(ctx("cgroup namespace"))?;
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(ctx("cgroup namespace"))?;
     }
     nix::unistd::setsid().map_err(ctx("setsid"))?;
     if let Some(slave) = &p.pty_slave {
         // SAFETY: TIOCSCTTY on a terminal fd we own.
         if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
-            return Err(f125(format!("set controlling terminal: {}", std::io::Error::last_os_error())));
+            return Err(f125(format!(
+                "set controlling terminal: {}",
+                std::io::Error::last_os_error()
+            )));
         }
         for target in 0..3 {
             // SAFETY: dup2 onto the standard descriptors.
             if unsafe { libc::dup2(slave.as_raw_fd(), target) } < 0 {
-                return Err(f125(format!("dup2 pty: {}", std::io::Error::last_os_error())));
+                return Err(f125(format!(
+                    "dup2 pty: {}",
+                    std::io::Error::last_os_error()
+                )));
             }
         }
     }
@@ -107,7 +134,10 @@ fn setup_and_exec(p: &mut Prepared, sock: &UnixStream) -> Result<std::convert::I
     if let Some(d) = spec.domainname() {
         // SAFETY: setdomainname reads `len` bytes from the pointer.
         if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } < 0 {
-            return Err(f125(format!("setdomainname: {}", std::io::Error::last_os_error())));
+            return Err(f125(format!(
+                "setdomainname: {}",
+                std::io::Error::last_os_error()
+            )));
         }
     }
     if p.netns_new {
@@ -116,7 +146,10 @@ fn setup_and_exec(p: &mut Prepared, sock: &UnixStream) -> Result<std::convert::I
     let process = spec.process().clone().unwrap_or_default();
     for rl in process.rlimits().iter().flatten() {
         let res = rlimit_resource(rl.typ());
-        let lim = libc::rlimit { rlim_cur: rl.soft(), rlim_max: rl.hard() };
+        let lim = libc::rlimit {
+            rlim_cur: rl.soft(),
+            rlim_max: rl.hard(),
+        };
         // SAFETY: setrlimit reads the struct we pass.
         if unsafe { libc::setrlimit(res, &lim) } < 0 {
             return Err(f125(format!(
@@ -129,32 +162,49 @@ fn setup_and_exec(p: &mut Prepared, sock: &UnixStream) -> Result<std::convert::I
         }
     }
     if let Some(adj) = process.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(ctx("oom_score_adj"))?;
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(ctx("oom_score_adj"))?;
     }
     let cwd = process.cwd().clone();
     if !cwd.is_absolute() {
-        return Err(f125(format!("working directory {} is not absolute", cwd.display())));
+        return Err(f125(format!(
+            "working directory {} is not absolute",
+            cwd.display()
+        )));
     }
     let user = process.user();
     if std::fs::symlink_metadata(&cwd).is_err() {
-        std::fs::create_dir_all(&cwd).map_err(|e| f125(format!("create working directory {}: {e}", cwd.display())))?;
+        std::fs::create_dir_all(&cwd)
+            .map_err(|e| f125(format!("create working directory {}: {e}", cwd.display())))?;
         let _ = std::os::unix::fs::lchown(&cwd, Some(user.uid()), Some(user.gid()));
     }
-    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
         mounts::readonly_root().map_err(f125)?;
     }
 
     // No descriptor of the host may reach the container (CVE-2024-21626): close
     // everything but stdio and the sync socket (close-on-exec) before chdir.
-    crate::sys::mount::close_fds_from(3, &[sock.as_raw_fd() as u32]).map_err(ctx("close inherited descriptors"))?;
-    nix::unistd::chdir(&cwd).map_err(|e| f125(format!("chdir to working directory {}: {e}", cwd.display())))?;
+    crate::sys::mount::close_fds_from(3, &[sock.as_raw_fd() as u32])
+        .map_err(ctx("close inherited descriptors"))?;
+    nix::unistd::chdir(&cwd)
+        .map_err(|e| f125(format!("chdir to working directory {}: {e}", cwd.display())))?;
     let here = nix::unistd::getcwd().map_err(ctx("getcwd"))?;
     if !here.is_absolute() || here.starts_with("(unreachable)") {
-        return Err(f125(format!("working directory {} is outside the container", cwd.display())));
+        return Err(f125(format!(
+            "working directory {} is outside the container",
+            cwd.display()
+        )));
     }
 
     reset_signals();
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(user.umask().unwrap_or(0o022) as libc::mode_t));
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+        user.umask().unwrap_or(0o022) as libc::mode_t,
+    ));
 
     let nnp = process.no_new_privileges().unwrap_or(false);
     // Without no_new_privs the filter must be loaded while CAP_SYS_ADMIN is held;
@@ -162,22 +212,36 @@ fn setup_and_exec(p: &mut Prepared, sock: &UnixStream) -> Result<std::convert::I
     if !nnp {
         load_seccomp(p)?;
     }
-    p.caps.apply_bounding().map_err(ctx("drop bounding capabilities"))?;
+    p.caps
+        .apply_bounding()
+        .map_err(ctx("drop bounding capabilities"))?;
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
-    let groups: Vec<nix::unistd::Gid> =
-        user.additional_gids().iter().flatten().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
+    let groups: Vec<nix::unistd::Gid> = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|g| nix::unistd::Gid::from_raw(*g))
+        .collect();
     nix::unistd::setgroups(&groups).map_err(ctx("setgroups"))?;
-    let (uid, gid) = (nix::unistd::Uid::from_raw(user.uid()), nix::unistd::Gid::from_raw(user.gid()));
+    let (uid, gid) = (
+        nix::unistd::Uid::from_raw(user.uid()),
+        nix::unistd::Gid::from_raw(user.gid()),
+    );
     nix::unistd::setresgid(gid, gid, gid).map_err(ctx("setgid"))?;
     nix::unistd::setresuid(uid, uid, uid).map_err(ctx("setuid"))?;
     // SAFETY: as above.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
-    p.caps.apply_process_sets().map_err(ctx("set capabilities"))?;
+    p.caps
+        .apply_process_sets()
+        .map_err(ctx("set capabilities"))?;
     if nnp {
         // SAFETY: as above.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
-            return Err(f125(format!("no_new_privs: {}", std::io::Error::last_os_error())));
+            return Err(f125(format!(
+                "no_new_privs: {}",
+                std::io::Error::last_os_error()
+            )));
         }
         load_seccomp(p)?;
     }
@@ -189,7 +253,8 @@ fn setup_and_exec(p: &mut Prepared, sock: &UnixStream) -> Result<std::convert::I
 
 fn load_seccomp(p: &Prepared) -> Result<(), Fail> {
     if let Some(f) = &p.filter {
-        f.load().map_err(|e| f125(format!("load seccomp filter: {e}")))?;
+        f.load()
+            .map_err(|e| f125(format!("load seccomp filter: {e}")))?;
     }
     Ok(())
 }
@@ -199,7 +264,8 @@ fn load_seccomp(p: &Prepared) -> Result<(), Fail> {
 fn super_init(sock: &UnixStream) -> Result<(), Fail> {
     let all = SigSet::all();
     let mut old = SigSet::empty();
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), Some(&mut old)).map_err(ctx("init sigprocmask"))?;
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), Some(&mut old))
+        .map_err(ctx("init sigprocmask"))?;
     // SAFETY: single-threaded process; the child only execs.
     match unsafe { nix::unistd::fork() }.map_err(ctx("init fork"))? {
         nix::unistd::ForkResult::Child => {
@@ -217,8 +283,13 @@ fn super_init(sock: &UnixStream) -> Result<(), Fail> {
                 let Ok(sig) = all.wait() else { continue };
                 if sig == Signal::SIGCHLD {
                     loop {
-                        match nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-                            Ok(nix::sys::wait::WaitStatus::Exited(pid, c)) if pid == child => unsafe { libc::_exit(c) },
+                        match nix::sys::wait::waitpid(
+                            None,
+                            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                        ) {
+                            Ok(nix::sys::wait::WaitStatus::Exited(pid, c)) if pid == child => unsafe {
+                                libc::_exit(c)
+                            },
                             Ok(nix::sys::wait::WaitStatus::Signaled(pid, s, _)) if pid == child => unsafe {
                                 libc::_exit(128 + s as i32)
                             },
@@ -295,7 +366,9 @@ fn loopback_up() -> std::io::Result<()> {
 /// execve the command, searching PATH like execvp. Only returns on failure, with
 /// Docker's code: 127 not found, 126 found but not executable.
 fn exec(p: &Prepared) -> Fail {
-    let Some(arg0) = p.argv.first() else { return f125("no command") };
+    let Some(arg0) = p.argv.first() else {
+        return f125("no command");
+    };
     let name = arg0.to_string_lossy().into_owned();
     let try_exec = |path: &CString| nix::unistd::execve(path, &p.argv, &p.env).unwrap_err();
     if name.contains('/') {
@@ -305,7 +378,9 @@ fn exec(p: &Prepared) -> Fail {
     let mut denied = None;
     for dir in &p.path_dirs {
         let full = Path::new(dir).join(&name);
-        let Ok(c) = CString::new(full.as_os_str().as_encoded_bytes()) else { continue };
+        let Ok(c) = CString::new(full.as_os_str().as_encoded_bytes()) else {
+            continue;
+        };
         match try_exec(&c) {
             nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR => {}
             nix::errno::Errno::EACCES => denied = Some(full.display().to_string()),
@@ -314,18 +389,29 @@ fn exec(p: &Prepared) -> Fail {
     }
     match denied {
         Some(path) => exec_fail(&path, nix::errno::Errno::EACCES),
-        None => Fail { code: 127, msg: format!("exec: {name:?}: executable file not found in $PATH") },
+        None => Fail {
+            code: 127,
+            msg: format!("exec: {name:?}: executable file not found in $PATH"),
+        },
     }
 }
 
 fn exec_fail(path: &str, e: nix::errno::Errno) -> Fail {
     match e {
-        nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR => {
-            Fail { code: 127, msg: format!("exec: {path:?}: no such file or directory") }
-        }
-        nix::errno::Errno::EACCES | nix::errno::Errno::ENOEXEC | nix::errno::Errno::EISDIR | nix::errno::Errno::EPERM => {
-            Fail { code: 126, msg: format!("exec: {path:?}: {}", e.desc().to_lowercase()) }
-        }
-        e => Fail { code: 126, msg: format!("exec: {path:?}: {}", e.desc().to_lowercase()) },
+        nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR => Fail {
+            code: 127,
+            msg: format!("exec: {path:?}: no such file or directory"),
+        },
+        nix::errno::Errno::EACCES
+        | nix::errno::Errno::ENOEXEC
+        | nix::errno::Errno::EISDIR
+        | nix::errno::Errno::EPERM => Fail {
+            code: 126,
+            msg: format!("exec: {path:?}: {}", e.desc().to_lowercase()),
+        },
+        e => Fail {
+            code: 126,
+            msg: format!("exec: {path:?}: {}", e.desc().to_lowercase()),
+        },
     }
 }

@@ -26,7 +26,7 @@ mod child;
 mod mounts;
 pub mod seccomp;
 
-pub use caps::{docker_default_caps, parse_cap, ALL_CAPS};
+pub use caps::{all_caps, docker_default_caps, parse_cap, ALL_CAPS};
 
 use std::io::{Read, Write as _};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -44,7 +44,10 @@ pub enum Error {
     #[error("the runtime spec is invalid: {reason}")]
     Spec { reason: String },
     #[error("cgroup {path}: {source}")]
-    Cgroup { path: PathBuf, source: std::io::Error },
+    Cgroup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("not supported on this host: {what}")]
     Unsupported { what: String },
     #[error("seccomp: {reason}")]
@@ -56,7 +59,10 @@ pub enum Error {
     #[error("refusing to fork: this process has {threads} threads (the sandbox must start from a single-threaded process)")]
     MultiThreaded { threads: usize },
     #[error("{step}: {source}")]
-    Setup { step: String, source: std::io::Error },
+    Setup {
+        step: String,
+        source: std::io::Error,
+    },
     /// The child failed before running the command; `code` is Docker's exit code
     /// (125 setup, 126 not executable, 127 not found).
     #[error("{message}")]
@@ -80,7 +86,10 @@ fn setup(step: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 
 fn nix_setup(step: impl Into<String>) -> impl FnOnce(nix::Error) -> Error {
     let step = step.into();
-    move |e| Error::Setup { step, source: e.into() }
+    move |e| Error::Setup {
+        step,
+        source: e.into(),
+    }
 }
 
 /// How to run, beyond what the spec says.
@@ -94,7 +103,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { cgroup_root: PathBuf::from("/sys/fs/cgroup"), init: false }
+        Options {
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            init: false,
+        }
     }
 }
 
@@ -120,7 +132,9 @@ impl Outcome {
 
 /// Number of threads of this process.
 fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// Everything the child needs, computed before the clone.
@@ -158,7 +172,9 @@ fn ns_flag(t: LinuxNamespaceType) -> nix::sched::CloneFlags {
 }
 
 fn cstring(s: &str, what: &str) -> Result<std::ffi::CString, Error> {
-    std::ffi::CString::new(s).map_err(|_| Error::Spec { reason: format!("{what} contains a NUL byte: {s:?}") })
+    std::ffi::CString::new(s).map_err(|_| Error::Spec {
+        reason: format!("{what} contains a NUL byte: {s:?}"),
+    })
 }
 
 /// Run the spec's process in `rootfs` and wait for it.
@@ -167,10 +183,14 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<Outcome, Error>
     if threads != 1 {
         return Err(Error::MultiThreaded { threads });
     }
-    let process = spec.process().as_ref().ok_or_else(|| Error::Spec { reason: "no process".into() })?;
+    let process = spec.process().as_ref().ok_or_else(|| Error::Spec {
+        reason: "no process".into(),
+    })?;
     let args = process.args().clone().unwrap_or_default();
     if args.is_empty() {
-        return Err(Error::Spec { reason: "process.args is empty: no command to run".into() });
+        return Err(Error::Spec {
+            reason: "process.args is empty: no command to run".into(),
+        });
     }
     let linux = spec.linux().clone().unwrap_or_default();
 
@@ -187,11 +207,19 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<Outcome, Error>
     let cgroupns = clone_flags.contains(nix::sched::CloneFlags::CLONE_NEWCGROUP);
     clone_flags.remove(nix::sched::CloneFlags::CLONE_NEWCGROUP);
     let userns = clone_flags.contains(nix::sched::CloneFlags::CLONE_NEWUSER);
-    if !join.is_empty() && join.iter().any(|(f, _)| f.contains(nix::sched::CloneFlags::CLONE_NEWUSER)) {
-        return Err(Error::Unsupported { what: "joining an existing user namespace".into() });
+    if !join.is_empty()
+        && join
+            .iter()
+            .any(|(f, _)| f.contains(nix::sched::CloneFlags::CLONE_NEWUSER))
+    {
+        return Err(Error::Unsupported {
+            what: "joining an existing user namespace".into(),
+        });
     }
     if !clone_flags.contains(nix::sched::CloneFlags::CLONE_NEWNS) {
-        return Err(Error::Spec { reason: "a mount namespace is required".into() });
+        return Err(Error::Spec {
+            reason: "a mount namespace is required".into(),
+        });
     }
 
     let caps = caps::Sets::from_spec(process.capabilities().as_ref())?;
@@ -208,7 +236,9 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<Outcome, Error>
     }
     if let Some(l) = process.selinux_label() {
         if !l.is_empty() && !Path::new("/sys/fs/selinux/enforce").exists() {
-            return Err(Error::Unsupported { what: format!("selinux label {l:?}: SELinux is not enabled on this host") });
+            return Err(Error::Unsupported {
+                what: format!("selinux label {l:?}: SELinux is not enabled on this host"),
+            });
         }
     }
     let env: Vec<String> = process.env().clone().unwrap_or_default();
@@ -216,9 +246,19 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<Outcome, Error>
         .iter()
         .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    let path_dirs = path_var.split(':').filter(|d| !d.is_empty()).map(String::from).collect();
-    let argv = args.iter().map(|a| cstring(a, "argument")).collect::<Result<Vec<_>, _>>()?;
-    let env_c = env.iter().map(|e| cstring(e, "environment variable")).collect::<Result<Vec<_>, _>>()?;
+    let path_dirs = path_var
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(String::from)
+        .collect();
+    let argv = args
+        .iter()
+        .map(|a| cstring(a, "argument"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let env_c = env
+        .iter()
+        .map(|e| cstring(e, "environment variable"))
+        .collect::<Result<Vec<_>, _>>()?;
 
     let hierarchy = cgroup::Hierarchy::detect(&opts.cgroup_root)?;
     let cgroup_path = linux.cgroups_path().clone();
@@ -265,7 +305,13 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<Outcome, Error>
         }
         prepared.cgroup_dirs = g.mount_sources();
     }
-    let result = spawn_and_wait(&mut prepared, clone_flags, group.as_deref(), pty_master, &linux);
+    let result = spawn_and_wait(
+        &mut prepared,
+        clone_flags,
+        group.as_deref(),
+        pty_master,
+        &linux,
+    );
     if let Some(g) = &group {
         let oom = g.oom_killed();
         let removed = g.remove();
@@ -318,21 +364,39 @@ fn spawn_and_wait(
     let (parent_sock, child_sock) = UnixStream::pair().map_err(setup("socketpair"))?;
     let sigs = forwarded_signals();
     let mut old = SigSet::empty();
-    nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&sigs), Some(&mut old))
-        .map_err(nix_setup("sigprocmask"))?;
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&sigs),
+        Some(&mut old),
+    )
+    .map_err(nix_setup("sigprocmask"))?;
     let restore_mask = || {
-        let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&old), None);
+        let _ = nix::sys::signal::sigprocmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&old),
+            None,
+        );
     };
 
     // SAFETY: a raw clone without CLONE_VM behaves like fork with namespace flags.
     // This process is single-threaded (checked in `run`), so the child may allocate.
     let ret = unsafe {
-        libc::syscall(libc::SYS_clone, (flags.bits() as libc::c_long) | libc::SIGCHLD as libc::c_long, 0, 0, 0, 0)
+        libc::syscall(
+            libc::SYS_clone,
+            (flags.bits() as libc::c_long) | libc::SIGCHLD as libc::c_long,
+            0,
+            0,
+            0,
+            0,
+        )
     };
     if ret < 0 {
         let e = std::io::Error::last_os_error();
         restore_mask();
-        return Err(Error::Setup { step: "clone".into(), source: e });
+        return Err(Error::Setup {
+            step: "clone".into(),
+            source: e,
+        });
     }
     if ret == 0 {
         drop(parent_sock);
@@ -359,7 +423,8 @@ fn spawn_and_wait(
             let fd = mounts::idmapped_rootfs(&p.rootfs, pid)?;
             send_fd(&sock, fd.as_fd())?;
         } else {
-            sock.write_all(b"G").map_err(setup("sync with the container"))?;
+            sock.write_all(b"G")
+                .map_err(setup("sync with the container"))?;
         }
         Ok(())
     })();
@@ -376,7 +441,10 @@ fn spawn_and_wait(
     if let Some((&code, msg)) = report.split_first() {
         kill_and_reap();
         restore_mask();
-        return Err(Error::Child { code, message: String::from_utf8_lossy(msg).into_owned() });
+        return Err(Error::Child {
+            code,
+            message: String::from_utf8_lossy(msg).into_owned(),
+        });
     }
     let out = wait_loop(pid, &sigs, pty_master);
     restore_mask();
@@ -393,7 +461,9 @@ fn write_id_maps(pid: Pid, linux: &oci_spec::runtime::Linux) -> Result<(), Error
     let uid = fmt(linux.uid_mappings());
     let gid = fmt(linux.gid_mappings());
     if uid.is_empty() || gid.is_empty() {
-        return Err(Error::Spec { reason: "a user namespace needs linux.uidMappings and gidMappings".into() });
+        return Err(Error::Spec {
+            reason: "a user namespace needs linux.uidMappings and gidMappings".into(),
+        });
     }
     let base = PathBuf::from(format!("/proc/{pid}"));
     std::fs::write(base.join("uid_map"), uid).map_err(setup("write uid_map"))?;
@@ -407,8 +477,16 @@ fn send_fd(sock: &UnixStream, fd: std::os::fd::BorrowedFd<'_>) -> Result<(), Err
     let mut buf = SendAncillaryBuffer::new(&mut space);
     let fds = [fd];
     buf.push(SendAncillaryMessage::ScmRights(&fds));
-    rustix::net::sendmsg(sock, &[std::io::IoSlice::new(b"F")], &mut buf, SendFlags::empty())
-        .map_err(|e| Error::Setup { step: "pass the rootfs mount to the container".into(), source: e.into() })?;
+    rustix::net::sendmsg(
+        sock,
+        &[std::io::IoSlice::new(b"F")],
+        &mut buf,
+        SendFlags::empty(),
+    )
+    .map_err(|e| Error::Setup {
+        step: "pass the rootfs mount to the container".into(),
+        source: e.into(),
+    })?;
     Ok(())
 }
 
@@ -435,7 +513,10 @@ fn wait_loop(pid: Pid, sigs: &SigSet, pty_master: Option<OwnedFd>) -> Result<Out
             }
             Ok(_) => {}
             Err(nix::errno::Errno::ECHILD) => {
-                return Err(Error::Setup { step: "wait".into(), source: std::io::Error::from_raw_os_error(libc::ECHILD) });
+                return Err(Error::Setup {
+                    step: "wait".into(),
+                    source: std::io::Error::from_raw_os_error(libc::ECHILD),
+                });
             }
             Err(_) => {}
         }
@@ -450,9 +531,17 @@ fn wait_loop(pid: Pid, sigs: &SigSet, pty_master: Option<OwnedFd>) -> Result<Out
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(Error::Setup { step: "poll".into(), source: e.into() }),
+            Err(e) => {
+                return Err(Error::Setup {
+                    step: "poll".into(),
+                    source: e.into(),
+                })
+            }
         }
-        let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
         drop(fds);
         if ready[0] {
             if let Ok(Some(si)) = sfd.read_signal() {
@@ -520,7 +609,9 @@ impl RawTty {
     fn enter(_master: i32) -> RawTty {
         use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
         let stdin = std::io::stdin();
-        let Ok(saved) = tcgetattr(&stdin) else { return RawTty { saved: None } };
+        let Ok(saved) = tcgetattr(&stdin) else {
+            return RawTty { saved: None };
+        };
         let mut raw = saved.clone();
         cfmakeraw(&mut raw);
         let _ = tcsetattr(&stdin, SetArg::TCSANOW, &raw);
@@ -531,7 +622,11 @@ impl RawTty {
 impl Drop for RawTty {
     fn drop(&mut self) {
         if let Some(t) = &self.saved {
-            let _ = nix::sys::termios::tcsetattr(std::io::stdin(), nix::sys::termios::SetArg::TCSANOW, t);
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                t,
+            );
         }
     }
 }
@@ -546,7 +641,20 @@ mod tests {
         assert_eq!(Outcome::Signaled(9).exit_code(), 137);
         assert_eq!(Outcome::Signaled(15).exit_code(), 143);
         assert_eq!(Outcome::OomKilled.exit_code(), 137);
-        assert_eq!(Error::Child { code: 127, message: String::new() }.exit_code(), 127);
-        assert_eq!(Error::Spec { reason: String::new() }.exit_code(), 125);
+        assert_eq!(
+            Error::Child {
+                code: 127,
+                message: String::new()
+            }
+            .exit_code(),
+            127
+        );
+        assert_eq!(
+            Error::Spec {
+                reason: String::new()
+            }
+            .exit_code(),
+            125
+        );
     }
 }

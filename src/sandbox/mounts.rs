@@ -28,14 +28,21 @@ fn msg(step: impl std::fmt::Display, e: impl std::fmt::Display) -> String {
 /// nothing on disk is chowned.
 pub(crate) fn idmapped_rootfs(rootfs: &Path, pid: nix::unistd::Pid) -> Result<OwnedFd, Error> {
     use rustix::mount::{open_tree, OpenTreeFlags};
-    let userns = std::fs::File::open(format!("/proc/{pid}/ns/user"))
-        .map_err(|e| Error::Setup { step: "open the container's user namespace".into(), source: e })?;
+    let userns = std::fs::File::open(format!("/proc/{pid}/ns/user")).map_err(|e| Error::Setup {
+        step: "open the container's user namespace".into(),
+        source: e,
+    })?;
     let tree = open_tree(
         rustix::fs::CWD,
         rootfs,
-        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_RECURSIVE,
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_RECURSIVE,
     )
-    .map_err(|e| Error::Setup { step: format!("open_tree {}", rootfs.display()), source: e.into() })?;
+    .map_err(|e| Error::Setup {
+        step: format!("open_tree {}", rootfs.display()),
+        source: e.into(),
+    })?;
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -44,7 +51,12 @@ pub(crate) fn idmapped_rootfs(rootfs: &Path, pid: nix::unistd::Pid) -> Result<Ow
         userns_fd: u64,
     }
     const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-    let attr = MountAttr { attr_set: MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: userns.as_raw_fd() as u64 };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
     let empty = c"";
     // SAFETY: mount_setattr reads `attr` (size given) and the empty path.
     let r = unsafe {
@@ -110,7 +122,13 @@ fn mkdir_p_in_root(root: &OwnedFd, path: &Path, leaf_is_dir: bool) -> R<()> {
     Ok(())
 }
 
-fn do_mount(src: Option<&str>, target: &str, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> nix::Result<()> {
+fn do_mount(
+    src: Option<&str>,
+    target: &str,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> nix::Result<()> {
     mount(src, target, fstype, flags, data)
 }
 
@@ -149,20 +167,38 @@ const REMOUNT_KEEP: MsFlags = MsFlags::MS_RDONLY
 fn mount_one(root: &OwnedFd, m: &Mount, p: &Prepared) -> R<()> {
     let dest = m.destination();
     if !dest.is_absolute() {
-        return Err(format!("mount destination {} is not absolute", dest.display()));
+        return Err(format!(
+            "mount destination {} is not absolute",
+            dest.display()
+        ));
     }
     let opts = MountOptions::parse(m.options().as_deref().unwrap_or(&[]));
-    let typ = m.typ().clone().unwrap_or_else(|| if opts.is_bind() { "bind".into() } else { "none".into() });
+    let typ = m.typ().clone().unwrap_or_else(|| {
+        if opts.is_bind() {
+            "bind".into()
+        } else {
+            "none".into()
+        }
+    });
     let where_ = |e: &dyn std::fmt::Display| format!("mount {} on {}: {e}", typ, dest.display());
     if typ == "bind" || opts.is_bind() {
-        let src = m.source().clone().ok_or_else(|| format!("bind mount on {} has no source", dest.display()))?;
-        let meta = std::fs::metadata(&src).map_err(|e| format!("bind source {}: {e}", src.display()))?;
+        let src = m
+            .source()
+            .clone()
+            .ok_or_else(|| format!("bind mount on {} has no source", dest.display()))?;
+        let meta =
+            std::fs::metadata(&src).map_err(|e| format!("bind source {}: {e}", src.display()))?;
         mkdir_p_in_root(root, dest, meta.is_dir())?;
         let target = open_in_root(root, dest, false).map_err(|e| where_(&e))?;
-        let srcfd = rustix::fs::open(&src, rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
-            .map_err(|e| format!("bind source {}: {e}", src.display()))?;
+        let srcfd = rustix::fs::open(
+            &src,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| format!("bind source {}: {e}", src.display()))?;
         let bind = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-        do_mount(Some(&fd_path(&srcfd)), &fd_path(&target), None, bind, None).map_err(|e| where_(&e))?;
+        do_mount(Some(&fd_path(&srcfd)), &fd_path(&target), None, bind, None)
+            .map_err(|e| where_(&e))?;
         let extra = opts.flags & REMOUNT_KEEP;
         let mounted = open_in_root(root, dest, false).map_err(|e| where_(&e))?;
         let mp = fd_path(&mounted);
@@ -182,16 +218,26 @@ fn mount_one(root: &OwnedFd, m: &Mount, p: &Prepared) -> R<()> {
     mkdir_p_in_root(root, dest, true)?;
     let target = open_in_root(root, dest, strict).map_err(|e| {
         if e == rustix::io::Errno::LOOP {
-            format!("{typ} must be mounted on an ordinary directory, but {} is a symlink in the image", dest.display())
+            format!(
+                "{typ} must be mounted on an ordinary directory, but {} is a symlink in the image",
+                dest.display()
+            )
         } else {
             where_(&e)
         }
     })?;
     let st = rustix::fs::fstat(&target).map_err(|e| where_(&e))?;
     if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Directory {
-        return Err(format!("{typ} must be mounted on an ordinary directory, but {} is not one", dest.display()));
+        return Err(format!(
+            "{typ} must be mounted on an ordinary directory, but {} is not one",
+            dest.display()
+        ));
     }
-    let src = m.source().as_ref().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| typ.clone());
+    let src = m
+        .source()
+        .as_ref()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| typ.clone());
     let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
     let tp = fd_path(&target);
     let r = do_mount(Some(&src), &tp, Some(&typ), opts.flags, data);
@@ -200,10 +246,18 @@ fn mount_one(root: &OwnedFd, m: &Mount, p: &Prepared) -> R<()> {
         // sysfs cannot be mounted in a user namespace that does not own the network
         // namespace (--network host): bind the host's, read-only, as runc does.
         (Err(nix::errno::Errno::EPERM), "sysfs") if p.userns => {
-            do_mount(Some("/sys"), &tp, None, MsFlags::MS_BIND | MsFlags::MS_REC, None).map_err(|e| where_(&e))?;
+            do_mount(
+                Some("/sys"),
+                &tp,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
+            .map_err(|e| where_(&e))?;
             let again = open_in_root(root, dest, true).map_err(|e| where_(&e))?;
             let ap = fd_path(&again);
-            let fl = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(&ap);
+            let fl =
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(&ap);
             do_mount(None, &ap, None, fl, None).map_err(|e| where_(&e))?;
         }
         (Err(e), _) => return Err(where_(&e)),
@@ -222,17 +276,29 @@ fn mount_cgroup(root: &OwnedFd, dest: &Path, opts: &MountOptions, p: &Prepared) 
     let ro = opts.is_readonly();
     let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mkdir_p_in_root(root, dest, true)?;
-    let target = open_in_root(root, dest, true).map_err(|e| msg(format!("cgroup mount {}", dest.display()), e))?;
+    let target = open_in_root(root, dest, true)
+        .map_err(|e| msg(format!("cgroup mount {}", dest.display()), e))?;
     let bind_ro = |src: &Path, dst: &Path| -> R<()> {
         mkdir_p_in_root(root, dst, true)?;
         let t = open_in_root(root, dst, true).map_err(|e| msg(dst.display(), e))?;
-        do_mount(Some(&src.to_string_lossy()), &fd_path(&t), None, MsFlags::MS_BIND, None)
-            .map_err(|e| msg(format!("bind cgroup {}", src.display()), e))?;
+        do_mount(
+            Some(&src.to_string_lossy()),
+            &fd_path(&t),
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )
+        .map_err(|e| msg(format!("bind cgroup {}", src.display()), e))?;
         if ro {
             let t2 = open_in_root(root, dst, true).map_err(|e| msg(dst.display(), e))?;
             let tp = fd_path(&t2);
-            let fl = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base | locked_flags(&tp);
-            do_mount(None, &tp, None, fl, None).map_err(|e| msg(format!("remount cgroup {}", dst.display()), e))?;
+            let fl = MsFlags::MS_BIND
+                | MsFlags::MS_REMOUNT
+                | MsFlags::MS_RDONLY
+                | base
+                | locked_flags(&tp);
+            do_mount(None, &tp, None, fl, None)
+                .map_err(|e| msg(format!("remount cgroup {}", dst.display()), e))?;
         }
         Ok(())
     };
@@ -242,23 +308,41 @@ fn mount_cgroup(root: &OwnedFd, dest: &Path, opts: &MountOptions, p: &Prepared) 
         }
         return Ok(());
     }
-    do_mount(Some("tmpfs"), &fd_path(&target), Some("tmpfs"), base, Some("mode=755"))
-        .map_err(|e| msg(format!("tmpfs on {}", dest.display()), e))?;
+    do_mount(
+        Some("tmpfs"),
+        &fd_path(&target),
+        Some("tmpfs"),
+        base,
+        Some("mode=755"),
+    )
+    .map_err(|e| msg(format!("tmpfs on {}", dest.display()), e))?;
     for (name, src) in &p.cgroup_dirs {
         bind_ro(src, &dest.join(name))?;
     }
     if ro {
         let t = open_in_root(root, dest, true).map_err(|e| msg(dest.display(), e))?;
         let tp = fd_path(&t);
-        do_mount(None, &tp, None, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base, Some("mode=755"))
-            .map_err(|e| msg(format!("remount {} read-only", dest.display()), e))?;
+        do_mount(
+            None,
+            &tp,
+            None,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
+            Some("mode=755"),
+        )
+        .map_err(|e| msg(format!("remount {} read-only", dest.display()), e))?;
     }
     Ok(())
 }
 
 /// Standard device nodes every container gets (OCI runtime spec, "Default Devices").
-const DEFAULT_DEVICES: &[(&str, u64, u64)] =
-    &[("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
 
 fn make_devices(root: &OwnedFd, p: &Prepared) -> R<()> {
     let mut list: Vec<(PathBuf, u64, u64, u32, bool)> = DEFAULT_DEVICES
@@ -268,17 +352,35 @@ fn make_devices(root: &OwnedFd, p: &Prepared) -> R<()> {
     if let Some(devs) = p.spec.linux().as_ref().and_then(|l| l.devices().clone()) {
         for d in devs {
             let block = matches!(d.typ(), oci_spec::runtime::LinuxDeviceType::B);
-            list.push((d.path().clone(), d.major() as u64, d.minor() as u64, d.file_mode().unwrap_or(0o666), block));
+            list.push((
+                d.path().clone(),
+                d.major() as u64,
+                d.minor() as u64,
+                d.file_mode().unwrap_or(0o666),
+                block,
+            ));
         }
     }
     for (path, major, minor, mode, block) in list {
         let parent = path.parent().unwrap_or(Path::new("/dev"));
         mkdir_p_in_root(root, parent, true)?;
         let pfd = open_in_root(root, parent, true).map_err(|e| msg(parent.display(), e))?;
-        let Some(name) = path.file_name() else { continue };
+        let Some(name) = path.file_name() else {
+            continue;
+        };
         if !p.userns {
-            let kind = if block { rustix::fs::FileType::BlockDevice } else { rustix::fs::FileType::CharacterDevice };
-            let r = rustix::fs::mknodat(&pfd, name, kind, rustix::fs::Mode::from_raw_mode(mode), rustix::fs::makedev(major as u32, minor as u32));
+            let kind = if block {
+                rustix::fs::FileType::BlockDevice
+            } else {
+                rustix::fs::FileType::CharacterDevice
+            };
+            let r = rustix::fs::mknodat(
+                &pfd,
+                name,
+                kind,
+                rustix::fs::Mode::from_raw_mode(mode),
+                rustix::fs::makedev(major as u32, minor as u32),
+            );
             match r {
                 Ok(()) => {
                     // mknod honours the umask; set the mode the spec asked for.
@@ -294,8 +396,13 @@ fn make_devices(root: &OwnedFd, p: &Prepared) -> R<()> {
         mkdir_p_in_root(root, &path, false)?;
         let t = open_in_root(root, &path, true).map_err(|e| msg(path.display(), e))?;
         let host = format!("/dev/{}", name.to_string_lossy());
-        let src = if path.starts_with("/dev") { path.to_string_lossy().into_owned() } else { host };
-        do_mount(Some(&src), &fd_path(&t), None, MsFlags::MS_BIND, None).map_err(|e| msg(format!("bind {src}"), e))?;
+        let src = if path.starts_with("/dev") {
+            path.to_string_lossy().into_owned()
+        } else {
+            host
+        };
+        do_mount(Some(&src), &fd_path(&t), None, MsFlags::MS_BIND, None)
+            .map_err(|e| msg(format!("bind {src}"), e))?;
     }
     for (link, to) in [
         ("/dev/fd", "/proc/self/fd"),
@@ -313,12 +420,19 @@ fn make_devices(root: &OwnedFd, p: &Prepared) -> R<()> {
     }
     if let Some(slave) = &p.pty_slave {
         mkdir_p_in_root(root, Path::new("/dev/console"), false)?;
-        let t = open_in_root(root, Path::new("/dev/console"), true).map_err(|e| msg("/dev/console", e))?;
+        let t = open_in_root(root, Path::new("/dev/console"), true)
+            .map_err(|e| msg("/dev/console", e))?;
         // The pty was opened in the parent's mount namespace; bind it by its path in
         // this namespace's copy of the host tree.
         let name = std::fs::read_link(fd_path(slave)).map_err(|e| msg("pty path", e))?;
-        do_mount(Some(&name.to_string_lossy()), &fd_path(&t), None, MsFlags::MS_BIND, None)
-            .map_err(|e| msg("bind /dev/console", e))?;
+        do_mount(
+            Some(&name.to_string_lossy()),
+            &fd_path(&t),
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )
+        .map_err(|e| msg("bind /dev/console", e))?;
     }
     Ok(())
 }
@@ -326,12 +440,19 @@ fn make_devices(root: &OwnedFd, p: &Prepared) -> R<()> {
 /// `/dev/null`, verified to be the real character device 1:3 before it is used
 /// to mask paths (CVE-2025-31133: a swapped /dev/null would expose what it masks).
 pub(crate) fn open_dev_null() -> R<OwnedFd> {
-    let fd = rustix::fs::open("/dev/null", rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NOFOLLOW, rustix::fs::Mode::empty())
-        .map_err(|e| msg("open /dev/null", e))?;
+    let fd = rustix::fs::open(
+        "/dev/null",
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NOFOLLOW,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| msg("open /dev/null", e))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| msg("stat /dev/null", e))?;
-    let is_chr = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::CharacterDevice;
+    let is_chr =
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::CharacterDevice;
     if !is_chr || rustix::fs::major(st.st_rdev) != 1 || rustix::fs::minor(st.st_rdev) != 3 {
-        return Err("/dev/null is not the null device (1:3); refusing to mask paths with it".into());
+        return Err(
+            "/dev/null is not the null device (1:3); refusing to mask paths with it".into(),
+        );
     }
     Ok(fd)
 }
@@ -340,11 +461,23 @@ pub(crate) fn open_dev_null() -> R<OwnedFd> {
 pub(crate) fn setup(p: &Prepared, idmapped: Option<OwnedFd>) -> R<()> {
     let rootfs = &p.rootfs;
     // Nothing we mount may propagate back to the host.
-    do_mount(None, "/", None, MsFlags::MS_REC | MsFlags::MS_SLAVE, None).map_err(|e| msg("make / rslave", e))?;
+    do_mount(None, "/", None, MsFlags::MS_REC | MsFlags::MS_SLAVE, None)
+        .map_err(|e| msg("make / rslave", e))?;
     match idmapped {
         Some(fd) => {
-            rustix::mount::move_mount(fd.as_fd(), "", rustix::fs::CWD, rootfs, rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
-                .map_err(|e| msg(format!("attach the idmapped rootfs on {}", rootfs.display()), e))?;
+            rustix::mount::move_mount(
+                fd.as_fd(),
+                "",
+                rustix::fs::CWD,
+                rootfs,
+                rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+            )
+            .map_err(|e| {
+                msg(
+                    format!("attach the idmapped rootfs on {}", rootfs.display()),
+                    e,
+                )
+            })?;
         }
         None => {
             let r = rootfs.to_string_lossy();
@@ -352,10 +485,20 @@ pub(crate) fn setup(p: &Prepared, idmapped: Option<OwnedFd>) -> R<()> {
                 .map_err(|e| msg(format!("bind rootfs {}", rootfs.display()), e))?;
         }
     }
-    do_mount(None, &rootfs.to_string_lossy(), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
-        .map_err(|e| msg("make rootfs private", e))?;
-    let root = rustix::fs::open(rootfs, rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
-        .map_err(|e| msg(format!("open rootfs {}", rootfs.display()), e))?;
+    do_mount(
+        None,
+        &rootfs.to_string_lossy(),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None,
+    )
+    .map_err(|e| msg("make rootfs private", e))?;
+    let root = rustix::fs::open(
+        rootfs,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| msg(format!("open rootfs {}", rootfs.display()), e))?;
     for m in p.spec.mounts().iter().flatten() {
         mount_one(&root, m, p)?;
     }
@@ -364,7 +507,8 @@ pub(crate) fn setup(p: &Prepared, idmapped: Option<OwnedFd>) -> R<()> {
     nix::unistd::chdir(rootfs).map_err(|e| msg("chdir rootfs", e))?;
     nix::unistd::pivot_root(".", ".").map_err(|e| msg("pivot_root", e))?;
     // The old root is now stacked on "."; detach it so no host path stays reachable.
-    do_mount(None, ".", None, MsFlags::MS_REC | MsFlags::MS_SLAVE, None).map_err(|e| msg("make old root rslave", e))?;
+    do_mount(None, ".", None, MsFlags::MS_REC | MsFlags::MS_SLAVE, None)
+        .map_err(|e| msg("make old root rslave", e))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| msg("detach the old root", e))?;
     nix::unistd::chdir("/").map_err(|e| msg("chdir /", e))?;
 
@@ -390,7 +534,11 @@ pub(crate) fn setup(p: &Prepared, idmapped: Option<OwnedFd>) -> R<()> {
 
 fn open_nofollow(path: &str) -> R<Option<OwnedFd>> {
     use rustix::fs::{Mode, OFlags};
-    match rustix::fs::open(path, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+    match rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
         Ok(fd) => Ok(Some(fd)),
         Err(rustix::io::Errno::NOENT) => Ok(None),
         Err(e) => Err(msg(path, e)),
@@ -398,23 +546,43 @@ fn open_nofollow(path: &str) -> R<Option<OwnedFd>> {
 }
 
 fn mask(path: &str, devnull: &OwnedFd) -> R<()> {
-    let Some(fd) = open_nofollow(path)? else { return Ok(()) };
+    let Some(fd) = open_nofollow(path)? else {
+        return Ok(());
+    };
     let st = rustix::fs::fstat(&fd).map_err(|e| msg(path, e))?;
     let tp = fd_path(&fd);
     if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory {
-        do_mount(Some("tmpfs"), &tp, Some("tmpfs"), MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("size=0"))
-            .map_err(|e| msg(format!("mask {path}"), e))?;
+        do_mount(
+            Some("tmpfs"),
+            &tp,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("size=0"),
+        )
+        .map_err(|e| msg(format!("mask {path}"), e))?;
     } else {
-        do_mount(Some(&fd_path(devnull)), &tp, None, MsFlags::MS_BIND, None).map_err(|e| msg(format!("mask {path}"), e))?;
+        do_mount(Some(&fd_path(devnull)), &tp, None, MsFlags::MS_BIND, None)
+            .map_err(|e| msg(format!("mask {path}"), e))?;
     }
     Ok(())
 }
 
 fn readonly(path: &str) -> R<()> {
-    let Some(fd) = open_nofollow(path)? else { return Ok(()) };
+    let Some(fd) = open_nofollow(path)? else {
+        return Ok(());
+    };
     let tp = fd_path(&fd);
-    do_mount(Some(&tp), &tp, None, MsFlags::MS_BIND | MsFlags::MS_REC, None).map_err(|e| msg(format!("bind {path}"), e))?;
-    let Some(again) = open_nofollow(path)? else { return Ok(()) };
+    do_mount(
+        Some(&tp),
+        &tp,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+    .map_err(|e| msg(format!("bind {path}"), e))?;
+    let Some(again) = open_nofollow(path)? else {
+        return Ok(());
+    };
     let ap = fd_path(&again);
     let fl = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(&ap);
     do_mount(None, &ap, None, fl, None).map_err(|e| msg(format!("remount {path} read-only"), e))?;

@@ -9,9 +9,12 @@
 
 use std::str::FromStr;
 
-use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
 use oci_spec::runtime::{
-    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder, LinuxSeccompOperator, LinuxSyscall,
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder,
+    LinuxSeccompOperator, LinuxSyscall,
 };
 use serde::{Deserialize, Serialize};
 
@@ -116,7 +119,11 @@ impl Target {
         let release = nix::sys::utsname::uname()
             .map(|u| u.release().to_string_lossy().into_owned())
             .unwrap_or_default();
-        Target { caps, arch, kernel: parse_kernel(&release).unwrap_or((0, 0)) }
+        Target {
+            caps,
+            arch,
+            kernel: parse_kernel(&release).unwrap_or((0, 0)),
+        }
     }
 }
 
@@ -209,7 +216,11 @@ impl Profile {
         let mut out = LinuxSeccomp::default();
         out.set_default_action(self.default_action);
         out.set_default_errno_ret(self.default_errno_ret);
-        out.set_architectures(if arches.is_empty() { None } else { Some(arches) });
+        out.set_architectures(if arches.is_empty() {
+            None
+        } else {
+            Some(arches)
+        });
         out.set_syscalls(Some(syscalls));
         out
     }
@@ -238,7 +249,9 @@ fn applies(r: &Rule, t: &Target) -> bool {
 
 fn action(a: LinuxSeccompAction, errno: Option<u32>, default_errno: Option<u32>) -> ScmpAction {
     match a {
-        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => ScmpAction::KillThread,
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            ScmpAction::KillThread
+        }
         LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
         LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
         LinuxSeccompAction::ScmpActErrno => {
@@ -269,7 +282,9 @@ fn compare(a: &LinuxSeccompArg) -> ScmpArgCompare {
 }
 
 fn scmp_err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
-    Error::Seccomp { reason: format!("{what}: {e}") }
+    Error::Seccomp {
+        reason: format!("{what}: {e}"),
+    }
 }
 
 /// Build the libseccomp filter for an OCI seccomp section. Syscall names this
@@ -279,14 +294,16 @@ pub fn build_filter(s: &LinuxSeccomp) -> Result<ScmpFilterContext, Error> {
     let default = action(s.default_action(), s.default_errno_ret(), None);
     let mut ctx = ScmpFilterContext::new(default).map_err(|e| scmp_err("seccomp_init", e))?;
     // no_new_privs is the spec's decision (process.noNewPrivileges), not libseccomp's.
-    ctx.set_ctl_nnp(false).map_err(|e| scmp_err("seccomp nnp attribute", e))?;
+    ctx.set_ctl_nnp(false)
+        .map_err(|e| scmp_err("seccomp nnp attribute", e))?;
     for a in s.architectures().iter().flatten() {
         let name = a.to_string();
         let arch = ScmpArch::from_str(&name).map_err(|e| scmp_err(&name, e))?;
         if arch == ScmpArch::native() {
             continue;
         }
-        ctx.add_arch(arch).map_err(|e| scmp_err(format!("add arch {name}"), e))?;
+        ctx.add_arch(arch)
+            .map_err(|e| scmp_err(format!("add arch {name}"), e))?;
     }
     for rule in s.syscalls().iter().flatten() {
         let act = action(rule.action(), rule.errno_ret(), s.default_errno_ret());
@@ -300,7 +317,8 @@ pub fn build_filter(s: &LinuxSeccomp) -> Result<ScmpFilterContext, Error> {
                 continue;
             };
             if args.is_empty() {
-                ctx.add_rule(act, sc).map_err(|e| scmp_err(format!("rule for {name}"), e))?;
+                ctx.add_rule(act, sc)
+                    .map_err(|e| scmp_err(format!("rule for {name}"), e))?;
                 continue;
             }
             // Several conditions on one argument cannot share a rule: they become
@@ -328,12 +346,20 @@ mod tests {
     use super::*;
 
     fn target(caps: &[&str]) -> Target {
-        Target { caps: caps.iter().map(|c| c.to_string()).collect(), arch: "amd64".into(), kernel: (6, 18) }
+        Target {
+            caps: caps.iter().map(|c| c.to_string()).collect(),
+            arch: "amd64".into(),
+            kernel: (6, 18),
+        }
     }
 
     fn names(s: &LinuxSeccomp) -> Vec<String> {
-        s.syscalls().iter().flatten().filter(|r| r.action() == LinuxSeccompAction::ScmpActAllow)
-            .flat_map(|r| r.names().clone()).collect()
+        s.syscalls()
+            .iter()
+            .flatten()
+            .filter(|r| r.action() == LinuxSeccompAction::ScmpActAllow)
+            .flat_map(|r| r.names().clone())
+            .collect()
     }
 
     #[test]
@@ -344,7 +370,15 @@ mod tests {
         for n in ["read", "execve", "arch_prctl", "socket", "clone", "ptrace"] {
             assert!(allowed.contains(&n.to_string()), "{n} should be allowed");
         }
-        for n in ["mount", "unshare", "keyctl", "io_uring_setup", "reboot", "setns", "s390_runtime_instr"] {
+        for n in [
+            "mount",
+            "unshare",
+            "keyctl",
+            "io_uring_setup",
+            "reboot",
+            "setns",
+            "s390_runtime_instr",
+        ] {
             assert!(!allowed.contains(&n.to_string()), "{n} must not be allowed");
         }
         assert_eq!(
@@ -352,8 +386,16 @@ mod tests {
             vec![Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32]
         );
         // clone is allowed only with the namespace-flag mask.
-        let clone = s.syscalls().iter().flatten().find(|r| r.names() == &["clone".to_string()]).unwrap();
-        assert_eq!(clone.args().as_ref().unwrap()[0].op(), LinuxSeccompOperator::ScmpCmpMaskedEq);
+        let clone = s
+            .syscalls()
+            .iter()
+            .flatten()
+            .find(|r| r.names() == &["clone".to_string()])
+            .unwrap();
+        assert_eq!(
+            clone.args().as_ref().unwrap()[0].op(),
+            LinuxSeccompOperator::ScmpCmpMaskedEq
+        );
         build_filter(&s).unwrap();
     }
 
@@ -363,8 +405,15 @@ mod tests {
         let s = p.resolve(&target(&["CAP_SYS_ADMIN"]));
         let allowed = names(&s);
         assert!(allowed.contains(&"mount".to_string()));
-        let clones = s.syscalls().iter().flatten().filter(|r| r.names().contains(&"clone".to_string()));
-        assert!(clones.clone().all(|r| r.args().is_none()), "clone is unconditional with CAP_SYS_ADMIN");
+        let clones = s
+            .syscalls()
+            .iter()
+            .flatten()
+            .filter(|r| r.names().contains(&"clone".to_string()));
+        assert!(
+            clones.clone().all(|r| r.args().is_none()),
+            "clone is unconditional with CAP_SYS_ADMIN"
+        );
     }
 
     #[test]
@@ -379,7 +428,8 @@ mod tests {
 
     #[test]
     fn bad_profile_is_an_error_naming_the_file() {
-        let e = Profile::parse("{\"defaultAction\": \"SCMP_ACT_NOPE\"}", "/tmp/p.json").unwrap_err();
+        let e =
+            Profile::parse("{\"defaultAction\": \"SCMP_ACT_NOPE\"}", "/tmp/p.json").unwrap_err();
         assert!(e.to_string().contains("/tmp/p.json"), "{e}");
     }
 }

@@ -122,15 +122,29 @@ pub fn fd_path(fd: impl AsFd) -> String {
 /// symlinks included, is resolved as if `root` were `/` (openat2 RESOLVE_IN_ROOT).
 /// With `no_symlinks`, any symlink on the way is an error (ELOOP), which is what
 /// `/proc` and `/sys` targets need (CVE-2019-16884, CVE-2023-28642).
-pub fn open_in_root(root: impl AsFd, path: &Path, no_symlinks: bool) -> rustix::io::Result<OwnedFd> {
+pub fn open_in_root(
+    root: impl AsFd,
+    path: &Path,
+    no_symlinks: bool,
+) -> rustix::io::Result<OwnedFd> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
     let rel = path.strip_prefix("/").unwrap_or(path);
-    let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
     let mut resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
     if no_symlinks {
         resolve |= ResolveFlags::NO_SYMLINKS;
     }
-    rustix::fs::openat2(root, rel, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), resolve)
+    rustix::fs::openat2(
+        root,
+        rel,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        resolve,
+    )
 }
 
 /// Close every descriptor from `first` up, except those in `keep` (which must be
@@ -165,9 +179,13 @@ mod tests {
 
     #[test]
     fn parses_flags_propagation_and_data() {
-        let o = MountOptions::parse(&["nosuid", "noexec", "rbind", "ro", "rprivate", "mode=755", "size=64k"]);
+        let o = MountOptions::parse(&[
+            "nosuid", "noexec", "rbind", "ro", "rprivate", "mode=755", "size=64k",
+        ]);
         assert!(o.is_bind() && o.is_readonly());
-        assert!(o.flags.contains(MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_REC));
+        assert!(o
+            .flags
+            .contains(MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_REC));
         assert_eq!(o.propagation, MsFlags::MS_PRIVATE | MsFlags::MS_REC);
         assert_eq!(o.data, "mode=755,size=64k");
     }

@@ -6,7 +6,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::sandbox::{leftover_cgroups, mounts_mentioning, probe, ready, rootfs, run, serial};
+use crate::common::sandbox::{
+    leftover_cgroups, mounts_mentioning, probe, ready, rootfs, run, serial,
+};
 use crate::common::{fails, have, imgctl, output, require, tempdir};
 
 /// Docker's default capability set as the kernel prints it in /proc/PID/status.
@@ -31,21 +33,45 @@ fn pid1_hostname_private_mounts_and_only_lo() {
     assert_eq!(p["net_devices"], serde_json::json!(["lo"]));
     // Only the container's own mounts: nothing from the host's tree (the temp dir,
     // /work, /var, /home, /boot...) and the root is the first entry.
-    let mounts: Vec<&str> = p["mounts"].as_array().unwrap().iter().map(|m| m["path"].as_str().unwrap()).collect();
+    let mounts: Vec<&str> = p["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["path"].as_str().unwrap())
+        .collect();
     assert_eq!(mounts[0], "/");
-    let allowed = ["/", "/proc", "/dev", "/sys", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"];
+    let allowed = [
+        "/",
+        "/proc",
+        "/dev",
+        "/sys",
+        "/etc/hostname",
+        "/etc/hosts",
+        "/etc/resolv.conf",
+    ];
     for m in &mounts {
         assert!(
-            allowed.iter().any(|a| m == a || (a.len() > 1 && m.starts_with(&format!("{a}/")))),
+            allowed
+                .iter()
+                .any(|a| m == a || (a.len() > 1 && m.starts_with(&format!("{a}/")))),
             "unexpected mount {m} in {mounts:?}"
         );
     }
     // No host descriptor leaked in (CVE-2024-21626).
     assert_eq!(p["fds"], serde_json::json!([0, 1, 2]));
     // Each namespace is new except user (none asked).
-    let host_ns = |n: &str| std::fs::read_link(format!("/proc/self/ns/{n}")).unwrap().to_string_lossy().into_owned();
+    let host_ns = |n: &str| {
+        std::fs::read_link(format!("/proc/self/ns/{n}"))
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
     for n in ["pid", "mnt", "uts", "ipc", "net", "cgroup"] {
-        assert_ne!(p["namespaces"][n].as_str().unwrap(), host_ns(n), "{n} namespace is the host's");
+        assert_ne!(
+            p["namespaces"][n].as_str().unwrap(),
+            host_ns(n),
+            "{n} namespace is the host's"
+        );
     }
     assert_eq!(p["namespaces"]["user"].as_str().unwrap(), host_ns("user"));
 }
@@ -60,7 +86,11 @@ fn network_host_shares_the_host_devices() {
     let r = rootfs(t.path());
     let p = probe(t.path(), &r, &["--network", "host"], &[]);
     let n = p["net_devices"].as_array().unwrap().len();
-    let host = std::fs::read_to_string("/proc/net/dev").unwrap().lines().count() - 2;
+    let host = std::fs::read_to_string("/proc/net/dev")
+        .unwrap()
+        .lines()
+        .count()
+        - 2;
     assert_eq!(n, host);
 }
 
@@ -72,12 +102,22 @@ fn memory_limit_oom_kill_exits_137() {
     let _g = serial();
     let t = tempdir();
     let r = rootfs(t.path());
-    let o = run(t.path(), &r, &["--memory", "32m", "--memory-swap", "32m"], &["/probe", "alloc", "64"]);
+    let o = run(
+        t.path(),
+        &r,
+        &["--memory", "32m", "--memory-swap", "32m"],
+        &["/probe", "alloc", "64"],
+    );
     assert_eq!(o.status.code(), Some(137), "stderr: {}", stderr(&o));
     assert!(!String::from_utf8_lossy(&o.stdout).contains("survived"));
     assert!(stderr(&o).contains("out of memory"), "{}", stderr(&o));
     // The same allocation fits without the limit: the limit is what killed it.
-    let o = run(t.path(), &r, &["--memory", "128m"], &["/probe", "alloc", "64"]);
+    let o = run(
+        t.path(),
+        &r,
+        &["--memory", "128m"],
+        &["/probe", "alloc", "64"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
 }
@@ -90,7 +130,12 @@ fn pids_limit_stops_a_fork_bomb() {
     let _g = serial();
     let t = tempdir();
     let r = rootfs(t.path());
-    let o = run(t.path(), &r, &["--pids-limit", "20"], &["/probe", "forkbomb", "200"]);
+    let o = run(
+        t.path(),
+        &r,
+        &["--pids-limit", "20"],
+        &["/probe", "forkbomb", "200"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["forked"].as_i64().unwrap() < 20, "{v}");
@@ -148,12 +193,23 @@ fn capability_sets_default_and_drop_all() {
     assert_eq!(p["errno"]["chown"], 0);
 
     let p = probe(t.path(), &r, &["--cap-drop", "ALL"], &[]);
-    for set in ["bounding", "effective", "permitted", "inheritable", "ambient"] {
+    for set in [
+        "bounding",
+        "effective",
+        "permitted",
+        "inheritable",
+        "ambient",
+    ] {
         assert_eq!(p["caps"][set], "0000000000000000", "{set}");
     }
     assert_eq!(p["errno"]["chown"], EPERM);
 
-    let p = probe(t.path(), &r, &["--cap-drop", "ALL", "--cap-add", "chown"], &[]);
+    let p = probe(
+        t.path(),
+        &r,
+        &["--cap-drop", "ALL", "--cap-add", "chown"],
+        &[],
+    );
     assert_eq!(p["caps"]["effective"], "0000000000000001");
     assert_eq!(p["errno"]["chown"], 0);
 }
@@ -168,7 +224,13 @@ fn default_seccomp_blocks_with_eperm_and_unconfined_does_not() {
     let r = rootfs(t.path());
     let p = probe(t.path(), &r, &[], &[]);
     assert_eq!(p["seccomp"], 2, "filter mode");
-    for call in ["unshare_user", "unshare_mount", "mount", "keyctl", "io_uring_setup"] {
+    for call in [
+        "unshare_user",
+        "unshare_mount",
+        "mount",
+        "keyctl",
+        "io_uring_setup",
+    ] {
         assert_eq!(p["errno"][call], EPERM, "{call}: {}", p["errno"]);
     }
     let p = probe(t.path(), &r, &["--security-opt", "seccomp=unconfined"], &[]);
@@ -214,24 +276,52 @@ fn userns_root_inside_is_unprivileged_outside() {
     let r = rootfs(t.path());
     let vol = t.path().join("vol");
     std::fs::create_dir(&vol).unwrap();
-    Command::new("chmod").arg("1777").arg(&vol).status().unwrap();
+    Command::new("chmod")
+        .arg("1777")
+        .arg(&vol)
+        .status()
+        .unwrap();
     let bind = format!("{}:/vol", vol.display());
     let p = probe(t.path(), &r, &["--uidmap", "0:200000:65536"], &[]);
     assert_eq!(p["uid"], 0);
     let map: Vec<&str> = p["uid_map"].as_str().unwrap().split_whitespace().collect();
     assert_eq!(map, ["0", "200000", "65536"]);
-    assert_ne!(p["namespaces"]["user"].as_str().unwrap(), std::fs::read_link("/proc/self/ns/user").unwrap().to_str().unwrap());
-    let o = run(t.path(), &r, &["--uidmap", "0:200000:65536", "-v", &bind], &["/probe", "touch", "/vol/made-inside"]);
+    assert_ne!(
+        p["namespaces"]["user"].as_str().unwrap(),
+        std::fs::read_link("/proc/self/ns/user")
+            .unwrap()
+            .to_str()
+            .unwrap()
+    );
+    let o = run(
+        t.path(),
+        &r,
+        &["--uidmap", "0:200000:65536", "-v", &bind],
+        &["/probe", "touch", "/vol/made-inside"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let inside: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(inside["uid"], 0, "root owns it inside");
     let meta = std::fs::metadata(vol.join("made-inside")).unwrap();
-    assert_eq!((meta.uid(), meta.gid()), (200000, 200000), "an unprivileged uid owns it outside");
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (200000, 200000),
+        "an unprivileged uid owns it outside"
+    );
     // The image's files (owned by 0 on disk) belong to the container's root.
-    let o = run(t.path(), &r, &["--userns", "auto"], &["/bin/sh", "-c", "touch /tmp/x && stat -c %u /probe"]);
+    let o = run(
+        t.path(),
+        &r,
+        &["--userns", "auto"],
+        &["/bin/sh", "-c", "touch /tmp/x && stat -c %u /probe"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "0");
-    assert_eq!(std::fs::metadata(r.join("tmp/x")).unwrap().uid(), 0, "idmapped rootfs: written as 0 on disk");
+    assert_eq!(
+        std::fs::metadata(r.join("tmp/x")).unwrap().uid(),
+        0,
+        "idmapped rootfs: written as 0 on disk"
+    );
 }
 
 #[test]
@@ -248,13 +338,26 @@ fn masked_and_readonly_proc_paths_and_no_way_out() {
     let p = probe(t.path(), &r, &["-e", &env], &[]);
     assert_eq!(p["masked"]["/proc/keys"], 0, "masked file reads empty");
     assert_eq!(p["masked"]["/proc/timer_list"], 0);
-    assert_eq!(p["masked"]["/sys/firmware entries"], 0, "masked dir is empty");
-    assert_ne!(p["errno"]["sysrq_open"], 0, "/proc/sysrq-trigger must not be writable");
-    assert_eq!(p["errno"]["proc_sys_write"], libc::EROFS as i64, "/proc/sys is read-only");
+    assert_eq!(
+        p["masked"]["/sys/firmware entries"], 0,
+        "masked dir is empty"
+    );
+    assert_ne!(
+        p["errno"]["sysrq_open"], 0,
+        "/proc/sysrq-trigger must not be writable"
+    );
+    assert_eq!(
+        p["errno"]["proc_sys_write"],
+        libc::EROFS as i64,
+        "/proc/sys is read-only"
+    );
     assert_eq!(p["errno"]["mount"], EPERM);
     assert_eq!(p["errno"]["umount_proc"], EPERM);
     assert_eq!(p["host_marker_visible"], 0);
-    assert_eq!(p["host_marker_after_chroot_escape"], 0, "a chroot escape ends in the container's root");
+    assert_eq!(
+        p["host_marker_after_chroot_escape"], 0,
+        "a chroot escape ends in the container's root"
+    );
 }
 
 #[test]
@@ -265,24 +368,40 @@ fn exit_codes_signals_and_init() {
     let _g = serial();
     let t = tempdir();
     let r = rootfs(t.path());
-    assert_eq!(run(t.path(), &r, &[], &["/probe", "exit", "42"]).status.code(), Some(42));
+    assert_eq!(
+        run(t.path(), &r, &[], &["/probe", "exit", "42"])
+            .status
+            .code(),
+        Some(42)
+    );
     let p = probe(t.path(), &r, &["--init"], &[]);
     assert_eq!(p["ppid"], 1, "the command is a child of the init");
     assert_ne!(p["pid"], 1);
     // SIGTERM to imgctl reaches the command through the init: 128 + 15.
     let mut c = imgctl(t.path());
-    c.args(["run", "--rm", "--init", "--rootfs"]).arg(&r).args(["/bin/sleep", "30"]);
+    c.args(["run", "--rm", "--init", "--rootfs"])
+        .arg(&r)
+        .args(["/bin/sleep", "30"]);
     let child = c.spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(400));
     let start = std::time::Instant::now();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(143));
     assert!(start.elapsed().as_secs() < 10);
     // The init is not writable through /proc/1/exe (CVE-2019-5736), and imgctl's
     // binary is unchanged.
     let before = std::fs::read(crate::common::imgctl_bin()).unwrap();
-    let o = run(t.path(), &r, &["--init", "--cap-add", "SYS_PTRACE"], &["/bin/sh", "-c", "echo x >> /proc/1/exe"]);
+    let o = run(
+        t.path(),
+        &r,
+        &["--init", "--cap-add", "SYS_PTRACE"],
+        &["/bin/sh", "-c", "echo x >> /proc/1/exe"],
+    );
     assert!(!o.status.success(), "writing /proc/1/exe succeeded");
     assert_eq!(before, std::fs::read(crate::common::imgctl_bin()).unwrap());
 }
@@ -300,8 +419,18 @@ fn bad_input_one_line_errors_and_nothing_left_behind() {
         (&["--memory", "12q"], &["/probe"], 125, "--memory"),
         (&["--cpus", "-1"], &["/probe"], 125, "--cpus"),
         (&["--cap-add", "CAP_FLY"], &["/probe"], 125, "CAP_FLY"),
-        (&["--security-opt", "seccomp=/nonexistent/p.json"], &["/probe"], 125, "/nonexistent/p.json"),
-        (&["--security-opt", "apparmor=docker-default"], &["/probe"], 125, "apparmor"),
+        (
+            &["--security-opt", "seccomp=/nonexistent/p.json"],
+            &["/probe"],
+            125,
+            "/nonexistent/p.json",
+        ),
+        (
+            &["--security-opt", "apparmor=docker-default"],
+            &["/probe"],
+            125,
+            "apparmor",
+        ),
         (&[], &["/no/such/binary"], 127, "no such file"),
         (&[], &["nosuchcommand"], 127, "not found"),
         (&[], &["/adir"], 126, "permission denied"),
@@ -311,16 +440,32 @@ fn bad_input_one_line_errors_and_nothing_left_behind() {
         let e = stderr(&o);
         assert_eq!(o.status.code(), Some(*code), "{flags:?} {cmd:?}: {e}");
         assert_eq!(e.trim_end().lines().count(), 1, "one line: {e}");
-        assert!(e.starts_with("imgctl: ") && e.contains(needle), "{flags:?}: {e}");
+        assert!(
+            e.starts_with("imgctl: ") && e.contains(needle),
+            "{flags:?}: {e}"
+        );
     }
     let mut c = imgctl(t.path());
     c.args(["run", "--rm", "no-such-image"]);
     let (code, e) = fails(&mut c);
     assert_eq!(code, 125);
     assert!(e.contains("no-such-image"), "{e}");
-    assert!(leftover_cgroups().is_empty(), "cgroups left: {:?}", leftover_cgroups());
-    assert!(mounts_mentioning(t.path()).is_empty(), "mounts left: {:?}", mounts_mentioning(t.path()));
-    assert!(std::fs::read_dir(t.path().join("containers")).map(|d| d.count()).unwrap_or(0) == 0);
+    assert!(
+        leftover_cgroups().is_empty(),
+        "cgroups left: {:?}",
+        leftover_cgroups()
+    );
+    assert!(
+        mounts_mentioning(t.path()).is_empty(),
+        "mounts left: {:?}",
+        mounts_mentioning(t.path())
+    );
+    assert!(
+        std::fs::read_dir(t.path().join("containers"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0
+    );
 }
 
 #[test]
@@ -389,7 +534,10 @@ fn user_flag_resolves_in_the_image() {
     let t = tempdir();
     let r = rootfs(t.path());
     let p = probe(t.path(), &r, &["-u", "nobody"], &[]);
-    assert_eq!((p["uid"].as_i64(), p["gid"].as_i64()), (Some(65534), Some(65534)));
+    assert_eq!(
+        (p["uid"].as_i64(), p["gid"].as_i64()),
+        (Some(65534), Some(65534))
+    );
     // Non-root after exec keeps no effective capabilities.
     assert_eq!(p["caps"]["effective"], "0000000000000000");
     let o = run(t.path(), &r, &["-u", "4294967295"], &["/probe"]);
@@ -408,33 +556,77 @@ fn bundle_runs_the_same_under_crun() {
     let _g = serial();
     let t = tempdir();
     let r = rootfs(t.path());
-    let flags = ["--memory", "64m", "--pids-limit", "50", "--cpus", "0.5", "--cap-drop", "NET_RAW", "--hostname", "same"];
+    let flags = [
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "50",
+        "--cpus",
+        "0.5",
+        "--cap-drop",
+        "NET_RAW",
+        "--hostname",
+        "same",
+    ];
     let bundle = t.path().join("bundle");
     let mut c = imgctl(t.path());
-    c.args(["bundle", "--rootfs"]).arg(&r).args(flags).arg(&bundle).arg("/probe");
+    c.args(["bundle", "--rootfs"])
+        .arg(&r)
+        .args(flags)
+        .arg(&bundle)
+        .arg("/probe");
     crate::common::ok(&mut c);
-    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
     assert_eq!(spec["root"]["path"], r.to_str().unwrap());
 
     let ours = probe(t.path(), &r, &flags, &[]);
     let script = "if grep -q ' /sys/fs/cgroup/unified ' /proc/self/mountinfo; then umount /sys/fs/cgroup/unified; fi; \
                   exec crun --cgroup-manager=cgroupfs run --bundle \"$0\" imgctl-test-crun";
-    let o = Command::new("unshare").args(["-m", "sh", "-c", script]).arg(&bundle).output().unwrap();
-    assert!(o.status.success(), "crun failed: {}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new("unshare")
+        .args(["-m", "sh", "-c", script])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "crun failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let theirs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    for k in ["pid", "hostname", "uid", "caps", "seccomp", "no_new_privs", "net_devices", "fds", "errno", "masked"] {
+    for k in [
+        "pid",
+        "hostname",
+        "uid",
+        "caps",
+        "seccomp",
+        "no_new_privs",
+        "net_devices",
+        "fds",
+        "errno",
+        "masked",
+    ] {
         assert_eq!(ours[k], theirs[k], "{k} differs");
     }
     for k in ["memory_limit", "pids_max", "cpu_quota", "cpu_period"] {
         assert_eq!(ours["cgroup"][k], theirs["cgroup"][k], "cgroup {k} differs");
     }
     let ns = |v: &serde_json::Value| {
-        let host = |n: &str| std::fs::read_link(format!("/proc/self/ns/{n}")).unwrap().to_string_lossy().into_owned();
+        let host = |n: &str| {
+            std::fs::read_link(format!("/proc/self/ns/{n}"))
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        };
         ["pid", "mnt", "uts", "ipc", "net", "cgroup", "user"]
             .iter()
             .map(|n| v["namespaces"][n].as_str().unwrap() == host(n))
             .collect::<Vec<bool>>()
     };
-    assert_eq!(ns(&ours), ns(&theirs), "same namespaces shared with the host");
+    assert_eq!(
+        ns(&ours),
+        ns(&theirs),
+        "same namespaces shared with the host"
+    );
     let _ = Path::new("");
 }

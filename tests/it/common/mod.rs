@@ -3,6 +3,8 @@
 
 pub mod sandbox;
 
+pub mod sandbox;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -30,7 +30,11 @@ pub fn probe_bin() -> Option<PathBuf> {
             .arg(&src)
             .status()
             .expect("run gcc");
-        assert!(st.success(), "gcc -static failed to build {}", src.display());
+        assert!(
+            st.success(),
+            "gcc -static failed to build {}",
+            src.display()
+        );
         Some(out)
     })
     .clone()
@@ -40,8 +44,14 @@ pub fn probe_bin() -> Option<PathBuf> {
 pub fn ready() -> bool {
     require(is_root(), "root (namespaces, cgroups, mounts)")
         && require(have("gcc"), "gcc (builds the static probe)")
-        && require(Path::new("/bin/busybox").is_file(), "busybox-static at /bin/busybox")
-        && require(Path::new("/sys/fs/cgroup").is_dir(), "cgroupfs at /sys/fs/cgroup")
+        && require(
+            Path::new("/bin/busybox").is_file(),
+            "busybox-static at /bin/busybox",
+        )
+        && require(
+            Path::new("/sys/fs/cgroup").is_dir(),
+            "cgroupfs at /sys/fs/cgroup",
+        )
 }
 
 /// A fresh rootfs: busybox, a few applet links, /etc/passwd and group, the probe.
@@ -51,20 +61,33 @@ pub fn rootfs(dir: &Path) -> PathBuf {
         std::fs::create_dir_all(r.join(d)).unwrap();
     }
     std::fs::copy("/bin/busybox", r.join("bin/busybox")).unwrap();
-    for a in ["sh", "ls", "cat", "echo", "true", "sleep", "id", "touch", "chown"] {
+    for a in [
+        "sh", "ls", "cat", "echo", "true", "sleep", "id", "touch", "chown",
+    ] {
         std::os::unix::fs::symlink("busybox", r.join("bin").join(a)).unwrap();
     }
     std::fs::copy(probe_bin().expect("probe"), r.join("probe")).unwrap();
-    std::fs::write(r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n").unwrap();
+    std::fs::write(
+        r.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n",
+    )
+    .unwrap();
     std::fs::write(r.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
-    std::process::Command::new("chmod").arg("1777").arg(r.join("tmp")).status().unwrap();
+    std::process::Command::new("chmod")
+        .arg("1777")
+        .arg(r.join("tmp"))
+        .status()
+        .unwrap();
     r
 }
 
 /// `imgctl run --rm --rootfs ROOTFS <flags> <cmd>`.
 pub fn run(store: &Path, rootfs: &Path, flags: &[&str], cmd: &[&str]) -> Output {
     let mut c = super::imgctl(store);
-    c.args(["run", "--rm", "--rootfs"]).arg(rootfs).args(flags).args(cmd);
+    c.args(["run", "--rm", "--rootfs"])
+        .arg(rootfs)
+        .args(flags)
+        .args(cmd);
     super::output(&mut c)
 }
 
@@ -79,18 +102,24 @@ pub fn probe(store: &Path, rootfs: &Path, flags: &[&str], mode: &[&str]) -> serd
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("probe output is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "probe output is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 /// Names of the container cgroups currently under `imgctl/` in every v1
 /// controller (or the v2 root).
 pub fn leftover_cgroups() -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let roots: Vec<PathBuf> = ["memory", "cpu", "cpuset", "pids", "blkio", "devices", "freezer", ""]
-        .iter()
-        .map(|c| Path::new("/sys/fs/cgroup").join(c).join("imgctl"))
-        .collect();
+    let roots: Vec<PathBuf> = [
+        "memory", "cpu", "cpuset", "pids", "blkio", "devices", "freezer", "",
+    ]
+    .iter()
+    .map(|c| Path::new("/sys/fs/cgroup").join(c).join("imgctl"))
+    .collect();
     for r in roots {
         for e in std::fs::read_dir(&r).into_iter().flatten().flatten() {
             if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
