@@ -433,6 +433,21 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
             anyhow::bail!("invalid --name {n:?}: use letters, digits, '_', '.' and '-'");
         }
     }
+    if let Some(n) = &a.name {
+        for e in std::fs::read_dir(g.root.join("containers"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if std::fs::read_to_string(e.path().join("name")).is_ok_and(|x| x == *n) {
+                anyhow::bail!(
+                    "the name {n:?} is already used by container {} (remove {} to reuse it)",
+                    e.file_name().to_string_lossy(),
+                    e.path().display()
+                );
+            }
+        }
+    }
     let (p, id) = prepare(g, &a.c, a.args, None)?;
     let result = (|| -> anyhow::Result<ExitCode> {
         write_json(&p.state_dir.join("config.json"), &p.spec)?;

@@ -630,3 +630,76 @@ fn bundle_runs_the_same_under_crun() {
     );
     let _ = Path::new("");
 }
+
+fn validator(name: &str) -> jsonschema::Validator {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas")
+        .join(name);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    jsonschema::validator_for(&v).unwrap_or_else(|e| panic!("{name} is not a valid schema: {e}"))
+}
+
+fn assert_valid(v: &jsonschema::Validator, doc: &serde_json::Value, what: &str) {
+    let errors: Vec<String> = v
+        .iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what} does not match its schema: {errors:#?}"
+    );
+}
+
+/// Every JSON imgctl stores for a container (config.json of `run` and of `bundle`)
+/// and the seccomp profile it ships match the schemas in schemas/.
+#[test]
+fn stored_json_matches_schemas() {
+    let profile: serde_json::Value =
+        serde_json::from_str(imgctl::sandbox::seccomp::DEFAULT_PROFILE)
+            .expect("default profile is JSON");
+    assert_valid(
+        &validator("seccomp-profile.schema.json"),
+        &profile,
+        "the default seccomp profile",
+    );
+    // A profile that is not in the format is rejected by the schema too.
+    let bad = serde_json::json!({"defaultAction": "SCMP_ACT_MAYBE", "syscalls": []});
+    assert!(!validator("seccomp-profile.schema.json").is_valid(&bad));
+
+    if !ready() {
+        return;
+    }
+    let _g = serial();
+    let t = tempdir();
+    let r = rootfs(t.path());
+    let cfg = validator("runtime-config.schema.json");
+    let bundle = t.path().join("b");
+    let mut c = imgctl(t.path());
+    c.args(["bundle", "--rootfs"])
+        .arg(&r)
+        .args(["--uidmap", "0:300000:65536", "-u", "nobody"])
+        .arg(&bundle)
+        .args(["/probe", "x"]);
+    crate::common::ok(&mut c);
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    assert_valid(&cfg, &doc, "bundle config.json");
+
+    // `run` without --rm keeps the container's config.json and exit code.
+    let mut c = imgctl(t.path());
+    c.args(["run", "--name", "kept", "--rootfs"])
+        .arg(&r)
+        .args(["/probe", "exit", "3"]);
+    assert_eq!(output(&mut c).status.code(), Some(3));
+    let dirs: Vec<_> = std::fs::read_dir(t.path().join("containers"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(dirs.len(), 1);
+    let d = dirs[0].path();
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("config.json")).unwrap()).unwrap();
+    assert_valid(&cfg, &doc, "stored config.json");
+    assert_eq!(std::fs::read_to_string(d.join("exit-code")).unwrap(), "3");
+    assert_eq!(std::fs::read_to_string(d.join("name")).unwrap(), "kept");
+}
