@@ -3,8 +3,6 @@
 
 pub mod sandbox;
 
-pub mod sandbox;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
