@@ -271,6 +271,16 @@ pub fn capability_set(f: &RunFlags) -> Result<Vec<String>, Error> {
         }
     }
     set.sort();
+    // A capability this process lacks cannot be handed to the container.
+    let have = all();
+    if let Some(missing) = set.iter().find(|c| !have.contains(c)) {
+        return Err(Error::BadFlag {
+            flag: "--cap-add".into(),
+            value: missing.clone(),
+            hint: "a capability imgctl itself holds (it is not in this process's bounding set)"
+                .into(),
+        });
+    }
     Ok(set)
 }
 

@@ -47,11 +47,14 @@ pub fn parse_cap(name: &str) -> Result<String, Error> {
     Ok(full)
 }
 
-/// All capabilities the running kernel supports.
+/// All capabilities the running kernel supports and this process can pass on
+/// (its bounding set: root here lacks CAP_SYS_RESOURCE, for example).
 pub fn all_caps() -> Vec<String> {
+    let bounding = caps::read(None, caps::CapSet::Bounding).unwrap_or_default();
     let mut v: Vec<String> = caps::runtime::procfs_all_supported(None)
         .unwrap_or_else(|_| caps::all())
         .into_iter()
+        .filter(|c| bounding.contains(c))
         .map(|c| c.to_string())
         .collect();
     v.sort();

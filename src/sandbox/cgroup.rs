@@ -103,6 +103,11 @@ impl Hierarchy {
     }
 }
 
+fn is_cgroup2(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|s| s.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC)
+}
+
 fn io_err(path: &Path, source: std::io::Error) -> Error {
     Error::Cgroup {
         path: path.to_path_buf(),
@@ -397,7 +402,16 @@ impl Cgroup for V1 {
         }
         let Some(r) = resources else { return Ok(()) };
         for wr in v1_writes(r) {
-            let path = self.dir_of(wr.controller).join(wr.file);
+            let mut path = self.dir_of(wr.controller).join(wr.file);
+            if wr.file == "blkio.weight" && !path.exists() {
+                // With the BFQ scheduler the weight lives in blkio.bfq.weight (as runc does).
+                path = self.dir_of("blkio").join("blkio.bfq.weight");
+                if !path.exists() {
+                    return Err(Error::Unsupported {
+                        what: "--blkio-weight: the blkio controller has no weight file (no CFQ/BFQ scheduler)".into(),
+                    });
+                }
+            }
             if wr.file == "memory.memsw.limit_in_bytes" && !path.exists() {
                 return Err(Error::Unsupported {
                     what: "--memory-swap: the kernel has no swap accounting (memory.memsw.*)"
@@ -485,12 +499,12 @@ impl Cgroup for V2 {
             }
         }
         let Some(r) = resources else { return Ok(()) };
-        if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-            // The v2 device controller is an eBPF program, not built yet; /dev is a
-            // tmpfs with only the standard nodes, so this is logged, not fatal.
-            tracing::warn!(
-                "cgroup v2: device allow-list is not enforced (no eBPF device filter yet)"
-            );
+        if let Some(devs) = r.devices() {
+            // The v2 device controller is an eBPF program attached to the group (a
+            // temp-dir stand-in for cgroupfs in unit tests cannot take one).
+            if is_cgroup2(&dir) {
+                super::devfilter::attach(&dir, devs)?;
+            }
         }
         for wr in v2_writes(r) {
             write_file(&dir.join(wr.file), &wr.value)?;

@@ -23,6 +23,7 @@
 mod caps;
 pub mod cgroup;
 mod child;
+pub mod devfilter;
 mod mounts;
 pub mod seccomp;
 

@@ -703,3 +703,49 @@ fn stored_json_matches_schemas() {
     assert_eq!(std::fs::read_to_string(d.join("exit-code")).unwrap(), "3");
     assert_eq!(std::fs::read_to_string(d.join("name")).unwrap(), "kept");
 }
+
+/// The cgroup v2 device filter (an eBPF program) on the real kernel. On this hybrid
+/// host the hugetlb-only cgroup2 mount still runs device programs, so a process in
+/// a cgroup2 group with Docker's allow-list may use /dev/null but not /dev/kmsg (1:11).
+#[test]
+fn cgroup2_device_filter_enforces_the_allow_list() {
+    let unified = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| {
+            p.join("cgroup.procs").exists()
+                && nix::sys::statfs::statfs(*p).is_ok_and(|s| s.filesystem_type().0 == 0x6367_7270)
+        });
+    if !ready() || !require(unified.is_some(), "a cgroup2 mount") {
+        return;
+    }
+    let dir = unified
+        .unwrap()
+        .join(format!("imgctl-test-devfilter-{}", std::process::id()));
+    std::fs::create_dir(&dir).unwrap();
+    let res = (|| {
+        imgctl::sandbox::devfilter::attach(&dir, &imgctl::container::default_device_rules())
+            .unwrap();
+        use std::os::unix::process::CommandExt;
+        let procs = dir.join("cgroup.procs");
+        let mut c = Command::new("/bin/busybox");
+        c.args(["sh", "-c", "echo x > /dev/null && echo null-ok; dd if=/dev/kmsg of=/dev/null count=0 2>/dev/null && echo kmsg-ok; true"]);
+        // SAFETY: only a write(2) of our own pid between fork and exec.
+        unsafe {
+            c.pre_exec(move || std::fs::write(&procs, std::process::id().to_string()));
+        }
+        output(&mut c)
+    })();
+    let _ = std::fs::remove_dir(&dir);
+    let out = String::from_utf8_lossy(&res.stdout).into_owned();
+    assert!(out.contains("null-ok"), "/dev/null must stay usable: {out}");
+    assert!(!out.contains("kmsg-ok"), "/dev/kmsg must be denied: {out}");
+    // Outside the group the same open works: the filter is what denied it.
+    let o = output(Command::new("/bin/busybox").args([
+        "dd",
+        "if=/dev/kmsg",
+        "of=/dev/null",
+        "count=0",
+    ]));
+    assert!(o.status.success());
+}
