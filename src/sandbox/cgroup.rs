@@ -76,7 +76,7 @@ impl Hierarchy {
             path: root.to_path_buf(),
             source: e.into(),
         })?;
-        if st.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC {
+        if fs_magic(&st) == CGROUP2_SUPER_MAGIC {
             Ok(Hierarchy::V2 {
                 root: root.to_path_buf(),
             })
@@ -103,9 +103,14 @@ impl Hierarchy {
     }
 }
 
+/// The filesystem magic; its C type differs between architectures.
+#[allow(clippy::unnecessary_cast)]
+fn fs_magic(s: &nix::sys::statfs::Statfs) -> i64 {
+    s.filesystem_type().0 as i64
+}
+
 fn is_cgroup2(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path)
-        .is_ok_and(|s| s.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC)
+    nix::sys::statfs::statfs(path).is_ok_and(|s| fs_magic(&s) == CGROUP2_SUPER_MAGIC)
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> Error {
