@@ -367,6 +367,9 @@ pub(crate) fn run_flags(c: &ContainerArgs, id: &str, cmd: Vec<String>) -> anyhow
 pub(crate) struct Prepared {
     pub spec: oci_spec::runtime::Spec,
     pub rootfs: PathBuf,
+    /// The rootfs is a shared copy owned by the user namespace's ids; the
+    /// container's writes go to an overlay under this directory.
+    pub rootfs_shifted: Option<PathBuf>,
     pub state_dir: PathBuf,
     pub lease: Option<container::UsernsLease>,
 }
@@ -398,22 +401,82 @@ pub(crate) fn prepare(
     let hostname = flags.hostname.clone().unwrap_or_default();
     let etc = container::write_etc_files(&state_dir, &hostname, flags.network)?;
     let spec = container::runtime_spec(config.as_ref(), &flags, &rootfs, etc, base);
-    let spec = match spec {
+    let mut spec = match spec {
         Ok(s) => s,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&state_dir);
             return Err(e.into());
         }
     };
+    let (rootfs, rootfs_shifted) = match shifted_rootfs(g, &mut spec, &rootfs, &state_dir) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&state_dir);
+            return Err(e);
+        }
+    };
     Ok((
         Prepared {
             spec,
             rootfs,
+            rootfs_shifted,
             state_dir,
             lease,
         },
         id,
     ))
+}
+
+/// With a user namespace on a rootfs that cannot be idmapped (overlayfs), use a
+/// copy with shifted owners, cached under `<root>/cache/userns/` per (rootfs,
+/// mapping), read-only under a per-container overlay whose upper and work dirs are
+/// made (owned by the container's root) in `state_dir/rw`. Returns the rootfs to
+/// use and, when shifted, that directory.
+fn shifted_rootfs(
+    g: &Globals,
+    spec: &mut oci_spec::runtime::Spec,
+    rootfs: &Path,
+    state_dir: &Path,
+) -> anyhow::Result<(PathBuf, Option<PathBuf>)> {
+    use sha2::Digest as _;
+    let Some(linux) = spec.linux().clone() else {
+        return Ok((rootfs.to_path_buf(), None));
+    };
+    let triples = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| -> Vec<(u32, u32, u32)> {
+        m.iter()
+            .flatten()
+            .map(|x| (x.container_id(), x.host_id(), x.size()))
+            .collect()
+    };
+    let (uids, gids) = (triples(linux.uid_mappings()), triples(linux.gid_mappings()));
+    if uids.is_empty() || !crate::sandbox::idshift::needs_copy(rootfs) {
+        return Ok((rootfs.to_path_buf(), None));
+    }
+    let key = hex::encode(sha2::Sha256::digest(format!(
+        "{}\n{uids:?}\n{gids:?}",
+        rootfs.display()
+    )));
+    let dst = g.root.join("cache").join("userns").join(key).join("rootfs");
+    if !dst.is_dir() {
+        crate::sandbox::idshift::shifted_copy(rootfs, &dst, &uids, &gids)?;
+    }
+    if let Some(root) = spec.root().clone() {
+        let mut root = root;
+        root.set_path(dst.clone());
+        spec.set_root(Some(root));
+    }
+    let rw = state_dir.join("rw");
+    for d in ["upper", "work"] {
+        let p = rw.join(d);
+        std::fs::create_dir_all(&p).with_context(|| format!("create {}", p.display()))?;
+        let (uid, gid) = (
+            crate::sandbox::idshift::map_id(0, &uids),
+            crate::sandbox::idshift::map_id(0, &gids),
+        );
+        std::os::unix::fs::chown(&p, Some(uid), Some(gid))
+            .with_context(|| format!("chown {}", p.display()))?;
+    }
+    Ok((dst, Some(rw)))
 }
 
 fn write_json(path: &Path, v: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -457,6 +520,7 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
         }
         let opts = crate::sandbox::Options {
             init: a.c.init,
+            rootfs_shifted: p.rootfs_shifted.clone(),
             ..Default::default()
         };
         match crate::sandbox::run(&p.spec, &p.rootfs, &opts) {

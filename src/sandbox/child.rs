@@ -45,8 +45,8 @@ pub(super) fn main(p: &mut Prepared, sock: UnixStream) -> ! {
     unsafe { libc::_exit(code as i32) }
 }
 
-fn recv_go(sock: &UnixStream, userns: bool) -> Result<Option<OwnedFd>, Fail> {
-    if !userns {
+fn recv_go(sock: &UnixStream, idmap: bool) -> Result<Option<OwnedFd>, Fail> {
+    if !idmap {
         let mut b = [0u8; 1];
         (&*sock)
             .read_exact(&mut b)
@@ -88,7 +88,7 @@ fn setup_and_exec(p: &mut Prepared, sock: &UnixStream) -> Result<std::convert::I
         );
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
-    let idmapped = recv_go(sock, p.userns)?;
+    let idmapped = recv_go(sock, p.idmap)?;
     for (flag, path) in &p.join {
         let f = std::fs::File::open(path)
             .map_err(|e| f125(format!("namespace {}: {e}", path.display())))?;

@@ -24,6 +24,7 @@ mod caps;
 pub mod cgroup;
 mod child;
 pub mod devfilter;
+pub mod idshift;
 mod mounts;
 pub mod seccomp;
 
@@ -100,6 +101,11 @@ pub struct Options {
     pub cgroup_root: PathBuf,
     /// Run a tiny init as PID 1 that reaps zombies and forwards signals.
     pub init: bool,
+    /// With a user namespace: the rootfs is already owned by the mapped ids (an
+    /// [`idshift::shifted_copy`], shared and never written); the container writes
+    /// to an overlay whose upper and work dirs are made under this directory,
+    /// mounted inside the container's mount namespace (gone when it exits).
+    pub rootfs_shifted: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -107,6 +113,7 @@ impl Default for Options {
         Options {
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             init: false,
+            rootfs_shifted: None,
         }
     }
 }
@@ -144,6 +151,10 @@ pub(crate) struct Prepared {
     pub rootfs: PathBuf,
     pub init: bool,
     pub userns: bool,
+    /// Attach an idmapped clone of the rootfs (user namespace, rootfs not shifted).
+    pub idmap: bool,
+    /// Writable overlay dir over a shared shifted rootfs.
+    pub overlay_rw: Option<PathBuf>,
     pub netns_new: bool,
     pub cgroupns: bool,
     pub cgroup_version: u8,
@@ -286,6 +297,8 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<Outcome, Error>
         rootfs: rootfs.to_path_buf(),
         init: opts.init,
         userns,
+        idmap: userns && opts.rootfs_shifted.is_none(),
+        overlay_rw: opts.rootfs_shifted.clone(),
         netns_new: clone_flags.contains(nix::sched::CloneFlags::CLONE_NEWNET),
         cgroupns,
         cgroup_version,
@@ -420,7 +433,7 @@ fn spawn_and_wait(
         if let Some(g) = group {
             g.add_pid(pid.as_raw())?;
         }
-        if p.userns {
+        if p.idmap {
             let fd = mounts::idmapped_rootfs(&p.rootfs, pid)?;
             send_fd(&sock, fd.as_fd())?;
         } else {

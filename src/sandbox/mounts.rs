@@ -479,6 +479,29 @@ pub(crate) fn setup(p: &Prepared, idmapped: Option<OwnedFd>) -> R<()> {
                 )
             })?;
         }
+        None if p.overlay_rw.is_some() => {
+            let rw = p.overlay_rw.as_deref().unwrap_or(Path::new("/"));
+            let data = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                rootfs.display(),
+                rw.join("upper").display(),
+                rw.join("work").display()
+            );
+            let r = rootfs.to_string_lossy();
+            do_mount(
+                Some("overlay"),
+                &r,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(&data),
+            )
+            .map_err(|e| {
+                msg(
+                    format!("overlay over the shifted rootfs {}", rootfs.display()),
+                    e,
+                )
+            })?;
+        }
         None => {
             let r = rootfs.to_string_lossy();
             do_mount(Some(&r), &r, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)

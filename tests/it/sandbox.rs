@@ -150,7 +150,14 @@ fn cpus_half_is_throttled() {
     let _g = serial();
     let t = tempdir();
     let r = rootfs(t.path());
-    let p = probe(t.path(), &r, &["--cpus", "0.5"], &["burn", "400"]);
+    // The largest cpu.shares keeps the group competitive on a busy host, so only
+    // the quota holds it back.
+    let p = probe(
+        t.path(),
+        &r,
+        &["--cpus", "0.5", "--cpu-shares", "262144"],
+        &["burn", "400"],
+    );
     assert_eq!(p["cgroup"]["cpu_quota"], "50000", "{}", p["cgroup"]);
     let stat = p["cgroup"]["cpu_stat"].as_str().unwrap();
     let throttled: u64 = stat
@@ -749,4 +756,84 @@ fn cgroup2_device_filter_enforces_the_allow_list() {
         "count=0",
     ]));
     assert!(o.status.success());
+}
+
+/// overlayfs cannot take an idmapped mount: with a user namespace the rootfs is a
+/// cached copy with shifted owners, under a per-container overlay, so writes of
+/// one container never reach the next.
+#[test]
+fn userns_on_an_overlay_rootfs() {
+    if !ready() {
+        return;
+    }
+    let _g = serial();
+    let t = tempdir();
+    let lower = rootfs(t.path());
+    let (up, work, merged) = (
+        t.path().join("up"),
+        t.path().join("work"),
+        t.path().join("merged"),
+    );
+    for d in [&up, &work, &merged] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        up.display(),
+        work.display()
+    );
+    let st = Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o", &data])
+        .arg(&merged)
+        .status()
+        .unwrap();
+    if !require(st.success(), "overlayfs") {
+        return;
+    }
+    let flags = ["--uidmap", "0:400000:65536"];
+    let first = run(
+        t.path(),
+        &merged,
+        &flags,
+        &[
+            "/bin/sh",
+            "-c",
+            "stat -c %u /probe && touch /tmp/mine && echo wrote",
+        ],
+    );
+    let second = run(
+        t.path(),
+        &merged,
+        &flags,
+        &[
+            "/bin/sh",
+            "-c",
+            "test -e /tmp/mine && echo leaked || echo clean",
+        ],
+    );
+    let _ = Command::new("umount").arg(&merged).status();
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(
+        String::from_utf8_lossy(&first.stdout),
+        "0\nwrote\n",
+        "image files belong to the container's root"
+    );
+    assert_eq!(String::from_utf8_lossy(&second.stdout).trim(), "clean");
+    assert!(
+        !up.join("tmp/mine").exists(),
+        "the shared overlay upper was not written"
+    );
+    let cache: Vec<_> = std::fs::read_dir(t.path().join("cache/userns"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(cache.len(), 1, "one cached copy per (rootfs, mapping)");
+    let m = std::fs::metadata(cache[0].path().join("rootfs/probe")).unwrap();
+    assert_eq!(m.uid(), 400000);
+    assert!(
+        mounts_mentioning(t.path()).is_empty(),
+        "{:?}",
+        mounts_mentioning(t.path())
+    );
 }
