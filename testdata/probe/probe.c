@@ -211,6 +211,26 @@ static void report(void) {
     kint("mount", err_of(r));
     if (r == 0) umount("/tmp/.probe-mnt");
     kint("keyctl", err_of(syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3, 0)));
+#if defined(__x86_64__)
+    /* The same call through the 32-bit (int 0x80) and x32 entry points: a filter
+     * that covers only the native ABI would let these through. In a child, as a
+     * success would change the probe's namespace. */
+    c = fork();
+    if (c == 0) {
+        long ret;
+        __asm__ volatile("int $0x80" : "=a"(ret) : "a"(310 /* i386 unshare */), "b"(0x10000000) : "memory");
+        _exit(ret < 0 ? (int)-ret : 0);
+    }
+    waitpid(c, &st, 0);
+    kint("unshare_user_i386", WEXITSTATUS(st));
+    c = fork();
+    if (c == 0) {
+        long ret = syscall(0x40000000 | 272 /* x32 unshare */, 0x10000000);
+        _exit(ret < 0 ? errno : 0);
+    }
+    waitpid(c, &st, 0);
+    kint("unshare_user_x32", WEXITSTATUS(st));
+#endif
     kint("io_uring_setup", err_of(syscall(425, 1, NULL)));
     kint("umount_proc", err_of(umount2("/proc/sys", MNT_DETACH)));
     int fd = open("/tmp/.probe-chown", O_CREAT | O_WRONLY | O_CLOEXEC, 0644);

@@ -240,8 +240,18 @@ fn default_seccomp_blocks_with_eperm_and_unconfined_does_not() {
     ] {
         assert_eq!(p["errno"][call], EPERM, "{call}: {}", p["errno"]);
     }
+    // The 32-bit and x32 entry points are filtered too (SECURITY-TESTS 38).
+    if cfg!(target_arch = "x86_64") {
+        assert_eq!(p["errno"]["unshare_user_i386"], EPERM, "{}", p["errno"]);
+        assert_eq!(p["errno"]["unshare_user_x32"], EPERM, "{}", p["errno"]);
+    }
     let p = probe(t.path(), &r, &["--security-opt", "seccomp=unconfined"], &[]);
     assert_eq!(p["seccomp"], 0);
+    // Unfiltered, the calls reach the kernel (the filter is what refused them).
+    assert_ne!(p["errno"]["unshare_user"], EPERM);
+    if cfg!(target_arch = "x86_64") {
+        assert_ne!(p["errno"]["unshare_user_i386"], EPERM);
+    }
     // keyctl is then answered by the kernel itself (a real keyring id or ENOKEY),
     // not refused by a filter.
     assert_ne!(p["errno"]["keyctl"], EPERM);
@@ -271,6 +281,38 @@ fn no_new_privs_only_with_the_option() {
     let p = probe(t.path(), &r, &["--security-opt", "no-new-privileges"], &[]);
     assert_eq!(p["no_new_privs"], 1);
     assert_eq!(p["seccomp"], 2);
+}
+
+/// With no_new_privs a setuid-root binary does not elevate (SECURITY-TESTS 44);
+/// without it, it does (so the check can fail).
+#[test]
+fn no_new_privs_stops_setuid() {
+    if !ready() {
+        return;
+    }
+    let _g = serial();
+    let t = tempdir();
+    let r = rootfs(t.path());
+    std::fs::copy(r.join("probe"), r.join("probe-suid")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        r.join("probe-suid"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+    let p = probe(t.path(), &r, &["-u", "nobody"], &[]);
+    assert_eq!(p["euid"], 65534);
+    let o = run(t.path(), &r, &["-u", "nobody"], &["/probe-suid"]);
+    let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(p["euid"], 0, "setuid works without no_new_privs");
+    let o = run(
+        t.path(),
+        &r,
+        &["-u", "nobody", "--security-opt", "no-new-privileges"],
+        &["/probe-suid"],
+    );
+    let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(p["euid"], 65534, "no_new_privs keeps the caller's uid");
 }
 
 #[test]
