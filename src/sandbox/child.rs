@@ -245,10 +245,29 @@ fn setup_and_exec(p: &mut Prepared, sock: &UnixStream) -> Result<std::convert::I
         }
         load_seccomp(p)?;
     }
+    apply_lsm(p)?;
     if p.init {
         super_init(sock)?;
     }
     Err(exec(p))
+}
+
+/// Ask the LSM to switch to the profile / label at the next execve.
+fn apply_lsm(p: &Prepared) -> Result<(), Fail> {
+    if let Some(profile) = &p.apparmor {
+        let attr = if Path::new("/proc/self/attr/apparmor/exec").exists() {
+            "/proc/self/attr/apparmor/exec"
+        } else {
+            "/proc/self/attr/exec"
+        };
+        std::fs::write(attr, format!("exec {profile}"))
+            .map_err(|e| f125(format!("apparmor profile {profile:?}: {e}")))?;
+    }
+    if let Some(label) = &p.selinux {
+        std::fs::write("/proc/self/attr/exec", label)
+            .map_err(|e| f125(format!("selinux label {label:?}: {e}")))?;
+    }
+    Ok(())
 }
 
 fn load_seccomp(p: &Prepared) -> Result<(), Fail> {

@@ -138,6 +138,11 @@ impl Outcome {
     }
 }
 
+fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|v| v.trim() == "Y")
+}
+
 /// Number of threads of this process.
 fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task")
@@ -167,6 +172,9 @@ pub(crate) struct Prepared {
     pub env: Vec<std::ffi::CString>,
     pub path_dirs: Vec<String>,
     pub pty_slave: Option<OwnedFd>,
+    /// AppArmor profile and SELinux label to apply at exec.
+    pub apparmor: Option<String>,
+    pub selinux: Option<String>,
 }
 
 fn ns_flag(t: LinuxNamespaceType) -> nix::sched::CloneFlags {
@@ -239,19 +247,31 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<Outcome, Error>
         Some(s) => Some(seccomp::build_filter(s)?),
         None => None,
     };
-    if let Some(p) = process.apparmor_profile() {
-        if !p.is_empty() && p != "unconfined" {
+    // LSM labels are applied at exec (child::apply_lsm); here only whether the
+    // LSM is there at all, so the error comes before anything is created.
+    let apparmor = process
+        .apparmor_profile()
+        .clone()
+        .filter(|p| !p.is_empty() && p != "unconfined");
+    if let Some(p) = &apparmor {
+        if !apparmor_enabled() {
             return Err(Error::Unsupported {
                 what: format!("apparmor profile {p:?}: AppArmor is not enabled in this kernel"),
             });
         }
     }
-    if let Some(l) = process.selinux_label() {
-        if !l.is_empty() && !Path::new("/sys/fs/selinux/enforce").exists() {
+    let selinux = process.selinux_label().clone().filter(|l| !l.is_empty());
+    if let Some(l) = &selinux {
+        if !Path::new("/sys/fs/selinux/enforce").exists() {
             return Err(Error::Unsupported {
                 what: format!("selinux label {l:?}: SELinux is not enabled on this host"),
             });
         }
+    }
+    if spec.hooks().is_some() {
+        return Err(Error::Unsupported {
+            what: "OCI hooks in the runtime spec".into(),
+        });
     }
     let env: Vec<String> = process.env().clone().unwrap_or_default();
     let path_var = env
@@ -310,6 +330,8 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<Outcome, Error>
         env: env_c,
         path_dirs,
         pty_slave,
+        apparmor,
+        selinux,
     };
 
     if let Some(g) = &group {
