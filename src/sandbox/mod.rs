@@ -355,8 +355,18 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<Outcome, Error>
         if let Err(e) = removed {
             tracing::warn!("{e}");
         }
-        if oom && outcome != Outcome::Exited(0) {
-            return Ok(Outcome::OomKilled);
+        // The command itself was SIGKILLed by the OOM killer: say so (exit 137).
+        // Another process of the container may also have been chosen; then the
+        // command's own status stands and the kill is only reported.
+        match outcome {
+            // (With --init the init reports the kill as status 137.)
+            Outcome::Signaled(libc::SIGKILL) | Outcome::Exited(137) if oom => {
+                return Ok(Outcome::OomKilled)
+            }
+            _ if oom => {
+                tracing::warn!("a process of the container was killed by the kernel: out of memory")
+            }
+            _ => {}
         }
         return Ok(outcome);
     }
