@@ -21,7 +21,7 @@ pub struct Args {
     #[arg(
         trailing_var_arg = true,
         allow_hyphen_values = true,
-        value_name = "IMAGE DIR [CMD]..."
+        value_name = "ARG"
     )]
     pub args: Vec<String>,
 }

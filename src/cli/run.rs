@@ -149,7 +149,7 @@ pub struct Args {
     #[arg(
         trailing_var_arg = true,
         allow_hyphen_values = true,
-        value_name = "IMAGE [CMD]..."
+        value_name = "ARG"
     )]
     pub args: Vec<String>,
 }

@@ -879,3 +879,86 @@ fn userns_on_an_overlay_rootfs() {
         mounts_mentioning(t.path())
     );
 }
+
+/// `-t`: the command gets a pty as its controlling terminal and stdio; its exit
+/// code comes back through imgctl.
+#[test]
+fn tty_gives_a_terminal() {
+    if !ready()
+        || !require(
+            have("script"),
+            "script (util-linux) to provide a host terminal",
+        )
+    {
+        return;
+    }
+    let _g = serial();
+    let t = tempdir();
+    let r = rootfs(t.path());
+    let inner = format!(
+        "{} run --rm -t --rootfs {} /bin/sh -c 'test -t 0 && test -t 1 && echo is-a-tty; exit 3'",
+        crate::common::imgctl_bin().display(),
+        r.display()
+    );
+    let mut c = Command::new("script");
+    c.env("IMGCTL_ROOT", t.path())
+        .args(["-qec", &inner, "/dev/null"]);
+    let o = output(&mut c);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("is-a-tty"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(o.status.code(), Some(3));
+    // Without -t, stdio are the pipes imgctl was given.
+    let o = run(
+        t.path(),
+        &r,
+        &[],
+        &["/bin/sh", "-c", "test -t 1 || echo not-a-tty"],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "not-a-tty");
+}
+
+/// An image config (ENTRYPOINT, CMD, ENV, WORKDIR, USER) drives the process, and
+/// run flags override it as Docker does.
+#[test]
+fn image_config_entrypoint_cmd_env_workdir_user() {
+    if !ready() {
+        return;
+    }
+    let _g = serial();
+    let t = tempdir();
+    let r = rootfs(t.path());
+    let cfg = t.path().join("config.json");
+    std::fs::write(
+        &cfg,
+        r#"{"architecture":"amd64","os":"linux","config":{"Entrypoint":["/bin/sh","-c"],"Cmd":["echo $GREETING $(pwd) $(id -u)"],"Env":["GREETING=hello"],"WorkingDir":"/srv/app","User":"nobody"}}"#,
+    )
+    .unwrap();
+    let run_cfg = |extra: &[&str]| {
+        let mut c = imgctl(t.path());
+        c.args(["run", "--rm", "--rootfs"])
+            .arg(&r)
+            .arg("--image-config")
+            .arg(&cfg)
+            .args(extra);
+        let o = output(&mut c);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(run_cfg(&[]), "hello /srv/app 65534");
+    assert_eq!(
+        run_cfg(&[
+            "-e",
+            "GREETING=hi",
+            "-w",
+            "/tmp",
+            "-u",
+            "0",
+            "echo $GREETING $(pwd) $(id -u)"
+        ]),
+        "hi /tmp 0"
+    );
+    assert_eq!(run_cfg(&["--entrypoint", "/bin/echo", "plain"]), "plain");
+}
