@@ -105,6 +105,9 @@ fn setup_and_exec(p: &mut Prepared, sock: &UnixStream) -> Result<std::convert::I
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
             .map_err(ctx("cgroup namespace"))?;
     }
+    if p.init {
+        start_init(p, sock)?;
+    }
     nix::unistd::setsid().map_err(ctx("setsid"))?;
     if let Some(slave) = &p.pty_slave {
         // SAFETY: TIOCSCTTY on a terminal fd we own.
@@ -246,9 +249,6 @@ fn setup_and_exec(p: &mut Prepared, sock: &UnixStream) -> Result<std::convert::I
         load_seccomp(p)?;
     }
     apply_lsm(p)?;
-    if p.init {
-        super_init(sock)?;
-    }
     Err(exec(p))
 }
 
@@ -278,48 +278,67 @@ fn load_seccomp(p: &Prepared) -> Result<(), Fail> {
     Ok(())
 }
 
-/// `--init`: this process stays PID 1, forks the command, reaps every zombie and
-/// forwards signals to the command; it exits with the command's status.
-fn super_init(sock: &UnixStream) -> Result<(), Fail> {
+/// `--init`: this process (PID 1) forks; the child goes on to become the command,
+/// and this process becomes the init from a sealed copy of the binary (see
+/// [`super::init`]). The exec happens here, before pivot_root, so the copy's
+/// dynamic loader and libraries come from the host; pivot_root later moves the
+/// init's root along with everyone else's. Returns in the child only.
+fn start_init(p: &mut Prepared, sock: &UnixStream) -> Result<(), Fail> {
     let all = SigSet::all();
     let mut old = SigSet::empty();
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), Some(&mut old))
         .map_err(ctx("init sigprocmask"))?;
-    // SAFETY: single-threaded process; the child only execs.
+    // The command waits for EOF on this pipe before going on.
+    let (ready_rd, ready_wr) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(ctx("init pipe"))?;
+    // SAFETY: single-threaded process.
     match unsafe { nix::unistd::fork() }.map_err(ctx("init fork"))? {
         nix::unistd::ForkResult::Child => {
             let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+            // SAFETY: prctl with integer arguments only.
+            unsafe {
+                libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                )
+            };
+            drop(ready_wr);
+            // Wait until the init has exec'd and is non-dumpable (it then closes the
+            // pipe's write end): its loader must still see the host root, so no
+            // mount may happen before.
+            let mut f = std::fs::File::from(ready_rd);
+            let mut buf = [0u8; 1];
+            while matches!(f.read(&mut buf), Ok(n) if n > 0) {}
             Ok(())
         }
         nix::unistd::ForkResult::Parent { child } => {
-            // The command reports its own exec failure on the socket.
-            // SAFETY: closing our copy of the socket; we never use it again.
+            drop(ready_rd);
+            // SAFETY: closing our copy of the socket; the command reports on it.
             unsafe { libc::close(sock.as_raw_fd()) };
-            // The init needs no privilege to wait and forward signals: drop every
-            // capability so nothing in the container gains by reaching it.
-            let _ = super::caps::Sets::default().apply_process_sets();
-            loop {
-                let Ok(sig) = all.wait() else { continue };
-                if sig == Signal::SIGCHLD {
-                    loop {
-                        match nix::sys::wait::waitpid(
-                            None,
-                            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-                        ) {
-                            Ok(nix::sys::wait::WaitStatus::Exited(pid, c)) if pid == child => unsafe {
-                                libc::_exit(c)
-                            },
-                            Ok(nix::sys::wait::WaitStatus::Signaled(pid, s, _)) if pid == child => unsafe {
-                                libc::_exit(128 + s as i32)
-                            },
-                            Ok(nix::sys::wait::WaitStatus::StillAlive) | Err(_) => break,
-                            Ok(_) => {}
-                        }
-                    }
-                } else {
-                    let _ = nix::sys::signal::kill(child, sig);
-                }
+            // The init needs no privilege: no_new_privs, the container's seccomp
+            // filter, and no capabilities at all (an empty bounding set, so the
+            // exec as uid 0 gains none).
+            // SAFETY: prctl with integer arguments only.
+            unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+            let _ = load_seccomp(p);
+            let none = super::caps::Sets::default();
+            let _ = none.apply_bounding();
+            let _ = none.apply_process_sets();
+            if let Some(memfd) = &p.init_exe {
+                // The write end must survive the exec: the init closes it when ready.
+                let _ = nix::fcntl::fcntl(
+                    ready_wr.as_raw_fd(),
+                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+                );
+                let e = super::init::exec_sealed(memfd, child, ready_wr.as_raw_fd());
+                tracing::debug!("--init: exec of the sealed copy failed ({e}); staying in-process");
             }
+            // Still imgctl's image: non-dumpable and without capabilities.
+            drop(ready_wr);
+            super::init::reap_and_forward(child)
         }
     }
 }

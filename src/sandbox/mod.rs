@@ -25,6 +25,7 @@ pub mod cgroup;
 mod child;
 pub mod devfilter;
 pub mod idshift;
+pub mod init;
 mod mounts;
 pub mod seccomp;
 
@@ -175,6 +176,8 @@ pub(crate) struct Prepared {
     /// AppArmor profile and SELinux label to apply at exec.
     pub apparmor: Option<String>,
     pub selinux: Option<String>,
+    /// `--init`: the sealed copy of imgctl the init runs from (close-on-exec).
+    pub init_exe: Option<OwnedFd>,
 }
 
 fn ns_flag(t: LinuxNamespaceType) -> nix::sched::CloneFlags {
@@ -332,6 +335,11 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<Outcome, Error>
         pty_slave,
         apparmor,
         selinux,
+        init_exe: if opts.init {
+            Some(init::sealed_copy()?)
+        } else {
+            None
+        },
     };
 
     if let Some(g) = &group {

@@ -453,6 +453,36 @@ fn exit_codes_signals_and_init() {
     );
     assert!(!o.status.success(), "writing /proc/1/exe succeeded");
     assert_eq!(before, std::fs::read(crate::common::imgctl_bin()).unwrap());
+    // Even a container allowed to ptrace finds only a sealed in-memory copy
+    // behind /proc/1/exe, never imgctl's file.
+    let o = run(
+        t.path(),
+        &r,
+        &["--init", "--cap-add", "SYS_PTRACE"],
+        &[
+            "/bin/sh",
+            "-c",
+            "readlink /proc/1/exe; grep -E '^(CapEff|NoNewPrivs)' /proc/1/status",
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("/memfd:imgctl-init"), "{out}");
+    assert!(
+        out.contains("CapEff:\t0000000000000000") && out.contains("NoNewPrivs:\t1"),
+        "{out}"
+    );
+    // Without CAP_SYS_PTRACE the init cannot even be looked at.
+    let o = run(
+        t.path(),
+        &r,
+        &["--init"],
+        &["/bin/sh", "-c", "readlink /proc/1/exe"],
+    );
+    assert!(
+        !o.status.success(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 }
 
 #[test]
