@@ -327,6 +327,14 @@ fn start_init(p: &mut Prepared, sock: &UnixStream) -> Result<(), Fail> {
             let none = super::caps::Sets::default();
             let _ = none.apply_bounding();
             let _ = none.apply_process_sets();
+            // Its root and cwd must be exactly the old root, so that pivot_root
+            // moves them into the container; and it keeps no descriptor but the
+            // ones it needs (CVE-2024-21626 class).
+            let _ = nix::unistd::chdir("/");
+            let mut keep = vec![ready_wr.as_raw_fd() as u32];
+            keep.extend(p.init_exe.as_ref().map(|f| f.as_raw_fd() as u32));
+            keep.sort_unstable();
+            let _ = crate::sys::mount::close_fds_from(3, &keep);
             if let Some(memfd) = &p.init_exe {
                 // The write end must survive the exec: the init closes it when ready.
                 let _ = nix::fcntl::fcntl(

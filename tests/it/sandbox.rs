@@ -462,13 +462,20 @@ fn exit_codes_signals_and_init() {
         &[
             "/bin/sh",
             "-c",
-            "readlink /proc/1/exe; grep -E '^(CapEff|NoNewPrivs)' /proc/1/status",
+            "readlink /proc/1/exe; grep -E '^(CapEff|NoNewPrivs)' /proc/1/status; \
+             ls /proc/1/fd | tr '\\n' ' '; echo; ls /proc/1/cwd/probe /proc/1/root/probe",
         ],
     );
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.starts_with("/memfd:imgctl-init"), "{out}");
     assert!(
         out.contains("CapEff:\t0000000000000000") && out.contains("NoNewPrivs:\t1"),
+        "{out}"
+    );
+    // Its descriptors are stdio only; its cwd and root are the container's.
+    assert!(out.contains("\n0 1 2 \n"), "{out}");
+    assert!(
+        out.contains("/proc/1/cwd/probe") && out.contains("/proc/1/root/probe"),
         "{out}"
     );
     // Without CAP_SYS_PTRACE the init cannot even be looked at.
