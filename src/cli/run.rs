@@ -143,6 +143,9 @@ pub struct Args {
     /// A name for the container.
     #[arg(long)]
     pub name: Option<String>,
+    /// Where cgroupfs is mounted; v1 or v2 is detected there.
+    #[arg(long, value_name = "DIR", default_value = "/sys/fs/cgroup")]
+    pub cgroup_root: PathBuf,
     #[command(flatten)]
     pub c: ContainerArgs,
     /// IMAGE [COMMAND [ARG...]] (with --rootfs: COMMAND [ARG...]).
@@ -521,7 +524,7 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
         let opts = crate::sandbox::Options {
             init: a.c.init,
             rootfs_shifted: p.rootfs_shifted.clone(),
-            ..Default::default()
+            cgroup_root: a.cgroup_root.clone(),
         };
         match crate::sandbox::run(&p.spec, &p.rootfs, &opts) {
             Ok(outcome) => {

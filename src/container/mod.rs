@@ -530,9 +530,13 @@ fn resources(f: &RunFlags) -> Result<LinuxResources, Error> {
     if c != LinuxCpu::default() {
         r.set_cpu(Some(c));
     }
-    let mut p = LinuxPids::default();
-    p.set_limit(f.pids_limit.unwrap_or(DEFAULT_PIDS_LIMIT));
-    r.set_pids(Some(p));
+    // 0 or -1: unlimited (Docker), i.e. no pids limit at all.
+    let pids = f.pids_limit.unwrap_or(DEFAULT_PIDS_LIMIT);
+    if pids > 0 {
+        let mut p = LinuxPids::default();
+        p.set_limit(pids);
+        r.set_pids(Some(p));
+    }
     let mut b = LinuxBlockIo::default();
     b.set_weight(f.blkio_weight);
     b.set_throttle_read_bps_device(throttles(&f.device_read_bps)?);

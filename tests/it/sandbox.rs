@@ -1018,3 +1018,57 @@ fn image_config_entrypoint_cmd_env_workdir_user() {
     );
     assert_eq!(run_cfg(&["--entrypoint", "/bin/echo", "plain"]), "plain");
 }
+
+/// The cgroup v2 manager on the real kernel: on this hybrid host the cgroup2 mount
+/// at /sys/fs/cgroup/unified (hugetlb only) serves as the root. The group is made,
+/// the process joins it (its /proc/self/cgroup is "0::/" in its cgroup namespace),
+/// the eBPF device filter denies a node made with mknod unless --privileged, and
+/// the group is gone afterwards.
+#[test]
+fn cgroup2_manager_on_the_real_kernel() {
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    let is_v2 =
+        |p: &Path| nix::sys::statfs::statfs(p).is_ok_and(|s| s.filesystem_type().0 == 0x6367_7270);
+    if !ready()
+        || !require(
+            is_v2(unified),
+            "a cgroup2 mount at /sys/fs/cgroup/unified (hybrid host)",
+        )
+    {
+        return;
+    }
+    let _g = serial();
+    let t = tempdir();
+    let r = rootfs(t.path());
+    let script = "mknod /tmp/kmsg c 1 11 && dd if=/tmp/kmsg of=/dev/null count=0 2>/dev/null && echo opened; \
+                  rm -f /tmp/kmsg; grep '^0::' /proc/self/cgroup";
+    let base = [
+        "--cgroup-root",
+        "/sys/fs/cgroup/unified",
+        "--pids-limit",
+        "-1",
+    ];
+    let o = run(t.path(), &r, &base, &["/bin/sh", "-c", script]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "0::/\n",
+        "denied by the device filter"
+    );
+    let mut privileged = base.to_vec();
+    privileged.push("--privileged");
+    let o = run(t.path(), &r, &privileged, &["/bin/sh", "-c", script]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "opened\n0::/\n",
+        "{}",
+        stderr(&o)
+    );
+    let left: Vec<_> = std::fs::read_dir(unified.join("imgctl"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
