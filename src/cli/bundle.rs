@@ -41,6 +41,9 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
     let path = dir.join("config.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&p.spec)?)
         .with_context(|| format!("write {}", path.display()))?;
+    // A bundle outlives imgctl: with --rootfs nothing is held; an image-backed
+    // rootfs must be materialised in the bundle before its release here.
+    drop(p.image);
     println!("{}", dir.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -157,6 +157,23 @@ pub struct Args {
     pub args: Vec<String>,
 }
 
+/// What the image step hands to `run`/`bundle`: the image's config, a mounted
+/// root filesystem for container `id`, and how to release it (e.g. unmount and
+/// remove the snapshot) once the container is gone; dropping releases it.
+pub(crate) struct ImageRoot {
+    pub config: Option<oci_spec::image::Config>,
+    pub rootfs: PathBuf,
+    pub release: Option<Box<dyn FnOnce()>>,
+}
+
+impl Drop for ImageRoot {
+    fn drop(&mut self) {
+        if let Some(f) = self.release.take() {
+            f();
+        }
+    }
+}
+
 /// The image step: image name -> (image config, root filesystem). Until the store
 /// and snapshots are merged, only `--rootfs DIR [--image-config FILE]` is served.
 /// This is the one function to swap for the store + snapshot lookup.
@@ -164,7 +181,8 @@ pub(crate) fn image_rootfs(
     _g: &Globals,
     image: Option<&str>,
     c: &ContainerArgs,
-) -> anyhow::Result<(Option<oci_spec::image::Config>, PathBuf)> {
+    _id: &str,
+) -> anyhow::Result<ImageRoot> {
     if let Some(dir) = &c.rootfs {
         let dir =
             std::fs::canonicalize(dir).with_context(|| format!("rootfs {}", dir.display()))?;
@@ -186,7 +204,11 @@ pub(crate) fn image_rootfs(
                 )
             }
         };
-        return Ok((config, dir));
+        return Ok(ImageRoot {
+            config,
+            rootfs: dir,
+            release: None,
+        });
     }
     match image {
         Some(name) => Err(anyhow!(
@@ -375,6 +397,8 @@ pub(crate) struct Prepared {
     pub rootfs_shifted: Option<PathBuf>,
     pub state_dir: PathBuf,
     pub lease: Option<container::UsernsLease>,
+    /// Held until the container is gone; dropping releases the image's rootfs.
+    pub image: ImageRoot,
 }
 
 /// Flags + image -> spec, with its state directory written.
@@ -392,7 +416,8 @@ pub(crate) fn prepare(
     };
     let id = container::new_id();
     let flags = run_flags(c, &id, cmd)?;
-    let (config, rootfs) = image_rootfs(g, image.as_deref(), c)?;
+    let image = image_rootfs(g, image.as_deref(), c, &id)?;
+    let (config, rootfs) = (image.config.clone(), image.rootfs.clone());
     let state_dir = state_dir.unwrap_or_else(|| g.root.join("containers").join(&id));
     let (base, lease) = if flags.userns == Userns::Auto {
         let (b, l) = container::allocate_userns(&g.root.join("locks").join("userns"))?;
@@ -425,6 +450,7 @@ pub(crate) fn prepare(
             rootfs_shifted,
             state_dir,
             lease,
+            image,
         },
         id,
     ))
@@ -558,5 +584,7 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
         let _ = std::fs::remove_dir_all(&p.state_dir);
     }
     drop(p.lease);
+    // The container is gone: release the image's root filesystem.
+    drop(p.image);
     result
 }
