@@ -95,6 +95,7 @@ fn setup_and_exec(p: &mut Prepared, sock: &UnixStream) -> Result<std::convert::I
         nix::sched::setns(f, *flag)
             .map_err(|e| f125(format!("join namespace {}: {e}", path.display())))?;
     }
+    let pre = mounts::preopen(p).map_err(f125)?;
     if p.userns {
         nix::unistd::setresgid(0.into(), 0.into(), 0.into())
             .map_err(ctx("become root in the user namespace (gid)"))?;
@@ -128,7 +129,8 @@ fn setup_and_exec(p: &mut Prepared, sock: &UnixStream) -> Result<std::convert::I
         }
     }
 
-    mounts::setup(p, idmapped).map_err(f125)?;
+    mounts::setup(p, idmapped, &pre).map_err(f125)?;
+    drop(pre);
 
     let spec = &p.spec;
     if let Some(h) = spec.hostname() {

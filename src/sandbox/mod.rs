@@ -159,7 +159,8 @@ pub(crate) struct Prepared {
     pub userns: bool,
     /// Attach an idmapped clone of the rootfs (user namespace, rootfs not shifted).
     pub idmap: bool,
-    /// Writable overlay dir over a shared shifted rootfs.
+    /// Dir holding `upper` and `work` of the writable overlay over a shared
+    /// shifted rootfs.
     pub overlay_rw: Option<PathBuf>,
     pub netns_new: bool,
     pub cgroupns: bool,

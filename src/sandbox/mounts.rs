@@ -7,7 +7,7 @@
 //! the rootfs (CVE-2021-30465, CVE-2019-19921). `/proc`, `/sys` and the other
 //! kernel filesystems must be mounted on real directories (CVE-2019-16884).
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -164,7 +164,7 @@ const REMOUNT_KEEP: MsFlags = MsFlags::MS_RDONLY
     .union(MsFlags::MS_RELATIME)
     .union(MsFlags::MS_STRICTATIME);
 
-fn mount_one(root: &OwnedFd, m: &Mount, p: &Prepared) -> R<()> {
+fn mount_one(root: &OwnedFd, m: &Mount, p: &Prepared, pre: &Preopened) -> R<()> {
     let dest = m.destination();
     if !dest.is_absolute() {
         return Err(format!(
@@ -186,18 +186,20 @@ fn mount_one(root: &OwnedFd, m: &Mount, p: &Prepared) -> R<()> {
             .source()
             .clone()
             .ok_or_else(|| format!("bind mount on {} has no source", dest.display()))?;
-        let meta =
-            std::fs::metadata(&src).map_err(|e| format!("bind source {}: {e}", src.display()))?;
-        mkdir_p_in_root(root, dest, meta.is_dir())?;
+        let srcfd = pre
+            .binds
+            .iter()
+            .find(|(s, _)| *s == src)
+            .map(|(_, fd)| fd)
+            .ok_or_else(|| format!("bind source {} was not opened", src.display()))?;
+        let st =
+            rustix::fs::fstat(srcfd).map_err(|e| format!("bind source {}: {e}", src.display()))?;
+        let is_dir =
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory;
+        mkdir_p_in_root(root, dest, is_dir)?;
         let target = open_in_root(root, dest, false).map_err(|e| where_(&e))?;
-        let srcfd = rustix::fs::open(
-            &src,
-            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(|e| format!("bind source {}: {e}", src.display()))?;
         let bind = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-        do_mount(Some(&fd_path(&srcfd)), &fd_path(&target), None, bind, None)
+        do_mount(Some(&fd_path(srcfd)), &fd_path(&target), None, bind, None)
             .map_err(|e| where_(&e))?;
         let extra = opts.flags & REMOUNT_KEEP;
         let mounted = open_in_root(root, dest, false).map_err(|e| where_(&e))?;
@@ -458,76 +460,129 @@ pub(crate) fn open_dev_null() -> R<OwnedFd> {
 }
 
 /// Build the root and pivot into it. Runs in the child, in its mount namespace.
-pub(crate) fn setup(p: &Prepared, idmapped: Option<OwnedFd>) -> R<()> {
+/// Descriptors the child opens before it becomes root of its user namespace:
+/// until then it still has the host's root uid for permission checks, so paths
+/// under 0700 directories (a bundle, a store, a volume's parent) stay reachable;
+/// afterwards everything is done through these fds, in the child's own mount
+/// namespace (fds of the parent's namespace cannot be mount targets).
+pub(crate) struct Preopened {
+    pub rootfs: OwnedFd,
+    pub overlay: Option<(OwnedFd, OwnedFd)>,
+    pub binds: Vec<(PathBuf, OwnedFd)>,
+}
+
+fn open_path(path: &Path, dir: bool) -> R<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let mut fl = OFlags::PATH | OFlags::CLOEXEC;
+    if dir {
+        fl |= OFlags::DIRECTORY;
+    }
+    rustix::fs::open(path, fl, Mode::empty())
+        .map_err(|e| msg(format!("open {}", path.display()), e))
+}
+
+pub(crate) fn preopen(p: &Prepared) -> R<Preopened> {
+    let rootfs = open_path(&p.rootfs, true)?;
+    let overlay = match &p.overlay_rw {
+        Some(rw) => Some((
+            open_path(&rw.join("upper"), true)?,
+            open_path(&rw.join("work"), true)?,
+        )),
+        None => None,
+    };
+    let mut binds = Vec::new();
+    for m in p.spec.mounts().iter().flatten() {
+        let opts = MountOptions::parse(m.options().as_deref().unwrap_or(&[]));
+        if m.typ().as_deref() == Some("bind") || opts.is_bind() {
+            if let Some(src) = m.source() {
+                if !binds.iter().any(|(s, _)| s == src) {
+                    let fd = open_path(src, false).map_err(|e| format!("bind source: {e}"))?;
+                    binds.push((src.clone(), fd));
+                }
+            }
+        }
+    }
+    Ok(Preopened {
+        rootfs,
+        overlay,
+        binds,
+    })
+}
+
+pub(crate) fn setup(p: &Prepared, idmapped: Option<OwnedFd>, pre: &Preopened) -> R<()> {
+    use rustix::mount::{move_mount, MoveMountFlags};
     let rootfs = &p.rootfs;
     // Nothing we mount may propagate back to the host.
     do_mount(None, "/", None, MsFlags::MS_REC | MsFlags::MS_SLAVE, None)
         .map_err(|e| msg("make / rslave", e))?;
-    match idmapped {
-        Some(fd) => {
-            rustix::mount::move_mount(
-                fd.as_fd(),
-                "",
-                rustix::fs::CWD,
-                rootfs,
-                rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-            )
-            .map_err(|e| {
-                msg(
-                    format!("attach the idmapped rootfs on {}", rootfs.display()),
-                    e,
-                )
-            })?;
+    // The root becomes a mount of its own, held by a mount fd, attached over the
+    // rootfs directory through the fd the parent opened: in a user namespace the
+    // path to the rootfs may not be searchable (a 0700 bundle or store directory).
+    let attach = |mnt: &OwnedFd, what: &str| -> R<()> {
+        move_mount(
+            mnt,
+            "",
+            &pre.rootfs,
+            "",
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+        )
+        .map_err(|e| msg(format!("attach the {what} on {}", rootfs.display()), e))
+    };
+    let root: OwnedFd = match idmapped {
+        Some(tree) => {
+            attach(&tree, "idmapped rootfs")?;
+            tree
         }
-        None if p.overlay_rw.is_some() => {
-            let rw = p.overlay_rw.as_deref().unwrap_or(Path::new("/"));
-            let data = format!(
-                "lowerdir={},upperdir={},workdir={}",
-                rootfs.display(),
-                rw.join("upper").display(),
-                rw.join("work").display()
-            );
-            let r = rootfs.to_string_lossy();
-            do_mount(
-                Some("overlay"),
-                &r,
-                Some("overlay"),
-                MsFlags::empty(),
-                Some(&data),
-            )
-            .map_err(|e| {
-                msg(
-                    format!("overlay over the shifted rootfs {}", rootfs.display()),
-                    e,
+        None => match &pre.overlay {
+            Some((upper, work)) => {
+                use rustix::mount::{fsconfig_create, fsconfig_set_string, fsmount, fsopen};
+                use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags};
+                let e = |step: &str, err: rustix::io::Errno| {
+                    msg(format!("overlay over the shifted rootfs: {step}"), err)
+                };
+                let fs =
+                    fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|x| e("fsopen", x))?;
+                fsconfig_set_string(&fs, "lowerdir", fd_path(&pre.rootfs))
+                    .map_err(|x| e("lowerdir", x))?;
+                fsconfig_set_string(&fs, "upperdir", fd_path(upper))
+                    .map_err(|x| e("upperdir", x))?;
+                fsconfig_set_string(&fs, "workdir", fd_path(work)).map_err(|x| e("workdir", x))?;
+                fsconfig_create(&fs).map_err(|x| e("create", x))?;
+                let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+                    .map_err(|x| e("fsmount", x))?;
+                attach(&mnt, "overlay")?;
+                mnt
+            }
+            None => {
+                use rustix::mount::{open_tree, OpenTreeFlags};
+                let tree = open_tree(
+                    &pre.rootfs,
+                    "",
+                    OpenTreeFlags::OPEN_TREE_CLONE
+                        | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                        | OpenTreeFlags::AT_RECURSIVE
+                        | OpenTreeFlags::AT_EMPTY_PATH,
                 )
-            })?;
-        }
-        None => {
-            let r = rootfs.to_string_lossy();
-            do_mount(Some(&r), &r, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
                 .map_err(|e| msg(format!("bind rootfs {}", rootfs.display()), e))?;
-        }
-    }
+                attach(&tree, "rootfs bind mount")?;
+                tree
+            }
+        },
+    };
     do_mount(
         None,
-        &rootfs.to_string_lossy(),
+        &fd_path(&root),
         None,
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None,
     )
     .map_err(|e| msg("make rootfs private", e))?;
-    let root = rustix::fs::open(
-        rootfs,
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| msg(format!("open rootfs {}", rootfs.display()), e))?;
     for m in p.spec.mounts().iter().flatten() {
-        mount_one(&root, m, p)?;
+        mount_one(&root, m, p, pre)?;
     }
     make_devices(&root, p)?;
 
-    nix::unistd::chdir(rootfs).map_err(|e| msg("chdir rootfs", e))?;
+    rustix::process::fchdir(&root).map_err(|e| msg("chdir rootfs", e))?;
     nix::unistd::pivot_root(".", ".").map_err(|e| msg("pivot_root", e))?;
     // The old root is now stacked on "."; detach it so no host path stays reachable.
     do_mount(None, ".", None, MsFlags::MS_REC | MsFlags::MS_SLAVE, None)

@@ -1072,3 +1072,40 @@ fn cgroup2_manager_on_the_real_kernel() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Regression: with a user namespace, a rootfs and a volume under a 0700 directory
+/// (umoci bundles, private stores) are still reached: they are opened before the
+/// child becomes root of its namespace, and mounted through those descriptors.
+#[test]
+fn userns_with_everything_under_a_private_directory() {
+    if !ready() {
+        return;
+    }
+    let _g = serial();
+    let t = tempdir();
+    let private = t.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    let r = rootfs(&private);
+    let vol = private.join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    Command::new("chmod")
+        .arg("1777")
+        .arg(&vol)
+        .status()
+        .unwrap();
+    Command::new("chmod")
+        .arg("0700")
+        .arg(&private)
+        .status()
+        .unwrap();
+    let bind = format!("{}:/vol", vol.display());
+    let o = run(
+        t.path(),
+        &r,
+        &["--uidmap", "0:500000:65536", "-v", &bind],
+        &["/bin/sh", "-c", "touch /vol/ok && stat -c %u /probe"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "0");
+    assert_eq!(std::fs::metadata(vol.join("ok")).unwrap().uid(), 500000);
+}
