@@ -12,10 +12,14 @@
 //! - never fork from a multi-threaded process ([`Error::MultiThreaded`]): the child is
 //!   cloned straight from the single-threaded CLI, and nothing from the host is
 //!   executed from inside the container;
-//! - the process in the container is never imgctl: it is made non-dumpable during
-//!   setup and `execve`s the container's own binary, so `/proc/1/exe` is never
-//!   imgctl's binary (CVE-2019-5736); the parent lives in the host PID namespace,
-//!   out of the container's `/proc`;
+//! - no process of the container runs imgctl's file: the child is non-dumpable
+//!   during setup and then `execve`s the container's own binary; the `--init`
+//!   runs from a sealed in-memory copy ([`init`]); so `/proc/1/exe` never leads to
+//!   imgctl on the host (CVE-2019-5736); the parent lives in the host PID
+//!   namespace, out of the container's `/proc`;
+//! - paths inside the rootfs are resolved with openat2(RESOLVE_IN_ROOT) and
+//!   mounted through `/proc/self/fd/N` (CVE-2021-30465 class); the old root is
+//!   detached after pivot_root;
 //! - no host descriptor survives into the container: every fd above 2 is closed
 //!   before `chdir` and `execve`, and the cwd is checked to be inside the new root
 //!   (CVE-2024-21626).
