@@ -14,17 +14,29 @@ set -euo pipefail
 IMGCTL=${1:-${CARGO_TARGET_DIR:-target}/release/imgctl}
 IMGCTL=$(readlink -f "$IMGCTL")
 work=$(mktemp -d /tmp/imgctl-bench.XXXXXX)
-trap 'rm -rf "$work"; podman rmi -f localhost/imgctl-bench:latest >/dev/null 2>&1 || true' EXIT
+trap 'rm -rf "$work"; podman rmi -f localhost/imgctl-bench:latest ${id:-} >/dev/null 2>&1 || true' EXIT
+# The busybox test image (an OCI layout) when present, unpacked with umoci for
+# imgctl and crun and loaded as is into podman; else a rootfs from busybox-static.
+layout=${IMGCTL_TESTDATA:-/var/cache/imgctl-testdata}/busybox-oci
 rootfs=$work/rootfs
-mkdir -p "$rootfs"/{bin,etc,tmp}
-cp /bin/busybox "$rootfs/bin/busybox"
-for a in sh true; do ln -s busybox "$rootfs/bin/$a"; done
-echo 'root:x:0:0:root:/root:/bin/sh' >"$rootfs/etc/passwd"
-echo 'root:x:0:' >"$rootfs/etc/group"
+if [ -f "$layout/index.json" ] && command -v umoci >/dev/null; then
+  umoci unpack --image "$layout:latest" "$work/unpacked" >/dev/null
+  rootfs=$work/unpacked/rootfs
+  id=$(podman pull -q "oci:$layout:latest" | tail -1)
+  podman tag "$id" localhost/imgctl-bench:latest
+  echo "image: $layout (busybox test image)"
+else
+  mkdir -p "$rootfs"/{bin,etc,tmp}
+  cp /bin/busybox "$rootfs/bin/busybox"
+  for a in sh true; do ln -s busybox "$rootfs/bin/$a"; done
+  echo 'root:x:0:0:root:/root:/bin/sh' >"$rootfs/etc/passwd"
+  echo 'root:x:0:' >"$rootfs/etc/group"
+  tar -C "$rootfs" -cf "$work/rootfs.tar" .
+  podman import "$work/rootfs.tar" localhost/imgctl-bench:latest >/dev/null
+  echo "image: busybox-static rootfs"
+fi
 export IMGCTL_ROOT=$work/store
 "$IMGCTL" bundle --rootfs "$rootfs" "$work/bundle" /bin/true >/dev/null
-tar -C "$rootfs" -cf "$work/rootfs.tar" .
-podman import "$work/rootfs.tar" localhost/imgctl-bench:latest >/dev/null
 nofile=$(ulimit -Hn)
 unshare -m sh -c "
   if grep -q ' /sys/fs/cgroup/unified ' /proc/self/mountinfo; then umount /sys/fs/cgroup/unified; fi
