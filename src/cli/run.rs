@@ -133,6 +133,9 @@ pub struct ContainerArgs {
     /// Resource limit name=soft[:hard], capped at the current hard limit.
     #[arg(long)]
     pub ulimit: Vec<String>,
+    /// Parent cgroup of the container's cgroup (default: imgctl).
+    #[arg(long, value_name = "PATH")]
+    pub cgroup_parent: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -279,6 +282,7 @@ pub(crate) fn run_flags(c: &ContainerArgs, id: &str, cmd: Vec<String>) -> anyhow
         blkio_weight: c.blkio_weight,
         privileged: c.privileged,
         read_only: c.read_only,
+        cgroup_parent: c.cgroup_parent.clone(),
         cap_add: c.cap_add.clone(),
         cap_drop: c.cap_drop.clone(),
         ..Default::default()

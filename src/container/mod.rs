@@ -107,6 +107,8 @@ pub struct RunFlags {
     pub binds: Vec<(PathBuf, PathBuf, bool)>,
     pub tmpfs: Vec<(PathBuf, Vec<String>)>,
     pub read_only: bool,
+    /// Parent cgroup (Docker's `--cgroup-parent`); default `imgctl`.
+    pub cgroup_parent: Option<String>,
     pub ulimits: Vec<(String, u64, u64)>,
 }
 
@@ -775,7 +777,23 @@ pub fn runtime_spec(
     }
     linux.set_namespaces(Some(namespaces));
     linux.set_resources(Some(resources(flags)?));
-    linux.set_cgroups_path(Some(PathBuf::from(format!("/imgctl/{}", flags.id))));
+    let parent = flags
+        .cgroup_parent
+        .as_deref()
+        .unwrap_or("imgctl")
+        .trim_matches('/');
+    let parent_ok = !parent.is_empty()
+        && parent
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0'));
+    if !parent_ok {
+        return Err(Error::BadFlag {
+            flag: "--cgroup-parent".into(),
+            value: parent.to_string(),
+            hint: "a cgroup path like imgctl or batch/jobs (no . or .. components)".into(),
+        });
+    }
+    linux.set_cgroups_path(Some(PathBuf::from(format!("/{parent}/{}", flags.id))));
     if !flags.privileged {
         linux.set_masked_paths(Some(MASKED_PATHS.iter().map(|s| s.to_string()).collect()));
         linux.set_readonly_paths(Some(READONLY_PATHS.iter().map(|s| s.to_string()).collect()));
@@ -962,6 +980,27 @@ mod tests {
         assert!(
             ns.contains(&LinuxNamespaceType::Network) && !ns.contains(&LinuxNamespaceType::User)
         );
+    }
+
+    #[test]
+    fn cgroup_parent_is_checked() {
+        let r = rootfs();
+        let mut f = flags();
+        f.cmd = vec!["true".into()];
+        f.cgroup_parent = Some("/batch/jobs/".into());
+        let s = runtime_spec(None, &f, r.path(), vec![], None).unwrap();
+        let path = s.linux().as_ref().unwrap().cgroups_path().clone().unwrap();
+        assert_eq!(path, PathBuf::from("/batch/jobs/0123456789abcdef"));
+        for bad in ["../escape", "a/./b", "", "/"] {
+            f.cgroup_parent = Some(bad.into());
+            assert!(
+                matches!(
+                    runtime_spec(None, &f, r.path(), vec![], None),
+                    Err(Error::BadFlag { .. })
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -81,15 +81,33 @@ pub fn rootfs(dir: &Path) -> PathBuf {
     r
 }
 
-/// `imgctl run --rm --rootfs ROOTFS <flags> <cmd>`.
+/// The parent cgroup of this test process's containers, so leftovers are
+/// checked only among them (other tests may run containers meanwhile).
+pub fn cgroup_parent() -> String {
+    format!("imgctl-test-{}", std::process::id())
+}
+
+/// `imgctl run --rm --rootfs ROOTFS --cgroup-parent <test parent> <flags> <cmd>`.
 pub fn run(store: &Path, rootfs: &Path, flags: &[&str], cmd: &[&str]) -> Output {
+    let parent = cgroup_parent();
     let mut c = super::imgctl(store);
-    c.args(["run", "--rm", "--rootfs"])
+    c.args(["run", "--rm", "--cgroup-parent", &parent, "--rootfs"])
         .arg(rootfs)
         .args(flags)
         .args(cmd);
-    super::output(&mut c)
+    let out = super::output(&mut c);
+    // An empty parent goes; one with a leftover child stays for the checks.
+    for c in CONTROLLERS {
+        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(c).join(&parent));
+    }
+    out
 }
+
+/// Where a container's cgroup directories can be: v1 controllers, the hybrid
+/// cgroup2 mount, the v2 root.
+const CONTROLLERS: [&str; 10] = [
+    "memory", "cpu", "cpuacct", "cpuset", "pids", "blkio", "devices", "freezer", "unified", "",
+];
 
 /// Run the probe and parse its report; panics with stderr when it fails.
 pub fn probe(store: &Path, rootfs: &Path, flags: &[&str], mode: &[&str]) -> serde_json::Value {
@@ -110,22 +128,20 @@ pub fn probe(store: &Path, rootfs: &Path, flags: &[&str], mode: &[&str]) -> serd
     })
 }
 
-/// Names of the container cgroups currently under `imgctl/` in every v1
-/// controller (or the v2 root).
+/// Container cgroups left under this test process's parent, in every v1
+/// controller (or the v2 root and the hybrid cgroup2 mount). Empty parents are
+/// removed on the way.
 pub fn leftover_cgroups() -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let roots: Vec<PathBuf> = [
-        "memory", "cpu", "cpuset", "pids", "blkio", "devices", "freezer", "",
-    ]
-    .iter()
-    .map(|c| Path::new("/sys/fs/cgroup").join(c).join("imgctl"))
-    .collect();
-    for r in roots {
-        for e in std::fs::read_dir(&r).into_iter().flatten().flatten() {
+    let parent = cgroup_parent();
+    for c in CONTROLLERS {
+        let dir = Path::new("/sys/fs/cgroup").join(c).join(&parent);
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                 out.push(e.path());
             }
         }
+        let _ = std::fs::remove_dir(&dir);
     }
     out
 }
