@@ -109,6 +109,9 @@ impl std::error::Error for Exit {}
 
 /// Parse the command line, run the command and map its result to an exit code.
 pub fn main() -> ExitCode {
+    // `imgctl run --init` re-executes a sealed copy of this binary as the
+    // container's PID 1; that copy never returns from here.
+    crate::sandbox::init::entry();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -1,1 +1,1039 @@
-//! Containers: runtime spec from an image config and run flags; later lifecycle and state.
+//! Containers: an OCI runtime spec from an image config and `run` flags.
+//!
+//! [`runtime_spec`] is the one place Docker's defaults are decided: mounts,
+//! masked and read-only paths, the capability set, the seccomp profile (resolved
+//! for those capabilities), the device allow-list, limits, namespaces and the
+//! process. The result runs in [`crate::sandbox`] or, written as a bundle, in crun
+//! or runc.
+
+pub mod parse;
+pub mod user;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{
+    Capability, LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxIdMapping,
+    LinuxIdMappingBuilder, LinuxMemory, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPids,
+    LinuxResources, LinuxThrottleDevice, LinuxThrottleDeviceBuilder, Mount, PosixRlimit,
+    PosixRlimitBuilder, PosixRlimitType, Spec,
+};
+
+use crate::sandbox::{self, seccomp};
+
+/// Errors of spec generation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid value {value:?} for {flag}: expected {hint}")]
+    BadFlag {
+        flag: String,
+        value: String,
+        hint: String,
+    },
+    #[error("user {user:?}: {reason}")]
+    User { user: String, reason: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no command: the image has no ENTRYPOINT or CMD and none was given")]
+    NoCommand,
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::Error),
+    #[error("building the runtime spec: {0}")]
+    Spec(String),
+}
+
+/// `--network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    /// A new network namespace with only `lo` (Docker's `none`).
+    #[default]
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+/// `--userns` and `--uidmap/--gidmap`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Userns {
+    /// No user namespace.
+    #[default]
+    Host,
+    /// A free unprivileged range from /etc/subuid (or 100000:65536).
+    Auto,
+    /// Explicit maps `(container, host, size)`.
+    Maps {
+        uid: Vec<(u32, u32, u32)>,
+        gid: Vec<(u32, u32, u32)>,
+    },
+}
+
+/// What the user asked for on the command line (already parsed into values).
+#[derive(Debug, Clone, Default)]
+pub struct RunFlags {
+    pub id: String,
+    pub hostname: Option<String>,
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub entrypoint: Option<String>,
+    pub cmd: Vec<String>,
+    pub tty: bool,
+    pub network: Network,
+    pub userns: Userns,
+    pub memory: Option<i64>,
+    pub memory_reservation: Option<i64>,
+    pub memory_swap: Option<i64>,
+    pub memory_swappiness: Option<u64>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<u64>,
+    pub cpu_shares: Option<u64>,
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+    pub pids_limit: Option<i64>,
+    pub blkio_weight: Option<u16>,
+    pub device_read_bps: Vec<(PathBuf, u64)>,
+    pub device_write_bps: Vec<(PathBuf, u64)>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub no_new_privileges: bool,
+    /// `None` = Docker's default profile; `Some(None)` = unconfined; `Some(Some(path))`.
+    pub seccomp: Option<Option<PathBuf>>,
+    pub apparmor: Option<String>,
+    pub label: Option<String>,
+    pub binds: Vec<(PathBuf, PathBuf, bool)>,
+    pub tmpfs: Vec<(PathBuf, Vec<String>)>,
+    pub read_only: bool,
+    /// Parent cgroup (Docker's `--cgroup-parent`); default `imgctl`.
+    pub cgroup_parent: Option<String>,
+    pub ulimits: Vec<(String, u64, u64)>,
+}
+
+/// Default pids limit (podman's): a fork bomb stays contained (SECURITY-TESTS 45).
+pub const DEFAULT_PIDS_LIMIT: i64 = 2048;
+
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Docker's masked paths.
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Docker's read-only paths.
+pub const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+fn mnt(dest: &str, typ: &str, source: &str, opts: &[&str]) -> Mount {
+    let mut m = Mount::default();
+    m.set_destination(PathBuf::from(dest));
+    m.set_typ(Some(typ.to_string()));
+    m.set_source(Some(PathBuf::from(source)));
+    m.set_options(Some(opts.iter().map(|s| s.to_string()).collect()));
+    m
+}
+
+fn default_mounts(privileged: bool) -> Vec<Mount> {
+    let sys_rw = if privileged { "rw" } else { "ro" };
+    vec![
+        mnt("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        mnt(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mnt(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        mnt(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", sys_rw],
+        ),
+        mnt(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", sys_rw],
+        ),
+        mnt(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        mnt(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
+    ]
+}
+
+fn dev_rule(
+    allow: bool,
+    typ: Option<LinuxDeviceType>,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> LinuxDeviceCgroup {
+    let mut d = LinuxDeviceCgroup::default();
+    d.set_allow(allow);
+    d.set_typ(typ);
+    d.set_major(major);
+    d.set_minor(minor);
+    d.set_access(Some(access.to_string()));
+    d
+}
+
+/// Docker's device cgroup allow-list.
+pub fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
+    use LinuxDeviceType::{B, C};
+    vec![
+        dev_rule(false, None, None, None, "rwm"),
+        dev_rule(true, Some(C), None, None, "m"),
+        dev_rule(true, Some(B), None, None, "m"),
+        dev_rule(true, Some(C), Some(1), Some(3), "rwm"),
+        dev_rule(true, Some(C), Some(1), Some(8), "rwm"),
+        dev_rule(true, Some(C), Some(1), Some(7), "rwm"),
+        dev_rule(true, Some(C), Some(5), Some(0), "rwm"),
+        dev_rule(true, Some(C), Some(1), Some(5), "rwm"),
+        dev_rule(true, Some(C), Some(1), Some(9), "rwm"),
+        dev_rule(true, Some(C), Some(136), None, "rwm"),
+        dev_rule(true, Some(C), Some(5), Some(2), "rwm"),
+        dev_rule(true, Some(C), Some(10), Some(200), "rwm"),
+        dev_rule(true, Some(C), Some(5), Some(1), "rwm"),
+    ]
+}
+
+/// The capability set after `--privileged`, `--cap-drop`, `--cap-add`
+/// (drop first, then add, as Docker; `ALL` allowed in both).
+pub fn capability_set(f: &RunFlags) -> Result<Vec<String>, Error> {
+    let all = sandbox::all_caps;
+    if f.privileged {
+        return Ok(all());
+    }
+    let norm = |list: &[String]| -> Result<Vec<String>, Error> {
+        list.iter()
+            .map(|c| {
+                if c.eq_ignore_ascii_case(sandbox::ALL_CAPS) {
+                    Ok("ALL".into())
+                } else {
+                    Ok(sandbox::parse_cap(c)?)
+                }
+            })
+            .collect()
+    };
+    let drop = norm(&f.cap_drop)?;
+    let add = norm(&f.cap_add)?;
+    let mut set = if drop.iter().any(|c| c == "ALL") {
+        Vec::new()
+    } else {
+        sandbox::docker_default_caps()
+    };
+    set.retain(|c| !drop.contains(c));
+    if add.iter().any(|c| c == "ALL") {
+        set = all();
+    } else {
+        for c in add {
+            if !set.contains(&c) {
+                set.push(c);
+            }
+        }
+    }
+    set.sort();
+    // A capability this process lacks cannot be handed to the container.
+    let have = all();
+    if let Some(missing) = set.iter().find(|c| !have.contains(c)) {
+        return Err(Error::BadFlag {
+            flag: "--cap-add".into(),
+            value: missing.clone(),
+            hint: "a capability imgctl itself holds (it is not in this process's bounding set)"
+                .into(),
+        });
+    }
+    Ok(set)
+}
+
+fn oci_caps(names: &[String]) -> Result<oci_spec::runtime::Capabilities, Error> {
+    names
+        .iter()
+        .map(|n| {
+            serde_json::from_value::<Capability>(serde_json::Value::String(n.clone()))
+                .map_err(|_| Error::Sandbox(sandbox::Error::Capability { name: n.clone() }))
+        })
+        .collect()
+}
+
+fn rlimit_type(name: &str) -> Option<PosixRlimitType> {
+    use PosixRlimitType as T;
+    Some(match name {
+        "cpu" => T::RlimitCpu,
+        "fsize" => T::RlimitFsize,
+        "data" => T::RlimitData,
+        "stack" => T::RlimitStack,
+        "core" => T::RlimitCore,
+        "rss" => T::RlimitRss,
+        "nproc" => T::RlimitNproc,
+        "nofile" => T::RlimitNofile,
+        "memlock" => T::RlimitMemlock,
+        "as" => T::RlimitAs,
+        "locks" => T::RlimitLocks,
+        "sigpending" => T::RlimitSigpending,
+        "msgqueue" => T::RlimitMsgqueue,
+        "nice" => T::RlimitNice,
+        "rtprio" => T::RlimitRtprio,
+        "rttime" => T::RlimitRttime,
+        _ => return None,
+    })
+}
+
+fn host_hard_limit(t: PosixRlimitType) -> u64 {
+    use PosixRlimitType as T;
+    let res = match t {
+        T::RlimitCpu => libc::RLIMIT_CPU,
+        T::RlimitFsize => libc::RLIMIT_FSIZE,
+        T::RlimitData => libc::RLIMIT_DATA,
+        T::RlimitStack => libc::RLIMIT_STACK,
+        T::RlimitCore => libc::RLIMIT_CORE,
+        T::RlimitRss => libc::RLIMIT_RSS,
+        T::RlimitNproc => libc::RLIMIT_NPROC,
+        T::RlimitNofile => libc::RLIMIT_NOFILE,
+        T::RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        T::RlimitAs => libc::RLIMIT_AS,
+        T::RlimitLocks => libc::RLIMIT_LOCKS,
+        T::RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        T::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        T::RlimitNice => libc::RLIMIT_NICE,
+        T::RlimitRtprio => libc::RLIMIT_RTPRIO,
+        T::RlimitRttime => libc::RLIMIT_RTTIME,
+    };
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(res, &mut r) } == 0 {
+        r.rlim_max
+    } else {
+        u64::MAX
+    }
+}
+
+/// `--ulimit` values, each capped at the current hard limit: without
+/// CAP_SYS_RESOURCE a limit can never be raised (DESIGN.md section 6).
+pub fn rlimits(list: &[(String, u64, u64)]) -> Result<Vec<PosixRlimit>, Error> {
+    let mut out = Vec::new();
+    for (name, soft, hard) in list {
+        let t = rlimit_type(name).ok_or_else(|| Error::BadFlag {
+            flag: "--ulimit".into(),
+            value: name.clone(),
+            hint: "one of nofile, nproc, core, stack, memlock, cpu, fsize, data, as, locks, sigpending, msgqueue, nice, rtprio, rttime, rss".into(),
+        })?;
+        let max = host_hard_limit(t);
+        let (s, h) = ((*soft).min(max), (*hard).min(max));
+        if h < *hard {
+            tracing::warn!(
+                "--ulimit {name}: hard limit {hard} capped at the current hard limit {max}"
+            );
+        }
+        out.push(
+            PosixRlimitBuilder::default()
+                .typ(t)
+                .soft(s)
+                .hard(h)
+                .build()
+                .map_err(|e| Error::Spec(e.to_string()))?,
+        );
+    }
+    Ok(out)
+}
+
+/// `--userns=auto`: the first free 65536-id slice of the `/etc/subuid` range of
+/// `root` (or 100000:65536). Freedom is claimed with an exclusive lock file under
+/// `lock_dir`, removed by the returned guard.
+pub fn allocate_userns(lock_dir: &Path) -> Result<(u32, UsernsLease), Error> {
+    let io = |p: &Path, e| Error::Io {
+        path: p.to_path_buf(),
+        source: e,
+    };
+    let (start, count) = std::fs::read_to_string("/etc/subuid")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() == 3 && (f[0] == "imgctl" || f[0] == "root"))
+                    .then(|| Some((f[1].parse::<u32>().ok()?, f[2].parse::<u32>().ok()?)))
+                    .flatten()
+            })
+        })
+        .unwrap_or((100_000, 65_536 * 16));
+    std::fs::create_dir_all(lock_dir).map_err(|e| io(lock_dir, e))?;
+    let slices = (count / 65_536).max(1);
+    for i in 0..slices {
+        let base = start + i * 65_536;
+        let p = lock_dir.join(base.to_string());
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&p)
+        {
+            Ok(_) => return Ok((base, UsernsLease { path: p })),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // A stale lease of a process that is gone may be reclaimed.
+                let pid = std::fs::read_to_string(&p)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i32>().ok());
+                if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                    let _ = std::fs::remove_file(&p);
+                }
+            }
+            Err(e) => return Err(io(&p, e)),
+        }
+    }
+    Err(Error::Spec(
+        "--userns=auto: every id range from /etc/subuid is in use".into(),
+    ))
+}
+
+/// A claimed id range; released on drop.
+#[derive(Debug)]
+pub struct UsernsLease {
+    path: PathBuf,
+}
+
+impl UsernsLease {
+    /// Record the owning process so a crashed run's lease can be reclaimed.
+    pub fn set_owner(&self, pid: u32) {
+        let _ = std::fs::write(&self.path, pid.to_string());
+    }
+}
+
+impl Drop for UsernsLease {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn id_mapping(c: u32, h: u32, s: u32) -> LinuxIdMapping {
+    LinuxIdMappingBuilder::default()
+        .container_id(c)
+        .host_id(h)
+        .size(s)
+        .build()
+        .unwrap_or_default()
+}
+
+fn device_numbers(p: &Path) -> Result<(i64, i64), Error> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let m = std::fs::metadata(p).map_err(|e| Error::Io {
+        path: p.to_path_buf(),
+        source: e,
+    })?;
+    if !m.file_type().is_block_device() {
+        return Err(Error::BadFlag {
+            flag: "--device-read-bps/--device-write-bps".into(),
+            value: p.display().to_string(),
+            hint: "a block device".into(),
+        });
+    }
+    let r = m.rdev();
+    Ok((libc::major(r) as i64, libc::minor(r) as i64))
+}
+
+fn throttles(list: &[(PathBuf, u64)]) -> Result<Option<Vec<LinuxThrottleDevice>>, Error> {
+    if list.is_empty() {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for (p, rate) in list {
+        let (maj, min) = device_numbers(p)?;
+        out.push(
+            LinuxThrottleDeviceBuilder::default()
+                .major(maj)
+                .minor(min)
+                .rate(*rate)
+                .build()
+                .map_err(|e| Error::Spec(e.to_string()))?,
+        );
+    }
+    Ok(Some(out))
+}
+
+fn resources(f: &RunFlags) -> Result<LinuxResources, Error> {
+    let mut r = LinuxResources::default();
+    r.set_devices(Some(if f.privileged {
+        vec![dev_rule(true, None, None, None, "rwm")]
+    } else {
+        default_device_rules()
+    }));
+    let mut m = LinuxMemory::default();
+    m.set_limit(f.memory);
+    m.set_reservation(f.memory_reservation);
+    m.set_swappiness(f.memory_swappiness);
+    if let Some(s) = f.memory_swap {
+        if let Some(l) = f.memory {
+            if s >= 0 && s < l {
+                return Err(Error::BadFlag {
+                    flag: "--memory-swap".into(),
+                    value: s.to_string(),
+                    hint: "a value not below --memory (it counts memory plus swap), or -1".into(),
+                });
+            }
+        } else {
+            return Err(Error::BadFlag {
+                flag: "--memory-swap".into(),
+                value: s.to_string(),
+                hint: "--memory to be set too".into(),
+            });
+        }
+        m.set_swap(Some(s));
+    }
+    if m != LinuxMemory::default() {
+        r.set_memory(Some(m));
+    }
+    let mut c = LinuxCpu::default();
+    c.set_quota(f.cpu_quota);
+    c.set_period(f.cpu_period.or(f.cpu_quota.map(|_| 100_000)));
+    c.set_shares(f.cpu_shares);
+    c.set_cpus(f.cpuset_cpus.clone());
+    c.set_mems(f.cpuset_mems.clone());
+    if c != LinuxCpu::default() {
+        r.set_cpu(Some(c));
+    }
+    // 0 or -1: unlimited (Docker), i.e. no pids limit at all.
+    let pids = f.pids_limit.unwrap_or(DEFAULT_PIDS_LIMIT);
+    if pids > 0 {
+        let mut p = LinuxPids::default();
+        p.set_limit(pids);
+        r.set_pids(Some(p));
+    }
+    let mut b = LinuxBlockIo::default();
+    b.set_weight(f.blkio_weight);
+    b.set_throttle_read_bps_device(throttles(&f.device_read_bps)?);
+    b.set_throttle_write_bps_device(throttles(&f.device_write_bps)?);
+    if b != LinuxBlockIo::default() {
+        r.set_block_io(Some(b));
+    }
+    Ok(r)
+}
+
+/// The files `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` for a
+/// container, written into `state_dir` and bound in read-write.
+pub fn write_etc_files(
+    state_dir: &Path,
+    hostname: &str,
+    network: Network,
+) -> Result<Vec<Mount>, Error> {
+    let io = |p: &Path, e| Error::Io {
+        path: p.to_path_buf(),
+        source: e,
+    };
+    std::fs::create_dir_all(state_dir).map_err(|e| io(state_dir, e))?;
+    let hosts = match network {
+        Network::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+        Network::None => format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\t{hostname}\n"
+        ),
+    };
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut mounts = Vec::new();
+    for (name, content) in [
+        ("hostname", format!("{hostname}\n")),
+        ("hosts", hosts),
+        ("resolv.conf", resolv),
+    ] {
+        let p = state_dir.join(name);
+        std::fs::write(&p, content).map_err(|e| io(&p, e))?;
+        mounts.push(mnt(
+            &format!("/etc/{name}"),
+            "bind",
+            &p.to_string_lossy(),
+            &["rbind", "rprivate"],
+        ));
+    }
+    Ok(mounts)
+}
+
+/// The runtime spec for running `image` with `flags` on `rootfs`.
+/// `etc_mounts` are the generated `/etc` files ([`write_etc_files`]).
+pub fn runtime_spec(
+    image: Option<&oci_spec::image::Config>,
+    flags: &RunFlags,
+    rootfs: &Path,
+    etc_mounts: Vec<Mount>,
+    userns_base: Option<u32>,
+) -> Result<Spec, Error> {
+    let empty = oci_spec::image::Config::default();
+    let image = image.unwrap_or(&empty);
+    // Command: --entrypoint replaces the image's ENTRYPOINT and drops its CMD.
+    let (entry, cmd) = match &flags.entrypoint {
+        Some(e) => (
+            if e.is_empty() {
+                vec![]
+            } else {
+                vec![e.clone()]
+            },
+            flags.cmd.clone(),
+        ),
+        None => (
+            image.entrypoint().clone().unwrap_or_default(),
+            if flags.cmd.is_empty() {
+                image.cmd().clone().unwrap_or_default()
+            } else {
+                flags.cmd.clone()
+            },
+        ),
+    };
+    let args: Vec<String> = entry.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        return Err(Error::NoCommand);
+    }
+    let user_spec = flags
+        .user
+        .clone()
+        .or(image.user().clone())
+        .unwrap_or_default();
+    let id = user::resolve(&user_spec, rootfs)?;
+    let hostname = flags
+        .hostname
+        .clone()
+        .unwrap_or_else(|| flags.id.chars().take(12).collect());
+
+    // Environment: PATH, HOSTNAME, TERM, HOME, then the image's, then -e (later wins).
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |kv: &str| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        match env.iter_mut().find(|(ek, _)| ek == k) {
+            Some(e) => e.1 = v.to_string(),
+            None => env.push((k.to_string(), v.to_string())),
+        }
+    };
+    set(DEFAULT_PATH);
+    set(&format!("HOSTNAME={hostname}"));
+    if flags.tty {
+        set("TERM=xterm");
+    }
+    for e in image.env().iter().flatten() {
+        set(e);
+    }
+    for e in &flags.env {
+        set(e);
+    }
+    if !env.iter().any(|(k, _)| k == "HOME") {
+        env.push(("HOME".into(), id.home.clone()));
+    }
+    let env: Vec<String> = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+
+    let cwd = flags
+        .workdir
+        .clone()
+        .or(image.working_dir().clone())
+        .filter(|w| !w.is_empty())
+        .unwrap_or("/".into());
+    if !cwd.starts_with('/') {
+        return Err(Error::BadFlag {
+            flag: "-w".into(),
+            value: cwd,
+            hint: "an absolute path".into(),
+        });
+    }
+
+    let cap_names = capability_set(flags)?;
+    let caps = oci_caps(&cap_names)?;
+    let mut lc = oci_spec::runtime::LinuxCapabilities::default();
+    lc.set_bounding(Some(caps.clone()));
+    lc.set_effective(Some(caps.clone()));
+    lc.set_permitted(Some(caps));
+    lc.set_inheritable(None);
+    lc.set_ambient(None);
+
+    let mut process = oci_spec::runtime::Process::default();
+    process.set_terminal(Some(flags.tty));
+    process.set_args(Some(args));
+    process.set_env(Some(env));
+    process.set_cwd(PathBuf::from(cwd));
+    let mut u = oci_spec::runtime::User::default();
+    u.set_uid(id.uid);
+    u.set_gid(id.gid);
+    u.set_additional_gids(if id.additional_gids.is_empty() {
+        None
+    } else {
+        Some(id.additional_gids.clone())
+    });
+    process.set_user(u);
+    process.set_capabilities(Some(lc));
+    process.set_no_new_privileges(Some(flags.no_new_privileges));
+    process.set_rlimits(if flags.ulimits.is_empty() {
+        None
+    } else {
+        Some(rlimits(&flags.ulimits)?)
+    });
+    process.set_apparmor_profile(flags.apparmor.clone());
+    process.set_selinux_label(flags.label.clone());
+    process.set_oom_score_adj(None);
+
+    let mut mounts = default_mounts(flags.privileged);
+    mounts.extend(etc_mounts);
+    for (src, dst, ro) in &flags.binds {
+        if !src.exists() {
+            return Err(Error::Io {
+                path: src.clone(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
+        }
+        let mut o = vec!["rbind", "rprivate"];
+        if *ro {
+            o.push("ro");
+        }
+        mounts.push(mnt(
+            &dst.to_string_lossy(),
+            "bind",
+            &src.to_string_lossy(),
+            &o,
+        ));
+    }
+    for (dst, opts) in &flags.tmpfs {
+        let mut o: Vec<&str> = vec!["nosuid", "nodev", "noexec"];
+        o.extend(opts.iter().map(|s| s.as_str()));
+        mounts.push(mnt(&dst.to_string_lossy(), "tmpfs", "tmpfs", &o));
+    }
+
+    let mut linux = oci_spec::runtime::Linux::default();
+    let mut namespaces = Vec::new();
+    let mut ns_types = vec![
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Cgroup,
+    ];
+    if flags.network == Network::None {
+        ns_types.push(LinuxNamespaceType::Network);
+    }
+    let maps = match &flags.userns {
+        Userns::Host => None,
+        Userns::Auto => {
+            let base = userns_base
+                .ok_or_else(|| Error::Spec("--userns=auto without an allocated range".into()))?;
+            Some((vec![(0, base, 65_536)], vec![(0, base, 65_536)]))
+        }
+        Userns::Maps { uid, gid } => Some((
+            uid.clone(),
+            if gid.is_empty() {
+                uid.clone()
+            } else {
+                gid.clone()
+            },
+        )),
+    };
+    if let Some((uid, gid)) = &maps {
+        ns_types.push(LinuxNamespaceType::User);
+        linux.set_uid_mappings(Some(
+            uid.iter().map(|&(c, h, s)| id_mapping(c, h, s)).collect(),
+        ));
+        linux.set_gid_mappings(Some(
+            gid.iter().map(|&(c, h, s)| id_mapping(c, h, s)).collect(),
+        ));
+    }
+    for t in ns_types {
+        namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(t)
+                .build()
+                .map_err(|e| Error::Spec(e.to_string()))?,
+        );
+    }
+    linux.set_namespaces(Some(namespaces));
+    linux.set_resources(Some(resources(flags)?));
+    let parent = flags
+        .cgroup_parent
+        .as_deref()
+        .unwrap_or("imgctl")
+        .trim_matches('/');
+    let parent_ok = !parent.is_empty()
+        && parent
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0'));
+    if !parent_ok {
+        return Err(Error::BadFlag {
+            flag: "--cgroup-parent".into(),
+            value: parent.to_string(),
+            hint: "a cgroup path like imgctl or batch/jobs (no . or .. components)".into(),
+        });
+    }
+    linux.set_cgroups_path(Some(PathBuf::from(format!("/{parent}/{}", flags.id))));
+    if !flags.privileged {
+        linux.set_masked_paths(Some(MASKED_PATHS.iter().map(|s| s.to_string()).collect()));
+        linux.set_readonly_paths(Some(READONLY_PATHS.iter().map(|s| s.to_string()).collect()));
+    }
+    let profile = match &flags.seccomp {
+        _ if flags.privileged => None,
+        None => Some(seccomp::Profile::docker_default()),
+        Some(None) => None,
+        Some(Some(path)) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| sandbox::Error::SeccompProfile {
+                    origin: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+            Some(seccomp::Profile::parse(&text, &path.display().to_string())?)
+        }
+    };
+    if let Some(p) = profile {
+        linux.set_seccomp(Some(p.resolve(&seccomp::Target::host(cap_names.clone()))));
+    }
+    let mut sysctl = HashMap::new();
+    // Unprivileged ICMP sockets, as Docker; the range must be mapped gids, so not
+    // with a user namespace.
+    if flags.network == Network::None && maps.is_none() {
+        sysctl.insert(
+            "net.ipv4.ping_group_range".to_string(),
+            "0 2147483647".to_string(),
+        );
+    }
+    linux.set_sysctl(if sysctl.is_empty() {
+        None
+    } else {
+        Some(sysctl)
+    });
+
+    let mut spec = Spec::default();
+    spec.set_version("1.0.2".into());
+    let mut root = oci_spec::runtime::Root::default();
+    root.set_path(rootfs.to_path_buf());
+    root.set_readonly(Some(flags.read_only));
+    spec.set_root(Some(root));
+    spec.set_hostname(Some(hostname));
+    spec.set_mounts(Some(mounts));
+    spec.set_process(Some(process));
+    spec.set_linux(Some(linux));
+    spec.set_annotations(None);
+    Ok(spec)
+}
+
+/// A new container id: 64 hex digits from the kernel's random source.
+pub fn new_id() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 32];
+    let filled = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok();
+    if !filled {
+        // Fall back to time and pid: unique enough for a directory name.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        b[..16].copy_from_slice(&t.as_nanos().to_le_bytes());
+        b[16..20].copy_from_slice(&std::process::id().to_le_bytes());
+    }
+    hex::encode(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rootfs() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("etc")).unwrap();
+        std::fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\n",
+        )
+        .unwrap();
+        d
+    }
+
+    fn image() -> oci_spec::image::Config {
+        let mut c = oci_spec::image::Config::default();
+        c.set_entrypoint(Some(vec!["/entry".into()]));
+        c.set_cmd(Some(vec!["default".into()]));
+        c.set_env(Some(vec!["PATH=/custom".into(), "A=1".into()]));
+        c.set_working_dir(Some("/work".into()));
+        c.set_user(Some("www".into()));
+        c
+    }
+
+    fn flags() -> RunFlags {
+        RunFlags {
+            id: "0123456789abcdef".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn image_defaults_and_overrides() {
+        let r = rootfs();
+        let s = runtime_spec(Some(&image()), &flags(), r.path(), vec![], None).unwrap();
+        let p = s.process().as_ref().unwrap();
+        assert_eq!(p.args().as_ref().unwrap(), &["/entry", "default"]);
+        assert_eq!(p.user().uid(), 33);
+        assert_eq!(p.cwd(), Path::new("/work"));
+        let env = p.env().as_ref().unwrap();
+        assert!(
+            env.contains(&"PATH=/custom".to_string())
+                && env.contains(&"HOSTNAME=0123456789ab".to_string())
+        );
+        assert_eq!(s.hostname().as_deref(), Some("0123456789ab"));
+
+        let mut f = flags();
+        f.cmd = vec!["x".into()];
+        f.user = Some("0".into());
+        f.env = vec!["A=2".into()];
+        let s = runtime_spec(Some(&image()), &f, r.path(), vec![], None).unwrap();
+        let p = s.process().as_ref().unwrap();
+        assert_eq!(p.args().as_ref().unwrap(), &["/entry", "x"]);
+        assert_eq!(p.user().uid(), 0);
+        assert!(p.env().as_ref().unwrap().contains(&"A=2".to_string()));
+
+        f.entrypoint = Some("/bin/sh".into());
+        f.cmd = vec![];
+        let s = runtime_spec(Some(&image()), &f, r.path(), vec![], None).unwrap();
+        assert_eq!(
+            s.process().as_ref().unwrap().args().as_ref().unwrap(),
+            &["/bin/sh"]
+        );
+
+        f.entrypoint = Some(String::new());
+        assert!(matches!(
+            runtime_spec(Some(&image()), &f, r.path(), vec![], None),
+            Err(Error::NoCommand)
+        ));
+    }
+
+    #[test]
+    fn docker_security_defaults() {
+        let r = rootfs();
+        let mut f = flags();
+        f.cmd = vec!["true".into()];
+        let s = runtime_spec(None, &f, r.path(), vec![], None).unwrap();
+        let l = s.linux().as_ref().unwrap();
+        assert!(l
+            .masked_paths()
+            .as_ref()
+            .unwrap()
+            .contains(&"/proc/kcore".to_string()));
+        assert!(l
+            .readonly_paths()
+            .as_ref()
+            .unwrap()
+            .contains(&"/proc/sysrq-trigger".to_string()));
+        assert!(l.seccomp().is_some());
+        let caps = s
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .as_ref()
+            .unwrap();
+        assert_eq!(caps.bounding().as_ref().unwrap().len(), 14);
+        assert!(caps.inheritable().is_none() && caps.ambient().is_none());
+        assert_eq!(
+            l.resources()
+                .as_ref()
+                .unwrap()
+                .pids()
+                .as_ref()
+                .unwrap()
+                .limit(),
+            DEFAULT_PIDS_LIMIT
+        );
+        let ns: Vec<_> = l
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|n| n.typ())
+            .collect();
+        assert!(
+            ns.contains(&LinuxNamespaceType::Network) && !ns.contains(&LinuxNamespaceType::User)
+        );
+    }
+
+    #[test]
+    fn cgroup_parent_is_checked() {
+        let r = rootfs();
+        let mut f = flags();
+        f.cmd = vec!["true".into()];
+        f.cgroup_parent = Some("/batch/jobs/".into());
+        let s = runtime_spec(None, &f, r.path(), vec![], None).unwrap();
+        let path = s.linux().as_ref().unwrap().cgroups_path().clone().unwrap();
+        assert_eq!(path, PathBuf::from("/batch/jobs/0123456789abcdef"));
+        for bad in ["../escape", "a/./b", "", "/"] {
+            f.cgroup_parent = Some(bad.into());
+            assert!(
+                matches!(
+                    runtime_spec(None, &f, r.path(), vec![], None),
+                    Err(Error::BadFlag { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn capability_arithmetic() {
+        let mut f = flags();
+        f.cap_drop = vec!["ALL".into()];
+        f.cap_add = vec!["net_admin".into()];
+        assert_eq!(capability_set(&f).unwrap(), vec!["CAP_NET_ADMIN"]);
+        f.cap_drop = vec!["chown".into()];
+        f.cap_add = vec![];
+        let s = capability_set(&f).unwrap();
+        assert_eq!(s.len(), 13);
+        assert!(!s.contains(&"CAP_CHOWN".to_string()));
+        f.cap_add = vec!["CAP_FLY".into()];
+        assert!(capability_set(&f).is_err());
+    }
+
+    #[test]
+    fn ulimits_never_exceed_the_hard_limit() {
+        let r = rlimits(&[("nofile".into(), u64::MAX, u64::MAX)]).unwrap();
+        assert_eq!(r[0].hard(), host_hard_limit(PosixRlimitType::RlimitNofile));
+        assert!(rlimits(&[("bogus".into(), 1, 1)]).is_err());
+    }
+
+    #[test]
+    fn unreadable_seccomp_profile_names_the_file() {
+        let r = rootfs();
+        let mut f = flags();
+        f.cmd = vec!["true".into()];
+        f.seccomp = Some(Some(PathBuf::from("/nonexistent/profile.json")));
+        let e = runtime_spec(None, &f, r.path(), vec![], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/profile.json"), "{e}");
+    }
+}

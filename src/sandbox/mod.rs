@@ -1,1 +1,719 @@
-//! The `sandbox` module (see docs/ARCHITECTURE.md).
+//! The sandbox: run ONE process from an OCI runtime spec and a rootfs directory.
+//!
+//! It knows nothing of images or the store. [`run`] is the whole lifecycle, in the
+//! foreground: resolve the spec into plain values (seccomp filter, capability
+//! masks, argv) while still in the caller, create the cgroup, `clone` the child
+//! straight into its new namespaces, map its user namespace and move it into the
+//! cgroup, let it build its root (`mounts`) and identity (`child`) and `execve` the
+//! command, then forward signals, proxy a pty, wait, report OOM and remove the
+//! cgroup.
+//!
+//! Safety rules it keeps:
+//! - never fork from a multi-threaded process ([`Error::MultiThreaded`]): the child is
+//!   cloned straight from the single-threaded CLI, and nothing from the host is
+//!   executed from inside the container;
+//! - no process of the container runs imgctl's file: the child is non-dumpable
+//!   during setup and then `execve`s the container's own binary; the `--init`
+//!   runs from a sealed in-memory copy ([`init`]); so `/proc/1/exe` never leads to
+//!   imgctl on the host (CVE-2019-5736); the parent lives in the host PID
+//!   namespace, out of the container's `/proc`;
+//! - paths inside the rootfs are resolved with openat2(RESOLVE_IN_ROOT) and
+//!   mounted through `/proc/self/fd/N` (CVE-2021-30465 class); the old root is
+//!   detached after pivot_root;
+//! - no host descriptor survives into the container: every fd above 2 is closed
+//!   before `chdir` and `execve`, and the cwd is checked to be inside the new root
+//!   (CVE-2024-21626).
+
+mod caps;
+pub mod cgroup;
+mod child;
+pub mod devfilter;
+pub mod idshift;
+pub mod init;
+mod mounts;
+pub mod seccomp;
+
+pub use caps::{all_caps, docker_default_caps, parse_cap, ALL_CAPS};
+
+use std::io::{Read, Write as _};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+/// Errors of the sandbox. Variants carry what failed and where.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the runtime spec is invalid: {reason}")]
+    Spec { reason: String },
+    #[error("cgroup {path}: {source}")]
+    Cgroup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("not supported on this host: {what}")]
+    Unsupported { what: String },
+    #[error("seccomp: {reason}")]
+    Seccomp { reason: String },
+    #[error("seccomp profile {origin}: {reason}")]
+    SeccompProfile { origin: String, reason: String },
+    #[error("unknown capability {name:?} (e.g. CAP_NET_ADMIN or NET_ADMIN)")]
+    Capability { name: String },
+    #[error("refusing to fork: this process has {threads} threads (the sandbox must start from a single-threaded process)")]
+    MultiThreaded { threads: usize },
+    #[error("{step}: {source}")]
+    Setup {
+        step: String,
+        source: std::io::Error,
+    },
+    /// The child failed before running the command; `code` is Docker's exit code
+    /// (125 setup, 126 not executable, 127 not found).
+    #[error("{message}")]
+    Child { code: u8, message: String },
+}
+
+impl Error {
+    /// Docker-compatible exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Child { code, .. } => *code,
+            _ => 125,
+        }
+    }
+}
+
+fn setup(step: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let step = step.into();
+    move |source| Error::Setup { step, source }
+}
+
+fn nix_setup(step: impl Into<String>) -> impl FnOnce(nix::Error) -> Error {
+    let step = step.into();
+    move |e| Error::Setup {
+        step,
+        source: e.into(),
+    }
+}
+
+/// How to run, beyond what the spec says.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where cgroupfs is mounted (`/sys/fs/cgroup`).
+    pub cgroup_root: PathBuf,
+    /// Run a tiny init as PID 1 that reaps zombies and forwards signals.
+    pub init: bool,
+    /// With a user namespace: the rootfs is already owned by the mapped ids (an
+    /// [`idshift::shifted_copy`], shared and never written); the container writes
+    /// to an overlay whose upper and work dirs are made under this directory,
+    /// mounted inside the container's mount namespace (gone when it exits).
+    pub rootfs_shifted: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            init: false,
+            rootfs_shifted: None,
+        }
+    }
+}
+
+/// How the container's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Exited(i32),
+    Signaled(i32),
+    /// The kernel's OOM killer ended it (exit 137, as Docker).
+    OomKilled,
+}
+
+impl Outcome {
+    /// The exit code imgctl ends with.
+    pub fn exit_code(&self) -> u8 {
+        match *self {
+            Outcome::Exited(c) => (c & 0xff) as u8,
+            Outcome::Signaled(s) => (128 + s).clamp(0, 255) as u8,
+            Outcome::OomKilled => 137,
+        }
+    }
+}
+
+fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|v| v.trim() == "Y")
+}
+
+/// Number of threads of this process.
+fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Everything the child needs, computed before the clone.
+pub(crate) struct Prepared {
+    pub spec: Spec,
+    pub rootfs: PathBuf,
+    pub init: bool,
+    pub userns: bool,
+    /// Attach an idmapped clone of the rootfs (user namespace, rootfs not shifted).
+    pub idmap: bool,
+    /// Dir holding `upper` and `work` of the writable overlay over a shared
+    /// shifted rootfs.
+    pub overlay_rw: Option<PathBuf>,
+    pub netns_new: bool,
+    pub cgroupns: bool,
+    pub cgroup_version: u8,
+    /// (name under /sys/fs/cgroup, host directory) of the container's group.
+    pub cgroup_dirs: Vec<(String, PathBuf)>,
+    pub join: Vec<(nix::sched::CloneFlags, PathBuf)>,
+    pub filter: Option<libseccomp::ScmpFilterContext>,
+    pub caps: caps::Sets,
+    pub argv: Vec<std::ffi::CString>,
+    pub env: Vec<std::ffi::CString>,
+    pub path_dirs: Vec<String>,
+    pub pty_slave: Option<OwnedFd>,
+    /// AppArmor profile and SELinux label to apply at exec.
+    pub apparmor: Option<String>,
+    pub selinux: Option<String>,
+    /// `--init`: the sealed copy of imgctl the init runs from (close-on-exec).
+    pub init_exe: Option<OwnedFd>,
+}
+
+fn ns_flag(t: LinuxNamespaceType) -> nix::sched::CloneFlags {
+    use nix::sched::CloneFlags as C;
+    match t {
+        LinuxNamespaceType::Pid => C::CLONE_NEWPID,
+        LinuxNamespaceType::Network => C::CLONE_NEWNET,
+        LinuxNamespaceType::Mount => C::CLONE_NEWNS,
+        LinuxNamespaceType::Ipc => C::CLONE_NEWIPC,
+        LinuxNamespaceType::Uts => C::CLONE_NEWUTS,
+        LinuxNamespaceType::User => C::CLONE_NEWUSER,
+        LinuxNamespaceType::Cgroup => C::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Time => C::from_bits_retain(libc::CLONE_NEWTIME),
+    }
+}
+
+fn cstring(s: &str, what: &str) -> Result<std::ffi::CString, Error> {
+    std::ffi::CString::new(s).map_err(|_| Error::Spec {
+        reason: format!("{what} contains a NUL byte: {s:?}"),
+    })
+}
+
+/// Run the spec's process in `rootfs` and wait for it.
+pub fn run(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<Outcome, Error> {
+    let threads = thread_count();
+    if threads != 1 {
+        return Err(Error::MultiThreaded { threads });
+    }
+    let process = spec.process().as_ref().ok_or_else(|| Error::Spec {
+        reason: "no process".into(),
+    })?;
+    let args = process.args().clone().unwrap_or_default();
+    if args.is_empty() {
+        return Err(Error::Spec {
+            reason: "process.args is empty: no command to run".into(),
+        });
+    }
+    let linux = spec.linux().clone().unwrap_or_default();
+
+    // Namespaces: new ones are created by clone; ones with a path are joined.
+    let mut clone_flags = nix::sched::CloneFlags::empty();
+    let mut join = Vec::new();
+    for ns in linux.namespaces().iter().flatten() {
+        let f = ns_flag(ns.typ());
+        match ns.path() {
+            Some(p) => join.push((f, p.clone())),
+            None => clone_flags |= f,
+        }
+    }
+    let cgroupns = clone_flags.contains(nix::sched::CloneFlags::CLONE_NEWCGROUP);
+    clone_flags.remove(nix::sched::CloneFlags::CLONE_NEWCGROUP);
+    let userns = clone_flags.contains(nix::sched::CloneFlags::CLONE_NEWUSER);
+    if !join.is_empty()
+        && join
+            .iter()
+            .any(|(f, _)| f.contains(nix::sched::CloneFlags::CLONE_NEWUSER))
+    {
+        return Err(Error::Unsupported {
+            what: "joining an existing user namespace".into(),
+        });
+    }
+    if !clone_flags.contains(nix::sched::CloneFlags::CLONE_NEWNS) {
+        return Err(Error::Spec {
+            reason: "a mount namespace is required".into(),
+        });
+    }
+
+    let caps = caps::Sets::from_spec(process.capabilities().as_ref())?;
+    let filter = match linux.seccomp() {
+        Some(s) => Some(seccomp::build_filter(s)?),
+        None => None,
+    };
+    // LSM labels are applied at exec (child::apply_lsm); here only whether the
+    // LSM is there at all, so the error comes before anything is created.
+    let apparmor = process
+        .apparmor_profile()
+        .clone()
+        .filter(|p| !p.is_empty() && p != "unconfined");
+    if let Some(p) = &apparmor {
+        if !apparmor_enabled() {
+            return Err(Error::Unsupported {
+                what: format!("apparmor profile {p:?}: AppArmor is not enabled in this kernel"),
+            });
+        }
+    }
+    let selinux = process.selinux_label().clone().filter(|l| !l.is_empty());
+    if let Some(l) = &selinux {
+        if !Path::new("/sys/fs/selinux/enforce").exists() {
+            return Err(Error::Unsupported {
+                what: format!("selinux label {l:?}: SELinux is not enabled on this host"),
+            });
+        }
+    }
+    if spec.hooks().is_some() {
+        return Err(Error::Unsupported {
+            what: "OCI hooks in the runtime spec".into(),
+        });
+    }
+    let env: Vec<String> = process.env().clone().unwrap_or_default();
+    let path_var = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let path_dirs = path_var
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(String::from)
+        .collect();
+    let argv = args
+        .iter()
+        .map(|a| cstring(a, "argument"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let env_c = env
+        .iter()
+        .map(|e| cstring(e, "environment variable"))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let hierarchy = cgroup::Hierarchy::detect(&opts.cgroup_root)?;
+    let cgroup_path = linux.cgroups_path().clone();
+    let group = cgroup_path.as_ref().map(|p| hierarchy.group(p));
+    let cgroup_version = match &hierarchy {
+        cgroup::Hierarchy::V1 { .. } => 1,
+        cgroup::Hierarchy::V2 { .. } => 2,
+    };
+
+    let terminal = process.terminal().unwrap_or(false);
+    let pty = if terminal {
+        let ws = winsize_of_stdin();
+        Some(nix::pty::openpty(ws.as_ref(), None).map_err(nix_setup("openpty"))?)
+    } else {
+        None
+    };
+    let (pty_master, pty_slave) = match pty {
+        Some(p) => (Some(p.master), Some(p.slave)),
+        None => (None, None),
+    };
+
+    let mut prepared = Prepared {
+        spec: spec.clone(),
+        rootfs: rootfs.to_path_buf(),
+        init: opts.init,
+        userns,
+        idmap: userns && opts.rootfs_shifted.is_none(),
+        overlay_rw: opts.rootfs_shifted.clone(),
+        netns_new: clone_flags.contains(nix::sched::CloneFlags::CLONE_NEWNET),
+        cgroupns,
+        cgroup_version,
+        cgroup_dirs: Vec::new(),
+        join,
+        filter,
+        caps,
+        argv,
+        env: env_c,
+        path_dirs,
+        pty_slave,
+        apparmor,
+        selinux,
+        init_exe: if opts.init {
+            Some(init::sealed_copy()?)
+        } else {
+            None
+        },
+    };
+
+    if let Some(g) = &group {
+        if let Err(e) = g.create(linux.resources().as_ref()) {
+            let _ = g.remove();
+            return Err(e);
+        }
+        prepared.cgroup_dirs = g.mount_sources();
+    }
+    let result = spawn_and_wait(
+        &mut prepared,
+        clone_flags,
+        group.as_deref(),
+        pty_master,
+        &linux,
+    );
+    if let Some(g) = &group {
+        let oom = g.oom_killed();
+        let removed = g.remove();
+        let outcome = result?;
+        if let Err(e) = removed {
+            tracing::warn!("{e}");
+        }
+        // The command itself was SIGKILLed by the OOM killer: say so (exit 137).
+        // Another process of the container may also have been chosen; then the
+        // command's own status stands and the kill is only reported.
+        match outcome {
+            // (With --init the init reports the kill as status 137.)
+            Outcome::Signaled(libc::SIGKILL) | Outcome::Exited(137) if oom => {
+                return Ok(Outcome::OomKilled)
+            }
+            _ if oom => {
+                tracing::warn!("a process of the container was killed by the kernel: out of memory")
+            }
+            _ => {}
+        }
+        return Ok(outcome);
+    }
+    result
+}
+
+fn winsize_of_stdin() -> Option<nix::pty::Winsize> {
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes a winsize into the pointer we pass.
+    let r = unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) };
+    (r == 0).then_some(ws)
+}
+
+/// The signals imgctl forwards to the container, plus SIGCHLD.
+fn forwarded_signals() -> SigSet {
+    let mut s = SigSet::empty();
+    for sig in [
+        Signal::SIGCHLD,
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+        Signal::SIGCONT,
+        Signal::SIGALRM,
+    ] {
+        s.add(sig);
+    }
+    s
+}
+
+fn spawn_and_wait(
+    p: &mut Prepared,
+    flags: nix::sched::CloneFlags,
+    group: Option<&dyn cgroup::Cgroup>,
+    pty_master: Option<OwnedFd>,
+    linux: &oci_spec::runtime::Linux,
+) -> Result<Outcome, Error> {
+    let (parent_sock, child_sock) = UnixStream::pair().map_err(setup("socketpair"))?;
+    let sigs = forwarded_signals();
+    let mut old = SigSet::empty();
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&sigs),
+        Some(&mut old),
+    )
+    .map_err(nix_setup("sigprocmask"))?;
+    let restore_mask = || {
+        let _ = nix::sys::signal::sigprocmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&old),
+            None,
+        );
+    };
+
+    // SAFETY: a raw clone without CLONE_VM behaves like fork with namespace flags.
+    // This process is single-threaded (checked in `run`), so the child may allocate.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags.bits() as libc::c_long) | libc::SIGCHLD as libc::c_long,
+            0,
+            0,
+            0,
+            0,
+        )
+    };
+    if ret < 0 {
+        let e = std::io::Error::last_os_error();
+        restore_mask();
+        return Err(Error::Setup {
+            step: "clone".into(),
+            source: e,
+        });
+    }
+    if ret == 0 {
+        drop(parent_sock);
+        drop(pty_master);
+        child::main(p, child_sock); // never returns
+    }
+    let pid = Pid::from_raw(ret as i32);
+    drop(child_sock);
+    drop(p.pty_slave.take());
+    let kill_and_reap = || {
+        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+    };
+
+    let mut sock = parent_sock;
+    let go = (|| -> Result<(), Error> {
+        if p.userns {
+            write_id_maps(pid, linux)?;
+        }
+        if let Some(g) = group {
+            g.add_pid(pid.as_raw())?;
+        }
+        if p.idmap {
+            let fd = mounts::idmapped_rootfs(&p.rootfs, pid)?;
+            send_fd(&sock, fd.as_fd())?;
+        } else {
+            sock.write_all(b"G")
+                .map_err(setup("sync with the container"))?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = go {
+        kill_and_reap();
+        restore_mask();
+        return Err(e);
+    }
+    // The child reports a setup or exec failure as `code byte + message`; a clean
+    // EOF means execve succeeded (the socket is close-on-exec).
+    let mut report = Vec::new();
+    let _ = sock.read_to_end(&mut report);
+    drop(sock);
+    if let Some((&code, msg)) = report.split_first() {
+        kill_and_reap();
+        restore_mask();
+        return Err(Error::Child {
+            code,
+            message: String::from_utf8_lossy(msg).into_owned(),
+        });
+    }
+    let out = wait_loop(pid, &sigs, pty_master);
+    restore_mask();
+    out
+}
+
+fn write_id_maps(pid: Pid, linux: &oci_spec::runtime::Linux) -> Result<(), Error> {
+    let fmt = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect::<String>()
+    };
+    let uid = fmt(linux.uid_mappings());
+    let gid = fmt(linux.gid_mappings());
+    if uid.is_empty() || gid.is_empty() {
+        return Err(Error::Spec {
+            reason: "a user namespace needs linux.uidMappings and gidMappings".into(),
+        });
+    }
+    let base = PathBuf::from(format!("/proc/{pid}"));
+    std::fs::write(base.join("uid_map"), uid).map_err(setup("write uid_map"))?;
+    std::fs::write(base.join("gid_map"), gid).map_err(setup("write gid_map"))?;
+    Ok(())
+}
+
+fn send_fd(sock: &UnixStream, fd: std::os::fd::BorrowedFd<'_>) -> Result<(), Error> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut buf = SendAncillaryBuffer::new(&mut space);
+    let fds = [fd];
+    buf.push(SendAncillaryMessage::ScmRights(&fds));
+    rustix::net::sendmsg(
+        sock,
+        &[std::io::IoSlice::new(b"F")],
+        &mut buf,
+        SendFlags::empty(),
+    )
+    .map_err(|e| Error::Setup {
+        step: "pass the rootfs mount to the container".into(),
+        source: e.into(),
+    })?;
+    Ok(())
+}
+
+fn wait_loop(pid: Pid, sigs: &SigSet, pty_master: Option<OwnedFd>) -> Result<Outcome, Error> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let sfd = SignalFd::with_flags(sigs, SfdFlags::SFD_CLOEXEC).map_err(nix_setup("signalfd"))?;
+    let raw = pty_master.as_ref().map(|m| RawTty::enter(m.as_raw_fd()));
+    let mut stdin_open = pty_master.is_some();
+    let mut buf = [0u8; 8192];
+    loop {
+        // Reap first: the child may have exited before the signalfd existed.
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, c)) => {
+                if let Some(m) = &pty_master {
+                    drain(m, &mut buf);
+                }
+                drop(raw);
+                return Ok(Outcome::Exited(c));
+            }
+            Ok(WaitStatus::Signaled(_, s, _)) => {
+                drop(raw);
+                return Ok(Outcome::Signaled(s as i32));
+            }
+            Ok(_) => {}
+            Err(nix::errno::Errno::ECHILD) => {
+                return Err(Error::Setup {
+                    step: "wait".into(),
+                    source: std::io::Error::from_raw_os_error(libc::ECHILD),
+                });
+            }
+            Err(_) => {}
+        }
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        let stdin = std::io::stdin();
+        if let Some(m) = &pty_master {
+            fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
+            if stdin_open {
+                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+            }
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                return Err(Error::Setup {
+                    step: "poll".into(),
+                    source: e.into(),
+                })
+            }
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        if ready[0] {
+            if let Ok(Some(si)) = sfd.read_signal() {
+                let sig = si.ssi_signo as i32;
+                if sig == libc::SIGWINCH {
+                    if let (Some(m), Some(ws)) = (&pty_master, winsize_of_stdin()) {
+                        // SAFETY: TIOCSWINSZ reads the winsize we pass.
+                        unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+                    }
+                } else if sig != libc::SIGCHLD {
+                    if let Ok(s) = Signal::try_from(sig) {
+                        let _ = nix::sys::signal::kill(pid, s);
+                    }
+                }
+            }
+        }
+        if let Some(m) = &pty_master {
+            if ready.get(1) == Some(&true) {
+                match nix::unistd::read(m.as_raw_fd(), &mut buf) {
+                    Ok(n) if n > 0 => {
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(&buf[..n]);
+                        let _ = out.flush();
+                    }
+                    // EIO: every slave fd is closed; wait for the exit.
+                    _ => {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                }
+            }
+            if ready.get(2) == Some(&true) {
+                match nix::unistd::read(0, &mut buf) {
+                    Ok(n) if n > 0 => {
+                        let _ = nix::unistd::write(m, &buf[..n]);
+                    }
+                    _ => stdin_open = false,
+                }
+            }
+        }
+    }
+}
+
+fn drain(m: &OwnedFd, buf: &mut [u8]) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    loop {
+        let mut fds = [PollFd::new(m.as_fd(), PollFlags::POLLIN)];
+        if !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0) {
+            return;
+        }
+        match nix::unistd::read(m.as_raw_fd(), buf) {
+            Ok(n) if n > 0 => {
+                let _ = std::io::stdout().write_all(&buf[..n]);
+            }
+            _ => return,
+        }
+    }
+}
+
+/// The host terminal in raw mode while a pty is proxied; restored on drop.
+struct RawTty {
+    saved: Option<nix::sys::termios::Termios>,
+}
+
+impl RawTty {
+    fn enter(_master: i32) -> RawTty {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let stdin = std::io::stdin();
+        let Ok(saved) = tcgetattr(&stdin) else {
+            return RawTty { saved: None };
+        };
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &raw);
+        RawTty { saved: Some(saved) }
+    }
+}
+
+impl Drop for RawTty {
+    fn drop(&mut self) {
+        if let Some(t) = &self.saved {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                t,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_docker() {
+        assert_eq!(Outcome::Exited(3).exit_code(), 3);
+        assert_eq!(Outcome::Signaled(9).exit_code(), 137);
+        assert_eq!(Outcome::Signaled(15).exit_code(), 143);
+        assert_eq!(Outcome::OomKilled.exit_code(), 137);
+        assert_eq!(
+            Error::Child {
+                code: 127,
+                message: String::new()
+            }
+            .exit_code(),
+            127
+        );
+        assert_eq!(
+            Error::Spec {
+                reason: String::new()
+            }
+            .exit_code(),
+            125
+        );
+    }
+}

@@ -1,1 +1,3 @@
-//! The `sys` module (see docs/ARCHITECTURE.md).
+//! The `sys` module: thin wrappers over the syscalls the project uses (see docs/ARCHITECTURE.md).
+
+pub mod mount;

@@ -1,0 +1,702 @@
+//! Control groups: v1 and v2 behind one trait, chosen at run time.
+//!
+//! The limits of an OCI `LinuxResources` are first turned into plain file writes
+//! ([`v1_writes`], [`v2_writes`]: pure functions, unit-tested), then performed by a
+//! [`Cgroup`] implementation rooted at a directory given as a parameter, so the v2
+//! code runs against a temp-dir "cgroupfs" in unit tests and against
+//! `/sys/fs/cgroup` for real. No systemd: cgroupfs is managed directly.
+//!
+//! Hybrid hosts (v1 controllers under `/sys/fs/cgroup/<controller>`, a cgroup2
+//! mount at `/sys/fs/cgroup/unified` holding only hugetlb) are driven as v1.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
+
+use super::Error;
+
+/// `statfs` magic of a cgroup2 filesystem.
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+/// v1 controllers imgctl creates a group in, when the host has them.
+pub const V1_CONTROLLERS: &[&str] = &[
+    "memory", "cpu", "cpuacct", "cpuset", "pids", "blkio", "devices", "freezer",
+];
+
+/// One file write in a cgroup: `(controller, file, value)`; the controller is
+/// empty for v2, where all files live in one directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    pub controller: &'static str,
+    pub file: &'static str,
+    pub value: String,
+}
+
+fn w(controller: &'static str, file: &'static str, value: impl ToString) -> Write {
+    Write {
+        controller,
+        file,
+        value: value.to_string(),
+    }
+}
+
+/// The cgroup a container runs in, whatever the hierarchy version.
+pub trait Cgroup {
+    /// Create the group's directories and write the limits.
+    fn create(&self, resources: Option<&LinuxResources>) -> Result<(), Error>;
+    /// Move a process into the group.
+    fn add_pid(&self, pid: i32) -> Result<(), Error>;
+    /// True when the kernel OOM-killed a process of the group.
+    fn oom_killed(&self) -> bool;
+    /// Remove the group's directories (the group must be empty).
+    fn remove(&self) -> Result<(), Error>;
+    /// Cgroup hierarchy version (1 or 2), for the mounts inside the container.
+    fn version(&self) -> u8;
+    /// The group's directories as `(name under /sys/fs/cgroup, host path)`, to be
+    /// bound into the container.
+    fn mount_sources(&self) -> Vec<(String, PathBuf)>;
+}
+
+/// The cgroup hierarchy found on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hierarchy {
+    /// Pure cgroup v2 (unified) at the root.
+    V2 { root: PathBuf },
+    /// v1 controllers mounted at `root/<controller>` (also hybrid hosts).
+    V1 { root: PathBuf },
+}
+
+impl Hierarchy {
+    /// Look at `root` (normally `/sys/fs/cgroup`) and decide.
+    pub fn detect(root: &Path) -> Result<Hierarchy, Error> {
+        let st = nix::sys::statfs::statfs(root).map_err(|e| Error::Cgroup {
+            path: root.to_path_buf(),
+            source: e.into(),
+        })?;
+        if fs_magic(&st) == CGROUP2_SUPER_MAGIC {
+            Ok(Hierarchy::V2 {
+                root: root.to_path_buf(),
+            })
+        } else {
+            Ok(Hierarchy::V1 {
+                root: root.to_path_buf(),
+            })
+        }
+    }
+
+    /// The manager for the group at `path` (an absolute cgroup path like `/imgctl/ID`).
+    pub fn group(&self, path: &Path) -> Box<dyn Cgroup> {
+        let rel = path.strip_prefix("/").unwrap_or(path).to_path_buf();
+        match self {
+            Hierarchy::V2 { root } => Box::new(V2 {
+                root: root.clone(),
+                rel,
+            }),
+            Hierarchy::V1 { root } => Box::new(V1 {
+                root: root.clone(),
+                rel,
+            }),
+        }
+    }
+}
+
+/// The filesystem magic; its C type differs between architectures.
+#[allow(clippy::unnecessary_cast)]
+fn fs_magic(s: &nix::sys::statfs::Statfs) -> i64 {
+    s.filesystem_type().0 as i64
+}
+
+fn is_cgroup2(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path).is_ok_and(|s| fs_magic(&s) == CGROUP2_SUPER_MAGIC)
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> Error {
+    Error::Cgroup {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn write_file(path: &Path, value: &str) -> Result<(), Error> {
+    fs::write(path, value).map_err(|e| io_err(path, e))
+}
+
+fn device_rule(d: &LinuxDeviceCgroup) -> String {
+    let typ = match d.typ() {
+        Some(LinuxDeviceType::C) | Some(LinuxDeviceType::U) => "c",
+        Some(LinuxDeviceType::B) => "b",
+        Some(LinuxDeviceType::P) => "p",
+        Some(LinuxDeviceType::A) | None => "a",
+    };
+    let num = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_else(|| "*".into());
+    let access = d.access().clone().unwrap_or_else(|| "rwm".into());
+    format!("{typ} {}:{} {access}", num(d.major()), num(d.minor()))
+}
+
+/// The v1 file writes for `r`, in the order they must happen.
+pub fn v1_writes(r: &LinuxResources) -> Vec<Write> {
+    let mut out = Vec::new();
+    if let Some(devs) = r.devices() {
+        for d in devs {
+            let file = if d.allow() {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            };
+            out.push(w("devices", file, device_rule(d)));
+        }
+    }
+    if let Some(m) = r.memory() {
+        if let Some(l) = m.limit() {
+            out.push(w("memory", "memory.limit_in_bytes", l));
+        }
+        if let Some(s) = m.swap() {
+            out.push(w("memory", "memory.memsw.limit_in_bytes", s));
+        }
+        if let Some(res) = m.reservation() {
+            out.push(w("memory", "memory.soft_limit_in_bytes", res));
+        }
+        if let Some(s) = m.swappiness() {
+            out.push(w("memory", "memory.swappiness", s));
+        }
+    }
+    if let Some(c) = r.cpu() {
+        if let Some(s) = c.shares() {
+            out.push(w("cpu", "cpu.shares", s));
+        }
+        if let Some(p) = c.period() {
+            out.push(w("cpu", "cpu.cfs_period_us", p));
+        }
+        if let Some(q) = c.quota() {
+            out.push(w("cpu", "cpu.cfs_quota_us", q));
+        }
+        if let Some(cpus) = c.cpus() {
+            out.push(w("cpuset", "cpuset.cpus", cpus));
+        }
+        if let Some(mems) = c.mems() {
+            out.push(w("cpuset", "cpuset.mems", mems));
+        }
+    }
+    if let Some(p) = r.pids() {
+        let v = if p.limit() > 0 {
+            p.limit().to_string()
+        } else {
+            "max".into()
+        };
+        out.push(w("pids", "pids.max", v));
+    }
+    if let Some(b) = r.block_io() {
+        if let Some(weight) = b.weight() {
+            out.push(w("blkio", "blkio.weight", weight));
+        }
+        for t in b.throttle_read_bps_device().iter().flatten() {
+            out.push(w(
+                "blkio",
+                "blkio.throttle.read_bps_device",
+                format!("{}:{} {}", t.major(), t.minor(), t.rate()),
+            ));
+        }
+        for t in b.throttle_write_bps_device().iter().flatten() {
+            out.push(w(
+                "blkio",
+                "blkio.throttle.write_bps_device",
+                format!("{}:{} {}", t.major(), t.minor(), t.rate()),
+            ));
+        }
+        for t in b.throttle_read_iops_device().iter().flatten() {
+            out.push(w(
+                "blkio",
+                "blkio.throttle.read_iops_device",
+                format!("{}:{} {}", t.major(), t.minor(), t.rate()),
+            ));
+        }
+        for t in b.throttle_write_iops_device().iter().flatten() {
+            out.push(w(
+                "blkio",
+                "blkio.throttle.write_iops_device",
+                format!("{}:{} {}", t.major(), t.minor(), t.rate()),
+            ));
+        }
+    }
+    out
+}
+
+/// cgroup v1 `cpu.shares` (2..262144) to v2 `cpu.weight` (1..10000), the
+/// conversion the OCI runtimes agree on.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        return 0;
+    }
+    1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
+}
+
+/// blkio weight (10..1000) to v2 `io.weight` (1..10000).
+pub fn blkio_to_io_weight(w: u16) -> u64 {
+    1 + (u64::from(w).clamp(10, 1000) - 10) * 9999 / 990
+}
+
+/// The v2 file writes for `r`. The device allow-list is not a file in v2 (it is an
+/// eBPF program) and is not part of this list; see [`V2::create`].
+pub fn v2_writes(r: &LinuxResources) -> Vec<Write> {
+    let mut out = Vec::new();
+    if let Some(m) = r.memory() {
+        if let Some(l) = m.limit() {
+            out.push(w(
+                "",
+                "memory.max",
+                if l < 0 { "max".into() } else { l.to_string() },
+            ));
+            if let Some(s) = m.swap() {
+                // OCI (like v1) counts memory+swap; v2 counts swap alone.
+                let v = if s < 0 {
+                    "max".into()
+                } else {
+                    (s - l).max(0).to_string()
+                };
+                out.push(w("", "memory.swap.max", v));
+            }
+        }
+        if let Some(res) = m.reservation() {
+            out.push(w("", "memory.low", res));
+        }
+    }
+    if let Some(c) = r.cpu() {
+        if let Some(s) = c.shares() {
+            out.push(w("", "cpu.weight", shares_to_weight(s)));
+        }
+        if c.quota().is_some() || c.period().is_some() {
+            let q = match c.quota() {
+                Some(q) if q > 0 => q.to_string(),
+                _ => "max".into(),
+            };
+            out.push(w(
+                "",
+                "cpu.max",
+                format!("{q} {}", c.period().unwrap_or(100_000)),
+            ));
+        }
+        if let Some(cpus) = c.cpus() {
+            out.push(w("", "cpuset.cpus", cpus));
+        }
+        if let Some(mems) = c.mems() {
+            out.push(w("", "cpuset.mems", mems));
+        }
+    }
+    if let Some(p) = r.pids() {
+        let v = if p.limit() > 0 {
+            p.limit().to_string()
+        } else {
+            "max".into()
+        };
+        out.push(w("", "pids.max", v));
+    }
+    if let Some(b) = r.block_io() {
+        if let Some(weight) = b.weight() {
+            out.push(w(
+                "",
+                "io.weight",
+                format!("default {}", blkio_to_io_weight(weight)),
+            ));
+        }
+        let mut per_dev: Vec<((i64, i64), String)> = Vec::new();
+        let lists = [
+            ("rbps", b.throttle_read_bps_device()),
+            ("wbps", b.throttle_write_bps_device()),
+            ("riops", b.throttle_read_iops_device()),
+            ("wiops", b.throttle_write_iops_device()),
+        ];
+        for (key, list) in lists {
+            for t in list.iter().flatten() {
+                let dev = (t.major(), t.minor());
+                let item = format!("{key}={}", t.rate());
+                match per_dev.iter_mut().find(|(d, _)| *d == dev) {
+                    Some((_, s)) => {
+                        s.push(' ');
+                        s.push_str(&item);
+                    }
+                    None => per_dev.push((dev, item)),
+                }
+            }
+        }
+        for ((maj, min), s) in per_dev {
+            out.push(w("", "io.max", format!("{maj}:{min} {s}")));
+        }
+    }
+    out
+}
+
+/// cgroup v1: one directory per controller.
+#[derive(Debug)]
+pub struct V1 {
+    root: PathBuf,
+    rel: PathBuf,
+}
+
+impl V1 {
+    /// Directories of this group, one per controller the host mounts, deduplicated
+    /// (`cpu` and `cpuacct` may be one hierarchy).
+    fn dirs(&self) -> Vec<(&'static str, PathBuf)> {
+        let mut seen: Vec<PathBuf> = Vec::new();
+        let mut out = Vec::new();
+        for c in V1_CONTROLLERS {
+            let mnt = self.root.join(c);
+            let Ok(real) = fs::canonicalize(&mnt) else {
+                continue;
+            };
+            if seen.contains(&real) {
+                continue;
+            }
+            seen.push(real);
+            out.push((*c, mnt.join(&self.rel)));
+        }
+        out
+    }
+
+    fn dir_of(&self, controller: &str) -> PathBuf {
+        self.root.join(controller).join(&self.rel)
+    }
+}
+
+/// A new v1 cpuset group starts with empty `cpus`/`mems`, which makes adding a task
+/// fail; fill each level from its parent.
+fn init_cpuset(root: &Path, dir: &Path) -> Result<(), Error> {
+    let Ok(rel) = dir.strip_prefix(root) else {
+        return Ok(());
+    };
+    let mut cur = root.to_path_buf();
+    for comp in rel.components() {
+        let parent = cur.clone();
+        cur.push(comp);
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            let mine = fs::read_to_string(cur.join(f)).unwrap_or_default();
+            if mine.trim().is_empty() {
+                let p =
+                    fs::read_to_string(parent.join(f)).map_err(|e| io_err(&parent.join(f), e))?;
+                write_file(&cur.join(f), p.trim())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn remove_dir_retry(dir: &Path) -> Result<(), Error> {
+    for i in 0..50 {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            // Processes of the group may still be exiting.
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && i < 49 => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(io_err(dir, e)),
+        }
+    }
+    Ok(())
+}
+
+impl Cgroup for V1 {
+    fn create(&self, resources: Option<&LinuxResources>) -> Result<(), Error> {
+        for (c, dir) in self.dirs() {
+            fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+            if c == "cpuset" {
+                init_cpuset(&self.root.join(c), &dir)?;
+            }
+        }
+        let Some(r) = resources else { return Ok(()) };
+        for wr in v1_writes(r) {
+            let mut path = self.dir_of(wr.controller).join(wr.file);
+            if wr.file == "blkio.weight" && !path.exists() {
+                // With the BFQ scheduler the weight lives in blkio.bfq.weight (as runc does).
+                path = self.dir_of("blkio").join("blkio.bfq.weight");
+                if !path.exists() {
+                    return Err(Error::Unsupported {
+                        what: "--blkio-weight: the blkio controller has no weight file (no CFQ/BFQ scheduler)".into(),
+                    });
+                }
+            }
+            if wr.file == "memory.memsw.limit_in_bytes" && !path.exists() {
+                return Err(Error::Unsupported {
+                    what: "--memory-swap: the kernel has no swap accounting (memory.memsw.*)"
+                        .into(),
+                });
+            }
+            write_file(&path, &wr.value)?;
+        }
+        Ok(())
+    }
+
+    fn add_pid(&self, pid: i32) -> Result<(), Error> {
+        for (_, dir) in self.dirs() {
+            write_file(&dir.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn oom_killed(&self) -> bool {
+        let s = fs::read_to_string(self.dir_of("memory").join("memory.oom_control"))
+            .unwrap_or_default();
+        oom_count(&s) > 0
+    }
+
+    fn remove(&self) -> Result<(), Error> {
+        let mut first = Ok(());
+        for (_, dir) in self.dirs() {
+            if let Err(e) = remove_dir_retry(&dir) {
+                if first.is_ok() {
+                    first = Err(e);
+                }
+            }
+        }
+        first
+    }
+
+    fn version(&self) -> u8 {
+        1
+    }
+
+    fn mount_sources(&self) -> Vec<(String, PathBuf)> {
+        V1_CONTROLLERS
+            .iter()
+            .map(|c| (c.to_string(), self.dir_of(c)))
+            .filter(|(_, d)| d.is_dir())
+            .collect()
+    }
+}
+
+/// The `oom_kill N` count in `memory.oom_control` (v1) or `memory.events` (v2).
+pub fn oom_count(text: &str) -> u64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("oom_kill "))
+        .filter_map(|v| v.trim().parse().ok())
+        .next()
+        .unwrap_or(0)
+}
+
+/// cgroup v2: one directory; controllers enabled down the path through
+/// `cgroup.subtree_control`.
+#[derive(Debug)]
+pub struct V2 {
+    root: PathBuf,
+    rel: PathBuf,
+}
+
+impl V2 {
+    fn dir(&self) -> PathBuf {
+        self.root.join(&self.rel)
+    }
+}
+
+impl Cgroup for V2 {
+    fn create(&self, resources: Option<&LinuxResources>) -> Result<(), Error> {
+        let dir = self.dir();
+        fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        // Enable every available controller on each ancestor so the leaf has them.
+        let avail = fs::read_to_string(self.root.join("cgroup.controllers")).unwrap_or_default();
+        let enable: Vec<String> = avail.split_whitespace().map(|c| format!("+{c}")).collect();
+        if !enable.is_empty() {
+            let mut cur = self.root.clone();
+            for comp in self.rel.components() {
+                write_file(&cur.join("cgroup.subtree_control"), &enable.join(" "))?;
+                cur.push(comp);
+            }
+        }
+        let Some(r) = resources else { return Ok(()) };
+        if let Some(devs) = r.devices() {
+            // The v2 device controller is an eBPF program attached to the group (a
+            // temp-dir stand-in for cgroupfs in unit tests cannot take one).
+            if is_cgroup2(&dir) {
+                super::devfilter::attach(&dir, devs)?;
+            }
+        }
+        for wr in v2_writes(r) {
+            write_file(&dir.join(wr.file), &wr.value)?;
+        }
+        Ok(())
+    }
+
+    fn add_pid(&self, pid: i32) -> Result<(), Error> {
+        write_file(&self.dir().join("cgroup.procs"), &pid.to_string())
+    }
+
+    fn oom_killed(&self) -> bool {
+        oom_count(&fs::read_to_string(self.dir().join("memory.events")).unwrap_or_default()) > 0
+    }
+
+    fn remove(&self) -> Result<(), Error> {
+        remove_dir_retry(&self.dir())
+    }
+
+    fn version(&self) -> u8 {
+        2
+    }
+
+    fn mount_sources(&self) -> Vec<(String, PathBuf)> {
+        vec![(String::new(), self.dir())]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{
+        LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder,
+        LinuxPidsBuilder, LinuxResourcesBuilder, LinuxThrottleDeviceBuilder,
+    };
+
+    fn resources() -> LinuxResources {
+        LinuxResourcesBuilder::default()
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(32 << 20)
+                    .swap(64 << 20)
+                    .build()
+                    .unwrap(),
+            )
+            .cpu(
+                LinuxCpuBuilder::default()
+                    .shares(1024u64)
+                    .quota(50_000)
+                    .period(100_000u64)
+                    .cpus("0")
+                    .build()
+                    .unwrap(),
+            )
+            .pids(LinuxPidsBuilder::default().limit(20).build().unwrap())
+            .block_io(
+                LinuxBlockIoBuilder::default()
+                    .weight(500u16)
+                    .throttle_read_bps_device(vec![LinuxThrottleDeviceBuilder::default()
+                        .major(8)
+                        .minor(0)
+                        .rate(1_048_576u64)
+                        .build()
+                        .unwrap()])
+                    .throttle_write_bps_device(vec![LinuxThrottleDeviceBuilder::default()
+                        .major(8)
+                        .minor(0)
+                        .rate(2_097_152u64)
+                        .build()
+                        .unwrap()])
+                    .build()
+                    .unwrap(),
+            )
+            .devices(vec![
+                LinuxDeviceCgroupBuilder::default()
+                    .allow(false)
+                    .access("rwm")
+                    .build()
+                    .unwrap(),
+                LinuxDeviceCgroupBuilder::default()
+                    .allow(true)
+                    .typ(LinuxDeviceType::C)
+                    .major(1)
+                    .minor(3)
+                    .access("rwm")
+                    .build()
+                    .unwrap(),
+            ])
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn v2_file_values() {
+        let ws = v2_writes(&resources());
+        let get = |f: &str| {
+            ws.iter()
+                .filter(|w| w.file == f)
+                .map(|w| w.value.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(get("memory.max"), ["33554432"]);
+        assert_eq!(get("memory.swap.max"), ["33554432"]);
+        assert_eq!(get("cpu.max"), ["50000 100000"]);
+        assert_eq!(get("cpu.weight"), ["39"]);
+        assert_eq!(get("cpuset.cpus"), ["0"]);
+        assert_eq!(get("pids.max"), ["20"]);
+        assert_eq!(get("io.max"), ["8:0 rbps=1048576 wbps=2097152"]);
+        assert_eq!(get("io.weight"), ["default 4950"]);
+    }
+
+    #[test]
+    fn v1_file_values_and_device_rules() {
+        let ws = v1_writes(&resources());
+        assert_eq!(ws[0], w("devices", "devices.deny", "a *:* rwm"));
+        assert_eq!(ws[1], w("devices", "devices.allow", "c 1:3 rwm"));
+        assert!(ws.contains(&w("cpu", "cpu.cfs_quota_us", "50000")));
+        assert!(ws.contains(&w("memory", "memory.limit_in_bytes", "33554432")));
+        // The memory limit must be written before memory+swap.
+        let lim = ws
+            .iter()
+            .position(|x| x.file == "memory.limit_in_bytes")
+            .unwrap();
+        let sw = ws
+            .iter()
+            .position(|x| x.file == "memory.memsw.limit_in_bytes")
+            .unwrap();
+        assert!(lim < sw);
+    }
+
+    #[test]
+    fn weight_conversions_hit_the_ends() {
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+        assert_eq!(blkio_to_io_weight(10), 1);
+        assert_eq!(blkio_to_io_weight(1000), 10_000);
+    }
+
+    /// The v2 manager on a temp-dir stand-in for cgroupfs: directories, controller
+    /// enabling, limit files, pid, OOM count and removal.
+    #[test]
+    fn v2_on_a_temp_dir_cgroupfs() {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(
+            root.path().join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .unwrap();
+        fs::write(root.path().join("cgroup.subtree_control"), "").unwrap();
+        fs::create_dir(root.path().join("imgctl")).unwrap();
+        fs::write(root.path().join("imgctl/cgroup.subtree_control"), "").unwrap();
+        let h = Hierarchy::V2 {
+            root: root.path().to_path_buf(),
+        };
+        let g = h.group(Path::new("/imgctl/c1"));
+        g.create(Some(&resources())).unwrap();
+        let dir = root.path().join("imgctl/c1");
+        assert_eq!(
+            fs::read_to_string(dir.join("memory.max")).unwrap(),
+            "33554432"
+        );
+        assert_eq!(fs::read_to_string(dir.join("pids.max")).unwrap(), "20");
+        assert_eq!(
+            fs::read_to_string(root.path().join("imgctl/cgroup.subtree_control")).unwrap(),
+            "+cpuset +cpu +io +memory +pids"
+        );
+        g.add_pid(42).unwrap();
+        assert_eq!(fs::read_to_string(dir.join("cgroup.procs")).unwrap(), "42");
+        assert!(!g.oom_killed());
+        fs::write(
+            dir.join("memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+        )
+        .unwrap();
+        assert!(g.oom_killed());
+        assert_eq!(g.version(), 2);
+        // A real cgroupfs directory has only kernel files; the stand-in needs emptying.
+        for e in fs::read_dir(&dir).unwrap() {
+            fs::remove_file(e.unwrap().path()).unwrap();
+        }
+        g.remove().unwrap();
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn detects_this_host() {
+        let h = Hierarchy::detect(Path::new("/sys/fs/cgroup"));
+        assert!(h.is_ok());
+    }
+}
