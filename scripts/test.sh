@@ -12,6 +12,8 @@ echo "== fmt and clippy"
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== tests"
-cargo test --all-targets --no-fail-fast -- --test-threads=2
+cargo test --lib --bins --tests --no-fail-fast -- --test-threads=2
+echo "== benches (each run once, as a test)"
+cargo test --benches --no-fail-fast
 echo "== buildfile fuzz (${IMGCTL_FUZZ_SECONDS:-60}s over arbitrary bytes)"
 IMGCTL_FUZZ_SECONDS=${IMGCTL_FUZZ_SECONDS:-60} cargo test --lib buildfile::fuzz -- --ignored --nocapture
