@@ -10,8 +10,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod bundle;
 mod buildfile;
+mod bundle;
 mod diff;
 mod export;
 mod images;
@@ -123,7 +123,9 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(&cli.log_level);
-    let globals = Globals { root: cli.root.clone() };
+    let globals = Globals {
+        root: cli.root.clone(),
+    };
     match dispatch(&globals, cli.command) {
         Ok(code) => code,
         Err(err) => report(err),

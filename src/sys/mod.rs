@@ -1,1 +1,3 @@
 //! The `sys` module (see docs/ARCHITECTURE.md).
+
+pub mod fs;
