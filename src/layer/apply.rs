@@ -1009,12 +1009,7 @@ impl<'o> Extractor<'o> {
         if chmod_it && (chmod || chown) {
             // fchmodat2 honours AT_SYMLINK_NOFOLLOW (Linux 6.6+); the entry was just
             // created as a non-link, so following is never wanted.
-            rustix::fs::chmodat(
-                pfd,
-                n,
-                Mode::from_raw_mode(meta.mode),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )?;
+            sfs::chmod_nofollow(pfd, name, meta.mode)?;
         }
         for (k, v) in &meta.xattrs {
             sfs::set_xattr_at(pfd, name, k, v)?;

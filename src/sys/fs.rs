@@ -132,6 +132,37 @@ pub fn clear_dir(dir: BorrowedFd<'_>, mut remove: impl FnMut(&[u8]) -> bool) -> 
     Ok(())
 }
 
+/// `chmod` an entry of `dir` without following it if it is a symlink (fchmodat2 with
+/// `AT_SYMLINK_NOFOLLOW`, Linux 6.6+; older kernels fall back to plain `fchmodat`,
+/// which callers only use on entries they just created as non-links).
+pub fn chmod_nofollow(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> io::Result<()> {
+    let cname = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: valid fd and NUL-terminated path for the duration of the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_fchmodat2,
+            dir.as_raw_fd(),
+            cname.as_ptr(),
+            mode as libc::c_uint,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENOSYS) {
+        return rustix::fs::chmodat(
+            dir,
+            OsStr::from_bytes(name),
+            Mode::from_raw_mode(mode),
+            AtFlags::empty(),
+        )
+        .map_err(to_io);
+    }
+    Err(e)
+}
+
 /// Set an extended attribute on an entry of `dir` without following it; an empty
 /// `name` means `dir` itself.
 pub fn set_xattr_at(dir: BorrowedFd<'_>, name: &[u8], key: &str, value: &[u8]) -> io::Result<()> {
