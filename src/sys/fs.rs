@@ -238,14 +238,40 @@ pub fn mount_overlay(
     use rustix::mount::*;
     let attempt = || -> io::Result<()> {
         let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(to_io)?;
+        // The kernel explains a refused parameter in the context's message log.
+        let explain = |e: rustix::io::Errno, what: &str| {
+            let mut buf = [0u8; 512];
+            let msg = match rustix::io::read(&fs, &mut buf) {
+                Ok(n) => String::from_utf8_lossy(&buf[..n]).trim().to_string(),
+                Err(_) => String::new(),
+            };
+            io::Error::new(
+                io::Error::from_raw_os_error(e.raw_os_error()).kind(),
+                format!(
+                    "overlay {what}: {} {msg}",
+                    io::Error::from_raw_os_error(e.raw_os_error())
+                ),
+            )
+        };
+        // Layers by file descriptor (Linux 6.13+): no path length limit (fsconfig
+        // strings stop at 256 bytes); by path on kernels that refuse fds here.
+        let set = |key: &str, p: &Path| -> io::Result<()> {
+            let fd = open_dir_path(p)?;
+            match fsconfig_set_fd(fs.as_fd(), key, fd.as_fd()) {
+                Ok(()) => Ok(()),
+                Err(rustix::io::Errno::INVAL) => fsconfig_set_string(fs.as_fd(), key, p)
+                    .map_err(|e| explain(e, &format!("{key} {}", p.display()))),
+                Err(e) => Err(explain(e, &format!("{key} {}", p.display()))),
+            }
+        };
         for l in lowers {
-            fsconfig_set_string(fs.as_fd(), "lowerdir+", l.as_path()).map_err(to_io)?;
+            set("lowerdir+", l)?;
         }
         if let Some((u, w)) = upper_work {
-            fsconfig_set_string(fs.as_fd(), "upperdir", u).map_err(to_io)?;
-            fsconfig_set_string(fs.as_fd(), "workdir", w).map_err(to_io)?;
+            set("upperdir", u)?;
+            set("workdir", w)?;
         }
-        fsconfig_create(fs.as_fd()).map_err(to_io)?;
+        fsconfig_create(fs.as_fd()).map_err(|e| explain(e, "create"))?;
         let attrs = if upper_work.is_none() {
             MountAttrFlags::MOUNT_ATTR_RDONLY
         } else {
@@ -263,7 +289,16 @@ pub fn mount_overlay(
     };
     match attempt() {
         Ok(()) => Ok(()),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EINVAL)) => {
+        // No new mount API, or no `lowerdir+` (before 6.8): the legacy option string.
+        Err(e)
+            if matches!(e.raw_os_error(), Some(libc::ENOSYS))
+                || (e.kind() == io::ErrorKind::InvalidInput
+                    && lowers
+                        .iter()
+                        .map(|l| l.as_os_str().len() + 1)
+                        .sum::<usize>()
+                        < 3500) =>
+        {
             let mut opts = String::from("lowerdir=");
             for (i, l) in lowers.iter().enumerate() {
                 if i > 0 {

@@ -91,3 +91,5 @@ pub fn tempdir() -> tempfile::TempDir {
         .tempdir()
         .expect("create temp dir")
 }
+
+pub mod layer;
