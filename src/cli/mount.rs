@@ -15,6 +15,9 @@ use crate::store::BlobReader;
 pub struct MountArgs {
     /// Image to mount: `oci:DIR[:TAG]` (an OCI image layout directory).
     pub image: String,
+    /// Do not hardlink identical files into the store's dedup pool while unpacking.
+    #[arg(long)]
+    pub no_dedup: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -51,9 +54,17 @@ fn new_key(prefix: &str) -> String {
 
 /// Unpack `name` into the store and prepare a writable snapshot `key` on it; returns
 /// the merged path (not yet mounted) and the mounts.
-pub(super) fn mount_image(g: &Globals, name: &str) -> anyhow::Result<(String, PathBuf)> {
+pub(super) fn mount_image(
+    g: &Globals,
+    name: &str,
+    dedup: bool,
+) -> anyhow::Result<(String, PathBuf)> {
     let (blobs, manifest) = resolve_image(g, name)?;
-    let unpacked = image::unpack(blobs.as_ref(), &manifest, &g.root)
+    let opts = image::UnpackOptions {
+        dedup,
+        ..image::UnpackOptions::default()
+    };
+    let unpacked = image::unpack_with(blobs.as_ref(), &manifest, &g.root, &opts)
         .with_context(|| format!("unpack {name}"))?;
     let snaps = Overlay::open(&g.root)?;
     let key = new_key("mount");
@@ -67,7 +78,7 @@ pub(super) fn mount_image(g: &Globals, name: &str) -> anyhow::Result<(String, Pa
 }
 
 pub fn mount(g: &Globals, a: MountArgs) -> anyhow::Result<ExitCode> {
-    let (_key, merged) = mount_image(g, &a.image)?;
+    let (_key, merged) = mount_image(g, &a.image, !a.no_dedup)?;
     println!("{}", merged.display());
     Ok(ExitCode::SUCCESS)
 }

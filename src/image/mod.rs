@@ -209,6 +209,8 @@ pub struct UnpackOptions {
     pub limits: Limits,
     /// Hardlink identical files into the store's dedup pool after unpacking.
     pub dedup: bool,
+    /// Only files at least this large are deduplicated.
+    pub dedup_min_size: u64,
     /// Layers unpacked at the same time.
     pub parallel: usize,
 }
@@ -218,6 +220,7 @@ impl Default for UnpackOptions {
         UnpackOptions {
             limits: Limits::default(),
             dedup: true,
+            dedup_min_size: snapshot::dedup::DEFAULT_MIN_SIZE,
             parallel: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2)
@@ -339,7 +342,7 @@ fn unpack_layer(
             &ao,
         )?;
         if opts.dedup {
-            stats = snapshot::dedup::dedup_dir(&pool, dir)?;
+            stats = snapshot::dedup::dedup_dir(&pool, dir, opts.dedup_min_size)?;
         }
         Ok(())
     })?;

@@ -341,7 +341,9 @@ impl Read for ChannelReader {
     }
 }
 
-/// The directory an entry goes into, cached across entries (tars are mostly sorted).
+/// The directory an entry goes into, cached across entries (tars are mostly sorted,
+/// so a few recent directories catch nearly every lookup).
+#[derive(Clone)]
 struct Parent {
     path: Vec<u8>,
     fd: Rc<OwnedFd>,
@@ -381,13 +383,16 @@ fn invalid<T>(msg: impl Into<String>) -> Result<T, Failure> {
 }
 
 const WH_PREFIX: &[u8] = b".wh.";
+const PARENT_CACHE: usize = 8;
 const WH_OPAQUE: &[u8] = b".wh..wh..opq";
 const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
 struct Extractor<'o> {
     root: OwnedFd,
     opts: &'o ApplyOptions,
-    cache: Option<Parent>,
+    /// Recently used parent directories (most recent last), cleared whenever a
+    /// directory is removed or replaced.
+    cache: Vec<Parent>,
     /// Directory mtimes, applied after all contents are in place.
     dir_times: HashMap<Vec<u8>, i64>,
     /// Flatten mode: paths this layer created (whiteouts must not remove them).
@@ -406,7 +411,7 @@ impl<'o> Extractor<'o> {
         Extractor {
             root,
             opts,
-            cache: None,
+            cache: Vec::new(),
             dir_times: HashMap::new(),
             created: HashSet::new(),
             opaqued: HashSet::new(),
@@ -473,7 +478,7 @@ impl<'o> Extractor<'o> {
                 }
             }
         }
-        self.cache = None;
+        self.cache.clear();
         self.restore_dir_times()
             .map_err(|source| LayerError::Extract {
                 layer: self.layer(),
@@ -656,16 +661,12 @@ impl<'o> Extractor<'o> {
 
     /// The directory `comps` inside the root, created (0755) when missing and `create`.
     /// `None` when missing and not `create`.
-    fn parent(&mut self, comps: &[&[u8]], create: bool) -> Result<Option<Rc<Parent>>, Failure> {
+    fn parent(&mut self, comps: &[&[u8]], create: bool) -> Result<Option<Parent>, Failure> {
         let path = join(comps);
-        if let Some(c) = &self.cache {
-            if c.path == path {
-                return Ok(Some(Rc::new(Parent {
-                    path: c.path.clone(),
-                    fd: c.fd.clone(),
-                    setgid_gid: c.setgid_gid,
-                })));
-            }
+        if let Some(i) = self.cache.iter().rposition(|c| c.path == path) {
+            let hit = self.cache.remove(i);
+            self.cache.push(hit.clone());
+            return Ok(Some(hit));
         }
         let fd = match sfs::open_dir_in_root(self.root.as_fd(), &path) {
             Ok(fd) => fd,
@@ -675,17 +676,16 @@ impl<'o> Extractor<'o> {
         };
         let st = rustix::fs::fstat(&fd)?;
         let setgid_gid = (st.st_mode & libc::S_ISGID != 0).then_some(st.st_gid);
-        let fd = Rc::new(fd);
-        self.cache = Some(Parent {
-            path: path.clone(),
-            fd: fd.clone(),
-            setgid_gid,
-        });
-        Ok(Some(Rc::new(Parent {
+        let p = Parent {
             path,
-            fd,
+            fd: Rc::new(fd),
             setgid_gid,
-        })))
+        };
+        if self.cache.len() >= PARENT_CACHE {
+            self.cache.remove(0);
+        }
+        self.cache.push(p.clone());
+        Ok(Some(p))
     }
 
     fn mkdir_all(&mut self, comps: &[&[u8]]) -> Result<OwnedFd, Failure> {
@@ -733,10 +733,11 @@ impl<'o> Extractor<'o> {
     }
 
     fn remove_existing(&mut self, parent: &Parent, name: &[u8]) -> Result<(), Failure> {
+        // Cached parents resolved through this name (a directory below it, or a
+        // symlink it was) would now be stale.
+        self.cache.clear();
         let st = sfs::lstat_at(parent.fd.as_fd(), name)?;
         if sfs::is_dir(&st) {
-            // Cached parents below it would now point at deleted directories.
-            self.cache = None;
             sfs::remove_all_at(parent.fd.as_fd(), name)?;
         } else {
             rustix::fs::unlinkat(parent.fd.as_fd(), OsStr::from_bytes(name), AtFlags::empty())?;
@@ -799,20 +800,29 @@ impl<'o> Extractor<'o> {
         let mk = |p: BorrowedFd<'_>| {
             rustix::fs::mkdirat(p, OsStr::from_bytes(name), mode_of(meta.mode & 0o777))
         };
-        match mk(parent.fd.as_fd()) {
-            Ok(()) => {}
+        let fresh = match mk(parent.fd.as_fd()) {
+            Ok(()) => true,
             Err(rustix::io::Errno::EXIST) => {
                 let st = sfs::lstat_at(parent.fd.as_fd(), name)?;
                 if !sfs::is_dir(&st) {
                     self.remove_existing(parent, name)?;
                     mk(parent.fd.as_fd())?;
                 }
+                false
             }
             Err(e) => return Err(e.into()),
+        };
+        // A directory made just now has the right owner and mode unless `needs` says
+        // otherwise; an existing one may carry other metadata, so set it all.
+        let (chown, chmod) = if fresh {
+            self.needs(parent, meta, true)
+        } else {
+            (true, true)
+        };
+        if chown || chmod || !meta.xattrs.is_empty() {
+            let dir = sfs::open_subdir(parent.fd.as_fd(), name)?;
+            self.set_meta_fd(dir.as_fd(), meta, chown, chmod)?;
         }
-        let dir = sfs::open_subdir(parent.fd.as_fd(), name)?;
-        // An existing directory may carry other metadata: always set it.
-        self.set_meta_fd(dir.as_fd(), meta, true, true)?;
         Ok(())
     }
 
@@ -907,13 +917,10 @@ impl<'o> Extractor<'o> {
                     Err(Failure::Io(e)) if e.raw_os_error() == Some(libc::ENOTDIR) => return Ok(()),
                     Err(e) => return Err(e),
                 };
-                let st = match sfs::lstat_at(parent.fd.as_fd(), hidden) {
-                    Ok(st) => st,
+                match sfs::lstat_at(parent.fd.as_fd(), hidden) {
+                    Ok(_) => self.cache.clear(),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
                     Err(e) => return Err(e.into()),
-                };
-                if sfs::is_dir(&st) {
-                    self.cache = None;
                 }
                 sfs::remove_all_at(parent.fd.as_fd(), hidden)?;
                 Ok(())
@@ -932,7 +939,7 @@ impl<'o> Extractor<'o> {
                 sfs::set_xattr_at(parent.fd.as_fd(), b"", OVERLAY_OPAQUE_XATTR, b"y")?;
             }
             ApplyMode::Flatten => {
-                self.cache = None;
+                self.cache.clear();
                 let created = &self.created;
                 let prefix = if path.is_empty() {
                     Vec::new()

@@ -1073,8 +1073,12 @@ fn identical_files_across_images_are_stored_once() {
     write_oci(&layout, "b", &[files("b-only")], Z::Zstd);
     let store = t.path().join("store");
     let oci = OciDir::open(&layout).unwrap();
-    image::unpack(&oci, &oci.manifest_for(Some("a")).unwrap(), &store).unwrap();
-    let b = image::unpack(&oci, &oci.manifest_for(Some("b")).unwrap(), &store).unwrap();
+    let opts = UnpackOptions {
+        dedup_min_size: 1,
+        ..UnpackOptions::default()
+    };
+    image::unpack_with(&oci, &oci.manifest_for(Some("a")).unwrap(), &store, &opts).unwrap();
+    let b = image::unpack_with(&oci, &oci.manifest_for(Some("b")).unwrap(), &store, &opts).unwrap();
     assert_eq!(b.dedup.linked, 2);
     assert_eq!(b.dedup.bytes_saved, big.len() as u64 + 13);
     let snaps = Overlay::open(&store).unwrap();
@@ -1091,4 +1095,32 @@ fn identical_files_across_images_are_stored_once() {
     assert_eq!(fs::read(ma.join("usr/big")).unwrap(), big);
     umount(&store, &ma);
     umount(&store, &mb);
+}
+
+/// Regression: a parent resolved through a symlink must not be reused after the
+/// symlink is replaced by a directory (A12: the link is replaced, never written
+/// through).
+#[test]
+fn replaced_symlink_parent_is_not_reused() {
+    if !root_and_tools(&[]) {
+        return;
+    }
+    let c = Case::new();
+    let layer = tar_of(&[
+        dir("x"),
+        dir("x/b"),
+        symlink("a", "x"),
+        file("a/b/through-link", b"1"),
+        dir("a"),
+        file("a/b/in-new-dir", b"2"),
+        symlink("l", "x"),
+        file("l", b"now a file"),
+    ]);
+    c.guarded(|| c.apply(&layer, ApplyMode::Flatten)).unwrap();
+    assert!(c.root.join("x/b/through-link").is_file());
+    assert!(!c.root.join("x/b/in-new-dir").exists());
+    assert!(c.root.join("a").symlink_metadata().unwrap().is_dir());
+    assert_eq!(fs::read(c.root.join("a/b/in-new-dir")).unwrap(), b"2");
+    assert!(c.root.join("l").symlink_metadata().unwrap().is_file());
+    assert!(c.root.join("x").is_dir(), "the link target is untouched");
 }
