@@ -1132,4 +1132,40 @@ mod tests {
         ));
         assert!(xattr_allowed(&"u".repeat(300)).is_err());
     }
+
+    fn sample_tar() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in [("a/", &b""[..]), ("a/f", b"hello"), ("b", b"world")] {
+            let mut h = tar::Header::new_gnu();
+            if name.ends_with('/') {
+                h.set_entry_type(tar::EntryType::Directory);
+            }
+            h.set_mode(0o755);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, name, data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Arbitrary corruption of a valid layer (A17/A18): an error or a tree
+        /// inside the target, never a panic or a hang.
+        #[test]
+        fn corrupted_layers_never_panic(flips in proptest::collection::vec((0usize..3584, proptest::prelude::any::<u8>()), 1..8)) {
+            let mut data = sample_tar();
+            for (pos, byte) in flips {
+                let p = pos % data.len();
+                data[p] = byte;
+            }
+            let t = tempfile::tempdir().unwrap();
+            let target = t.path().join("root");
+            std::fs::create_dir(&target).unwrap();
+            let mut o = ApplyOptions::new(ApplyMode::Flatten, "fuzz");
+            o.devices = DevicePolicy::Reject;
+            let _ = apply(&data[..], Compression::None, &target, &o);
+            let names: Vec<_> = std::fs::read_dir(t.path()).unwrap().collect();
+            proptest::prop_assert_eq!(names.len(), 1);
+        }
+    }
 }

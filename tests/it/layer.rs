@@ -1124,3 +1124,85 @@ fn replaced_symlink_parent_is_not_reused() {
     assert!(c.root.join("l").symlink_metadata().unwrap().is_file());
     assert!(c.root.join("x").is_dir(), "the link target is untouched");
 }
+
+/// A20 (CVE-2018-15664 class): while a layer is applied, another thread keeps
+/// exchanging a directory of the root with a symlink to `/`. Every entry must land
+/// inside the root; nothing is created on the host.
+#[test]
+fn live_symlink_exchange_race_stays_inside() {
+    if !root_and_tools(&[]) {
+        return;
+    }
+    let c = Case::new();
+    fs::create_dir(c.root.join("a")).unwrap();
+    std::os::unix::fs::symlink("/", c.root.join("b")).unwrap();
+    let tag = format!("imgctl-race-{}", std::process::id());
+    let n = 3000;
+    let es: Vec<E> = (0..n)
+        .map(|i| file(&format!("a/{tag}-{i}"), b"x"))
+        .collect();
+    let layer = tar_of(&es);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swaps = {
+        let stop = stop.clone();
+        let root = c.root.clone();
+        std::thread::spawn(move || {
+            let dir = imgctl::sys::fs::open_dir_path(&root).unwrap();
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                rustix::fs::renameat_with(&dir, "a", &dir, "b", rustix::fs::RenameFlags::EXCHANGE)
+                    .unwrap();
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let (r, swaps) = c.guarded(|| {
+        let r = c.apply(&layer, ApplyMode::Flatten);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (r, swaps.join().unwrap())
+    });
+    assert!(swaps > 100, "the race ran ({swaps} exchanges)");
+    // Contained (inside the root, possibly in the root itself via the `/` link) or
+    // refused; never on the host's `/`.
+    let _ = r;
+    for i in 0..n {
+        let host_path = Path::new("/").join(format!("{tag}-{i}"));
+        assert!(
+            !host_path.exists(),
+            "{} written on the host",
+            host_path.display()
+        );
+    }
+}
+
+/// A16: an oversized PAX header is refused with a limit error; A14: the snapshot
+/// store is private (0700).
+#[test]
+fn pax_bomb_is_refused_and_store_is_private() {
+    if !root_and_tools(&[]) {
+        return;
+    }
+    let c = Case::new();
+    let big = file("p", b"x").xattr("user.big", &vec![b'v'; 2 << 20]);
+    let mut o = c.opts(ApplyMode::Overlay);
+    o.limits.max_pax_bytes = 1 << 20;
+    let r = c.guarded(|| layer::apply(&tar_of(&[big])[..], Compression::None, &c.root, &o));
+    assert!(
+        matches!(
+            r,
+            Err(LayerError::LimitExceeded {
+                what: "PAX header size",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    let t = common::tempdir();
+    let snaps = Overlay::open(&t.path().join("store")).unwrap();
+    assert_eq!(fs::metadata(snaps.dir()).unwrap().mode() & 0o777, 0o700);
+    assert_eq!(
+        fs::metadata(t.path().join("store")).unwrap().mode() & 0o777,
+        0o700
+    );
+}
