@@ -154,6 +154,17 @@ pub fn apply<R: Read + Send>(
         let result = ex.run(reader);
         // The producer ends when it hits EOF, or when the receiver is gone.
         let pumped = producer.join();
+        // A size limit hit while decompressing is the real cause of whatever the tar
+        // reader then reported.
+        if let Ok(Err(e)) = &pumped {
+            if is_limit(e) {
+                return Err(stream_error(
+                    layer,
+                    io::Error::other(LimitHit),
+                    &opts.limits,
+                ));
+            }
+        }
         let entries = result?;
         let (diff_id, tar_bytes) = match pumped {
             Ok(Ok(v)) => v,

@@ -1206,3 +1206,48 @@ fn pax_bomb_is_refused_and_store_is_private() {
         0o700
     );
 }
+
+/// A12 regression fixtures: a busybox `env` symlink replaced by a real file (the link
+/// is replaced, its target untouched), a self-referencing `dash -> dash`, and the
+/// Corretto-style deep relative link, which must unpack as is.
+#[test]
+fn type_changes_replace_links_and_odd_links_unpack() {
+    if !root_and_tools(&[]) {
+        return;
+    }
+    let c = Case::new();
+    let l1 = tar_of(&[
+        dir("bin"),
+        file("bin/busybox", b"busybox"),
+        dir("usr"),
+        dir("usr/bin"),
+        symlink("usr/bin/env", "/bin/busybox"),
+        symlink("bin/dash", "dash"),
+        dir("usr/lib"),
+        symlink("usr/lib/cacerts", "../../../../../../etc/pki/java/cacerts"),
+    ]);
+    let l2 = tar_of(&[
+        file("usr/bin/env", b"coreutils env"),
+        file("bin/dash", b"dash binary"),
+    ]);
+    c.guarded(|| {
+        c.apply(&l1, ApplyMode::Flatten).unwrap();
+        c.apply(&l2, ApplyMode::Flatten).unwrap();
+    });
+    assert_eq!(fs::read(c.root.join("bin/busybox")).unwrap(), b"busybox");
+    assert_eq!(
+        fs::read(c.root.join("usr/bin/env")).unwrap(),
+        b"coreutils env"
+    );
+    assert!(c
+        .root
+        .join("usr/bin/env")
+        .symlink_metadata()
+        .unwrap()
+        .is_file());
+    assert_eq!(fs::read(c.root.join("bin/dash")).unwrap(), b"dash binary");
+    assert_eq!(
+        fs::read_link(c.root.join("usr/lib/cacerts")).unwrap(),
+        Path::new("../../../../../../etc/pki/java/cacerts")
+    );
+}
