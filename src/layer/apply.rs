@@ -135,12 +135,26 @@ pub fn apply<R: Read + Send>(
     target: &Path,
     opts: &ApplyOptions,
 ) -> Result<Applied, LayerError> {
-    let layer = opts.layer.as_str();
-    let dec = decoder(blob, compression, layer)?;
     let root = sfs::open_dir_path(target).map_err(|source| LayerError::Target {
         path: target.to_path_buf(),
         source,
     })?;
+    stream_layer(blob, compression, opts, |reader| {
+        Extractor::new(root, opts).run(reader)
+    })
+}
+
+/// Decompress `blob` on a helper thread (hashing the tar stream as it goes) and hand
+/// the tar stream to `consume`, which returns the number of entries it handled. Then
+/// check limits and the diff ID.
+pub(super) fn stream_layer<R: Read + Send>(
+    blob: R,
+    compression: Compression,
+    opts: &ApplyOptions,
+    consume: impl FnOnce(ChannelReader) -> Result<u64, LayerError>,
+) -> Result<Applied, LayerError> {
+    let layer = opts.layer.as_str();
+    let dec = decoder(blob, compression, layer)?;
     std::thread::scope(|s| {
         let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(16);
         let max_bytes = opts.limits.max_bytes;
@@ -150,8 +164,7 @@ pub fn apply<R: Read + Send>(
             cur: Vec::new(),
             pos: 0,
         };
-        let mut ex = Extractor::new(root, opts);
-        let result = ex.run(reader);
+        let result = consume(reader);
         // The producer ends when it hits EOF, or when the receiver is gone.
         let pumped = producer.join();
         // A size limit hit while decompressing is the real cause of whatever the tar
@@ -269,11 +282,11 @@ impl std::fmt::Display for LimitHit {
 
 impl std::error::Error for LimitHit {}
 
-fn is_limit(e: &io::Error) -> bool {
+pub(super) fn is_limit(e: &io::Error) -> bool {
     e.get_ref().map(|i| i.is::<LimitHit>()).unwrap_or(false)
 }
 
-fn stream_error(layer: &str, e: io::Error, limits: &Limits) -> LayerError {
+pub(super) fn stream_error(layer: &str, e: io::Error, limits: &Limits) -> LayerError {
     if is_limit(&e) {
         LayerError::LimitExceeded {
             layer: layer.to_string(),
@@ -327,7 +340,7 @@ fn pump(
     }
 }
 
-struct ChannelReader {
+pub(super) struct ChannelReader {
     rx: mpsc::Receiver<io::Result<Vec<u8>>>,
     cur: Vec<u8>,
     pos: usize,
@@ -363,15 +376,15 @@ struct Parent {
 }
 
 /// Metadata of one entry, from its header and PAX records.
-struct Meta {
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    mtime: i64,
-    xattrs: Vec<(String, Vec<u8>)>,
+pub(super) struct Meta {
+    pub(super) mode: u32,
+    pub(super) uid: u32,
+    pub(super) gid: u32,
+    pub(super) mtime: i64,
+    pub(super) xattrs: Vec<(String, Vec<u8>)>,
 }
 
-enum Failure {
+pub(super) enum Failure {
     Invalid(String),
     Io(io::Error),
     Limit(&'static str, u64),
@@ -389,7 +402,7 @@ impl From<rustix::io::Errno> for Failure {
     }
 }
 
-fn invalid<T>(msg: impl Into<String>) -> Result<T, Failure> {
+pub(super) fn invalid<T>(msg: impl Into<String>) -> Result<T, Failure> {
     Err(Failure::Invalid(msg.into()))
 }
 
@@ -434,71 +447,19 @@ impl<'o> Extractor<'o> {
         }
     }
 
-    fn layer(&self) -> String {
-        self.opts.layer.clone()
-    }
-
     /// Apply every entry; then restore directory mtimes and drain the stream so the
     /// trailing padding is hashed too.
     fn run(&mut self, reader: ChannelReader) -> Result<u64, LayerError> {
-        let mut archive = tar::Archive::new(reader);
-        let mut count = 0u64;
-        let read_err =
-            |layer: String, e: io::Error, limits: &Limits| stream_error(&layer, e, limits);
-        {
-            let entries = archive
-                .entries()
-                .map_err(|e| read_err(self.layer(), e, &self.opts.limits))?;
-            for entry in entries {
-                let mut entry = entry.map_err(|e| read_err(self.layer(), e, &self.opts.limits))?;
-                let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-                count += 1;
-                if count > self.opts.limits.max_entries {
-                    return Err(LayerError::LimitExceeded {
-                        layer: self.layer(),
-                        what: "entry count",
-                        limit: self.opts.limits.max_entries,
-                    });
-                }
-                match self.entry(&mut entry) {
-                    Ok(()) => {}
-                    Err(Failure::Invalid(reason)) => {
-                        return Err(LayerError::InvalidEntry {
-                            layer: self.layer(),
-                            entry: name,
-                            reason,
-                        })
-                    }
-                    Err(Failure::Limit(what, limit)) => {
-                        return Err(LayerError::LimitExceeded {
-                            layer: self.layer(),
-                            what,
-                            limit,
-                        })
-                    }
-                    Err(Failure::Io(e)) if is_limit(&e) => {
-                        return Err(stream_error(&self.opts.layer, e, &self.opts.limits))
-                    }
-                    Err(Failure::Io(source)) => {
-                        return Err(LayerError::Extract {
-                            layer: self.layer(),
-                            entry: name,
-                            source,
-                        })
-                    }
-                }
-            }
-        }
+        let opts = self.opts;
+        let (count, archive) = each_entry(reader, opts, |e| self.entry(e))?;
         self.cache.clear();
         self.restore_dir_times()
             .map_err(|source| LayerError::Extract {
-                layer: self.layer(),
+                layer: opts.layer.clone(),
                 entry: "(directory times)".into(),
                 source,
             })?;
-        let mut rest = archive.into_inner();
-        io::copy(&mut rest, &mut io::sink())
-            .map_err(|e| stream_error(&self.opts.layer, e, &self.opts.limits))?;
+        drain(archive, opts)?;
         Ok(count)
     }
 
@@ -506,7 +467,7 @@ impl<'o> Extractor<'o> {
         let raw_path = entry.path_bytes().into_owned();
         let comps = normalize(&raw_path)?;
         let etype = entry.header().entry_type();
-        let meta = self.meta(entry)?;
+        let meta = entry_meta(entry, &self.opts.limits)?;
 
         if comps.is_empty() {
             // The root itself: only a directory may describe it (CVE-2021-29136).
@@ -620,54 +581,6 @@ impl<'o> Extractor<'o> {
             self.created.insert(full);
         }
         Ok(())
-    }
-
-    fn meta<R: Read>(&self, entry: &mut tar::Entry<'_, R>) -> Result<Meta, Failure> {
-        let h = entry.header();
-        let mode = h.mode()? & 0o7777;
-        let uid =
-            u32::try_from(h.uid()?).map_err(|_| Failure::Invalid("uid out of range".into()))?;
-        let gid =
-            u32::try_from(h.gid()?).map_err(|_| Failure::Invalid("gid out of range".into()))?;
-        let mut mtime = i64::try_from(h.mtime()?).unwrap_or(0);
-        let mut xattrs = Vec::new();
-        if let Some(exts) = entry.pax_extensions()? {
-            let mut total = 0u64;
-            for ext in exts {
-                let ext = ext?;
-                let key = ext.key_bytes();
-                let value = ext.value_bytes();
-                total += (key.len() + value.len()) as u64;
-                if total > self.opts.limits.max_pax_bytes {
-                    return Err(Failure::Limit(
-                        "PAX header size",
-                        self.opts.limits.max_pax_bytes,
-                    ));
-                }
-                if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                    let name = std::str::from_utf8(name)
-                        .map_err(|_| Failure::Invalid("xattr name is not UTF-8".into()))?;
-                    if xattr_allowed(name)? {
-                        xattrs.push((name.to_string(), value.to_vec()));
-                    }
-                } else if key == b"mtime" {
-                    if let Some(secs) = std::str::from_utf8(value)
-                        .ok()
-                        .and_then(|v| v.split('.').next())
-                        .and_then(|v| v.parse::<i64>().ok())
-                    {
-                        mtime = secs;
-                    }
-                }
-            }
-        }
-        Ok(Meta {
-            mode,
-            uid,
-            gid,
-            mtime,
-            xattrs,
-        })
     }
 
     /// The directory `comps` inside the root, created (0755) when missing and `create`.
@@ -1065,6 +978,120 @@ impl<'o> Extractor<'o> {
     }
 }
 
+pub(super) fn entry_meta<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    limits: &Limits,
+) -> Result<Meta, Failure> {
+    let h = entry.header();
+    let mode = h.mode()? & 0o7777;
+    let uid = u32::try_from(h.uid()?).map_err(|_| Failure::Invalid("uid out of range".into()))?;
+    let gid = u32::try_from(h.gid()?).map_err(|_| Failure::Invalid("gid out of range".into()))?;
+    let mut mtime = i64::try_from(h.mtime()?).unwrap_or(0);
+    let mut xattrs = Vec::new();
+    if let Some(exts) = entry.pax_extensions()? {
+        let mut total = 0u64;
+        for ext in exts {
+            let ext = ext?;
+            let key = ext.key_bytes();
+            let value = ext.value_bytes();
+            total += (key.len() + value.len()) as u64;
+            if total > limits.max_pax_bytes {
+                return Err(Failure::Limit("PAX header size", limits.max_pax_bytes));
+            }
+            if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                let name = std::str::from_utf8(name)
+                    .map_err(|_| Failure::Invalid("xattr name is not UTF-8".into()))?;
+                if xattr_allowed(name)? {
+                    xattrs.push((name.to_string(), value.to_vec()));
+                }
+            } else if key == b"mtime" {
+                if let Some(secs) = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.split('.').next())
+                    .and_then(|v| v.parse::<i64>().ok())
+                {
+                    mtime = secs;
+                }
+            }
+        }
+    }
+    Ok(Meta {
+        mode,
+        uid,
+        gid,
+        mtime,
+        xattrs,
+    })
+}
+
+/// Run `f` on every tar entry (with the entry-count limit and errors naming the layer
+/// and entry). Returns the number of entries and the archive, for [`drain`].
+pub(super) fn each_entry(
+    reader: ChannelReader,
+    opts: &ApplyOptions,
+    mut f: impl FnMut(&mut tar::Entry<'_, ChannelReader>) -> Result<(), Failure>,
+) -> Result<(u64, tar::Archive<ChannelReader>), LayerError> {
+    let layer = || opts.layer.clone();
+    let mut archive = tar::Archive::new(reader);
+    let mut count = 0u64;
+    {
+        let entries = archive
+            .entries()
+            .map_err(|e| stream_error(&opts.layer, e, &opts.limits))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| stream_error(&opts.layer, e, &opts.limits))?;
+            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            count += 1;
+            if count > opts.limits.max_entries {
+                return Err(LayerError::LimitExceeded {
+                    layer: layer(),
+                    what: "entry count",
+                    limit: opts.limits.max_entries,
+                });
+            }
+            match f(&mut entry) {
+                Ok(()) => {}
+                Err(Failure::Invalid(reason)) => {
+                    return Err(LayerError::InvalidEntry {
+                        layer: layer(),
+                        entry: name,
+                        reason,
+                    })
+                }
+                Err(Failure::Limit(what, limit)) => {
+                    return Err(LayerError::LimitExceeded {
+                        layer: layer(),
+                        what,
+                        limit,
+                    })
+                }
+                Err(Failure::Io(e)) if is_limit(&e) => {
+                    return Err(stream_error(&opts.layer, e, &opts.limits))
+                }
+                Err(Failure::Io(source)) => {
+                    return Err(LayerError::Extract {
+                        layer: layer(),
+                        entry: name,
+                        source,
+                    })
+                }
+            }
+        }
+    }
+    Ok((count, archive))
+}
+
+/// Read the stream after the end-of-archive marker to its end, so trailing padding is
+/// hashed into the diff ID too.
+pub(super) fn drain(
+    archive: tar::Archive<ChannelReader>,
+    opts: &ApplyOptions,
+) -> Result<(), LayerError> {
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| stream_error(&opts.layer, e, &opts.limits))?;
+    Ok(())
+}
+
 fn not_found() -> Failure {
     Failure::Io(io::Error::from(io::ErrorKind::NotFound))
 }
@@ -1084,13 +1111,13 @@ fn times(mtime: i64) -> Timestamps {
     }
 }
 
-fn join(comps: &[&[u8]]) -> Vec<u8> {
+pub(super) fn join(comps: &[&[u8]]) -> Vec<u8> {
     comps.join(&b'/')
 }
 
 /// Split an entry name into components: leading `/` and `.` components dropped, `..`
 /// refused (SECURITY-TESTS A1: reject rather than clamp, so a hostile layer is noticed).
-fn normalize(raw: &[u8]) -> Result<Vec<&[u8]>, Failure> {
+pub(super) fn normalize(raw: &[u8]) -> Result<Vec<&[u8]>, Failure> {
     let mut comps = Vec::new();
     for c in raw.split(|b| *b == b'/') {
         match c {
@@ -1105,7 +1132,7 @@ fn normalize(raw: &[u8]) -> Result<Vec<&[u8]>, Failure> {
 /// The xattr policy (SECURITY-TESTS A15): `user.*` and `security.capability` are kept;
 /// `trusted.*` (which includes overlayfs' own whiteout/opaque markers), other
 /// `security.*` and `system.*` are dropped. Bad names are an error.
-fn xattr_allowed(name: &str) -> Result<bool, Failure> {
+pub(super) fn xattr_allowed(name: &str) -> Result<bool, Failure> {
     if name.is_empty() || name.len() > 255 {
         return invalid(format!("invalid xattr name of {} bytes", name.len()));
     }
