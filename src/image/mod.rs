@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use serde::Deserialize;
 
-use crate::layer::{self, ApplyMode, ApplyOptions, Compression, Limits};
+use crate::layer::{self, ApplyMode, ApplyOptions, Compression, DevicePolicy, Limits};
 use crate::oci::Digest;
 use crate::snapshot::{self, Overlay, Snapshotter};
 use crate::store::BlobReader;
@@ -213,6 +213,17 @@ pub struct UnpackOptions {
     pub dedup_min_size: u64,
     /// Layers unpacked at the same time.
     pub parallel: usize,
+    /// How new layers are stored.
+    pub format: LayerFormat,
+}
+
+/// How a layer is kept on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerFormat {
+    /// Extracted into a directory (one inode per entry).
+    Files,
+    /// Converted into one EROFS image file, mounted when used (Linux 6.12+).
+    Erofs,
 }
 
 impl Default for UnpackOptions {
@@ -225,6 +236,7 @@ impl Default for UnpackOptions {
                 .map(|n| n.get())
                 .unwrap_or(2)
                 .clamp(1, 8),
+            format: LayerFormat::Files,
         }
     }
 }
@@ -331,16 +343,21 @@ fn unpack_layer(
     let mut stats = snapshot::DedupStats::default();
     let pool = snaps.pool_dir();
     let did = snaps.ensure_layer(diff_id, &mut |dir: &Path| {
-        let blob = blobs.open_blob(&desc.digest)?;
+        let blob = std::io::BufReader::with_capacity(1 << 20, blobs.open_blob(&desc.digest)?);
         let mut ao = ApplyOptions::new(ApplyMode::Overlay, desc.digest.to_string());
         ao.limits = opts.limits;
         ao.expected_diff_id = Some(diff_id.clone());
-        layer::apply(
-            std::io::BufReader::with_capacity(1 << 20, blob),
-            compression,
-            dir,
-            &ao,
-        )?;
+        if opts.format == LayerFormat::Erofs {
+            let image = dir
+                .parent()
+                .ok_or("layer directory without a parent")?
+                .join(snapshot::overlay::EROFS_IMAGE);
+            // Device nodes cost no privilege inside an image.
+            ao.devices = DevicePolicy::Create;
+            layer::write_erofs(blob, compression, &image, &ao)?;
+            return Ok(());
+        }
+        layer::apply(blob, compression, dir, &ao)?;
         if opts.dedup {
             stats = snapshot::dedup::dedup_dir(&pool, dir, opts.dedup_min_size)?;
         }

@@ -10,12 +10,14 @@
 mod apply;
 mod compress;
 mod diff;
+mod erofs;
 
 pub use apply::{apply, unpack_new, Applied, ApplyMode, ApplyOptions, DevicePolicy, Limits};
 pub use compress::{decoder, Compression, Encoder};
 pub use diff::{
     changes, write_layer, Change, ChangeKind, DiffOptions, LayerOutput, WhiteoutFormat,
 };
+pub use erofs::write_erofs;
 
 use std::path::PathBuf;
 

@@ -71,6 +71,10 @@ pub enum Mount {
     },
     /// A bind mount of one directory.
     Bind { source: PathBuf, readonly: bool },
+    /// A layer kept as an EROFS image, mounted read-only on its own `target` (a layer
+    /// directory the overlay mount that follows uses as a lower). Shared by every
+    /// snapshot using the layer; mounting it again is a no-op.
+    Erofs { image: PathBuf, target: PathBuf },
 }
 
 impl Mount {
@@ -101,6 +105,10 @@ impl Mount {
                     format!("bind{ro},source={}", source.display()),
                 )
             }
+            Mount::Erofs { image, target } => (
+                "erofs".into(),
+                format!("ro,source={},target={}", image.display(), target.display()),
+            ),
         }
     }
 }
@@ -122,6 +130,11 @@ pub fn mount_all(mounts: &[Mount], target: &Path) -> std::io::Result<()> {
             }
             Mount::Bind { source, readonly } => {
                 crate::sys::fs::mount_bind(source, target, *readonly)?
+            }
+            Mount::Erofs { image, target } => {
+                if !crate::sys::fs::is_mount_point(target)? {
+                    crate::sys::fs::mount_erofs(image, target)?;
+                }
             }
         }
     }

@@ -31,6 +31,9 @@ pub struct Overlay {
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// File name of a layer kept as an EROFS image (next to its `fs` mount point).
+pub const EROFS_IMAGE: &str = "layer.erofs";
+
 fn io_err(key: &str) -> impl Fn(io::Error) -> SnapshotError + '_ {
     move |source| SnapshotError::Io {
         key: key.to_string(),
@@ -73,6 +76,26 @@ impl Overlay {
     /// The directory holding the unpacked layer `diff_id`.
     pub fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
         self.dir.join("layers").join(diff_id.hex()).join("fs")
+    }
+
+    /// Where the EROFS image of layer `diff_id` lives, when it is kept in that form.
+    pub fn erofs_image(&self, diff_id: &Digest) -> PathBuf {
+        self.dir
+            .join("layers")
+            .join(diff_id.hex())
+            .join(EROFS_IMAGE)
+    }
+
+    /// Detach every mounted EROFS layer (they are remounted on demand by `mounts`).
+    pub fn unmount_layers(&self) -> Result<(), SnapshotError> {
+        let rd = fs::read_dir(self.dir.join("layers")).map_err(io_err("layers"))?;
+        for e in rd {
+            let fsdir = e.map_err(io_err("layers"))?.path().join("fs");
+            if fsdir.is_dir() && sfs::is_mount_point(&fsdir).unwrap_or(false) {
+                sfs::unmount(&fsdir, true).map_err(io_err("layers"))?;
+            }
+        }
+        Ok(())
     }
 
     /// The dedup pool directory.
@@ -225,6 +248,10 @@ impl Overlay {
                 return Ok(());
             }
         }
+        let fsdir = self.layer_dir(diff_id);
+        if fsdir.is_dir() && sfs::is_mount_point(&fsdir).unwrap_or(false) {
+            sfs::unmount(&fsdir, true).map_err(io_err(&diff_id.to_string()))?;
+        }
         let layers = sfs::open_dir_path(&self.dir.join("layers")).map_err(io_err("layers"))?;
         sfs::remove_all_at(layers.as_fd(), diff_id.hex().as_bytes())
             .map_err(io_err(&diff_id.to_string()))
@@ -354,7 +381,18 @@ impl Snapshotter for Overlay {
             None => vec![self.dir.join("empty")],
         };
         let base = self.dir.join("active").join(key);
-        Ok(match info.kind {
+        // Layers kept as EROFS images are mounted on their layer directory first.
+        let mut out: Vec<Mount> = lowers
+            .iter()
+            .filter_map(|l| {
+                let image = l.parent()?.join(EROFS_IMAGE);
+                image.is_file().then(|| Mount::Erofs {
+                    image,
+                    target: l.clone(),
+                })
+            })
+            .collect();
+        out.extend(match info.kind {
             Kind::View if lowers.len() == 1 => vec![Mount::Bind {
                 source: lowers[0].clone(),
                 readonly: true,
@@ -369,7 +407,8 @@ impl Snapshotter for Overlay {
                 upper: Some(base.join("upper")),
                 work: Some(base.join("work")),
             }],
-        })
+        });
+        Ok(out)
     }
 
     fn commit(&self, key: &str, diff_id: &Digest) -> Result<Digest, SnapshotError> {

@@ -324,6 +324,49 @@ pub fn mount_overlay(
     }
 }
 
+/// Mount the EROFS image file `image` read-only on `target` (file-backed EROFS,
+/// Linux 6.12+).
+pub fn mount_erofs(image: &Path, target: &Path) -> io::Result<()> {
+    use rustix::mount::*;
+    let fs = fsopen("erofs", FsOpenFlags::FSOPEN_CLOEXEC).map_err(to_io)?;
+    let step = |r: rustix::io::Result<()>, what: &str| {
+        r.map_err(|e| {
+            let mut buf = [0u8; 512];
+            let msg = rustix::io::read(&fs, &mut buf)
+                .map(|n| String::from_utf8_lossy(&buf[..n]).trim().to_string())
+                .unwrap_or_default();
+            io::Error::new(
+                io::Error::from_raw_os_error(e.raw_os_error()).kind(),
+                format!("erofs {what} {}: {} {msg}", image.display(), to_io(e)),
+            )
+        })
+    };
+    step(fsconfig_set_string(fs.as_fd(), "source", image), "source")?;
+    step(fsconfig_create(fs.as_fd()), "create")?;
+    let mnt = fsmount(
+        fs.as_fd(),
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NODEV,
+    )
+    .map_err(to_io)?;
+    move_mount(
+        mnt.as_fd(),
+        "",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(to_io)
+}
+
+/// Whether `path` is the root of a mount (its device differs from its parent's).
+pub fn is_mount_point(path: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::fs::symlink_metadata(path)?;
+    let parent = std::fs::symlink_metadata(path.join(".."))?;
+    Ok(me.dev() != parent.dev() || me.ino() == parent.ino())
+}
+
 /// Bind-mount `source` on `target`, read-only when `readonly`.
 pub fn mount_bind(source: &Path, target: &Path, readonly: bool) -> io::Result<()> {
     use rustix::mount::*;
