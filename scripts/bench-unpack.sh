@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side unpack figures on the nginx fixture (run as root, release build):
-#   imgctl unpack (+ overlay mount)   vs  umoci unpack  vs  tar -xzf of the same layers,
+#   imgctl unpack (+ overlay mount; layers as files, with and without the dedup pass,
+#   and as EROFS images)   vs  umoci unpack  vs  tar -xzf of the same layers,
 # each into a fresh directory on the same file system, RUNS times, with hyperfine;
 # then the bytes file-level dedup saves for two images that share files but no layer
 # (nginx, and the same root filesystem exported and re-packed as one layer).
@@ -17,7 +18,7 @@ cargo build --release --quiet
 bin=${CARGO_TARGET_DIR:-target}/release/imgctl
 work=$(mktemp -d /var/tmp/imgctl-bench.XXXXXX)
 cleanup() {
-  for m in "$work"/*/snapshots/active/*/merged; do umount "$m" 2>/dev/null || true; done
+  for m in "$work"/*/snapshots/active/*/merged "$work"/*/snapshots/layers/*/fs; do umount "$m" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -35,13 +36,14 @@ entries=0
 for l in "${layers[@]}"; do entries=$((entries + $(tar -tzf "$l" | wc -l))); done
 echo "nginx fixture: ${#layers[@]} layers, $entries entries, $(du -cb "${layers[@]}" | tail -1 | cut -f1) compressed bytes"
 
-unmount_all="for m in $work/r/snapshots/active/*/merged; do umount \$m 2>/dev/null || true; done; rm -rf $work/r"
+unmount_all="for m in $work/r/snapshots/active/*/merged $work/r/snapshots/layers/*/fs; do umount \$m 2>/dev/null || true; done; rm -rf $work/r"
 tar_cmd="mkdir $work/t"
 for l in "${layers[@]}"; do tar_cmd+=" && tar --numeric-owner -xzpf $l -C $work/t"; done
 
 hyperfine --runs "$runs" --warmup 1 --export-json "$work/unpack.json" \
   --prepare "$unmount_all" -n "imgctl unpack+mount" "$bin --root $work/r mount --no-dedup oci:$nginx:latest" \
   --prepare "$unmount_all" -n "imgctl unpack+mount (dedup)" "$bin --root $work/r mount oci:$nginx:latest" \
+  --prepare "$unmount_all" -n "imgctl unpack+mount (erofs)" "$bin --root $work/r mount --erofs oci:$nginx:latest" \
   --prepare "rm -rf $work/u" -n "umoci unpack" "umoci unpack --image $nginx:latest $work/u" \
   --prepare "rm -rf $work/t" -n "tar -xzf layers" "$tar_cmd"
 eval "$unmount_all"
@@ -55,6 +57,9 @@ for name, x in r.items():
 print(f"  imgctl / umoci unpack = {me / r['umoci unpack']['median']:.2f}x  (target <= 0.7x)")
 print(f"  imgctl / tar -xzf     = {me / r['tar -xzf layers']['median']:.2f}x  (target <= 1.2x)")
 print(f"  dedup costs           = {r['imgctl unpack+mount (dedup)']['median'] / me:.2f}x of plain unpack")
+er = r["imgctl unpack+mount (erofs)"]["median"]
+print(f"  erofs / umoci unpack  = {er / r['umoci unpack']['median']:.2f}x")
+print(f"  erofs / tar -xzf      = {er / r['tar -xzf layers']['median']:.2f}x")
 PY
 
 # Dedup: a second image with the same files in one different layer.

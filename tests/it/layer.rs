@@ -210,7 +210,11 @@ fn check_fixture_tree(t: &std::collections::BTreeMap<String, Node>, root: &Path,
 }
 
 fn mount_image(store: &Path, image: &str) -> PathBuf {
-    let out = common::ok(common::imgctl(store).args(["mount", image]));
+    mount_image_with(store, image, &[])
+}
+
+fn mount_image_with(store: &Path, image: &str, flags: &[&str]) -> PathBuf {
+    let out = common::ok(common::imgctl(store).arg("mount").args(flags).arg(image));
     PathBuf::from(out.trim())
 }
 
@@ -218,16 +222,23 @@ fn umount(store: &Path, merged: &Path) {
     common::ok(common::imgctl(store).arg("umount").arg(merged));
 }
 
-#[test]
-fn fixture_mounts_to_expected_tree_and_matches_umoci_and_flatten() {
-    if !root_and_tools(&["umoci"]) {
-        return;
-    }
+fn have_erofs() -> bool {
+    require(
+        fs::read_to_string("/proc/filesystems")
+            .map(|s| s.contains("erofs"))
+            .unwrap_or(false),
+        "erofs in /proc/filesystems (file-backed EROFS mounts, Linux 6.12+)",
+    )
+}
+
+/// Mount the generated fixture with `flags` and compare it with the expected tree and
+/// with `umoci unpack`; also flatten it (export path) and compare.
+fn fixture_matches(flags: &[&str]) {
     let t = common::tempdir();
     let layout = t.path().join("oci");
     write_oci(&layout, "v1", &fixture_layers(), Z::Gzip);
     let store = t.path().join("store");
-    let merged = mount_image(&store, &format!("oci:{}:v1", layout.display()));
+    let merged = mount_image_with(&store, &format!("oci:{}:v1", layout.display()), flags);
     let mounted = tree(&merged, true);
     check_fixture_tree(&mounted, &merged, "mounted");
 
@@ -245,6 +256,71 @@ fn fixture_mounts_to_expected_tree_and_matches_umoci_and_flatten() {
     check_fixture_tree(&flattened, &flat, "flattened");
     assert_same_tree(&flattened, &by_umoci, "flatten vs umoci unpack");
     umount(&store, &merged);
+    Overlay::open(&store).unwrap().unmount_layers().unwrap();
+}
+
+#[test]
+fn fixture_mounts_to_expected_tree_and_matches_umoci_and_flatten() {
+    if !root_and_tools(&["umoci"]) {
+        return;
+    }
+    fixture_matches(&[]);
+}
+
+#[test]
+fn erofs_fixture_mounts_to_expected_tree_and_matches_umoci() {
+    if !root_and_tools(&["umoci"]) || !have_erofs() {
+        return;
+    }
+    fixture_matches(&["--erofs"]);
+}
+
+fn nginx_matches(flags: &[&str]) {
+    let t = common::tempdir();
+    let store = t.path().join("store");
+    let merged = mount_image_with(&store, &format!("oci:{NGINX}:latest"), flags);
+    let mounted = tree(&merged, false);
+    let rootfs = umoci_unpack(Path::new(NGINX), "latest", &t.path().join("bundle"));
+    let by_umoci = tree(&rootfs, false);
+    assert!(
+        mounted.len() > 5000,
+        "nginx has thousands of paths, got {}",
+        mounted.len()
+    );
+    assert_same_tree(&mounted, &by_umoci, "nginx: imgctl mount vs umoci unpack");
+    assert!(merged.join("usr/sbin/nginx").is_file());
+    // Content too, for a sample of files.
+    for p in [
+        "usr/sbin/nginx",
+        "etc/nginx/nginx.conf",
+        "usr/lib/x86_64-linux-gnu/libc.so.6",
+        "etc/passwd",
+    ] {
+        if rootfs.join(p).is_file() {
+            assert_eq!(
+                fs::read(merged.join(p)).unwrap(),
+                fs::read(rootfs.join(p)).unwrap(),
+                "{p}"
+            );
+        }
+    }
+    umount(&store, &merged);
+    assert!(!merged.exists(), "umount removes the view");
+    Overlay::open(&store).unwrap().unmount_layers().unwrap();
+}
+
+#[test]
+fn erofs_nginx_mount_matches_umoci() {
+    if !root_and_tools(&["umoci"])
+        || !have_erofs()
+        || !require(
+            Path::new(NGINX).join("index.json").is_file(),
+            "nginx fixture (scripts/fixtures/nginx.sh)",
+        )
+    {
+        return;
+    }
+    nginx_matches(&["--erofs"]);
 }
 
 #[test]
@@ -257,21 +333,7 @@ fn nginx_mount_matches_umoci() {
     {
         return;
     }
-    let t = common::tempdir();
-    let store = t.path().join("store");
-    let merged = mount_image(&store, &format!("oci:{NGINX}:latest"));
-    let mounted = tree(&merged, false);
-    let rootfs = umoci_unpack(Path::new(NGINX), "latest", &t.path().join("bundle"));
-    let by_umoci = tree(&rootfs, false);
-    assert!(
-        mounted.len() > 5000,
-        "nginx has thousands of paths, got {}",
-        mounted.len()
-    );
-    assert_same_tree(&mounted, &by_umoci, "nginx: imgctl mount vs umoci unpack");
-    assert!(merged.join("usr/sbin/nginx").is_file());
-    umount(&store, &merged);
-    assert!(!merged.exists(), "umount removes the view");
+    nginx_matches(&[]);
 }
 
 /// Layout of a malicious-layer case: `$T/root` is extracted into, `$T/host` is the
@@ -926,11 +988,23 @@ fn writes_in_a_mounted_view_go_only_to_its_upper_dir() {
     if !root_and_tools(&[]) {
         return;
     }
+    writes_isolated(&[]);
+}
+
+#[test]
+fn erofs_writes_in_a_mounted_view_go_only_to_its_upper_dir() {
+    if !root_and_tools(&[]) || !have_erofs() {
+        return;
+    }
+    writes_isolated(&["--erofs"]);
+}
+
+fn writes_isolated(flags: &[&str]) {
     let t = common::tempdir();
     let layout = t.path().join("oci");
     write_oci(&layout, "v1", &fixture_layers(), Z::Gzip);
     let store = t.path().join("store");
-    let merged = mount_image(&store, &format!("oci:{}:v1", layout.display()));
+    let merged = mount_image_with(&store, &format!("oci:{}:v1", layout.display()), flags);
     let snaps = Overlay::open(&store).unwrap();
     let layer_dirs: Vec<PathBuf> = fs::read_dir(snaps.dir().join("layers"))
         .unwrap()
@@ -977,7 +1051,7 @@ fn writes_in_a_mounted_view_go_only_to_its_upper_dir() {
         );
     }
     // A second view of the same image sees the original content.
-    let merged2 = mount_image(&store, &format!("oci:{}:v1", layout.display()));
+    let merged2 = mount_image_with(&store, &format!("oci:{}:v1", layout.display()), flags);
     assert_eq!(
         fs::read(merged2.join("usr/bin/tool")).unwrap(),
         b"#!/bin/sh\necho tool\n"
@@ -1006,6 +1080,7 @@ fn writes_in_a_mounted_view_go_only_to_its_upper_dir() {
         .collect();
     want.sort();
     assert_eq!(names, want);
+    Overlay::open(&store).unwrap().unmount_layers().unwrap();
 }
 
 #[test]
@@ -1250,4 +1325,45 @@ fn type_changes_replace_links_and_odd_links_unpack() {
         fs::read_link(c.root.join("usr/lib/cacerts")).unwrap(),
         Path::new("../../../../../../etc/pki/java/cacerts")
     );
+}
+
+/// The EROFS writer refuses the same hostile names as the file extractor (A1, A5, A9)
+/// and limits bombs the same way; nothing but the image file is ever written.
+#[test]
+fn erofs_writer_refuses_malicious_layers() {
+    if !root_and_tools(&[]) {
+        return;
+    }
+    let c = Case::new();
+    let image = c.root.join("layer.erofs");
+    let o = c.opts(ApplyMode::Overlay);
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            tar_of(&[file("../host/victim/x", b"x")]),
+            "../host/victim/x",
+        ),
+        (tar_of(&[file("a/../../x", b"x")]), "a/../../x"),
+        (tar_of(&[symlink(".", "/")]), "."),
+        (tar_of(&[dir("etc"), whiteout("etc/.wh..")]), "etc/.wh.."),
+        (tar_of(&[whiteout(".wh..wh..opq/x")]), ".wh..wh..opq/x"),
+        (tar_of(&[hardlink("h", "../host/victim/hello")]), "h"),
+        (
+            tar_of(&[symlink("l", "/etc"), file("l/passwd", b"x")]),
+            "l/passwd",
+        ),
+    ];
+    for (tar, entry) in cases {
+        let r = c.guarded(|| layer::write_erofs(&tar[..], Compression::None, &image, &o));
+        expect_invalid(r, entry);
+    }
+    let many: Vec<E> = (0..300).map(|i| file(&format!("f{i}"), b"")).collect();
+    let mut o2 = c.opts(ApplyMode::Overlay);
+    o2.limits.max_entries = 100;
+    let r = layer::write_erofs(&tar_of(&many)[..], Compression::None, &image, &o2);
+    assert!(matches!(r, Err(LayerError::LimitExceeded { .. })), "{r:?}");
+    let names: Vec<_> = fs::read_dir(&c.root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("layer.erofs")]);
 }
