@@ -2,7 +2,9 @@
 # Side-by-side unpack figures on the nginx fixture (run as root, release build):
 #   imgctl unpack (+ overlay mount; layers as files, with and without the dedup pass,
 #   and as EROFS images)   vs  umoci unpack  vs  tar -xzf of the same layers,
-# each into a fresh directory on the same file system, RUNS times, with hyperfine;
+# each into a fresh directory on the same file system, RUNS times, with hyperfine (the
+# previous run's tree is deleted and synced before each timed run, so no run pays for
+# another's writeback);
 # then the bytes file-level dedup saves for two images that share files but no layer
 # (nginx, and the same root filesystem exported and re-packed as one layer).
 # Usage: scripts/bench-unpack.sh [RUNS]   (figures are printed, never asserted)
@@ -36,7 +38,7 @@ entries=0
 for l in "${layers[@]}"; do entries=$((entries + $(tar -tzf "$l" | wc -l))); done
 echo "nginx fixture: ${#layers[@]} layers, $entries entries, $(du -cb "${layers[@]}" | tail -1 | cut -f1) compressed bytes"
 
-unmount_all="for m in $work/r/snapshots/active/*/merged $work/r/snapshots/layers/*/fs; do umount \$m 2>/dev/null || true; done; rm -rf $work/r"
+unmount_all="for m in $work/r/snapshots/active/*/merged $work/r/snapshots/layers/*/fs; do umount \$m 2>/dev/null || true; done; rm -rf $work/r; sync"
 tar_cmd="mkdir $work/t"
 for l in "${layers[@]}"; do tar_cmd+=" && tar --numeric-owner -xzpf $l -C $work/t"; done
 
@@ -44,8 +46,8 @@ hyperfine --runs "$runs" --warmup 1 --export-json "$work/unpack.json" \
   --prepare "$unmount_all" -n "imgctl unpack+mount" "$bin --root $work/r mount --no-dedup oci:$nginx:latest" \
   --prepare "$unmount_all" -n "imgctl unpack+mount (dedup)" "$bin --root $work/r mount oci:$nginx:latest" \
   --prepare "$unmount_all" -n "imgctl unpack+mount (erofs)" "$bin --root $work/r mount --erofs oci:$nginx:latest" \
-  --prepare "rm -rf $work/u" -n "umoci unpack" "umoci unpack --image $nginx:latest $work/u" \
-  --prepare "rm -rf $work/t" -n "tar -xzf layers" "$tar_cmd"
+  --prepare "rm -rf $work/u; sync" -n "umoci unpack" "umoci unpack --image $nginx:latest $work/u" \
+  --prepare "rm -rf $work/t; sync" -n "tar -xzf layers" "$tar_cmd"
 eval "$unmount_all"
 
 python3 - "$work/unpack.json" <<'PY'
