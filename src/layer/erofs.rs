@@ -242,6 +242,15 @@ impl<W: Write + Seek> Image<W> {
         let comps = normalize(&raw)?;
         let etype = entry.header().entry_type();
         let meta = entry_meta(entry, &opts.limits)?;
+        // Inline xattrs must fit one block with their inode (and u16 value sizes).
+        if INODE_SIZE + xattr_ibody_size(&meta.xattrs) > BLK
+            || meta
+                .xattrs
+                .iter()
+                .any(|(_, v)| v.len() > usize::from(u16::MAX))
+        {
+            return invalid("extended attributes too large for an EROFS layer");
+        }
         let Some((name, parents)) = comps.split_last().map(|(n, p)| (n.to_vec(), p.to_vec()))
         else {
             if etype != tar::EntryType::Directory {

@@ -1367,3 +1367,40 @@ fn erofs_writer_refuses_malicious_layers() {
         .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("layer.erofs")]);
 }
+
+/// The snapshot metadata imgctl stores matches schemas/snapshot-info.schema.json.
+#[test]
+fn stored_snapshot_metadata_matches_its_schema() {
+    let schema_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/snapshot-info.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_slice(&fs::read(schema_path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let t = common::tempdir();
+    let snaps = Overlay::open(t.path()).unwrap();
+    let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+    for d in [&a, &b] {
+        snaps.ensure_layer(d, &mut |_: &Path| Ok(())).unwrap();
+    }
+    let ca = snaps.commit_chain(None, &a).unwrap();
+    let cb = snaps.commit_chain(Some(&ca), &b).unwrap();
+    snaps.prepare("c-1", Some(&cb)).unwrap();
+    snaps.view("v.1", None).unwrap();
+    let mut checked = 0;
+    for sub in ["chains", "active"] {
+        for e in fs::read_dir(snaps.dir().join(sub)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().map(|x| x == "json").unwrap_or(false) {
+                let v: serde_json::Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+                let errors: Vec<String> =
+                    validator.iter_errors(&v).map(|e| e.to_string()).collect();
+                assert!(errors.is_empty(), "{}: {errors:?}", p.display());
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 4);
+    // And a document that breaks it is caught (the check can fail).
+    let bad = serde_json::json!({"key": "../x", "kind": "active", "parent": null, "diff_id": null});
+    assert!(!validator.is_valid(&bad));
+}
