@@ -119,7 +119,9 @@ pub fn decoder<'a, R: Read + Send + 'a>(
     }
     Ok(match declared {
         Compression::None => Box::new(buf),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buf)),
+        Compression::Gzip => Box::new(GzMembers {
+            cur: Some(flate2::bufread::GzDecoder::new(buf)),
+        }),
         Compression::Zstd => {
             let d = zstd::stream::read::Decoder::with_buffer(buf).map_err(|source| {
                 LayerError::Read {
@@ -130,6 +132,52 @@ pub fn decoder<'a, R: Read + Send + 'a>(
             Box::new(d)
         }
     })
+}
+
+/// Concatenated gzip members, then optionally NUL padding (some registries and tools
+/// pad blobs; SECURITY-TESTS A17). Anything else after the last member is an error.
+struct GzMembers<R: BufRead> {
+    cur: Option<flate2::bufread::GzDecoder<R>>,
+}
+
+impl<R: BufRead> Read for GzMembers<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(dec) = self.cur.as_mut() else {
+                return Ok(0);
+            };
+            let n = dec.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            let mut inner = match self.cur.take() {
+                Some(d) => d.into_inner(),
+                None => return Ok(0),
+            };
+            let head = inner.fill_buf()?;
+            if head.is_empty() {
+                return Ok(0);
+            }
+            if head[0] == GZIP_MAGIC[0] {
+                self.cur = Some(flate2::bufread::GzDecoder::new(inner));
+                continue;
+            }
+            loop {
+                let h = inner.fill_buf()?;
+                if h.is_empty() {
+                    return Ok(0);
+                }
+                if h.iter().any(|b| *b != 0) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "unexpected data after the end of the gzip stream",
+                    ));
+                }
+                let l = h.len();
+                inner.consume(l);
+            }
+        }
+    }
 }
 
 /// A compressing writer; `finish` flushes the trailer and returns the inner writer.
@@ -215,5 +263,30 @@ mod tests {
             .read_to_string(&mut out)
             .unwrap();
         assert_eq!(out, "hello");
+    }
+
+    #[test]
+    fn gzip_members_padding_and_garbage() {
+        let member = |d: &[u8]| {
+            let mut e = Encoder::new(Vec::new(), Compression::Gzip).unwrap();
+            e.write_all(d).unwrap();
+            e.finish().unwrap()
+        };
+        let mut two = member(b"hello ");
+        two.extend(member(b"world"));
+        two.extend([0u8; 100]);
+        let mut out = String::new();
+        decoder(&two[..], Compression::Gzip, "l")
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, "hello world");
+        let mut bad = member(b"x");
+        bad.extend(b"garbage");
+        let mut out = Vec::new();
+        assert!(decoder(&bad[..], Compression::Gzip, "l")
+            .unwrap()
+            .read_to_end(&mut out)
+            .is_err());
     }
 }

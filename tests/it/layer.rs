@@ -1404,3 +1404,33 @@ fn stored_snapshot_metadata_matches_its_schema() {
     let bad = serde_json::json!({"key": "../x", "kind": "active", "parent": null, "diff_id": null});
     assert!(!validator.is_valid(&bad));
 }
+
+/// A17: NUL padding after the gzip member is accepted (and hashed); a missing
+/// end-of-archive block is tolerated like GNU tar does, a truncated member is not.
+#[test]
+fn gzip_trailing_padding_and_truncation() {
+    if !root_and_tools(&[]) {
+        return;
+    }
+    let tar = tar_of(&[file("a", b"hello")]);
+    let mut gz = gzip(&tar);
+    gz.extend_from_slice(&[0u8; 1024]);
+    let c = Case::new();
+    let r = c.guarded(|| {
+        layer::apply(
+            &gz[..],
+            Compression::Gzip,
+            &c.root,
+            &c.opts(ApplyMode::Overlay),
+        )
+    });
+    let applied = r.unwrap();
+    assert_eq!(applied.diff_id, Digest::of(&tar));
+    assert_eq!(fs::read(c.root.join("a")).unwrap(), b"hello");
+    let gz = gzip(&tar);
+    let cut = &gz[..gz.len() - 12];
+    let c = Case::new();
+    let r =
+        c.guarded(|| layer::apply(cut, Compression::Gzip, &c.root, &c.opts(ApplyMode::Overlay)));
+    assert!(r.is_err(), "a truncated gzip member is an error");
+}
