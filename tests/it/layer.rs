@@ -1434,3 +1434,74 @@ fn gzip_trailing_padding_and_truncation() {
         c.guarded(|| layer::apply(cut, Compression::Gzip, &c.root, &c.opts(ApplyMode::Overlay)));
     assert!(r.is_err(), "a truncated gzip member is an error");
 }
+
+/// prepare -> write through the mount -> diff -> commit -> a view of the new chain
+/// shows the change (what `build` will do for each RUN step).
+#[test]
+fn commit_an_active_snapshot_as_a_new_layer() {
+    if !root_and_tools(&[]) {
+        return;
+    }
+    let t = common::tempdir();
+    let layout = t.path().join("oci");
+    write_oci(&layout, "v1", &fixture_layers(), Z::Gzip);
+    let store = t.path().join("store");
+    let oci = OciDir::open(&layout).unwrap();
+    let u = image::unpack(&oci, &oci.manifest_for(Some("v1")).unwrap(), &store).unwrap();
+    let snaps = Overlay::open(&store).unwrap();
+    let base = u.chain_id.unwrap();
+    let mounts = snaps.prepare("step-1", Some(&base)).unwrap();
+    let target = snaps.merged_dir("step-1");
+    snapshot::mount_all(&mounts, &target).unwrap();
+    fs::write(target.join("etc/built"), b"by a build step").unwrap();
+    fs::remove_file(target.join("etc/conf.d/b.conf")).unwrap();
+    imgctl::sys::fs::unmount(&target, false).unwrap();
+
+    let mut blob = Vec::new();
+    let out = layer::write_layer(
+        &snaps.upper_dir("step-1"),
+        &mut blob,
+        &DiffOptions::default(),
+    )
+    .unwrap();
+    let names: Vec<String> = entries(&{
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(
+            &mut layer::decoder(&blob[..], Compression::Gzip, "x").unwrap(),
+            &mut plain,
+        )
+        .unwrap();
+        plain
+    })
+    .into_iter()
+    .map(|e| e.0)
+    .collect();
+    assert!(names.contains(&"etc/built".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"etc/conf.d/.wh.b.conf".to_string()),
+        "{names:?}"
+    );
+    let chain = snaps.commit("step-1", &out.diff_id).unwrap();
+    assert_eq!(
+        chain,
+        imgctl::oci::chain_id(&[base.clone(), out.diff_id.clone()]).unwrap()
+    );
+    assert!(
+        snaps.stat("step-1").unwrap().is_none(),
+        "the active snapshot is gone"
+    );
+    assert_eq!(snaps.refs(&base).unwrap(), 1);
+
+    let mounts = snaps.view("check", Some(&chain)).unwrap();
+    let target = snaps.merged_dir("check");
+    snapshot::mount_all(&mounts, &target).unwrap();
+    let built = fs::read(target.join("etc/built"));
+    let removed = target.join("etc/conf.d/b.conf").exists();
+    imgctl::sys::fs::unmount(&target, false).unwrap();
+    snaps.remove("check").unwrap();
+    assert_eq!(built.unwrap(), b"by a build step");
+    assert!(!removed, "the whiteout hides the lower file");
+    snaps.remove(&chain.to_string()).unwrap();
+    assert_eq!(snaps.refs(&base).unwrap(), 0);
+    snaps.remove(&base.to_string()).unwrap();
+}
