@@ -452,7 +452,9 @@ struct Job {
     name: Vec<u8>,
     full: Vec<u8>,
     entry: String,
+    /// File content, or the target when `symlink`.
     data: Vec<u8>,
+    symlink: bool,
     meta: Meta,
     chown: bool,
     chmod: bool,
@@ -486,6 +488,18 @@ fn worker(jobs: Arc<Mutex<mpsc::Receiver<Job>>>, done: mpsc::Sender<Done>) {
 }
 
 fn write_job(job: &Job) -> Result<(), Failure> {
+    let pfd = job.parent.as_fd();
+    let name = OsStr::from_bytes(&job.name);
+    if job.symlink {
+        match rustix::fs::symlinkat(OsStr::from_bytes(&job.data), pfd, name) {
+            Err(rustix::io::Errno::EXIST) => {
+                rustix::fs::unlinkat(pfd, name, AtFlags::empty())?;
+                rustix::fs::symlinkat(OsStr::from_bytes(&job.data), pfd, name)?;
+            }
+            r => r?,
+        }
+        return set_meta_by_name(pfd, &job.name, &job.meta, job.chown, false);
+    }
     let open = || {
         rustix::fs::openat(
             job.parent.as_fd(),
@@ -511,6 +525,36 @@ fn write_job(job: &Job) -> Result<(), Failure> {
     file.write_all(&job.data)?;
     set_meta_on_fd(file.as_fd(), &job.meta, job.chown, job.chmod)?;
     rustix::fs::futimens(&file, &times(job.meta.mtime))?;
+    Ok(())
+}
+
+/// Metadata for a symlink, device or FIFO, by name, never following it.
+fn set_meta_by_name(
+    pfd: BorrowedFd<'_>,
+    name: &[u8],
+    meta: &Meta,
+    chown: bool,
+    chmod: bool,
+) -> Result<(), Failure> {
+    let n = OsStr::from_bytes(name);
+    if chown {
+        rustix::fs::chownat(
+            pfd,
+            n,
+            Some(rustix::fs::Uid::from_raw(meta.uid)),
+            Some(rustix::fs::Gid::from_raw(meta.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+    }
+    if chmod {
+        // fchmodat2 honours AT_SYMLINK_NOFOLLOW (Linux 6.6+); the entry was just
+        // created as a non-link, so following is never wanted.
+        sfs::chmod_nofollow(pfd, name, meta.mode)?;
+    }
+    for (k, v) in &meta.xattrs {
+        sfs::set_xattr_at(pfd, name, k, v)?;
+    }
+    rustix::fs::utimensat(pfd, n, &times(meta.mtime), AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
 }
 
@@ -720,10 +764,18 @@ impl<'o> Extractor<'o> {
                     return invalid("symlink with an empty target");
                 }
                 let parent = self.parent(parents, true)?.ok_or_else(not_found)?;
-                self.create_retrying(&parent, name, |p| {
-                    rustix::fs::symlinkat(OsStr::from_bytes(&target), p, OsStr::from_bytes(name))
-                })?;
-                self.set_meta_at(&parent, name, &meta, false)?;
+                if self.pool.is_some() {
+                    self.send_job(&parent, name, &full, &raw_path, target, true, meta)?;
+                } else {
+                    self.create_retrying(&parent, name, |p| {
+                        rustix::fs::symlinkat(
+                            OsStr::from_bytes(&target),
+                            p,
+                            OsStr::from_bytes(name),
+                        )
+                    })?;
+                    self.set_meta_at(&parent, name, &meta, false)?;
+                }
             }
             tar::EntryType::Link => {
                 let target = entry
@@ -904,6 +956,20 @@ impl<'o> Extractor<'o> {
                 ),
             )));
         }
+        self.send_job(parent, name, full, raw_path, data, false, meta)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_job(
+        &mut self,
+        parent: &Parent,
+        name: &[u8],
+        full: &[u8],
+        raw_path: &[u8],
+        data: Vec<u8>,
+        symlink: bool,
+        meta: Meta,
+    ) -> Result<(), Failure> {
         let (chown, chmod) = self.needs(parent, &meta, false);
         let job = Job {
             parent: parent.fd.clone(),
@@ -911,6 +977,7 @@ impl<'o> Extractor<'o> {
             full: full.to_vec(),
             entry: String::from_utf8_lossy(raw_path).into_owned(),
             data,
+            symlink,
             meta,
             chown,
             chmod,
@@ -1167,27 +1234,8 @@ impl<'o> Extractor<'o> {
         chmod_it: bool,
     ) -> Result<(), Failure> {
         let (chown, chmod) = self.needs(parent, meta, false);
-        let pfd = parent.fd.as_fd();
-        let n = OsStr::from_bytes(name);
-        if chown {
-            rustix::fs::chownat(
-                pfd,
-                n,
-                Some(rustix::fs::Uid::from_raw(meta.uid)),
-                Some(rustix::fs::Gid::from_raw(meta.gid)),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )?;
-        }
-        if chmod_it && (chmod || chown) {
-            // fchmodat2 honours AT_SYMLINK_NOFOLLOW (Linux 6.6+); the entry was just
-            // created as a non-link, so following is never wanted.
-            sfs::chmod_nofollow(pfd, name, meta.mode)?;
-        }
-        for (k, v) in &meta.xattrs {
-            sfs::set_xattr_at(pfd, name, k, v)?;
-        }
-        rustix::fs::utimensat(pfd, n, &times(meta.mtime), AtFlags::SYMLINK_NOFOLLOW)?;
-        Ok(())
+        let chmod = chmod_it && (chmod || chown);
+        set_meta_by_name(parent.fd.as_fd(), name, meta, chown, chmod)
     }
 
     fn restore_dir_times(&mut self) -> io::Result<()> {
