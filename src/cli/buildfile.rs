@@ -1,6 +1,6 @@
 //! `imgctl buildfile parse|check` (owner fills in).
-use super::Globals;
 use std::process::ExitCode;
+use super::Globals;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Cmd {

@@ -1,6 +1,6 @@
 //! `imgctl` verbs: bundle (owner fills in).
-use super::Globals;
 use std::process::ExitCode;
+use super::Globals;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -1,6 +1,6 @@
 //! `imgctl` verbs: images (owner fills in).
-use super::Globals;
 use std::process::ExitCode;
+use super::Globals;
 
 #[derive(clap::Args, Debug)]
 pub struct ImagesArgs {

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod buildfile;
 mod bundle;
+mod buildfile;
 mod diff;
 mod export;
 mod images;
@@ -123,9 +123,7 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(&cli.log_level);
-    let globals = Globals {
-        root: cli.root.clone(),
-    };
+    let globals = Globals { root: cli.root.clone() };
     match dispatch(&globals, cli.command) {
         Ok(code) => code,
         Err(err) => report(err),

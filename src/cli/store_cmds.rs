@@ -1,6 +1,6 @@
 //! `imgctl` verbs: store_cmds (owner fills in).
-use super::Globals;
 use std::process::ExitCode;
+use super::Globals;
 
 #[derive(clap::Args, Debug)]
 pub struct DfArgs {

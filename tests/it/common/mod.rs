@@ -6,9 +6,7 @@ use std::process::{Command, Output};
 
 /// True when CI asked for every prerequisite to be present (`IMGCTL_TEST_STRICT=1`).
 pub fn strict() -> bool {
-    std::env::var("IMGCTL_TEST_STRICT")
-        .map(|v| v == "1")
-        .unwrap_or(false)
+    std::env::var("IMGCTL_TEST_STRICT").map(|v| v == "1").unwrap_or(false)
 }
 
 /// Check a prerequisite. Returns false (the caller returns early, i.e. skips) with a
@@ -53,8 +51,7 @@ pub fn imgctl(root: &Path) -> Command {
 
 /// Run a command and return its output, panicking with stderr when it could not start.
 pub fn output(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
 /// Run a command that must succeed; returns stdout as a string.
