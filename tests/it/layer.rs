@@ -1505,3 +1505,61 @@ fn commit_an_active_snapshot_as_a_new_layer() {
     assert_eq!(snaps.refs(&base).unwrap(), 0);
     snaps.remove(&base.to_string()).unwrap();
 }
+
+/// A18: non-UTF-8 names, 255-byte components and GNU long names unpack and survive a
+/// diff round trip byte for byte; a 256-byte component is a clean error.
+#[test]
+fn odd_names_round_trip_and_overlong_components_fail_cleanly() {
+    if !root_and_tools(&[]) {
+        return;
+    }
+    let c = Case::new();
+    let max = "n".repeat(255);
+    let mut latin1 = file("x", b"latin-1 name");
+    latin1.name = b"caf\xe9".to_vec();
+    let layer = tar_of(&[
+        dir("d"),
+        file(&format!("d/{max}"), b"long component"),
+        latin1,
+        symlink("deep-link", &format!("{max}/{max}")),
+    ]);
+    let r = c.guarded(|| c.apply(&layer, ApplyMode::Overlay));
+    r.unwrap();
+    assert_eq!(
+        fs::read(c.root.join("d").join(&max)).unwrap(),
+        b"long component"
+    );
+    use std::os::unix::ffi::OsStrExt;
+    let weird = c.root.join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+    assert_eq!(fs::read(&weird).unwrap(), b"latin-1 name");
+    let opts = DiffOptions {
+        compression: Compression::None,
+        source_date_epoch: Some(0),
+        whiteouts: WhiteoutFormat::Overlay,
+    };
+    let mut once = Vec::new();
+    layer::write_layer(&c.root, &mut once, &opts).unwrap();
+    let again_dir = c.base.join("again");
+    fs::create_dir(&again_dir).unwrap();
+    layer::apply(
+        &once[..],
+        Compression::None,
+        &again_dir,
+        &c.opts(ApplyMode::Overlay),
+    )
+    .unwrap();
+    let mut twice = Vec::new();
+    layer::write_layer(&again_dir, &mut twice, &opts).unwrap();
+    assert_eq!(once, twice, "pack -> unpack -> pack is byte-identical");
+    fs::remove_dir_all(&again_dir).unwrap();
+
+    let c = Case::new();
+    let too_long = "m".repeat(256);
+    let r = c.guarded(|| c.apply(&tar_of(&[file(&too_long, b"x")]), ApplyMode::Overlay));
+    match r {
+        Err(e @ LayerError::Extract { .. }) => {
+            assert!(e.to_string().contains("name too long"), "{e}")
+        }
+        other => panic!("256-byte name: {other:?}"),
+    }
+}

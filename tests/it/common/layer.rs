@@ -307,6 +307,14 @@ fn xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
 
 /// Walk `root` (not following links): path -> node. `hash` adds content digests.
 pub fn tree(root: &Path, hash: bool) -> BTreeMap<String, Node> {
+    tree_with_paths(root, hash)
+        .into_iter()
+        .map(|(k, (n, _))| (k, n))
+        .collect()
+}
+
+/// [`tree`], also giving each entry's real path (names need not be UTF-8).
+pub fn tree_with_paths(root: &Path, hash: bool) -> BTreeMap<String, (Node, PathBuf)> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -347,21 +355,24 @@ pub fn tree(root: &Path, hash: bool) -> BTreeMap<String, Node> {
             let rel = p.strip_prefix(root).unwrap();
             out.insert(
                 String::from_utf8_lossy(rel.as_os_str().as_bytes()).into_owned(),
-                Node {
-                    kind,
-                    mode: md.mode() & 0o7777,
-                    uid: md.uid(),
-                    gid: md.gid(),
-                    size: if ft.is_file() { md.len() } else { 0 },
-                    link: ft.is_symlink().then(|| fs::read_link(&p).unwrap()),
-                    xattrs: xattrs(&p),
-                    rdev: if ft.is_char_device() || ft.is_block_device() {
-                        md.rdev()
-                    } else {
-                        0
+                (
+                    Node {
+                        kind,
+                        mode: md.mode() & 0o7777,
+                        uid: md.uid(),
+                        gid: md.gid(),
+                        size: if ft.is_file() { md.len() } else { 0 },
+                        link: ft.is_symlink().then(|| fs::read_link(&p).unwrap()),
+                        xattrs: xattrs(&p),
+                        rdev: if ft.is_char_device() || ft.is_block_device() {
+                            md.rdev()
+                        } else {
+                            0
+                        },
+                        content,
                     },
-                    content,
-                },
+                    p.clone(),
+                ),
             );
         }
     }
@@ -401,9 +412,9 @@ pub type Print = (
 
 pub fn fingerprint(dir: &Path) -> BTreeMap<String, Print> {
     let mut out = BTreeMap::new();
-    let t = tree(dir, true);
-    for (k, n) in t {
-        let md = fs::symlink_metadata(dir.join(&k)).unwrap();
+    let t = tree_with_paths(dir, true);
+    for (k, (n, path)) in t {
+        let md = fs::symlink_metadata(&path).unwrap();
         out.insert(
             k,
             (
