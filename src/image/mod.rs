@@ -273,6 +273,8 @@ pub fn unpack_with(
 ) -> Result<Unpacked, ImageError> {
     let resolved = resolve(blobs, manifest)?;
     let snaps = Overlay::open(root)?;
+    // Leftovers of an unpack that was killed (never visible as layers) go first.
+    snaps.cleanup()?;
     let work: Vec<(usize, &Descriptor, &Digest)> = resolved
         .layers
         .iter()

@@ -236,10 +236,27 @@ impl Overlay {
     }
 
     /// Remove leftovers of interrupted work (temporary layer directories).
+    /// Only directories of processes that no longer run are touched, so a concurrent
+    /// unpack in another process keeps its work (SECURITY-TESTS C31: a killed unpack
+    /// is never visible as committed, and its leftovers go away).
     pub fn cleanup(&self) -> Result<(), SnapshotError> {
         let layers = self.dir.join("layers");
         let fd = sfs::open_dir_path(&layers).map_err(io_err("layers"))?;
-        sfs::clear_dir(fd.as_fd(), |n| n.starts_with(b".tmp-")).map_err(io_err("layers"))
+        sfs::clear_dir(fd.as_fd(), |n| {
+            let Some(rest) = n.strip_prefix(b".tmp-") else {
+                return false;
+            };
+            // .tmp-<short digest>-<pid>-<seq>
+            let pid = std::str::from_utf8(rest)
+                .ok()
+                .and_then(|r| r.split('-').nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            match pid {
+                Some(pid) => !Path::new(&format!("/proc/{pid}")).exists(),
+                None => true,
+            }
+        })
+        .map_err(io_err("layers"))
     }
 
     fn remove_layer_if_unused(&self, diff_id: &Digest) -> Result<(), SnapshotError> {
@@ -580,5 +597,19 @@ mod tests {
         assert!(matches!(r, Err(SnapshotError::Fill { .. })));
         assert!(!o.layer_dir(&d).exists());
         assert_eq!(fs::read_dir(o.dir().join("layers")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn cleanup_removes_only_dead_processes_leftovers() {
+        let t = tempfile::tempdir().unwrap();
+        let o = Overlay::open(t.path()).unwrap();
+        let layers = o.dir().join("layers");
+        let dead = layers.join(".tmp-abcdef012345-4000000000-0");
+        let live = layers.join(format!(".tmp-abcdef012345-{}-7", std::process::id()));
+        fs::create_dir_all(dead.join("fs/x")).unwrap();
+        fs::create_dir_all(live.join("fs")).unwrap();
+        o.cleanup().unwrap();
+        assert!(!dead.exists());
+        assert!(live.exists());
     }
 }

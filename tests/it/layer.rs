@@ -1563,3 +1563,77 @@ fn odd_names_round_trip_and_overlong_components_fail_cleanly() {
         other => panic!("256-byte name: {other:?}"),
     }
 }
+
+/// C31: `kill -9` in the middle of an unpack leaves no layer visible under its real
+/// name; the next unpack removes the leftovers and succeeds.
+#[test]
+fn killed_unpack_is_never_visible_and_is_cleaned_up() {
+    if !root_and_tools(&[])
+        || !require(
+            Path::new(NGINX).join("index.json").is_file(),
+            "nginx fixture (scripts/fixtures/nginx.sh)",
+        )
+    {
+        return;
+    }
+    let t = common::tempdir();
+    let store = t.path().join("store");
+    let image = format!("oci:{NGINX}:latest");
+    let mut child = common::imgctl(&store)
+        .args(["mount", "--no-dedup", &image])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let layers = store.join("snapshots/layers");
+    // Wait until extraction is under way, then kill it.
+    let start = std::time::Instant::now();
+    while start.elapsed().as_secs() < 30 {
+        let busy = fs::read_dir(&layers)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .any(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+            })
+            .unwrap_or(false);
+        if busy {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    let names: Vec<String> = fs::read_dir(&layers)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !status.success() && names.iter().any(|n| n.starts_with(".tmp-")),
+        "the unpack was not interrupted mid-way ({status}, {names:?})"
+    );
+    let snaps = Overlay::open(&store).unwrap();
+    if !status.success() {
+        // Whatever finished is complete; no chain points at a missing layer.
+        assert!(snaps
+            .list()
+            .unwrap()
+            .iter()
+            .all(|i| i.kind != snapshot::Kind::Active));
+    }
+    for n in &names {
+        if !n.starts_with(".tmp-") {
+            assert!(
+                layers.join(n).join("fs").is_dir(),
+                "{n} published incomplete"
+            );
+        }
+    }
+    let merged = mount_image(&store, &image);
+    let left: Vec<String> = fs::read_dir(&layers)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "leftovers: {left:?}");
+    assert!(merged.join("usr/sbin/nginx").is_file());
+    umount(&store, &merged);
+}
