@@ -115,5 +115,6 @@ pub fn umount(g: &Globals, a: UmountArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(anyhow::Error::new(e).context(format!("umount {}", merged.display()))),
     }
     snaps.remove(&key)?;
+    snaps.unmount_unused_layers()?;
     Ok(ExitCode::SUCCESS)
 }

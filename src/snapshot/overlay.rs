@@ -98,6 +98,29 @@ impl Overlay {
         Ok(())
     }
 
+    /// Detach mounted EROFS layers that no active snapshot or view uses any more.
+    pub fn unmount_unused_layers(&self) -> Result<(), SnapshotError> {
+        let mut used = std::collections::HashSet::new();
+        for info in self.list()? {
+            if info.kind != Kind::Committed {
+                if let Some(p) = &info.parent {
+                    used.extend(self.lowers(p)?);
+                }
+            }
+        }
+        let rd = fs::read_dir(self.dir.join("layers")).map_err(io_err("layers"))?;
+        for e in rd {
+            let fsdir = e.map_err(io_err("layers"))?.path().join("fs");
+            if !used.contains(&fsdir)
+                && fsdir.is_dir()
+                && sfs::is_mount_point(&fsdir).unwrap_or(false)
+            {
+                sfs::unmount(&fsdir, true).map_err(io_err("layers"))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The dedup pool directory.
     pub fn pool_dir(&self) -> PathBuf {
         self.dir.join("pool")
