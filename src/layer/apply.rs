@@ -62,7 +62,7 @@ pub enum DevicePolicy {
 impl DevicePolicy {
     /// Create when running as root, skip otherwise (SECURITY-TESTS A13).
     pub fn for_current_user() -> DevicePolicy {
-        if rustix::process::geteuid().is_root() {
+        if !rootless() {
             DevicePolicy::Create
         } else {
             DevicePolicy::Skip
@@ -528,6 +528,25 @@ fn write_job(job: &Job) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Whether ownership and privileged xattrs are best effort: not root, or root of a
+/// user namespace (SECURITY-TESTS A13). Computed once.
+fn rootless() -> bool {
+    static ROOTLESS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOTLESS.get_or_init(|| !rustix::process::geteuid().is_root() || sfs::in_user_namespace())
+}
+
+/// A failed chown or privileged xattr is skipped with a warning when rootless (the
+/// owner is not mapped: `EINVAL`, or not permitted: `EPERM`); an error otherwise.
+fn best_effort(r: rustix::io::Result<()>, what: &str) -> Result<(), Failure> {
+    match r {
+        Err(e @ (rustix::io::Errno::INVAL | rustix::io::Errno::PERM)) if rootless() => {
+            tracing::warn!("rootless: {what} skipped: {e}");
+            Ok(())
+        }
+        r => r.map_err(Failure::from),
+    }
+}
+
 /// Metadata for a symlink, device or FIFO, by name, never following it.
 fn set_meta_by_name(
     pfd: BorrowedFd<'_>,
@@ -538,12 +557,15 @@ fn set_meta_by_name(
 ) -> Result<(), Failure> {
     let n = OsStr::from_bytes(name);
     if chown {
-        rustix::fs::chownat(
-            pfd,
-            n,
-            Some(rustix::fs::Uid::from_raw(meta.uid)),
-            Some(rustix::fs::Gid::from_raw(meta.gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
+        best_effort(
+            rustix::fs::chownat(
+                pfd,
+                n,
+                Some(rustix::fs::Uid::from_raw(meta.uid)),
+                Some(rustix::fs::Gid::from_raw(meta.gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            ),
+            "chown",
         )?;
     }
     if chmod {
@@ -552,7 +574,12 @@ fn set_meta_by_name(
         sfs::chmod_nofollow(pfd, name, meta.mode)?;
     }
     for (k, v) in &meta.xattrs {
-        sfs::set_xattr_at(pfd, name, k, v)?;
+        match sfs::set_xattr_at(pfd, name, k, v) {
+            Err(e) if rootless() && e.raw_os_error() == Some(libc::EPERM) => {
+                tracing::warn!("rootless: xattr {k} skipped: {e}");
+            }
+            r => r?,
+        }
     }
     rustix::fs::utimensat(pfd, n, &times(meta.mtime), AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
@@ -567,17 +594,23 @@ fn set_meta_on_fd(
     chmod: bool,
 ) -> Result<(), Failure> {
     if chown {
-        rustix::fs::fchown(
-            fd,
-            Some(rustix::fs::Uid::from_raw(meta.uid)),
-            Some(rustix::fs::Gid::from_raw(meta.gid)),
+        best_effort(
+            rustix::fs::fchown(
+                fd,
+                Some(rustix::fs::Uid::from_raw(meta.uid)),
+                Some(rustix::fs::Gid::from_raw(meta.gid)),
+            ),
+            "chown",
         )?;
     }
     if chmod {
         rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode))?;
     }
     for (k, v) in &meta.xattrs {
-        rustix::fs::fsetxattr(fd, k.as_str(), v, rustix::fs::XattrFlags::empty())?;
+        best_effort(
+            rustix::fs::fsetxattr(fd, k.as_str(), v, rustix::fs::XattrFlags::empty()),
+            "xattr",
+        )?;
     }
     Ok(())
 }

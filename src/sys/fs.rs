@@ -388,6 +388,19 @@ pub fn unmount(target: &Path, detach: bool) -> io::Result<()> {
     rustix::mount::unmount(target, flags).map_err(to_io)
 }
 
+/// Whether this process runs in a user namespace other than the initial one (as in
+/// `unshare -r` or rootless containers): then only the mapped IDs can own files,
+/// and device nodes and `trusted.*` xattrs cannot be created.
+pub fn in_user_namespace() -> bool {
+    match std::fs::read_to_string("/proc/self/uid_map") {
+        Ok(map) => {
+            let fields: Vec<&str> = map.split_whitespace().collect();
+            fields != ["0", "0", "4294967295"]
+        }
+        Err(_) => false,
+    }
+}
+
 /// The process umask, read without changing it (`/proc/self/status`), so that
 /// threads never see a temporarily different umask. Falls back to 022.
 pub fn current_umask() -> u32 {

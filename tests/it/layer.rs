@@ -1659,3 +1659,62 @@ fn killed_unpack_is_never_visible_and_is_cleaned_up() {
     assert!(merged.join("usr/sbin/nginx").is_file());
     umount(&store, &merged);
 }
+
+/// A13: rootless (inside `unshare -r`, only uid 0 mapped) the same image still
+/// flattens: devices are skipped and unmapped owners left to the mapped user, with
+/// warnings, while everything else (names, modes, content, hostile-name refusals)
+/// is as for root.
+#[test]
+fn rootless_export_skips_devices_and_unmapped_owners() {
+    if !root_and_tools(&["unshare"]) {
+        return;
+    }
+    let t = common::tempdir();
+    let layout = t.path().join("oci");
+    write_oci(&layout, "v1", &fixture_layers(), Z::Gzip);
+    let store = t.path().join("store");
+    let out_tar = t.path().join("rootfs.tar");
+    let out = common::output(
+        std::process::Command::new("unshare")
+            .arg("-r")
+            .arg(common::imgctl_bin())
+            .arg("--root")
+            .arg(&store)
+            .args(["export", &format!("oci:{}:v1", layout.display()), "-o"])
+            .arg(&out_tar),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "rootless export failed: {stderr}");
+    assert!(stderr.contains("skipping device node"), "{stderr}");
+    let es = entries(&fs::read(&out_tar).unwrap());
+    let names: Vec<&str> = es.iter().map(|e| e.0.as_str()).collect();
+    let want: Vec<&str> = fixture_expected_paths()
+        .into_iter()
+        .filter(|p| *p != "dev/null")
+        .collect();
+    assert_eq!(names, want);
+    let su = es.iter().find(|e| e.0 == "usr/bin/su").unwrap();
+    assert_eq!(su.2, 0o4755);
+    let notes = es.iter().find(|e| e.0 == "home/user/notes").unwrap();
+    assert_eq!(
+        (notes.3, notes.4),
+        (0, 0),
+        "unmapped owner falls back to the mapped root"
+    );
+
+    // Hostile names are refused the same way rootless.
+    let bad = t.path().join("bad");
+    write_oci(&bad, "v1", &[tar_of(&[file("../escape", b"x")])], Z::Gzip);
+    let out = common::output(
+        std::process::Command::new("unshare")
+            .arg("-r")
+            .arg(common::imgctl_bin())
+            .arg("--root")
+            .arg(&store)
+            .args(["export", &format!("oci:{}:v1", bad.display()), "-o"])
+            .arg(t.path().join("bad.tar")),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'..'"));
+    assert!(!t.path().join("escape").exists());
+}
