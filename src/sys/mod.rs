@@ -1,3 +1,4 @@
-//! The `sys` module: thin wrappers over the syscalls the project uses (see docs/ARCHITECTURE.md).
+//! Thin wrappers over the syscalls the project uses (see docs/ARCHITECTURE.md).
 
+pub mod fs;
 pub mod mount;

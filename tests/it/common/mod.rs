@@ -95,3 +95,4 @@ pub fn tempdir() -> tempfile::TempDir {
 }
 
 pub mod registry;
+pub mod layer;

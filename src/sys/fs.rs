@@ -1,0 +1,452 @@
+//! Directory-fd-relative file system helpers used by layer extraction, diffs and the
+//! overlay snapshotter.
+//!
+//! Every path that comes from outside (a tar entry, a container's upper dir) is
+//! resolved with `openat2(RESOLVE_IN_ROOT)` against a directory fd, so `..`, absolute
+//! symlinks and symlinks planted by earlier entries all stay inside the root, even
+//! while another process renames things underneath (CVE-2018-15664 class). Final
+//! components are never followed: callers use `*at` calls with `AT_SYMLINK_NOFOLLOW`
+//! or `O_NOFOLLOW` on them.
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+
+fn to_io(e: rustix::io::Errno) -> io::Error {
+    io::Error::from_raw_os_error(e.raw_os_error())
+}
+
+/// Open `path` as a directory to resolve entries against (`O_PATH`).
+pub fn open_dir_path(path: &Path) -> io::Result<OwnedFd> {
+    rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(to_io)
+}
+
+/// Resolve `rel` (relative; may be empty for the root itself) inside `root`, treating
+/// `root` as `/` for `..` and for absolute symlinks, and open it as a directory with
+/// `O_PATH`. The result is always a directory inside the root (or an error).
+pub fn open_dir_in_root(root: BorrowedFd<'_>, rel: &[u8]) -> io::Result<OwnedFd> {
+    let rel: &[u8] = if rel.is_empty() { b"." } else { rel };
+    rustix::fs::openat2(
+        root,
+        OsStr::from_bytes(rel),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
+    )
+    .map_err(to_io)
+}
+
+/// Open a directory entry `name` of `dir` for reading its contents or setting its
+/// metadata; fails with `ELOOP`/`ENOTDIR` when `name` is a symlink or not a directory.
+pub fn open_subdir(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        OsStr::from_bytes(name),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(to_io)
+}
+
+/// The `/proc/self/fd/N/name` path of an entry of an open directory, for the few
+/// calls (`lsetxattr`, `llistxattr`) that have no `*at` form. The last component is
+/// never followed by the `l*` calls; the directory itself is reached through the
+/// magic link of an fd we hold, so nothing on the way can be swapped.
+pub fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> PathBuf {
+    let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    if !name.is_empty() {
+        p.push(OsStr::from_bytes(name));
+    }
+    p
+}
+
+/// `lstat` of an entry of `dir`.
+pub fn lstat_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<rustix::fs::Stat> {
+    rustix::fs::statat(dir, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW).map_err(to_io)
+}
+
+/// Whether a stat result is a directory.
+pub fn is_dir(st: &rustix::fs::Stat) -> bool {
+    FileType::from_raw_mode(st.st_mode) == FileType::Directory
+}
+
+/// Remove `name` from `dir`, recursively if it is a directory. Symlinks are removed,
+/// never followed. `ENOENT` counts as success.
+pub fn remove_all_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    let st = match lstat_at(dir, name) {
+        Ok(st) => st,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if is_dir(&st) {
+        let sub = open_subdir(dir, name)?;
+        clear_dir(sub.as_fd(), |_| true)?;
+        drop(sub);
+        rustix::fs::unlinkat(dir, OsStr::from_bytes(name), AtFlags::REMOVEDIR).map_err(to_io)
+    } else {
+        match rustix::fs::unlinkat(dir, OsStr::from_bytes(name), AtFlags::empty()) {
+            Err(rustix::io::Errno::NOENT) => Ok(()),
+            r => r.map_err(to_io),
+        }
+    }
+}
+
+/// Names in a directory (without `.` and `..`), in readdir order.
+pub fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
+    // Re-open: a `Dir` consumes its fd's file position.
+    let fd = rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(to_io)?;
+    let mut d = rustix::fs::Dir::new(fd).map_err(to_io)?;
+    let mut out = Vec::new();
+    while let Some(ent) = d.read() {
+        let ent = ent.map_err(to_io)?;
+        let n = ent.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            out.push(n.to_vec());
+        }
+    }
+    Ok(out)
+}
+
+/// Remove (recursively) every entry of `dir` for which `remove(name)` is true.
+pub fn clear_dir(dir: BorrowedFd<'_>, mut remove: impl FnMut(&[u8]) -> bool) -> io::Result<()> {
+    for name in list_dir(dir)? {
+        if remove(&name) {
+            remove_all_at(dir, &name)?;
+        }
+    }
+    Ok(())
+}
+
+/// `chmod` an entry of `dir` without following it if it is a symlink (fchmodat2 with
+/// `AT_SYMLINK_NOFOLLOW`, Linux 6.6+; older kernels fall back to plain `fchmodat`,
+/// which callers only use on entries they just created as non-links).
+pub fn chmod_nofollow(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> io::Result<()> {
+    let cname = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: valid fd and NUL-terminated path for the duration of the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_fchmodat2,
+            dir.as_raw_fd(),
+            cname.as_ptr(),
+            mode as libc::c_uint,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENOSYS) {
+        return rustix::fs::chmodat(
+            dir,
+            OsStr::from_bytes(name),
+            Mode::from_raw_mode(mode),
+            AtFlags::empty(),
+        )
+        .map_err(to_io);
+    }
+    Err(e)
+}
+
+/// Set an extended attribute on an entry of `dir` without following it; an empty
+/// `name` means `dir` itself.
+pub fn set_xattr_at(dir: BorrowedFd<'_>, name: &[u8], key: &str, value: &[u8]) -> io::Result<()> {
+    let flags = rustix::fs::XattrFlags::empty();
+    if name.is_empty() {
+        // The magic link of our own fd leads to the directory itself.
+        rustix::fs::setxattr(proc_path(dir, name), key, value, flags).map_err(to_io)
+    } else {
+        rustix::fs::lsetxattr(proc_path(dir, name), key, value, flags).map_err(to_io)
+    }
+}
+
+/// Extended attributes of a path, without following a final symlink, sorted by name.
+pub fn xattrs_of(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let mut names = vec![0u8; 4096];
+    let n = loop {
+        match rustix::fs::llistxattr(path, &mut names[..]) {
+            Ok(n) => break n,
+            Err(rustix::io::Errno::RANGE) => {
+                let want = rustix::fs::llistxattr_query(path).map_err(to_io)?;
+                names.resize(want.max(names.len() * 2), 0);
+            }
+            Err(rustix::io::Errno::OPNOTSUPP) => return Ok(Vec::new()),
+            Err(e) => return Err(to_io(e)),
+        }
+    };
+    let mut out = Vec::new();
+    for raw in names[..n].split(|b| *b == 0).filter(|s| !s.is_empty()) {
+        let key = String::from_utf8_lossy(raw).into_owned();
+        let mut val = vec![0u8; 256];
+        let len = loop {
+            match rustix::fs::lgetxattr(path, raw, &mut val[..]) {
+                Ok(l) => break Some(l),
+                Err(rustix::io::Errno::RANGE) => {
+                    let want = rustix::fs::lgetxattr_query(path, raw).map_err(to_io)?;
+                    val.resize(want.max(val.len() * 2), 0);
+                }
+                // Listed but gone or not readable (e.g. a race): skip it.
+                Err(rustix::io::Errno::NODATA) => break None,
+                Err(e) => return Err(to_io(e)),
+            }
+        };
+        if let Some(len) = len {
+            val.truncate(len);
+            out.push((key, val));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Create a directory and any missing parents, each with mode 0700 unless it exists.
+pub fn create_private_dir_all(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+/// Mount an overlay filesystem on `target`: `lowers` top-most first, an optional
+/// `(upper, work)` pair for a writable mount.
+///
+/// Uses the new mount API and passes each lower directory with its own `lowerdir+`
+/// call (Linux 6.8+), so an image with any number of layers mounts regardless of the
+/// one-page limit of the legacy option string; falls back to `mount(2)` with a
+/// `lowerdir=a:b:c` option string on older kernels.
+pub fn mount_overlay(
+    lowers: &[PathBuf],
+    upper_work: Option<(&Path, &Path)>,
+    target: &Path,
+) -> io::Result<()> {
+    use rustix::mount::*;
+    let attempt = || -> io::Result<()> {
+        let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(to_io)?;
+        // The kernel explains a refused parameter in the context's message log.
+        let explain = |e: rustix::io::Errno, what: &str| {
+            let mut buf = [0u8; 512];
+            let msg = match rustix::io::read(&fs, &mut buf) {
+                Ok(n) => String::from_utf8_lossy(&buf[..n]).trim().to_string(),
+                Err(_) => String::new(),
+            };
+            io::Error::new(
+                io::Error::from_raw_os_error(e.raw_os_error()).kind(),
+                format!(
+                    "overlay {what}: {} {msg}",
+                    io::Error::from_raw_os_error(e.raw_os_error())
+                ),
+            )
+        };
+        // Layers by file descriptor (Linux 6.13+): no path length limit (fsconfig
+        // strings stop at 256 bytes); by path on kernels that refuse fds here.
+        let set = |key: &str, p: &Path| -> io::Result<()> {
+            let fd = open_dir_path(p)?;
+            match fsconfig_set_fd(fs.as_fd(), key, fd.as_fd()) {
+                Ok(()) => Ok(()),
+                Err(rustix::io::Errno::INVAL) => fsconfig_set_string(fs.as_fd(), key, p)
+                    .map_err(|e| explain(e, &format!("{key} {}", p.display()))),
+                Err(e) => Err(explain(e, &format!("{key} {}", p.display()))),
+            }
+        };
+        for l in lowers {
+            set("lowerdir+", l)?;
+        }
+        if let Some((u, w)) = upper_work {
+            set("upperdir", u)?;
+            set("workdir", w)?;
+        }
+        fsconfig_create(fs.as_fd()).map_err(|e| explain(e, "create"))?;
+        let attrs = if upper_work.is_none() {
+            MountAttrFlags::MOUNT_ATTR_RDONLY
+        } else {
+            MountAttrFlags::empty()
+        };
+        let mnt = fsmount(fs.as_fd(), FsMountFlags::FSMOUNT_CLOEXEC, attrs).map_err(to_io)?;
+        move_mount(
+            mnt.as_fd(),
+            "",
+            rustix::fs::CWD,
+            target,
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+        .map_err(to_io)
+    };
+    match attempt() {
+        Ok(()) => Ok(()),
+        // No new mount API, or no `lowerdir+` (before 6.8): the legacy option string.
+        Err(e)
+            if matches!(e.raw_os_error(), Some(libc::ENOSYS))
+                || (e.kind() == io::ErrorKind::InvalidInput
+                    && lowers
+                        .iter()
+                        .map(|l| l.as_os_str().len() + 1)
+                        .sum::<usize>()
+                        < 3500) =>
+        {
+            let mut opts = String::from("lowerdir=");
+            for (i, l) in lowers.iter().enumerate() {
+                if i > 0 {
+                    opts.push(':');
+                }
+                opts.push_str(&l.to_string_lossy());
+            }
+            let mut flags = MountFlags::empty();
+            if let Some((u, w)) = upper_work {
+                opts.push_str(&format!(
+                    ",upperdir={},workdir={}",
+                    u.display(),
+                    w.display()
+                ));
+            } else {
+                flags |= MountFlags::RDONLY;
+            }
+            let data =
+                CString::new(opts).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+            mount("overlay", target, "overlay", flags, data.as_c_str()).map_err(to_io)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Mount the EROFS image file `image` read-only on `target` (file-backed EROFS,
+/// Linux 6.12+).
+pub fn mount_erofs(image: &Path, target: &Path) -> io::Result<()> {
+    use rustix::mount::*;
+    let fs = fsopen("erofs", FsOpenFlags::FSOPEN_CLOEXEC).map_err(to_io)?;
+    let step = |r: rustix::io::Result<()>, what: &str| {
+        r.map_err(|e| {
+            let mut buf = [0u8; 512];
+            let msg = rustix::io::read(&fs, &mut buf)
+                .map(|n| String::from_utf8_lossy(&buf[..n]).trim().to_string())
+                .unwrap_or_default();
+            io::Error::new(
+                io::Error::from_raw_os_error(e.raw_os_error()).kind(),
+                format!("erofs {what} {}: {} {msg}", image.display(), to_io(e)),
+            )
+        })
+    };
+    step(fsconfig_set_string(fs.as_fd(), "source", image), "source")?;
+    step(fsconfig_create(fs.as_fd()), "create")?;
+    let mnt = fsmount(
+        fs.as_fd(),
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NODEV,
+    )
+    .map_err(to_io)?;
+    move_mount(
+        mnt.as_fd(),
+        "",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(to_io)
+}
+
+/// Whether `path` is the root of a mount (its device differs from its parent's).
+pub fn is_mount_point(path: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::fs::symlink_metadata(path)?;
+    let parent = std::fs::symlink_metadata(path.join(".."))?;
+    Ok(me.dev() != parent.dev() || me.ino() == parent.ino())
+}
+
+/// Bind-mount `source` on `target`, read-only when `readonly`.
+pub fn mount_bind(source: &Path, target: &Path, readonly: bool) -> io::Result<()> {
+    use rustix::mount::*;
+    mount_bind_recursive(source, target).map_err(to_io)?;
+    if readonly {
+        mount_remount(target, MountFlags::BIND | MountFlags::RDONLY, c"").map_err(to_io)?;
+    }
+    Ok(())
+}
+
+/// Unmount `target` (lazily detaching it when `detach`).
+pub fn unmount(target: &Path, detach: bool) -> io::Result<()> {
+    use rustix::mount::UnmountFlags;
+    let flags = if detach {
+        UnmountFlags::DETACH
+    } else {
+        UnmountFlags::empty()
+    };
+    rustix::mount::unmount(target, flags).map_err(to_io)
+}
+
+/// Whether this process runs in a user namespace other than the initial one (as in
+/// `unshare -r` or rootless containers): then only the mapped IDs can own files,
+/// and device nodes and `trusted.*` xattrs cannot be created.
+pub fn in_user_namespace() -> bool {
+    match std::fs::read_to_string("/proc/self/uid_map") {
+        Ok(map) => {
+            let fields: Vec<&str> = map.split_whitespace().collect();
+            fields != ["0", "0", "4294967295"]
+        }
+        Err(_) => false,
+    }
+}
+
+/// The process umask, read without changing it (`/proc/self/status`), so that
+/// threads never see a temporarily different umask. Falls back to 022.
+pub fn current_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolution_stays_in_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        std::os::unix::fs::symlink("/", root.join("up")).unwrap();
+        std::os::unix::fs::symlink("../../..", root.join("a/dots")).unwrap();
+        let fd = open_dir_path(&root).unwrap();
+        for rel in [&b"up"[..], b"a/dots", b"../..", b"/"] {
+            let d = open_dir_in_root(fd.as_fd(), rel).unwrap();
+            let st = rustix::fs::fstat(&d).unwrap();
+            let rs = std::fs::metadata(&root).unwrap();
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!(st.st_ino, rs.ino(), "{rel:?} escaped the root");
+        }
+    }
+
+    #[test]
+    fn remove_all_does_not_follow_links() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("keep"), b"x").unwrap();
+        let d = t.path().join("d");
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        std::os::unix::fs::symlink(&outside, d.join("sub/link")).unwrap();
+        let fd = open_dir_path(t.path()).unwrap();
+        remove_all_at(fd.as_fd(), b"d").unwrap();
+        assert!(!d.exists());
+        assert!(outside.join("keep").exists());
+    }
+}
