@@ -11,7 +11,7 @@ use crate::layer::{self, Compression, DiffOptions, Limits, WhiteoutFormat};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Image to export: `oci:DIR[:TAG]`.
+    /// Image to export: a name or ID in the store, or `oci:DIR[:TAG]`.
     pub image: String,
     /// Output file (`-` for standard output).
     #[arg(short = 'o', long = "output")]

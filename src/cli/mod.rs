@@ -14,6 +14,7 @@ mod buildfile;
 mod bundle;
 mod diff;
 mod export;
+mod image_ref;
 mod images;
 mod login;
 mod mount;

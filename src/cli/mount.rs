@@ -6,14 +6,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::Globals;
-use crate::image::{self, OciDir};
+use crate::image;
 use crate::oci::Digest;
 use crate::snapshot::{self, Overlay, Snapshotter};
-use crate::store::BlobReader;
 
 #[derive(clap::Args, Debug)]
 pub struct MountArgs {
-    /// Image to mount: `oci:DIR[:TAG]` (an OCI image layout directory).
+    /// Image to mount: a name or ID in the store, or `oci:DIR[:TAG]` (an OCI layout).
     pub image: String,
     /// Do not hardlink identical files into the store's dedup pool while unpacking.
     #[arg(long)]
@@ -30,22 +29,7 @@ pub struct UmountArgs {
     pub target: String,
 }
 
-/// Resolve an image argument to a blob reader and a manifest digest. The one place
-/// that knows how names map to images; until the store lands only `oci:DIR[:TAG]`
-/// layouts are understood.
-pub(super) fn resolve_image(
-    _g: &Globals,
-    name: &str,
-) -> anyhow::Result<(Box<dyn BlobReader>, Digest)> {
-    let (dir, tag) = OciDir::parse_ref(name).ok_or_else(|| {
-        anyhow::anyhow!("image {name:?}: only oci:DIR[:TAG] image layouts can be used here for now")
-    })?;
-    let oci = OciDir::open(&dir).with_context(|| format!("image {name}"))?;
-    let manifest = oci
-        .manifest_for(tag.as_deref())
-        .with_context(|| format!("image {name}"))?;
-    Ok((Box::new(oci), manifest))
-}
+pub(super) use super::image_ref::resolve_image;
 
 fn new_key(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()

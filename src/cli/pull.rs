@@ -102,12 +102,10 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// The unpack step of `pull`, called after the image and its name are committed to
-/// the store (skipped with `--no-unpack`). Issue 3 (layer unpack into snapshots)
-/// supplies the body: prepare the snapshot chain for `image.config.rootfs.diff_ids`
-/// from the blobs of `image.manifest.layers`, read through `store` as a
-/// `crate::store::BlobReader`. Until then pulled images are stored but not unpacked;
-/// this function deliberately does nothing.
-fn unpack_pulled_image(_g: &Globals, _store: &Store, _image: &PulledImage) -> anyhow::Result<()> {
+/// the store (skipped with `--no-unpack`): every layer not yet in the snapshots is
+/// extracted (independent layers in parallel, each verified against its diff ID).
+fn unpack_pulled_image(g: &Globals, store: &Store, image: &PulledImage) -> anyhow::Result<()> {
+    crate::image::unpack(store, &image.descriptor.digest, &g.root)?;
     Ok(())
 }
 

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 
 use super::{Exit, Globals};
 use crate::container::{self, parse, Network, RunFlags, Userns};
@@ -177,11 +177,12 @@ impl Drop for ImageRoot {
     }
 }
 
-/// The image step: image name -> (image config, root filesystem). Until the store
-/// and snapshots are merged, only `--rootfs DIR [--image-config FILE]` is served.
-/// This is the one function to swap for the store + snapshot lookup.
+/// The image step: image name -> (image config, root filesystem). A store image (or
+/// `oci:DIR[:TAG]`) is unpacked if needed and mounted as a fresh overlay snapshot
+/// whose release unmounts and removes it; `--rootfs DIR [--image-config FILE]` uses
+/// a plain directory as it is.
 pub(crate) fn image_rootfs(
-    _g: &Globals,
+    g: &Globals,
     image: Option<&str>,
     c: &ContainerArgs,
     _id: &str,
@@ -213,12 +214,24 @@ pub(crate) fn image_rootfs(
             release: None,
         });
     }
-    match image {
-        Some(name) => Err(anyhow!(
-            "image {name:?}: looking up images in the store is not available in this build; use --rootfs DIR"
-        )),
-        None => Err(anyhow!("no image given: imgctl run [OPTIONS] IMAGE [COMMAND...] (or --rootfs DIR)")),
-    }
+    let Some(name) = image else {
+        anyhow::bail!("no image given: imgctl run [OPTIONS] IMAGE [COMMAND...] (or --rootfs DIR)");
+    };
+    let (blobs, manifest) = super::image_ref::resolve_image(g, name)?;
+    let config = super::image_ref::image_config(blobs.as_ref(), &manifest)?;
+    drop(blobs);
+    let (key, merged) = super::mount::mount_image(g, name, true, false)?;
+    let g = g.clone();
+    let merged_for_release = merged.clone();
+    Ok(ImageRoot {
+        config,
+        rootfs: merged,
+        release: Some(Box::new(move || {
+            if let Err(e) = super::image_ref::release_mount(&g, &key, &merged_for_release) {
+                eprintln!("imgctl: warning: release rootfs of {key}: {e:#}");
+            }
+        })),
+    })
 }
 
 fn env_files(files: &[PathBuf]) -> anyhow::Result<Vec<String>> {
