@@ -1,8 +1,8 @@
 //! `imgctl bundle`: write an OCI runtime bundle (config.json + root filesystem)
 //! for an image and `run`'s flags, runnable by crun or runc.
 //!
-//! With `--rootfs DIR` the bundle's `root.path` is DIR's absolute path (the
-//! directory is not copied); the generated `/etc/hosts`, `/etc/hostname` and
+//! An image's filesystem is flattened into `DIR/rootfs`. With `--rootfs DIR` the
+//! bundle's `root.path` is DIR's absolute path (the directory is not copied); the generated `/etc/hosts`, `/etc/hostname` and
 //! `/etc/resolv.conf` live in the bundle directory.
 
 use std::path::PathBuf;
@@ -37,12 +37,40 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("create bundle directory {}", dir.display()))?;
     let dir = std::fs::canonicalize(&dir)
         .with_context(|| format!("bundle directory {}", dir.display()))?;
-    let (p, _id) = prepare(g, &a.c, pos, Some(dir.clone()))?;
+    let image_name = if a.c.rootfs.is_none() {
+        pos.first().cloned()
+    } else {
+        None
+    };
+    let (mut p, _id) = prepare(g, &a.c, pos, Some(dir.clone()))?;
+    // A bundle outlives imgctl: an image-backed rootfs is flattened into DIR/rootfs
+    // (unless a user-namespace copy, which persists in the store's cache, is used);
+    // with --rootfs nothing is held.
+    if let (Some(name), None) = (&image_name, &p.rootfs_shifted) {
+        let rootfs = dir.join("rootfs");
+        if rootfs.exists() {
+            anyhow::bail!(
+                "bundle directory {} already has a rootfs; remove it or choose another directory",
+                dir.display()
+            );
+        }
+        let (blobs, manifest) = super::image_ref::resolve_image(g, name)?;
+        std::fs::create_dir(&rootfs).with_context(|| format!("create {}", rootfs.display()))?;
+        crate::image::flatten_into(
+            blobs.as_ref(),
+            &manifest,
+            &rootfs,
+            crate::layer::Limits::default(),
+        )
+        .with_context(|| format!("write {name} into {}", rootfs.display()))?;
+        if let Some(mut root) = p.spec.root().clone() {
+            root.set_path(PathBuf::from("rootfs"));
+            p.spec.set_root(Some(root));
+        }
+    }
     let path = dir.join("config.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&p.spec)?)
         .with_context(|| format!("write {}", path.display()))?;
-    // A bundle outlives imgctl: with --rootfs nothing is held; an image-backed
-    // rootfs must be materialised in the bundle before its release here.
     drop(p.image);
     println!("{}", dir.display());
     Ok(ExitCode::SUCCESS)

@@ -3,14 +3,12 @@
 //! reference or ID looked up in the store (`nginx` finds `docker.io/library/nginx:latest`).
 
 use std::io::Read;
-use std::path::PathBuf;
 
 use anyhow::Context;
 
 use super::Globals;
 use crate::image::{self, OciDir};
 use crate::oci::Digest;
-use crate::snapshot::{Overlay, Snapshotter};
 use crate::store::{BlobReader, Store, StoreError};
 
 /// Image configs larger than this are refused (the same limit the registry applies).
@@ -53,7 +51,10 @@ pub(super) fn image_config(
         .read_to_end(&mut data)
         .with_context(|| format!("read image config {}", resolved.config))?;
     if data.len() as u64 > MAX_CONFIG {
-        anyhow::bail!("image config {} is larger than {MAX_CONFIG} bytes", resolved.config);
+        anyhow::bail!(
+            "image config {} is larger than {MAX_CONFIG} bytes",
+            resolved.config
+        );
     }
     if Digest::of(&data) != resolved.config {
         anyhow::bail!(
@@ -64,20 +65,4 @@ pub(super) fn image_config(
     let config: oci_spec::image::ImageConfiguration = serde_json::from_slice(&data)
         .with_context(|| format!("parse image config {}", resolved.config))?;
     Ok(config.config().clone())
-}
-
-/// Unmount a merged path made by `mount::mount_image` and drop its snapshot.
-/// Used when a container that ran on the image is gone.
-pub(super) fn release_mount(g: &Globals, key: &str, merged: &PathBuf) -> anyhow::Result<()> {
-    match crate::sys::fs::unmount(merged, false) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-        Err(e) => {
-            return Err(anyhow::Error::new(e).context(format!("umount {}", merged.display())))
-        }
-    }
-    let snaps = Overlay::open(&g.root)?;
-    snaps.remove(key)?;
-    snaps.unmount_unused_layers()?;
-    Ok(())
 }

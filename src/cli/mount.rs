@@ -91,14 +91,23 @@ pub(super) fn key_of(snaps: &Overlay, target: &str) -> anyhow::Result<String> {
 pub fn umount(g: &Globals, a: UmountArgs) -> anyhow::Result<ExitCode> {
     let snaps = Overlay::open(&g.root)?;
     let key = key_of(&snaps, &a.target)?;
-    let merged = snaps.merged_dir(&key);
+    release(g, &key)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Unmount the view of snapshot `key` made by [`mount_image`] and remove the
+/// snapshot; layers no other view uses are detached too. Used by `umount` and when a
+/// container that ran on the image is gone.
+pub(super) fn release(g: &Globals, key: &str) -> anyhow::Result<()> {
+    let snaps = Overlay::open(&g.root)?;
+    let merged = snaps.merged_dir(key);
     match crate::sys::fs::unmount(&merged, false) {
         Ok(()) => {}
         // Not mounted (already unmounted by hand): just drop the snapshot.
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
         Err(e) => return Err(anyhow::Error::new(e).context(format!("umount {}", merged.display()))),
     }
-    snaps.remove(&key)?;
+    snaps.remove(key)?;
     snaps.unmount_unused_layers()?;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

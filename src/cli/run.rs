@@ -222,12 +222,11 @@ pub(crate) fn image_rootfs(
     drop(blobs);
     let (key, merged) = super::mount::mount_image(g, name, true, false)?;
     let g = g.clone();
-    let merged_for_release = merged.clone();
     Ok(ImageRoot {
         config,
         rootfs: merged,
         release: Some(Box::new(move || {
-            if let Err(e) = super::image_ref::release_mount(&g, &key, &merged_for_release) {
+            if let Err(e) = super::mount::release(&g, &key) {
                 eprintln!("imgctl: warning: release rootfs of {key}: {e:#}");
             }
         })),

@@ -94,5 +94,5 @@ pub fn tempdir() -> tempfile::TempDir {
         .expect("create temp dir")
 }
 
-pub mod registry;
 pub mod layer;
+pub mod registry;
