@@ -364,7 +364,8 @@ fn reset_signals() {
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
 
-fn rlimit_resource(t: oci_spec::runtime::PosixRlimitType) -> libc::__rlimit_resource_t {
+/// The kernel's resource number for an OCI rlimit type.
+pub fn rlimit_resource(t: oci_spec::runtime::PosixRlimitType) -> libc::__rlimit_resource_t {
     use oci_spec::runtime::PosixRlimitType as T;
     match t {
         T::RlimitCpu => libc::RLIMIT_CPU,

@@ -34,6 +34,7 @@ mod mounts;
 pub mod seccomp;
 
 pub use caps::{all_caps, docker_default_caps, parse_cap, ALL_CAPS};
+pub use child::rlimit_resource;
 
 use std::io::{Read, Write as _};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
