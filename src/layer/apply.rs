@@ -1300,15 +1300,27 @@ impl<'o> Extractor<'o> {
     }
 }
 
+/// A numeric header field: a field left empty (all NULs or spaces) reads as 0, as
+/// Go's archive/tar (and so Docker) reads it; anything else unparseable is an error.
+fn numeric(raw: &[u8], parsed: io::Result<u64>) -> io::Result<u64> {
+    match parsed {
+        Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+        other => other,
+    }
+}
+
 pub(super) fn entry_meta<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     limits: &Limits,
 ) -> Result<Meta, Failure> {
     let h = entry.header();
-    let mode = h.mode()? & 0o7777;
-    let uid = u32::try_from(h.uid()?).map_err(|_| Failure::Invalid("uid out of range".into()))?;
-    let gid = u32::try_from(h.gid()?).map_err(|_| Failure::Invalid("gid out of range".into()))?;
-    let mut mtime = i64::try_from(h.mtime()?).unwrap_or(0);
+    let old = h.as_old();
+    let mode = numeric(&old.mode, h.mode().map(u64::from))? as u32 & 0o7777;
+    let uid = u32::try_from(numeric(&old.uid, h.uid())?)
+        .map_err(|_| Failure::Invalid("uid out of range".into()))?;
+    let gid = u32::try_from(numeric(&old.gid, h.gid())?)
+        .map_err(|_| Failure::Invalid("gid out of range".into()))?;
+    let mut mtime = i64::try_from(numeric(&old.mtime, h.mtime())?).unwrap_or(0);
     let mut xattrs = Vec::new();
     if let Some(exts) = entry.pax_extensions()? {
         let mut total = 0u64;
@@ -1493,6 +1505,15 @@ mod tests {
             Ok(false)
         ));
         assert!(xattr_allowed(&"u".repeat(300)).is_err());
+    }
+
+    #[test]
+    fn empty_numeric_fields_read_as_zero_and_garbage_is_an_error() {
+        let bad = || Err(io::Error::new(io::ErrorKind::InvalidData, "not a number"));
+        assert_eq!(numeric(&[0; 8], bad()).unwrap(), 0);
+        assert_eq!(numeric(b"        ", bad()).unwrap(), 0);
+        assert!(numeric(b"12x\0\0\0\0\0", bad()).is_err());
+        assert_eq!(numeric(b"0000017\0", Ok(15)).unwrap(), 15);
     }
 
     fn sample_tar() -> Vec<u8> {
