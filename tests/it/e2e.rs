@@ -236,8 +236,8 @@ fn slow_two_layer_image(
     crate::common::registry::Proxy,
 ) {
     use crate::common::registry::{host_arch, noise, Faults, Image, Layout, Proxy};
-    let early = extractable_layer("early/hello", b"first layer\n");
-    let late = extractable_layer("late/blob", &noise(big, 11));
+    let early = extractable_layer(&[("early/hello", b"first layer\n")]);
+    let late = extractable_layer(&[("late/blob", &noise(big, 11))]);
     let img = Image::new(host_arch(), vec![early, late]);
     let mut l = Layout::new(&t.join("src"));
     l.add_image("v1", &img);
@@ -250,20 +250,22 @@ fn slow_two_layer_image(
     (img, proxy)
 }
 
-/// A gzip layer of one root-owned file (stored deflate blocks: quick to make and
-/// kept byte for byte by the registry).
-fn extractable_layer(path: &str, content: &[u8]) -> crate::common::registry::Layer {
+/// A gzip layer of root-owned files with one mtime (stored deflate blocks: quick to
+/// make and kept byte for byte by the registry).
+fn extractable_layer(files: &[(&str, &[u8])]) -> crate::common::registry::Layer {
     use crate::common::registry::digest_of;
     use std::io::Write;
     let mut tar = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_ustar();
-    h.set_size(content.len() as u64);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(1_700_000_000);
-    h.set_entry_type(tar::EntryType::Regular);
-    tar.append_data(&mut h, path, content).expect("tar entry");
+    for (path, content) in files {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(content.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut h, path, *content).expect("tar entry");
+    }
     let tar = tar.into_inner().expect("tar");
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
     gz.write_all(&tar).expect("gzip");
@@ -404,4 +406,67 @@ fn pull_failing_on_a_later_layer_commits_no_chain() {
     fs::write(&data, &good).expect("restore registry blob");
     ok(imgctl(&store).args(["pull", "--quiet", &name]));
     assert_eq!(entries(&store.join("snapshots/chains")), 2);
+}
+
+#[test]
+fn df_shows_bytes_saved_by_dedup_across_images_sharing_files_not_layers() {
+    use crate::common::registry::{host_arch, noise, Image, Layout};
+    if !(require(is_root(), "root (overlay whiteouts, ownership)")
+        && require(registry_tools(), "docker-registry and skopeo"))
+    {
+        return;
+    }
+    let reg = Registry::open();
+    let t = common::tempdir();
+    let (lib, tool) = (noise(256 << 10, 1), noise(64 << 10, 2));
+    // Image a: two layers; image b: the same files (same content, mode, owner, mtime)
+    // under the same and other paths, repacked into one layer, plus one of its own.
+    let a = Image::new(
+        host_arch(),
+        vec![
+            extractable_layer(&[("usr/lib/libbig.so", &lib)]),
+            extractable_layer(&[("usr/bin/tool", &tool), ("etc/a", b"a\n")]),
+        ],
+    );
+    let b = Image::new(
+        host_arch(),
+        vec![extractable_layer(&[
+            ("usr/lib/libbig.so", &lib),
+            ("opt/tool", &tool),
+            ("etc/b", b"b\n"),
+        ])],
+    );
+    let mut l = Layout::new(&t.path().join("src"));
+    l.add_image("a", &a);
+    l.add_image("b", &b);
+    l.push("a", &reg.addr, "fixture/dedup-a:1");
+    l.push("b", &reg.addr, "fixture/dedup-b:1");
+    let store = t.path().join("store");
+    for n in ["dedup-a", "dedup-b"] {
+        ok(imgctl(&store).args(["pull", "--quiet", &format!("{}/fixture/{n}:1", reg.addr)]));
+    }
+    let df: serde_json::Value =
+        serde_json::from_str(&ok(imgctl(&store).args(["df", "--format", "json"])))
+            .expect("df JSON");
+    crate::store::check_schema("df", &df);
+    let n = |k: &str| df[k].as_u64().unwrap_or_else(|| panic!("{k} in {df}"));
+    assert_eq!(n("layers"), 3, "{df}");
+    let shared = (lib.len() + tool.len()) as u64;
+    assert_eq!(n("layer_logical_bytes"), 2 * shared + 4, "{df}");
+    assert!(n("dedup_saved_bytes") > 0, "{df}");
+    assert_eq!(
+        n("dedup_saved_bytes"),
+        shared,
+        "both shared files stored once: {df}"
+    );
+    assert!(n("layer_on_disk_bytes") < n("layer_logical_bytes"), "{df}");
+    assert_eq!(
+        n("layer_on_disk_bytes") + n("dedup_saved_bytes"),
+        n("layer_logical_bytes")
+    );
+    let table = ok(imgctl(&store).arg("df"));
+    assert!(
+        table.contains("saved by file-level dedup") && table.contains("Unpacked layers"),
+        "{table}"
+    );
 }
