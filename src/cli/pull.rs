@@ -1,9 +1,11 @@
-//! `imgctl pull`: fetch an image from a registry into the store, then hand it to the
-//! unpack step (issue 3) unless `--no-unpack`.
+//! `imgctl pull`: fetch an image from a registry into the store and, unless
+//! `--no-unpack`, extract each layer into the snapshots as soon as its blob is in
+//! (download, decompression and extraction pipelined).
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -69,19 +71,20 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
     } else {
         Arc::new(Lines)
     };
-    let opts = PullOptions {
+    let mut opts = PullOptions {
         platform,
         max_concurrent_downloads: usize::from(a.max_concurrent_downloads),
         require_platform: a.platform.is_some(),
+        notify: None,
     };
     let rt = runtime()?;
-    let pulled = rt
-        .block_on(client.pull(&store, &reference, &opts, progress))
-        .with_context(|| format!("pull {reference}"))?;
+    let pulled = if a.no_unpack {
+        rt.block_on(client.pull(&store, &reference, &opts, progress))
+            .with_context(|| format!("pull {reference}"))?
+    } else {
+        pull_and_unpack(g, &store, &client, &reference, &mut opts, progress, &rt)?
+    };
     drop(rt);
-    if !a.no_unpack {
-        unpack_pulled_image(g, &store, &pulled).with_context(|| format!("unpack {reference}"))?;
-    }
     if a.quiet {
         println!("{reference}");
     } else {
@@ -101,12 +104,48 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The unpack step of `pull`, called after the image and its name are committed to
-/// the store (skipped with `--no-unpack`): every layer not yet in the snapshots is
-/// extracted (independent layers in parallel, each verified against its diff ID).
-fn unpack_pulled_image(g: &Globals, store: &Store, image: &PulledImage) -> anyhow::Result<()> {
-    crate::image::unpack(store, &image.descriptor.digest, &g.root)?;
-    Ok(())
+/// Pull with download, decompression and extraction pipelined: the registry client
+/// announces each blob as it is committed, and [`crate::image::unpack_as_committed`]
+/// extracts that layer on its own threads while other blobs are still downloading.
+/// When the pull succeeds, [`crate::image::unpack`] commits the chain bottom-up
+/// (extracting whatever was not done early); when it fails, layers not yet started
+/// are skipped and no chain is committed. Every unpack thread is joined before this
+/// returns.
+fn pull_and_unpack(
+    g: &Globals,
+    store: &Store,
+    client: &Client,
+    reference: &Reference,
+    opts: &mut PullOptions,
+    progress: Arc<dyn Progress>,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<PulledImage> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    opts.notify = Some(tx);
+    let cancel = AtomicBool::new(false);
+    let unpack_opts = crate::image::UnpackOptions::default();
+    let (pulled, early) = std::thread::scope(|s| {
+        let worker = s
+            .spawn(|| crate::image::unpack_as_committed(store, &g.root, rx, &cancel, &unpack_opts));
+        let pulled = rt.block_on(client.pull(store, reference, opts, progress));
+        if pulled.is_err() {
+            cancel.store(true, Ordering::SeqCst);
+        }
+        // Closing the channel tells the unpacker the pull is over.
+        opts.notify = None;
+        let early = worker.join();
+        (pulled, early)
+    });
+    let pulled = pulled.with_context(|| format!("pull {reference}"))?;
+    match early {
+        Ok(r) => {
+            r.with_context(|| format!("unpack {reference}"))?;
+        }
+        Err(_) => anyhow::bail!("unpack {reference}: the unpack thread panicked"),
+    }
+    crate::image::unpack(store, &pulled.descriptor.digest, &g.root)
+        .with_context(|| format!("unpack {reference}"))?;
+    Ok(pulled)
 }
 
 /// A tokio runtime for network work (a few threads: downloads are I/O bound).

@@ -1,4 +1,5 @@
-//! `imgctl df` and `imgctl prune`: disk usage and garbage collection of blobs.
+//! `imgctl df` and `imgctl prune`: disk usage (blobs, unpacked layers, bytes saved by
+//! file-level dedup) and garbage collection of blobs.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -18,12 +19,31 @@ pub struct DfArgs {
 #[derive(clap::Args, Debug)]
 pub struct PruneArgs {}
 
+/// `df --format json` (schemas/df.schema.json): blobs, then unpacked layers.
+#[derive(serde::Serialize)]
+struct DfJson {
+    #[serde(flatten)]
+    blobs: crate::store::Usage,
+    layers: u64,
+    layer_logical_bytes: u64,
+    layer_on_disk_bytes: u64,
+    dedup_saved_bytes: u64,
+}
+
 pub fn df(g: &Globals, a: DfArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(g)?;
     let u = store.usage().context("measure store")?;
+    let l = crate::snapshot::layer_usage(&g.root).context("measure unpacked layers")?;
     let mut out = std::io::stdout().lock();
     if a.format == Format::Json {
-        serde_json::to_writer_pretty(&mut out, &u)?;
+        let j = DfJson {
+            blobs: u,
+            layers: l.layers,
+            layer_logical_bytes: l.logical_bytes,
+            layer_on_disk_bytes: l.on_disk_bytes,
+            dedup_saved_bytes: l.saved_bytes,
+        };
+        serde_json::to_writer_pretty(&mut out, &j)?;
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -46,8 +66,21 @@ pub fn df(g: &Globals, a: DfArgs) -> anyhow::Result<ExitCode> {
             human_size(u.ingest_bytes),
             human_size(u.ingest_bytes),
         ],
+        [
+            "Unpacked layers".to_string(),
+            l.layers.to_string(),
+            human_size(l.on_disk_bytes),
+            "-".to_string(),
+        ],
     ];
     print_table(&mut out, &["TYPE", "COUNT", "SIZE", "RECLAIMABLE"], &rows)?;
+    writeln!(
+        out,
+        "\nLayer files: {} logical, {} on disk, {} saved by file-level dedup",
+        human_size(l.logical_bytes),
+        human_size(l.on_disk_bytes),
+        human_size(l.saved_bytes)
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

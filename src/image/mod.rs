@@ -334,6 +334,173 @@ pub fn unpack_with(
     })
 }
 
+/// What [`unpack_as_committed`] did before the pull finished.
+#[derive(Debug, Clone, Default)]
+pub struct EarlyUnpack {
+    /// Layers extracted (the others were already there or never became ready).
+    pub layers_unpacked: usize,
+    pub dedup: snapshot::DedupStats,
+}
+
+/// One layer ready to extract: both its blob and the config naming its diff ID are
+/// committed.
+type Job = (Descriptor, Digest);
+
+#[derive(Default)]
+struct Queue {
+    jobs: std::collections::VecDeque<Job>,
+    /// No more jobs will come.
+    closed: bool,
+}
+
+/// The unpack side of a pipelined pull: extract each layer as soon as its blob is
+/// committed, while the registry client is still downloading the others.
+///
+/// `notices` comes from [`crate::registry::PullOptions::notify`]. Once the manifest
+/// and its config are in, every layer whose blob is committed goes to a pool of
+/// `opts.parallel` workers calling the same per-layer path as [`unpack_with`]
+/// (extract into a temporary directory, verify the diff ID, publish atomically).
+/// Overlay layers do not depend on each other, so they are extracted in whatever
+/// order their blobs arrive. No chain is committed here: after a successful pull the
+/// caller runs [`unpack_with`], which finds these layers present and commits the
+/// chain bottom-up, so a failed pull never leaves a committed chain behind.
+///
+/// Returns when `notices` is closed (the pull is over) and every started layer is
+/// finished; all threads it starts are joined before it returns. When `cancel` is
+/// set (the pull failed), layers not yet started are skipped. The first layer error
+/// is returned.
+pub fn unpack_as_committed(
+    blobs: &dyn BlobReader,
+    root: &Path,
+    notices: std::sync::mpsc::Receiver<crate::registry::Notice>,
+    cancel: &std::sync::atomic::AtomicBool,
+    opts: &UnpackOptions,
+) -> Result<EarlyUnpack, ImageError> {
+    use crate::registry::Notice;
+    use std::collections::HashSet;
+    use std::sync::atomic::Ordering;
+
+    let snaps = Overlay::open(root)?;
+    snaps.cleanup()?;
+    let queue = Mutex::new(Queue::default());
+    let ready = std::sync::Condvar::new();
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let first_error: Mutex<Option<ImageError>> = Mutex::new(None);
+    let done = Mutex::new(EarlyUnpack::default());
+    let close = || {
+        if let Ok(mut q) = queue.lock() {
+            q.closed = true;
+        }
+        ready.notify_all();
+    };
+
+    std::thread::scope(|s| {
+        for _ in 0..opts.parallel.max(1) {
+            s.spawn(|| loop {
+                let job = {
+                    let Ok(mut q) = queue.lock() else { return };
+                    loop {
+                        if cancel.load(Ordering::SeqCst) || failed.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        if let Some(j) = q.jobs.pop_front() {
+                            break j;
+                        }
+                        if q.closed {
+                            return;
+                        }
+                        q = match ready.wait(q) {
+                            Ok(q) => q,
+                            Err(_) => return,
+                        };
+                    }
+                };
+                let (desc, diff_id) = job;
+                tracing::debug!(layer = %desc.digest, "blob committed; extracting while the pull goes on");
+                match unpack_layer(blobs, &snaps, &desc, &diff_id, opts) {
+                    Ok((did, st)) => {
+                        if let Ok(mut d) = done.lock() {
+                            d.layers_unpacked += usize::from(did);
+                            d.dedup.files += st.files;
+                            d.dedup.linked += st.linked;
+                            d.dedup.bytes_saved += st.bytes_saved;
+                        }
+                    }
+                    Err(e) => {
+                        failed.store(true, Ordering::SeqCst);
+                        if let Ok(mut f) = first_error.lock() {
+                            f.get_or_insert(e);
+                        }
+                        ready.notify_all();
+                        return;
+                    }
+                }
+            });
+        }
+
+        // The dispatcher: match committed blobs with the manifest's layers.
+        let mut layers: Vec<Descriptor> = Vec::new();
+        let mut config: Option<Digest> = None;
+        let mut diff_ids: Option<Vec<Digest>> = None;
+        let mut committed: HashSet<Digest> = HashSet::new();
+        let mut queued: HashSet<Digest> = HashSet::new();
+        for notice in notices.iter() {
+            if cancel.load(Ordering::SeqCst) || failed.load(Ordering::SeqCst) {
+                break;
+            }
+            match notice {
+                Notice::Manifest(m) => {
+                    config = Some(m.config.digest.clone());
+                    layers = m
+                        .layers
+                        .iter()
+                        .map(|l| Descriptor {
+                            media_type: l.media_type.to_string(),
+                            digest: l.digest.clone(),
+                            size: i64::try_from(l.size).unwrap_or(i64::MAX),
+                            platform: None,
+                        })
+                        .collect();
+                    diff_ids = None;
+                }
+                Notice::Committed(d) => {
+                    committed.insert(d);
+                }
+            }
+            if diff_ids.is_none() {
+                if let Some(c) = config.as_ref().filter(|c| committed.contains(*c)) {
+                    // A config that does not parse or does not match the layers is
+                    // reported by the pull itself (and by the final unpack); here it
+                    // only means nothing is started early.
+                    diff_ids = read_json::<Config>(blobs, c, "config")
+                        .ok()
+                        .map(|cfg| cfg.rootfs.diff_ids)
+                        .filter(|ids| ids.len() == layers.len());
+                }
+            }
+            let Some(ids) = &diff_ids else { continue };
+            let mut new = Vec::new();
+            for (l, id) in layers.iter().zip(ids) {
+                if committed.contains(&l.digest) && !queued.contains(id) {
+                    queued.insert(id.clone());
+                    new.push((l.clone(), id.clone()));
+                }
+            }
+            if !new.is_empty() {
+                if let Ok(mut q) = queue.lock() {
+                    q.jobs.extend(new);
+                }
+                ready.notify_all();
+            }
+        }
+        close();
+    });
+    if let Some(e) = first_error.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    Ok(done.into_inner().unwrap_or_default())
+}
+
 fn unpack_layer(
     blobs: &dyn BlobReader,
     snaps: &Overlay,

@@ -20,7 +20,7 @@ pub use auth::{parse_challenge, Challenge};
 pub use client::{Client, RetryPolicy};
 pub use config::{host_without_port, Entry, RegistryConfig, MIRROR_ENV};
 pub use credentials::{Credentials, DockerConfig};
-pub use pull::{Event, Progress, PullOptions, PulledImage};
+pub use pull::{Event, Notice, Progress, PullOptions, PulledImage};
 
 /// The largest token or error body read from a registry (SECURITY-TESTS item 23).
 pub const MAX_SMALL_BODY: u64 = 1024 * 1024;

@@ -30,6 +30,10 @@ pub struct PullOptions {
     /// The platform was asked for explicitly: a single-platform image for another
     /// platform is then an error (by default it is accepted, as Docker does).
     pub require_platform: bool,
+    /// Where to send [`Notice`]s while the pull runs, so a consumer (the image
+    /// unpacker) can start on each blob as soon as it is committed, while others are
+    /// still downloading. Send errors (a consumer that stopped) are ignored.
+    pub notify: Option<std::sync::mpsc::Sender<Notice>>,
 }
 
 impl Default for PullOptions {
@@ -38,6 +42,7 @@ impl Default for PullOptions {
             platform: Platform::host(),
             max_concurrent_downloads: 3,
             require_platform: false,
+            notify: None,
         }
     }
 }
@@ -71,6 +76,16 @@ pub enum Event {
     },
     /// Verified and committed.
     Done { digest: Digest },
+}
+
+/// What a pull tells [`PullOptions::notify`] as it goes.
+#[derive(Debug, Clone)]
+pub enum Notice {
+    /// The platform manifest whose blobs are about to be fetched (sent again if an
+    /// endpoint fails and the next one is tried).
+    Manifest(Box<Manifest>),
+    /// This blob is verified and committed in the store (or already was).
+    Committed(Digest),
 }
 
 /// Receives [`Event`]s. Called from download tasks: must be cheap and thread-safe.
@@ -351,6 +366,9 @@ impl Client {
         let store_c = store.clone();
         let _lease = block(move || store_c.lease())?;
 
+        if let Some(tx) = &opts.notify {
+            let _ = tx.send(Notice::Manifest(Box::new(manifest.clone())));
+        }
         let mut blobs: Vec<Descriptor> = vec![manifest.config.clone()];
         for l in &manifest.layers {
             if !blobs.iter().any(|b| b.digest == l.digest) {
@@ -358,14 +376,7 @@ impl Client {
             }
         }
         let downloaded = self
-            .fetch_blobs(
-                store,
-                host,
-                repo,
-                blobs,
-                opts.max_concurrent_downloads.max(1),
-                progress,
-            )
+            .fetch_blobs(store, host, repo, blobs, opts, progress)
             .await?;
 
         let config_bytes = {
@@ -458,15 +469,19 @@ impl Client {
         host: &str,
         repo: &str,
         blobs: Vec<Descriptor>,
-        concurrency: usize,
+        opts: &PullOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<u64, RegistryError> {
-        let sem = Arc::new(tokio::sync::Semaphore::new(concurrency));
+        let notify = opts.notify.clone();
+        let sem = Arc::new(tokio::sync::Semaphore::new(
+            opts.max_concurrent_downloads.max(1),
+        ));
         // Set by a failing download before it gives up its permit, so no queued
         // download starts after the pull has already failed.
         let failed_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut set = tokio::task::JoinSet::new();
         for desc in blobs {
+            let notify = notify.clone();
             let (c, s, h, r, p, sem, flag) = (
                 self.clone(),
                 store.clone(),
@@ -482,8 +497,12 @@ impl Client {
                     return Ok(0);
                 }
                 let res = c.fetch_blob(&s, &h, &r, &desc, p.as_ref()).await;
-                if res.is_err() {
-                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                match (&res, &notify) {
+                    (Ok(_), Some(tx)) => {
+                        let _ = tx.send(Notice::Committed(desc.digest.clone()));
+                    }
+                    (Ok(_), None) => {}
+                    (Err(_), _) => flag.store(true, std::sync::atomic::Ordering::SeqCst),
                 }
                 res
             });

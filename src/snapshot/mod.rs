@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use crate::oci::Digest;
 
 pub use dedup::{DedupStats, DiskUsage};
-pub use overlay::Overlay;
+pub use overlay::{layer_usage, LayerUsage, Overlay};
 
 /// Errors of snapshot operations.
 #[derive(Debug, thiserror::Error)]

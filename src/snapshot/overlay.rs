@@ -58,6 +58,60 @@ impl Drop for Lock {
     }
 }
 
+/// Disk usage of the unpacked layers of a store.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct LayerUsage {
+    /// Layers present (extracted directories and EROFS images).
+    pub layers: u64,
+    /// Regular file bytes as every layer holds them (an EROFS image counts its size).
+    pub logical_bytes: u64,
+    /// Bytes of distinct inodes: what the layers take once dedup links are shared.
+    pub on_disk_bytes: u64,
+    /// `logical_bytes - on_disk_bytes`: saved by file-level dedup.
+    pub saved_bytes: u64,
+}
+
+/// Measure the layers under `<store_root>/snapshots` without creating anything (a
+/// store that never unpacked gives zeros). Temporary layer directories of unpacks in
+/// progress are not counted; mounted EROFS layers are not walked (their image file
+/// is counted instead).
+pub fn layer_usage(store_root: &Path) -> Result<LayerUsage, SnapshotError> {
+    let layers = store_root.join("snapshots").join("layers");
+    let rd = match fs::read_dir(&layers) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(LayerUsage::default()),
+        Err(e) => return Err(io_err("layers")(e)),
+    };
+    let mut u = LayerUsage::default();
+    let mut dirs = Vec::new();
+    for e in rd {
+        let e = e.map_err(io_err("layers"))?;
+        if e.file_name().as_encoded_bytes().starts_with(b".") {
+            continue;
+        }
+        let image = e.path().join(EROFS_IMAGE);
+        match fs::symlink_metadata(&image) {
+            Ok(md) if md.is_file() => {
+                u.layers += 1;
+                u.logical_bytes += md.len();
+                u.on_disk_bytes += md.len();
+                continue;
+            }
+            _ => {}
+        }
+        let fsdir = e.path().join("fs");
+        if fsdir.is_dir() {
+            u.layers += 1;
+            dirs.push(fsdir);
+        }
+    }
+    let files = super::dedup::disk_usage(&dirs).map_err(io_err("layers"))?;
+    u.logical_bytes += files.logical_bytes;
+    u.on_disk_bytes += files.on_disk_bytes;
+    u.saved_bytes = u.logical_bytes - u.on_disk_bytes;
+    Ok(u)
+}
+
 impl Overlay {
     /// Open (creating) the snapshot directory of the store at `store_root`.
     pub fn open(store_root: &Path) -> Result<Overlay, SnapshotError> {

@@ -223,3 +223,250 @@ fn bundle_of_a_pulled_image_runs_under_runc() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "bundled\n");
 }
+
+/// A small first layer and a large, slowly served second one, pushed to a real
+/// registry behind the throttling proxy.
+fn slow_two_layer_image(
+    t: &Path,
+    reg: &Registry,
+    dest: &str,
+    big: usize,
+) -> (
+    crate::common::registry::Image,
+    crate::common::registry::Proxy,
+) {
+    use crate::common::registry::{host_arch, noise, Faults, Image, Layout, Proxy};
+    let early = extractable_layer(&[("early/hello", b"first layer\n")]);
+    let late = extractable_layer(&[("late/blob", &noise(big, 11))]);
+    let img = Image::new(host_arch(), vec![early, late]);
+    let mut l = Layout::new(&t.join("src"));
+    l.add_image("v1", &img);
+    l.push("v1", &reg.addr, dest);
+    let proxy = Proxy::start(&reg.addr);
+    proxy.set(Faults {
+        throttle: Some(std::time::Duration::from_millis(20)),
+        ..Faults::default()
+    });
+    (img, proxy)
+}
+
+/// A gzip layer of root-owned files with one mtime (stored deflate blocks: quick to
+/// make and kept byte for byte by the registry).
+fn extractable_layer(files: &[(&str, &[u8])]) -> crate::common::registry::Layer {
+    use crate::common::registry::digest_of;
+    use std::io::Write;
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, content) in files {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(content.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut h, path, *content).expect("tar entry");
+    }
+    let tar = tar.into_inner().expect("tar");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+    gz.write_all(&tar).expect("gzip");
+    let blob = gz.finish().expect("gzip");
+    crate::common::registry::Layer {
+        digest: digest_of(&blob),
+        diff_id: digest_of(&tar),
+        blob,
+        media_type: "application/vnd.oci.image.layer.v1.tar+gzip",
+    }
+}
+
+fn hex(d: &str) -> &str {
+    d.trim_start_matches("sha256:")
+}
+
+#[test]
+fn pull_extracts_early_layers_while_later_ones_download() {
+    if !(require(is_root(), "root (overlay whiteouts, ownership)")
+        && require(registry_tools(), "docker-registry and skopeo"))
+    {
+        return;
+    }
+    let reg = Registry::open();
+    let t = common::tempdir();
+    // 6 MiB in 64 KiB reads with a 20 ms pause each: about two seconds of download.
+    let (img, proxy) = slow_two_layer_image(t.path(), &reg, "fixture/pipe:v1", 6 << 20);
+    let store = t.path().join("store");
+    let name = format!("{}/fixture/pipe:v1", proxy.addr);
+    let mut child = imgctl(&store)
+        .args(["pull", "--quiet", &name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn imgctl pull");
+    let early_layer = store
+        .join("snapshots/layers")
+        .join(hex(&img.layers[0].diff_id))
+        .join("fs/early/hello");
+    let late_blob = store.join("blobs/sha256").join(hex(&img.layers[1].digest));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut late_committed_when_early_extracted = None;
+    while std::time::Instant::now() < deadline {
+        if early_layer.is_file() {
+            late_committed_when_early_extracted = Some(late_blob.exists());
+            break;
+        }
+        if child.try_wait().expect("wait for imgctl").is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().expect("wait for imgctl pull");
+    assert!(
+        out.status.success(),
+        "pull failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        late_committed_when_early_extracted,
+        Some(false),
+        "the first layer was extracted (Some) before the second layer's blob was committed (false)"
+    );
+    assert!(
+        proxy.blob_bytes() >= 6 << 20,
+        "the large blob went through the proxy"
+    );
+    // After the pull the chain is committed bottom-up: two chains, and the image mounts.
+    assert_eq!(entries(&store.join("snapshots/chains")), 2);
+    let merged = PathBuf::from(ok(imgctl(&store).args(["mount", &name])).trim());
+    assert_eq!(
+        fs::read(merged.join("early/hello")).expect("early layer file in the mount"),
+        b"first layer\n"
+    );
+    assert_eq!(
+        fs::metadata(merged.join("late/blob"))
+            .expect("late layer file in the mount")
+            .len(),
+        6 << 20
+    );
+    ok(imgctl(&store).args(["umount"]).arg(&merged));
+}
+
+#[test]
+fn pull_failing_on_a_later_layer_commits_no_chain() {
+    if !(require(is_root(), "root (overlay whiteouts, ownership)")
+        && require(registry_tools(), "docker-registry and skopeo"))
+    {
+        return;
+    }
+    let reg = Registry::open();
+    let t = common::tempdir();
+    let (img, proxy) = slow_two_layer_image(t.path(), &reg, "fixture/bad:v1", 2 << 20);
+    // Corrupt the second layer in the registry's storage (same length): its digest
+    // check fails after the first layer is already in and extracted.
+    let data = reg.blob_data(&img.layers[1].digest);
+    let good = fs::read(&data).expect("registry blob data");
+    let mut bad = good.clone();
+    let n = bad.len();
+    bad[n / 2] ^= 0xff;
+    fs::write(&data, &bad).expect("corrupt registry blob");
+    let store = t.path().join("store");
+    let name = format!("{}/fixture/bad:v1", proxy.addr);
+    let (code, err) = fails(imgctl(&store).args(["pull", "--quiet", &name]));
+    assert_eq!(code, 125, "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one-line error: {err}");
+    assert!(
+        err.contains(hex(&img.layers[1].digest)) && err.contains("does not match its digest"),
+        "error names the bad blob: {err}"
+    );
+    // The first layer was extracted while the second downloaded ...
+    assert!(
+        store
+            .join("snapshots/layers")
+            .join(hex(&img.layers[0].diff_id))
+            .join("fs/early/hello")
+            .is_file(),
+        "the verified first layer was extracted during the pull"
+    );
+    // ... but no chain was committed, nothing half-extracted stayed, no name exists.
+    assert_eq!(
+        entries(&store.join("snapshots/chains")),
+        0,
+        "no committed chain after a failed pull"
+    );
+    let leftovers: Vec<String> = fs::read_dir(store.join("snapshots/layers"))
+        .expect("layers dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary layer dirs: {leftovers:?}");
+    assert!(
+        !ok(imgctl(&store).arg("images")).contains("fixture/bad"),
+        "the failed image has no name"
+    );
+    // With the registry repaired, the same pull completes and commits the chain.
+    fs::write(&data, &good).expect("restore registry blob");
+    ok(imgctl(&store).args(["pull", "--quiet", &name]));
+    assert_eq!(entries(&store.join("snapshots/chains")), 2);
+}
+
+#[test]
+fn df_shows_bytes_saved_by_dedup_across_images_sharing_files_not_layers() {
+    use crate::common::registry::{host_arch, noise, Image, Layout};
+    if !(require(is_root(), "root (overlay whiteouts, ownership)")
+        && require(registry_tools(), "docker-registry and skopeo"))
+    {
+        return;
+    }
+    let reg = Registry::open();
+    let t = common::tempdir();
+    let (lib, tool) = (noise(256 << 10, 1), noise(64 << 10, 2));
+    // Image a: two layers; image b: the same files (same content, mode, owner, mtime)
+    // under the same and other paths, repacked into one layer, plus one of its own.
+    let a = Image::new(
+        host_arch(),
+        vec![
+            extractable_layer(&[("usr/lib/libbig.so", &lib)]),
+            extractable_layer(&[("usr/bin/tool", &tool), ("etc/a", b"a\n")]),
+        ],
+    );
+    let b = Image::new(
+        host_arch(),
+        vec![extractable_layer(&[
+            ("usr/lib/libbig.so", &lib),
+            ("opt/tool", &tool),
+            ("etc/b", b"b\n"),
+        ])],
+    );
+    let mut l = Layout::new(&t.path().join("src"));
+    l.add_image("a", &a);
+    l.add_image("b", &b);
+    l.push("a", &reg.addr, "fixture/dedup-a:1");
+    l.push("b", &reg.addr, "fixture/dedup-b:1");
+    let store = t.path().join("store");
+    for n in ["dedup-a", "dedup-b"] {
+        ok(imgctl(&store).args(["pull", "--quiet", &format!("{}/fixture/{n}:1", reg.addr)]));
+    }
+    let df: serde_json::Value =
+        serde_json::from_str(&ok(imgctl(&store).args(["df", "--format", "json"])))
+            .expect("df JSON");
+    crate::store::check_schema("df", &df);
+    let n = |k: &str| df[k].as_u64().unwrap_or_else(|| panic!("{k} in {df}"));
+    assert_eq!(n("layers"), 3, "{df}");
+    let shared = (lib.len() + tool.len()) as u64;
+    assert_eq!(n("layer_logical_bytes"), 2 * shared + 4, "{df}");
+    assert!(n("dedup_saved_bytes") > 0, "{df}");
+    assert_eq!(
+        n("dedup_saved_bytes"),
+        shared,
+        "both shared files stored once: {df}"
+    );
+    assert!(n("layer_on_disk_bytes") < n("layer_logical_bytes"), "{df}");
+    assert_eq!(
+        n("layer_on_disk_bytes") + n("dedup_saved_bytes"),
+        n("layer_logical_bytes")
+    );
+    let table = ok(imgctl(&store).arg("df"));
+    assert!(
+        table.contains("saved by file-level dedup") && table.contains("Unpacked layers"),
+        "{table}"
+    );
+}

@@ -421,6 +421,10 @@ fn killed_download_resumes_with_range_and_fetches_only_the_rest() {
     assert!(index_names(&root).is_empty());
 
     proxy.set(Faults::default());
+    // The killed pull's proxy thread may still be in its throttle sleep and pass one
+    // more chunk into the dead socket (a write that succeeds before the reset comes
+    // back); let it finish before counting.
+    std::thread::sleep(Duration::from_millis(300));
     proxy.reset_counters();
     ok(ic(&root, t.path()).args(["pull", &name]));
     let range = format!("bytes={offset}-");

@@ -17,7 +17,7 @@ fn json_of(s: &str) -> Value {
 }
 
 /// Validate `instance` against `schemas/<name>.schema.json`.
-fn check_schema(name: &str, instance: &Value) {
+pub fn check_schema(name: &str, instance: &Value) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("schemas")
         .join(format!("{name}.schema.json"));
@@ -94,6 +94,11 @@ fn json_outputs_and_stored_files_match_their_schemas() {
     check_schema("df", &df);
     assert_eq!(df["images"], 1);
     assert_eq!(df["blobs"], 4);
+    // Pull unpacked the two layers; nothing in them is shared.
+    assert_eq!(df["layers"], 2);
+    assert!(df["layer_logical_bytes"].as_u64().unwrap() >= 8192);
+    assert_eq!(df["layer_logical_bytes"], df["layer_on_disk_bytes"]);
+    assert_eq!(df["dedup_saved_bytes"], 0);
     check_schema(
         "index",
         &json_of(&std::fs::read_to_string(root.join("index.json")).unwrap()),

@@ -791,6 +791,10 @@ pub fn layer(files: &[(&str, &[u8])], compress: bool) -> Layer {
         let mut h = tar::Header::new_ustar();
         h.set_size(content.len() as u64);
         h.set_mode(0o644);
+        // Owner fields must hold numbers: `pull` now extracts the layers, and an
+        // empty uid field is not a valid tar header.
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_mtime(1_700_000_000);
         h.set_entry_type(tar::EntryType::Regular);
         tar.append_data(&mut h, path, *content).unwrap();
