@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job end to end on a fresh Debian 12 machine: install deps, build imgctl, start a
-# local registry with the nginx fixture, pull it into a fresh store, list and inspect it.
+# local registry with the nginx fixture, pull it into a fresh store, list and inspect it,
+# and run a command from it in the sandbox.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -21,4 +22,6 @@ echo "== imgctl inspect (RootFS)"
 "$bin" inspect "$reg/library/nginx:latest" | jq '.[0].RootFS'
 echo "== skopeo reads imgctl's store"
 skopeo inspect "oci:$IMGCTL_ROOT:$reg/library/nginx:latest" | jq '{Digest, Layers}'
+echo "== imgctl run --rm (namespaces, cgroups, seccomp) nginx -v"
+"$bin" run --rm "$reg/library/nginx:latest" nginx -v
 echo "demo: OK (store at $IMGCTL_ROOT)"
