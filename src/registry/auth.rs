@@ -167,4 +167,15 @@ mod tests {
             assert!(parse_challenge(bad).is_err(), "{bad:?} accepted");
         }
     }
+
+    proptest::proptest! {
+        /// A hostile `WWW-Authenticate` header is an error or a challenge, never a panic
+        /// (SECURITY-TESTS item 26).
+        #[test]
+        fn arbitrary_challenges_never_panic(h in "\\PC{0,200}", tail in "[a-z=\",\\\\ ]{0,40}") {
+            let _ = parse_challenge(&h);
+            let _ = parse_challenge(&format!("Bearer {tail}"));
+            let _ = parse_challenge(&format!("Bearer realm=\"http://x/t\",{tail}"));
+        }
+    }
 }
