@@ -1104,3 +1104,125 @@ fn userns_with_everything_under_a_private_directory() {
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "0");
     assert_eq!(std::fs::metadata(vol.join("ok")).unwrap().uid(), 500000);
 }
+
+/// sha256 of the imgctl binary under test.
+fn imgctl_sha256() -> String {
+    let bytes = std::fs::read(crate::common::imgctl_bin()).unwrap();
+    imgctl::oci::Digest::of(&bytes).to_string()
+}
+
+/// Copy the host's dynamic loader and the libraries imgctl links against into
+/// the rootfs, at the same paths, so imgctl's binary can run inside it (as it
+/// would in any glibc image).
+fn add_imgctl_libs(r: &Path) {
+    let out = Command::new("ldd")
+        .arg(crate::common::imgctl_bin())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for lib in text
+        .split_whitespace()
+        .filter(|w| w.starts_with('/') && Path::new(w).is_file())
+    {
+        let dst = r.join(lib.trim_start_matches('/'));
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(lib, dst).unwrap();
+    }
+}
+
+/// SECURITY-TESTS 43 (CVE-2019-5736): nothing inside a container can open the
+/// runtime's binary for writing: not `/proc/self/exe`, not `/proc/1/exe`, not any
+/// process's exe, and not imgctl's own binary made to run inside the container by
+/// a `#!/proc/self/exe` command (with an LD_PRELOAD payload in that process). No
+/// imgctl process of the host is visible. imgctl's sha256 is unchanged.
+#[test]
+fn runtime_binary_cannot_be_opened_for_writing_from_inside() {
+    if !ready() {
+        return;
+    }
+    let _g = serial();
+    let t = tempdir();
+    let r = rootfs(t.path());
+    let before = imgctl_sha256();
+    let denied = |v: &serde_json::Value, what: &str| {
+        for k in ["wronly", "rdwr", "reopen"] {
+            let e = v[k].as_i64().unwrap_or_else(|| panic!("{what}: {v}"));
+            assert_ne!(e, 0, "{what}: {k} open of the binary succeeded: {v}");
+        }
+    };
+    for init in [false, true] {
+        // Even with CAP_SYS_PTRACE, which lets /proc/PID/exe be opened at all.
+        for extra in [&[][..], &["--cap-add", "SYS_PTRACE"][..]] {
+            let mut flags: Vec<&str> = extra.to_vec();
+            if init {
+                flags.push("--init");
+            }
+            let p = probe(t.path(), &r, &flags, &["exe"]);
+            let what = format!("{flags:?}");
+            denied(&p["self"], &format!("{what} /proc/self/exe"));
+            denied(&p["init"], &format!("{what} /proc/1/exe"));
+            let procs = p["procs"].as_array().unwrap();
+            let pids: Vec<i64> = procs.iter().map(|x| x["pid"].as_i64().unwrap()).collect();
+            // Only the container's own processes: the probe, and the init.
+            let expect: &[i64] = if init { &[1, 2] } else { &[1] };
+            assert_eq!(pids, expect, "{what}: processes seen: {procs:?}");
+            for x in procs {
+                assert_ne!(x["wronly"], 0, "{what}: {x}");
+                let exe = x["exe"].as_str().unwrap();
+                let host_imgctl = crate::common::imgctl_bin();
+                assert!(
+                    !exe.starts_with(host_imgctl.to_str().unwrap()),
+                    "{what}: a process runs imgctl's file: {x}"
+                );
+                if x["pid"] == 1 && init {
+                    // execveat of the sealed memfd names it after the memfd.
+                    let comm = x["comm"].as_str().unwrap();
+                    assert!(comm.contains("imgctl-in"), "{what}: {x}");
+                    assert!(
+                        exe.is_empty() || exe.starts_with("/memfd:imgctl-init"),
+                        "{x}"
+                    );
+                } else {
+                    assert_eq!(x["comm"], "probe", "{what}: {x}");
+                }
+            }
+        }
+    }
+
+    // `#!/proc/self/exe`: the kernel resolves the interpreter in the process that
+    // calls execve. With glibc in the image, and the payload preloaded.
+    add_imgctl_libs(&r);
+    let so = Path::new(env!("CARGO_TARGET_TMPDIR")).join("evil.so");
+    let st = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&so)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/selfexe/evil.c"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "gcc failed to build evil.so");
+    std::fs::copy(&so, r.join("evil.so")).unwrap();
+    std::fs::write(r.join("evil"), "#!/proc/self/exe\n").unwrap();
+    std::fs::set_permissions(
+        r.join("evil"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    for init in [false, true] {
+        let mut flags = vec!["-e", "LD_PRELOAD=/evil.so"];
+        if init {
+            flags.push("--init");
+        }
+        let o = run(t.path(), &r, &flags, &["/evil"]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        // Either the exec is refused, or whatever ran cannot write its binary.
+        if let Some(line) = out.lines().find(|l| l.starts_with('{')) {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            denied(&v, &format!("#!/proc/self/exe init={init}"));
+        } else {
+            assert!(!o.status.success(), "init={init}: {out} {}", stderr(&o));
+        }
+        eprintln!("#!/proc/self/exe init={init}: {} {out}", o.status);
+    }
+    assert_eq!(before, imgctl_sha256(), "imgctl's binary changed");
+    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+}
