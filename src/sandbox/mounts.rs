@@ -164,6 +164,22 @@ const REMOUNT_KEEP: MsFlags = MsFlags::MS_RDONLY
     .union(MsFlags::MS_RELATIME)
     .union(MsFlags::MS_STRICTATIME);
 
+/// Refuse a mount whose destination resolved to the container's root itself (an
+/// image symlink such as `/data -> /` or `/dev -> ../..`): mounted there it would be
+/// stacked under the root, not where the user asked for it.
+fn not_the_root(root: &OwnedFd, target: &OwnedFd, dest: &Path) -> R<()> {
+    let a = rustix::fs::fstat(root).map_err(|e| msg("stat the rootfs", e))?;
+    let b = rustix::fs::fstat(target).map_err(|e| msg(dest.display(), e))?;
+    if a.st_dev == b.st_dev && a.st_ino == b.st_ino {
+        return Err(format!(
+            "mount destination {} resolves to the container's root (a symlink in the image); \
+             use another destination",
+            dest.display()
+        ));
+    }
+    Ok(())
+}
+
 fn mount_one(root: &OwnedFd, m: &Mount, p: &Prepared, pre: &Preopened) -> R<()> {
     let dest = m.destination();
     if !dest.is_absolute() {
@@ -198,6 +214,7 @@ fn mount_one(root: &OwnedFd, m: &Mount, p: &Prepared, pre: &Preopened) -> R<()> 
             rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory;
         mkdir_p_in_root(root, dest, is_dir)?;
         let target = open_in_root(root, dest, false).map_err(|e| where_(&e))?;
+        not_the_root(root, &target, dest)?;
         let bind = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
         do_mount(Some(&fd_path(srcfd)), &fd_path(&target), None, bind, None)
             .map_err(|e| where_(&e))?;
@@ -228,6 +245,7 @@ fn mount_one(root: &OwnedFd, m: &Mount, p: &Prepared, pre: &Preopened) -> R<()> 
             where_(&e)
         }
     })?;
+    not_the_root(root, &target, dest)?;
     let st = rustix::fs::fstat(&target).map_err(|e| where_(&e))?;
     if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Directory {
         return Err(format!(

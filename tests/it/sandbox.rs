@@ -1226,3 +1226,256 @@ fn runtime_binary_cannot_be_opened_for_writing_from_inside() {
     assert_eq!(before, imgctl_sha256(), "imgctl's binary changed");
     assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
 }
+
+/// What a host directory holds, deeply: (path, mode, uid, gid, mtime, ino,
+/// contents), to show a sentinel is unchanged.
+fn snapshot(dir: &Path) -> Vec<(String, u32, u32, u32, i64, u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let m = std::fs::symlink_metadata(&d).unwrap();
+        let data = if m.is_file() {
+            std::fs::read(&d).unwrap()
+        } else {
+            Vec::new()
+        };
+        if m.is_dir() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                todo.push(e.unwrap().path());
+            }
+        }
+        out.push((
+            d.display().to_string(),
+            m.mode(),
+            m.uid(),
+            m.gid(),
+            m.mtime(),
+            m.ino(),
+            data,
+        ));
+    }
+    out.sort();
+    out
+}
+
+/// A sentinel directory next to the rootfs, with a file in it.
+fn sentinel(t: &Path) -> std::path::PathBuf {
+    let s = t.join("host");
+    std::fs::create_dir(&s).unwrap();
+    std::fs::write(s.join("secret"), "host secret\n").unwrap();
+    s
+}
+
+/// Host mounts on `/` (a mount landing on the host's root would add one).
+fn host_root_mounts() -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some("/"))
+        .count()
+}
+
+/// The outcome every hostile-layout or raced start must have: success, or a
+/// one-line `imgctl:` error.
+fn clean_outcome(o: &std::process::Output, what: &str) {
+    if o.status.success() {
+        return;
+    }
+    let e = stderr(o);
+    assert!(
+        e.starts_with("imgctl: ") && e.trim_end().lines().count() == 1,
+        "{what}: exit {} without a one-line error: {e:?}",
+        o.status
+    );
+}
+
+/// SECURITY-TESTS 40 (CVE-2019-16884, CVE-2023-28642, CVE-2025-52565): images
+/// whose /dev, /dev/pts, /dev/shm, /dev/mqueue or /sys are symlinks out of the
+/// rootfs. Each run fails with a one-line error or mounts inside the rootfs (a
+/// destination that resolves to the root itself is refused, not stacked there);
+/// nothing is mounted on the host, the sentinel next to the rootfs is unchanged,
+/// and no cgroup is left.
+#[test]
+fn hostile_rootfs_dev_and_sys_symlinks_stay_inside() {
+    if !ready() {
+        return;
+    }
+    let _g = serial();
+    let t = tempdir();
+    let s = sentinel(t.path());
+    let before = snapshot(&s);
+    let roots = host_root_mounts();
+    let up = "../../../../../../../..";
+    let host = s.to_str().unwrap();
+    // (link, target, the error it must give; None: may also succeed, since
+    // the tmpfs on /dev hides what the image had under it).
+    let root = Some("resolves to the container's root");
+    let ordinary = Some("must be mounted on an ordinary directory");
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        ("dev", "/", root),
+        ("dev", up, root),
+        ("dev", host, Some("/dev")),
+        ("dev/pts", "/", None),
+        ("dev/pts", up, None),
+        ("dev/shm", "/", None),
+        ("dev/shm", host, None),
+        ("dev/mqueue", up, None),
+        ("sys", "/", ordinary),
+        ("sys", up, ordinary),
+        ("sys", host, ordinary),
+    ];
+    for (i, (link, to, err)) in cases.iter().enumerate() {
+        let dir = t.path().join(format!("case{i}"));
+        std::fs::create_dir(&dir).unwrap();
+        let r = rootfs(&dir);
+        let l = r.join(link);
+        std::fs::create_dir_all(l.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(to, &l).unwrap();
+        let o = run(&dir, &r, &[], &["/bin/cat", "/proc/self/mountinfo"]);
+        let what = format!("/{link} -> {to}");
+        clean_outcome(&o, &what);
+        if let Some(needle) = err {
+            assert_eq!(o.status.code(), Some(125), "{what}: {}", stderr(&o));
+            assert!(stderr(&o).contains(needle), "{what}: {}", stderr(&o));
+        }
+        if o.status.success() {
+            // What ran saw the host sentinel nowhere.
+            let out = String::from_utf8_lossy(&o.stdout);
+            assert!(!out.contains(host), "{what}: {out}");
+        }
+        eprintln!("{what}: {} {}", o.status, stderr(&o).trim_end());
+        // The link is still a link, with nothing mounted on the host side.
+        assert!(
+            std::fs::symlink_metadata(&l).unwrap().is_symlink(),
+            "{what}"
+        );
+        assert!(
+            mounts_mentioning(t.path()).is_empty(),
+            "{what}: {:?}",
+            mounts_mentioning(t.path())
+        );
+        assert_eq!(
+            host_root_mounts(),
+            roots,
+            "{what}: a mount landed on the host's /"
+        );
+        assert_eq!(snapshot(&s), before, "{what}: sentinel changed");
+        assert!(
+            leftover_cgroups().is_empty(),
+            "{what}: {:?}",
+            leftover_cgroups()
+        );
+    }
+}
+
+/// SECURITY-TESTS 41 (CVE-2021-30465, CVE-2019-19921, CVE-2024-45310): while
+/// containers start with `-v VOL:/data`, another process swaps the rootfs's
+/// `/data` directory and a symlink (to `/`, to the host sentinel, to `../..`)
+/// with renameat2(RENAME_EXCHANGE) in a tight loop. Every start either binds VOL
+/// on that directory inside the rootfs (the container's mountinfo shows it at
+/// /data or /swap, where the racer left it) or fails with a one-line error; no mount ever appears on the host, and the sentinel is unchanged.
+#[test]
+fn bind_mount_target_swapped_by_a_racing_symlink_stays_inside() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    if !ready() {
+        return;
+    }
+    let _g = serial();
+    let t = tempdir();
+    let s = sentinel(t.path());
+    let vol = t.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    std::fs::write(vol.join("marker"), "the volume\n").unwrap();
+    let r = rootfs(t.path());
+    let before = snapshot(&s);
+    let vol_before = snapshot(&vol);
+    let roots = host_root_mounts();
+    let volspec = format!("{}:/data", vol.display());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(18);
+    let (mut ok, mut refused) = (0, 0);
+    for to in ["/", s.to_str().unwrap(), "../../.."] {
+        let data = r.join("data");
+        let swap = r.join("swap");
+        let _ = std::fs::remove_dir(&data);
+        let _ = std::fs::remove_file(&data);
+        let _ = std::fs::remove_file(&swap);
+        let _ = std::fs::remove_dir(&swap);
+        std::fs::create_dir(&data).unwrap();
+        std::os::unix::fs::symlink(to, &swap).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let swaps = Arc::new(AtomicU64::new(0));
+        let racer = {
+            let (stop, swaps) = (stop.clone(), swaps.clone());
+            let a = std::ffi::CString::new(data.as_os_str().as_encoded_bytes()).unwrap();
+            let b = std::ffi::CString::new(swap.as_os_str().as_encoded_bytes()).unwrap();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    // SAFETY: two valid NUL-terminated paths.
+                    let rc = unsafe {
+                        libc::renameat2(
+                            libc::AT_FDCWD,
+                            a.as_ptr(),
+                            libc::AT_FDCWD,
+                            b.as_ptr(),
+                            libc::RENAME_EXCHANGE,
+                        )
+                    };
+                    if rc != 0 {
+                        break;
+                    }
+                    swaps.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        for n in 0..70 {
+            if std::time::Instant::now() > deadline {
+                break;
+            }
+            let o = run(
+                t.path(),
+                &r,
+                &["-v", &volspec],
+                &["/bin/cat", "/proc/self/mountinfo"],
+            );
+            let what = format!("/data <-> symlink to {to}, start {n}");
+            clean_outcome(&o, &what);
+            if o.status.success() {
+                // The volume is mounted on the directory, wherever the racer
+                // has moved it: /data or /swap of the container, nowhere else.
+                let out = String::from_utf8_lossy(&o.stdout);
+                let volroot = vol.file_name().unwrap().to_str().unwrap();
+                let at: Vec<&str> = out
+                    .lines()
+                    .filter(|l| l.split(' ').nth(3).is_some_and(|r| r.ends_with(volroot)))
+                    .filter_map(|l| l.split(' ').nth(4))
+                    .collect();
+                assert!(
+                    at == ["/data"] || at == ["/swap"],
+                    "{what}: volume at {at:?}: {out}"
+                );
+                ok += 1;
+            } else {
+                refused += 1;
+            }
+            assert!(
+                mounts_mentioning(t.path()).is_empty(),
+                "{what}: {:?}",
+                mounts_mentioning(t.path())
+            );
+            assert_eq!(
+                host_root_mounts(),
+                roots,
+                "{what}: a mount landed on the host's /"
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+        racer.join().unwrap();
+        assert!(swaps.load(Ordering::Relaxed) > 0, "the racer never swapped");
+        assert_eq!(snapshot(&s), before, "sentinel changed (symlink to {to})");
+    }
+    eprintln!("raced starts: {ok} bound inside, {refused} refused");
+    assert!(ok + refused > 0);
+    assert_eq!(snapshot(&vol), vol_before, "the volume changed");
+    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+}
