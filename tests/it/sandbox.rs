@@ -1137,7 +1137,7 @@ fn add_imgctl_libs(r: &Path) {
 /// imgctl process of the host is visible. imgctl's sha256 is unchanged.
 #[test]
 fn runtime_binary_cannot_be_opened_for_writing_from_inside() {
-    if !ready() {
+    if !ready() || !require(have("ldd"), "ldd (copies glibc into the test image)") {
         return;
     }
     let _g = serial();
@@ -1227,9 +1227,11 @@ fn runtime_binary_cannot_be_opened_for_writing_from_inside() {
     assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
 }
 
-/// What a host directory holds, deeply: (path, mode, uid, gid, mtime, ino,
-/// contents), to show a sentinel is unchanged.
-fn snapshot(dir: &Path) -> Vec<(String, u32, u32, u32, i64, u64, Vec<u8>)> {
+/// One entry of a [`snapshot`]: (path, mode, uid, gid, mtime, ino, contents).
+type Entry = (String, u32, u32, u32, i64, u64, Vec<u8>);
+
+/// What a host directory holds, deeply, to show a sentinel is unchanged.
+fn snapshot(dir: &Path) -> Vec<Entry> {
     let mut out = Vec::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
