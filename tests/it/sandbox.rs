@@ -1374,8 +1374,9 @@ fn hostile_rootfs_dev_and_sys_symlinks_stay_inside() {
 /// containers start with `-v VOL:/data`, another process swaps the rootfs's
 /// `/data` directory and a symlink (to `/`, to the host sentinel, to `../..`)
 /// with renameat2(RENAME_EXCHANGE) in a tight loop. Every start either binds VOL
-/// on that directory inside the rootfs (the container's mountinfo shows it at
-/// /data or /swap, where the racer left it) or fails with a one-line error; no mount ever appears on the host, and the sentinel is unchanged.
+/// on that directory inside the rootfs, read-only as asked (the container's
+/// mountinfo shows it at /data or /swap, where the racer left it) or fails with
+/// a one-line error; no mount ever appears on the host, and the sentinel is unchanged.
 #[test]
 fn bind_mount_target_swapped_by_a_racing_symlink_stays_inside() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -1393,7 +1394,7 @@ fn bind_mount_target_swapped_by_a_racing_symlink_stays_inside() {
     let before = snapshot(&s);
     let vol_before = snapshot(&vol);
     let roots = host_root_mounts();
-    let volspec = format!("{}:/data", vol.display());
+    let volspec = format!("{}:/data:ro", vol.display());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(18);
     let (mut ok, mut refused) = (0, 0);
     for to in ["/", s.to_str().unwrap(), "../../.."] {
@@ -1447,11 +1448,18 @@ fn bind_mount_target_swapped_by_a_racing_symlink_stays_inside() {
                 // has moved it: /data or /swap of the container, nowhere else.
                 let out = String::from_utf8_lossy(&o.stdout);
                 let volroot = vol.file_name().unwrap().to_str().unwrap();
-                let at: Vec<&str> = out
+                let lines: Vec<&str> = out
                     .lines()
                     .filter(|l| l.split(' ').nth(3).is_some_and(|r| r.ends_with(volroot)))
-                    .filter_map(|l| l.split(' ').nth(4))
                     .collect();
+                for l in &lines {
+                    let opts = l.split(' ').nth(5).unwrap_or("");
+                    assert!(
+                        opts.split(',').any(|o| o == "ro"),
+                        "{what}: the volume is not read-only: {l}"
+                    );
+                }
+                let at: Vec<&str> = lines.iter().filter_map(|l| l.split(' ').nth(4)).collect();
                 assert!(
                     at == ["/data"] || at == ["/swap"],
                     "{what}: volume at {at:?}: {out}"
@@ -1479,5 +1487,145 @@ fn bind_mount_target_swapped_by_a_racing_symlink_stays_inside() {
     eprintln!("raced starts: {ok} bound inside, {refused} refused");
     assert!(ok + refused > 0);
     assert_eq!(snapshot(&vol), vol_before, "the volume changed");
+    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+}
+
+/// SECURITY-TESTS 41, the CVE-2021-30465 set-up: a volume shared with another
+/// container, and a second volume mounted *inside* it (`-v VOL:/data -v
+/// OTHER:/data/sub`). The other container (here a host thread working in VOL)
+/// swaps VOL's `sub` directory and a symlink (to `/`, `/etc`, the host sentinel,
+/// `../../..`) in a loop. OTHER (`:ro`) must land, read-only, on that directory
+/// or on a path inside the rootfs the symlink names, or the start fails with a
+/// one-line error (a re-resolved destination once left OTHER writable); no
+/// host mount appears and the sentinel is unchanged.
+#[test]
+fn nested_bind_in_a_raced_shared_volume_stays_inside() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    if !ready() {
+        return;
+    }
+    let _g = serial();
+    let t = tempdir();
+    let s = sentinel(t.path());
+    let vol = t.path().join("shared");
+    let other = t.path().join("other");
+    std::fs::create_dir(&vol).unwrap();
+    std::fs::create_dir(&other).unwrap();
+    let r = rootfs(t.path());
+    std::fs::create_dir(r.join("data")).unwrap();
+    let before = snapshot(&s);
+    // A first, unraced run creates the /etc/hostname, hosts and resolv.conf
+    // mount stubs; the image's /etc must not change after that.
+    let o = run(t.path(), &r, &[], &["/bin/true"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let etc_before = snapshot(&r.join("etc"));
+    let roots = host_root_mounts();
+    let v1 = format!("{}:/data", vol.display());
+    let v2 = format!("{}:/data/sub:ro", other.display());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(18);
+    let (mut ok, mut refused) = (0, 0);
+    let mut seen = std::collections::BTreeMap::<String, u32>::new();
+    for to in ["/", "/etc", s.to_str().unwrap(), "../../.."] {
+        let sub = vol.join("sub");
+        let link = vol.join("link");
+        let _ = std::fs::remove_dir(&sub);
+        let _ = std::fs::remove_file(&sub);
+        let _ = std::fs::remove_file(&link);
+        let _ = std::fs::remove_dir(&link);
+        std::fs::create_dir(&sub).unwrap();
+        std::os::unix::fs::symlink(to, &link).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let swaps = Arc::new(AtomicU64::new(0));
+        let racer = {
+            let (stop, swaps) = (stop.clone(), swaps.clone());
+            let a = std::ffi::CString::new(sub.as_os_str().as_encoded_bytes()).unwrap();
+            let b = std::ffi::CString::new(link.as_os_str().as_encoded_bytes()).unwrap();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    // SAFETY: two valid NUL-terminated paths.
+                    let rc = unsafe {
+                        libc::renameat2(
+                            libc::AT_FDCWD,
+                            a.as_ptr(),
+                            libc::AT_FDCWD,
+                            b.as_ptr(),
+                            libc::RENAME_EXCHANGE,
+                        )
+                    };
+                    if rc != 0 {
+                        break;
+                    }
+                    swaps.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        for n in 0..50 {
+            if std::time::Instant::now() > deadline {
+                break;
+            }
+            let o = run(
+                t.path(),
+                &r,
+                &["-v", &v1, "-v", &v2],
+                &["/bin/cat", "/proc/self/mountinfo"],
+            );
+            let what = format!("/data/sub <-> symlink to {to}, start {n}");
+            clean_outcome(&o, &what);
+            if o.status.success() {
+                let out = String::from_utf8_lossy(&o.stdout);
+                let lines: Vec<&str> = out
+                    .lines()
+                    .filter(|l| l.split(' ').nth(3).is_some_and(|r| r.ends_with("/other")))
+                    .collect();
+                // `:ro` holds on OTHER itself, wherever it landed.
+                for l in &lines {
+                    let opts = l.split(' ').nth(5).unwrap_or("");
+                    assert!(
+                        opts.split(',').any(|o| o == "ro"),
+                        "{what}: OTHER is not read-only: {l}\n{out}"
+                    );
+                }
+                let at: Vec<&str> = lines.iter().filter_map(|l| l.split(' ').nth(4)).collect();
+                let inside = ["/data/sub", "/data/link", "/etc"];
+                assert!(
+                    at.len() == 1 && inside.contains(&at[0]),
+                    "{what}: OTHER at {at:?}: {out}"
+                );
+                *seen.entry(at[0].to_string()).or_insert(0) += 1;
+                ok += 1;
+            } else {
+                let e = stderr(&o);
+                let key = e.split(':').take(3).collect::<Vec<_>>().join(":");
+                *seen.entry(key).or_insert(0) += 1;
+                refused += 1;
+            }
+            assert!(
+                mounts_mentioning(t.path()).is_empty(),
+                "{what}: {:?}",
+                mounts_mentioning(t.path())
+            );
+            assert_eq!(
+                host_root_mounts(),
+                roots,
+                "{what}: a mount landed on the host's /"
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+        racer.join().unwrap();
+        assert!(swaps.load(Ordering::Relaxed) > 0, "the racer never swapped");
+        assert_eq!(snapshot(&s), before, "sentinel changed (symlink to {to})");
+    }
+    eprintln!("raced nested starts: {ok} bound inside, {refused} refused: {seen:?}");
+    assert!(ok + refused > 0);
+    assert!(
+        std::fs::read_dir(&other).unwrap().next().is_none(),
+        "OTHER changed"
+    );
+    assert_eq!(
+        snapshot(&r.join("etc")),
+        etc_before,
+        "the image's /etc changed"
+    );
     assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
 }
