@@ -164,6 +164,22 @@ const REMOUNT_KEEP: MsFlags = MsFlags::MS_RDONLY
     .union(MsFlags::MS_RELATIME)
     .union(MsFlags::MS_STRICTATIME);
 
+/// Refuse a mount whose destination resolved to the container's root itself (an
+/// image symlink such as `/data -> /` or `/dev -> ../..`): mounted there it would be
+/// stacked under the root, not where the user asked for it.
+fn not_the_root(root: &OwnedFd, target: &OwnedFd, dest: &Path) -> R<()> {
+    let a = rustix::fs::fstat(root).map_err(|e| msg("stat the rootfs", e))?;
+    let b = rustix::fs::fstat(target).map_err(|e| msg(dest.display(), e))?;
+    if a.st_dev == b.st_dev && a.st_ino == b.st_ino {
+        return Err(format!(
+            "mount destination {} resolves to the container's root (a symlink in the image); \
+             use another destination",
+            dest.display()
+        ));
+    }
+    Ok(())
+}
+
 fn mount_one(root: &OwnedFd, m: &Mount, p: &Prepared, pre: &Preopened) -> R<()> {
     let dest = m.destination();
     if !dest.is_absolute() {
@@ -198,12 +214,30 @@ fn mount_one(root: &OwnedFd, m: &Mount, p: &Prepared, pre: &Preopened) -> R<()> 
             rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory;
         mkdir_p_in_root(root, dest, is_dir)?;
         let target = open_in_root(root, dest, false).map_err(|e| where_(&e))?;
-        let bind = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-        do_mount(Some(&fd_path(srcfd)), &fd_path(&target), None, bind, None)
-            .map_err(|e| where_(&e))?;
+        not_the_root(root, &target, dest)?;
+        // The bind is made as a detached mount (open_tree) and attached to the
+        // resolved target by descriptor; the read-only remount and the propagation
+        // then go to that mount through its descriptor. Resolving the destination
+        // again by path would let a racing symlink swap (a shared volume) send
+        // them to another mount and leave this one writable (CVE-2021-30465).
+        let mut tf = rustix::mount::OpenTreeFlags::OPEN_TREE_CLONE
+            | rustix::mount::OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | rustix::mount::OpenTreeFlags::AT_EMPTY_PATH;
+        if opts.flags.contains(MsFlags::MS_REC) {
+            tf |= rustix::mount::OpenTreeFlags::AT_RECURSIVE;
+        }
+        let tree = rustix::mount::open_tree(srcfd, "", tf).map_err(|e| where_(&e))?;
+        rustix::mount::move_mount(
+            &tree,
+            "",
+            &target,
+            "",
+            rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH
+                | rustix::mount::MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+        )
+        .map_err(|e| where_(&e))?;
         let extra = opts.flags & REMOUNT_KEEP;
-        let mounted = open_in_root(root, dest, false).map_err(|e| where_(&e))?;
-        let mp = fd_path(&mounted);
+        let mp = fd_path(&tree);
         if !extra.is_empty() {
             let fl = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra | locked_flags(&mp);
             do_mount(None, &mp, None, fl, None).map_err(|e| where_(&format!("remount: {e}")))?;
@@ -228,6 +262,7 @@ fn mount_one(root: &OwnedFd, m: &Mount, p: &Prepared, pre: &Preopened) -> R<()> 
             where_(&e)
         }
     })?;
+    not_the_root(root, &target, dest)?;
     let st = rustix::fs::fstat(&target).map_err(|e| where_(&e))?;
     if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Directory {
         return Err(format!(

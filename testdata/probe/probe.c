@@ -10,6 +10,8 @@
  *   probe touch PATH      create PATH and print its owner
  *   probe exit N          exit with status N
  *   probe sleep S         sleep S seconds (signal tests)
+ *   probe exe             try to open the binaries of /proc/self, /proc/1 and every
+ *                         visible process for writing; list the processes seen
  * Build: gcc -static -O2 -o probe probe.c */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -286,6 +288,65 @@ static void report(void) {
     puts("}");
 }
 
+/* errno of open(path, flags), 0 when it opened (closed at once, nothing written). */
+static int try_open(const char *path, int flags) {
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0) return errno;
+    close(fd);
+    return 0;
+}
+
+/* The CVE-2019-5736 moves: the executable behind /proc/PID/exe opened for writing,
+ * directly or by reopening an O_PATH descriptor through /proc/self/fd. */
+static void exe_attempts(const char *exe) {
+    char buf[64];
+    kint("wronly", try_open(exe, O_WRONLY));
+    kint("rdwr", try_open(exe, O_RDWR));
+    int p = open(exe, O_PATH | O_CLOEXEC);
+    if (p < 0) { kint("reopen", errno); return; }
+    snprintf(buf, sizeof buf, "/proc/self/fd/%d", p);
+    kint("reopen", try_open(buf, O_WRONLY));
+    close(p);
+}
+
+static void exe_report(void) {
+    char buf[4096], path[64];
+    putchar('{');
+    key("self"); putchar('{'); first = 1; exe_attempts("/proc/self/exe"); putchar('}'); first = 0;
+    key("init"); putchar('{'); first = 1; exe_attempts("/proc/1/exe"); putchar('}'); first = 0;
+    key("procs"); putchar('[');
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    int f = 1;
+    while (d && (e = readdir(d))) {
+        int pid = atoi(e->d_name);
+        if (pid <= 0) continue;
+        if (!f) putchar(',');
+        f = 0;
+        putchar('{'); first = 1;
+        kint("pid", pid);
+        snprintf(path, sizeof path, "/proc/%d/exe", pid);
+        ssize_t n = readlink(path, buf, sizeof buf - 1);
+        buf[n > 0 ? n : 0] = 0;
+        kstr("exe", buf);
+        kint("wronly", try_open(path, O_WRONLY));
+        snprintf(path, sizeof path, "/proc/%d/comm", pid);
+        slurp(path, buf, sizeof buf);
+        kstr("comm", buf);
+        snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        n = fd < 0 ? 0 : read(fd, buf, sizeof buf - 1);
+        if (fd >= 0) close(fd);
+        for (ssize_t i = 0; i < n; i++) if (!buf[i]) buf[i] = ' ';
+        buf[n > 0 ? n : 0] = 0;
+        kstr("cmdline", buf);
+        putchar('}');
+    }
+    if (d) closedir(d);
+    putchar(']'); first = 0;
+    puts("}");
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOFBF, 1 << 16);
     if (argc >= 3 && !strcmp(argv[1], "alloc")) {
@@ -336,6 +397,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (argc >= 3 && !strcmp(argv[1], "exit")) return atoi(argv[2]);
+    if (argc >= 2 && !strcmp(argv[1], "exe")) { exe_report(); return 0; }
     if (argc >= 3 && !strcmp(argv[1], "sleep")) { sleep(atoi(argv[2])); return 0; }
     report();
     return 0;
