@@ -5,6 +5,8 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::common::sandbox::{
     leftover_cgroups, mounts_mentioning, probe, ready, rootfs, run, serial,
@@ -1370,6 +1372,56 @@ fn hostile_rootfs_dev_and_sys_symlinks_stay_inside() {
     }
 }
 
+/// A thread that swaps two paths with `renameat2(RENAME_EXCHANGE)` in a loop, as an
+/// attacker racing the runtime's mount-target resolution would (CVE-2021-30465).
+struct ExchangeRace {
+    stop: Arc<AtomicBool>,
+    swaps: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ExchangeRace {
+    fn start(a: &Path, b: &Path) -> ExchangeRace {
+        let stop = Arc::new(AtomicBool::new(false));
+        let swaps = Arc::new(AtomicU64::new(0));
+        let a = std::ffi::CString::new(a.as_os_str().as_encoded_bytes()).unwrap();
+        let b = std::ffi::CString::new(b.as_os_str().as_encoded_bytes()).unwrap();
+        let thread = {
+            let (stop, swaps) = (stop.clone(), swaps.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    // SAFETY: two valid NUL-terminated paths.
+                    let rc = unsafe {
+                        libc::renameat2(
+                            libc::AT_FDCWD,
+                            a.as_ptr(),
+                            libc::AT_FDCWD,
+                            b.as_ptr(),
+                            libc::RENAME_EXCHANGE,
+                        )
+                    };
+                    if rc != 0 {
+                        break;
+                    }
+                    swaps.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        ExchangeRace {
+            stop,
+            swaps,
+            thread,
+        }
+    }
+
+    /// Stop the racer; returns how many swaps it made.
+    fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+        self.swaps.load(Ordering::Relaxed)
+    }
+}
+
 /// SECURITY-TESTS 41 (CVE-2021-30465, CVE-2019-19921, CVE-2024-45310): while
 /// containers start with `-v VOL:/data`, another process swaps the rootfs's
 /// `/data` directory and a symlink (to `/`, to the host sentinel, to `../..`)
@@ -1379,8 +1431,6 @@ fn hostile_rootfs_dev_and_sys_symlinks_stay_inside() {
 /// a one-line error; no mount ever appears on the host, and the sentinel is unchanged.
 #[test]
 fn bind_mount_target_swapped_by_a_racing_symlink_stays_inside() {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::Arc;
     if !ready() {
         return;
     }
@@ -1406,31 +1456,7 @@ fn bind_mount_target_swapped_by_a_racing_symlink_stays_inside() {
         let _ = std::fs::remove_dir(&swap);
         std::fs::create_dir(&data).unwrap();
         std::os::unix::fs::symlink(to, &swap).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let swaps = Arc::new(AtomicU64::new(0));
-        let racer = {
-            let (stop, swaps) = (stop.clone(), swaps.clone());
-            let a = std::ffi::CString::new(data.as_os_str().as_encoded_bytes()).unwrap();
-            let b = std::ffi::CString::new(swap.as_os_str().as_encoded_bytes()).unwrap();
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    // SAFETY: two valid NUL-terminated paths.
-                    let rc = unsafe {
-                        libc::renameat2(
-                            libc::AT_FDCWD,
-                            a.as_ptr(),
-                            libc::AT_FDCWD,
-                            b.as_ptr(),
-                            libc::RENAME_EXCHANGE,
-                        )
-                    };
-                    if rc != 0 {
-                        break;
-                    }
-                    swaps.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        };
+        let racer = ExchangeRace::start(&data, &swap);
         for n in 0..70 {
             if std::time::Instant::now() > deadline {
                 break;
@@ -1479,9 +1505,7 @@ fn bind_mount_target_swapped_by_a_racing_symlink_stays_inside() {
                 "{what}: a mount landed on the host's /"
             );
         }
-        stop.store(true, Ordering::Relaxed);
-        racer.join().unwrap();
-        assert!(swaps.load(Ordering::Relaxed) > 0, "the racer never swapped");
+        assert!(racer.finish() > 0, "the racer never swapped");
         assert_eq!(snapshot(&s), before, "sentinel changed (symlink to {to})");
     }
     eprintln!("raced starts: {ok} bound inside, {refused} refused");
@@ -1500,8 +1524,6 @@ fn bind_mount_target_swapped_by_a_racing_symlink_stays_inside() {
 /// host mount appears and the sentinel is unchanged.
 #[test]
 fn nested_bind_in_a_raced_shared_volume_stays_inside() {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::Arc;
     if !ready() {
         return;
     }
@@ -1535,31 +1557,7 @@ fn nested_bind_in_a_raced_shared_volume_stays_inside() {
         let _ = std::fs::remove_dir(&link);
         std::fs::create_dir(&sub).unwrap();
         std::os::unix::fs::symlink(to, &link).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let swaps = Arc::new(AtomicU64::new(0));
-        let racer = {
-            let (stop, swaps) = (stop.clone(), swaps.clone());
-            let a = std::ffi::CString::new(sub.as_os_str().as_encoded_bytes()).unwrap();
-            let b = std::ffi::CString::new(link.as_os_str().as_encoded_bytes()).unwrap();
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    // SAFETY: two valid NUL-terminated paths.
-                    let rc = unsafe {
-                        libc::renameat2(
-                            libc::AT_FDCWD,
-                            a.as_ptr(),
-                            libc::AT_FDCWD,
-                            b.as_ptr(),
-                            libc::RENAME_EXCHANGE,
-                        )
-                    };
-                    if rc != 0 {
-                        break;
-                    }
-                    swaps.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        };
+        let racer = ExchangeRace::start(&sub, &link);
         for n in 0..50 {
             if std::time::Instant::now() > deadline {
                 break;
@@ -1611,9 +1609,7 @@ fn nested_bind_in_a_raced_shared_volume_stays_inside() {
                 "{what}: a mount landed on the host's /"
             );
         }
-        stop.store(true, Ordering::Relaxed);
-        racer.join().unwrap();
-        assert!(swaps.load(Ordering::Relaxed) > 0, "the racer never swapped");
+        assert!(racer.finish() > 0, "the racer never swapped");
         assert_eq!(snapshot(&s), before, "sentinel changed (symlink to {to})");
     }
     eprintln!("raced nested starts: {ok} bound inside, {refused} refused: {seen:?}");
