@@ -310,6 +310,39 @@ impl Ctx<'_> {
     ) -> Result<Vec<String>, Error> {
         w.iter().map(|w| self.expand(w, s, line, u)).collect()
     }
+
+    /// Words of an instruction with a JSON form: kept as written in JSON form
+    /// (Docker does not expand them there), expanded in shell form.
+    fn words(
+        &self,
+        w: &[String],
+        json: bool,
+        s: &Scope,
+        line: u32,
+        u: &mut Vec<String>,
+    ) -> Result<Vec<String>, Error> {
+        if json {
+            Ok(w.to_vec())
+        } else {
+            self.list(w, s, line, u)
+        }
+    }
+
+    /// One word of an instruction with a JSON form (see [`Ctx::words`]).
+    fn word(
+        &self,
+        w: &str,
+        json: bool,
+        s: &Scope,
+        line: u32,
+        u: &mut Vec<String>,
+    ) -> Result<String, Error> {
+        if json {
+            Ok(w.to_string())
+        } else {
+            self.expand(w, s, line, u)
+        }
+    }
 }
 
 /// Expand a parsed Buildfile for one build. `text` is the source the Buildfile was parsed
@@ -484,11 +517,7 @@ pub fn resolve(
                     signal: cx.expand(signal, &scope, line, &mut u)?,
                 },
                 Command::Volume { paths, json } => Command::Volume {
-                    paths: if *json {
-                        paths.clone()
-                    } else {
-                        cx.list(paths, &scope, line, &mut u)?
-                    },
+                    paths: cx.words(paths, *json, &scope, line, &mut u)?,
                     json: *json,
                 },
                 Command::Add {
@@ -504,16 +533,8 @@ pub fn resolve(
                 } => {
                     expand_heredocs(&cx, &mut heredocs, &scope, line, &mut u)?;
                     Command::Add {
-                        sources: if *json {
-                            sources.clone()
-                        } else {
-                            cx.list(sources, &scope, line, &mut u)?
-                        },
-                        dest: if *json {
-                            dest.clone()
-                        } else {
-                            cx.expand(dest, &scope, line, &mut u)?
-                        },
+                        sources: cx.words(sources, *json, &scope, line, &mut u)?,
+                        dest: cx.word(dest, *json, &scope, line, &mut u)?,
                         json: *json,
                         chown: cx.opt(chown, &scope, line, &mut u)?,
                         chmod: cx.opt(chmod, &scope, line, &mut u)?,
@@ -536,16 +557,8 @@ pub fn resolve(
                 } => {
                     expand_heredocs(&cx, &mut heredocs, &scope, line, &mut u)?;
                     Command::Copy {
-                        sources: if *json {
-                            sources.clone()
-                        } else {
-                            cx.list(sources, &scope, line, &mut u)?
-                        },
-                        dest: if *json {
-                            dest.clone()
-                        } else {
-                            cx.expand(dest, &scope, line, &mut u)?
-                        },
+                        sources: cx.words(sources, *json, &scope, line, &mut u)?,
+                        dest: cx.word(dest, *json, &scope, line, &mut u)?,
                         json: *json,
                         from: cx.opt(from, &scope, line, &mut u)?,
                         chown: cx.opt(chown, &scope, line, &mut u)?,

@@ -68,6 +68,31 @@ impl DevicePolicy {
             DevicePolicy::Skip
         }
     }
+
+    /// Apply the policy to a device entry: `Ok(Some((major, minor)))` to create it,
+    /// `Ok(None)` to skip it (with a warning naming the layer and `path`), or the
+    /// refusal. Shared by the file and EROFS extractors.
+    pub(super) fn device<R: Read>(
+        self,
+        entry: &tar::Entry<'_, R>,
+        layer: &dyn std::fmt::Display,
+        path: &[u8],
+    ) -> Result<Option<(u32, u32)>, Failure> {
+        match self {
+            DevicePolicy::Reject => invalid("device nodes are not allowed in this layer"),
+            DevicePolicy::Skip => {
+                tracing::warn!(
+                    "layer {layer}: skipping device node {}",
+                    String::from_utf8_lossy(path)
+                );
+                Ok(None)
+            }
+            DevicePolicy::Create => Ok(Some((
+                entry.header().device_major()?.unwrap_or(0),
+                entry.header().device_minor()?.unwrap_or(0),
+            ))),
+        }
+    }
 }
 
 /// Bounds against decompression and archive bombs.
@@ -818,22 +843,13 @@ impl<'o> Extractor<'o> {
                 self.hardlink(parents, name, &full, &target)?;
             }
             tar::EntryType::Char | tar::EntryType::Block => {
-                match self.opts.devices {
-                    DevicePolicy::Reject => {
-                        return invalid("device nodes are not allowed in this layer")
-                    }
-                    DevicePolicy::Skip => {
-                        tracing::warn!(
-                            "layer {}: skipping device node {}",
-                            self.opts.layer,
-                            String::from_utf8_lossy(&raw_path)
-                        );
-                        return Ok(());
-                    }
-                    DevicePolicy::Create => {}
-                }
-                let major = entry.header().device_major()?.unwrap_or(0);
-                let minor = entry.header().device_minor()?.unwrap_or(0);
+                let Some((major, minor)) =
+                    self.opts
+                        .devices
+                        .device(entry, &self.opts.layer, &raw_path)?
+                else {
+                    return Ok(());
+                };
                 let ft = if etype == tar::EntryType::Char {
                     FileType::CharacterDevice
                 } else {

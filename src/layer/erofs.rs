@@ -351,18 +351,10 @@ impl<W: Write + Seek> Image<W> {
                 return Ok(());
             }
             tar::EntryType::Char | tar::EntryType::Block => {
-                match self.opts_devices {
-                    DevicePolicy::Reject => {
-                        return invalid("device nodes are not allowed in this layer")
-                    }
-                    DevicePolicy::Skip => {
-                        tracing::warn!("layer {}: skipping device node", self.layer);
-                        return Ok(());
-                    }
-                    DevicePolicy::Create => {}
-                }
-                let major = entry.header().device_major()?.unwrap_or(0);
-                let minor = entry.header().device_minor()?.unwrap_or(0);
+                let Some((major, minor)) = self.opts_devices.device(entry, &self.layer, &raw)?
+                else {
+                    return Ok(());
+                };
                 let kind = if etype == tar::EntryType::Char {
                     Kind::Chr
                 } else {
