@@ -5,6 +5,7 @@ set -euo pipefail
 pkgs=(
   apache2-utils
   bc
+  buildah
   busybox-static
   crun
   debootstrap

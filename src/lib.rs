@@ -8,8 +8,10 @@
 //! | 0 | [`oci`], [`sys`], [`buildfile`] |
 //! | 1 | [`store`], [`sandbox`] |
 //! | 2 | [`layer`], [`snapshot`], [`registry`] |
-//! | 3 | [`image`], [`container`] |
-//! | 4 | [`cli`] |
+//! | 3 | [`image`] |
+//! | 4 | [`container`] (and `report`) |
+//! | 5 | `build` (uses `container` for Docker's step defaults and users) |
+//! | 6 | [`cli`] |
 
 pub mod buildfile;
 pub mod oci;

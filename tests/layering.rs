@@ -15,11 +15,12 @@ fn ranks() -> BTreeMap<&'static str, u8> {
         ("layer", 2),
         ("snapshot", 2),
         ("registry", 2),
+        ("network", 2),
         ("image", 3),
-        ("container", 3),
-        ("build", 3),
-        ("report", 3),
-        ("cli", 4),
+        ("container", 4),
+        ("report", 4),
+        ("build", 5),
+        ("cli", 6),
     ]
     .into_iter()
     .collect()
