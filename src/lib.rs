@@ -26,5 +26,6 @@ pub mod snapshot;
 
 pub mod container;
 pub mod image;
+pub mod report;
 
 pub mod cli;

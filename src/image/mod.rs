@@ -3,6 +3,7 @@
 //! an image into one directory for export.
 
 pub mod ocidir;
+pub mod resolve_arg;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
