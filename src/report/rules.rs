@@ -294,10 +294,16 @@ pub fn evaluate(report: &SizeReport, rules: &Rules) -> Vec<RuleResult> {
                         )
                     }
                 };
-            let message = if passed {
-                format!("{name}: {what} {actual} within {threshold}")
-            } else {
-                format!("{name}: {what} {actual} exceeds the limit {threshold} ({origin})")
+            let minimum = matches!(rule, Rule::MinEfficiency(_) | Rule::LowestEfficiency(_));
+            let message = match (passed, minimum) {
+                (true, true) => format!("{name}: {what} {actual} is at least {threshold}"),
+                (true, false) => format!("{name}: {what} {actual} is within {threshold}"),
+                (false, true) => {
+                    format!("{name}: {what} {actual} is below the minimum {threshold} ({origin})")
+                }
+                (false, false) => {
+                    format!("{name}: {what} {actual} exceeds the limit {threshold} ({origin})")
+                }
             };
             RuleResult {
                 name: name.to_string(),

@@ -9,4 +9,5 @@ mod e2e;
 mod layer;
 mod registry;
 mod sandbox;
+mod size;
 mod store;
