@@ -38,6 +38,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub enum ReportError {
     #[error(transparent)]
     Resolve(#[from] crate::image::resolve_arg::ResolveArgError),
+    #[error(transparent)]
+    Remote(crate::registry::RegistryError),
     #[error("{reference}: {source}")]
     Registry {
         reference: String,

@@ -117,10 +117,7 @@ fn open_remote(arg: &str, r: &str, opts: &SizeOptions) -> Result<Opened, ReportE
         reference: arg.into(),
         detail: e.to_string(),
     })?;
-    let reg = |source| ReportError::Registry {
-        reference: arg.into(),
-        source,
-    };
+    let reg = ReportError::Remote;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

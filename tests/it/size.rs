@@ -813,3 +813,48 @@ fn markdown_and_junit_match_golden_files() {
         golden(name, &text);
     }
 }
+
+/// SECURITY-TESTS B21 and A17: a layer whose bytes were replaced (valid gzip, wrong
+/// content), cut short, or corrupted fails with the layer named, exit 125, never a
+/// panic or a hang.
+#[test]
+fn tampered_truncated_and_corrupt_layers_are_refused() {
+    let t = tempdir();
+    let layout = t.path().join("img");
+    waste_image(&layout);
+    let idx: Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let mhex = idx["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let m: Value =
+        serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(&mhex)).unwrap())
+            .unwrap();
+    let lhex = m["layers"][1]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let blob = layout.join("blobs/sha256").join(&lhex);
+    let good = fs::read(&blob).unwrap();
+    let img = format!("oci:{}:v1", layout.display());
+    let other = gzip(&tar_of(&[file("x", b"not the layer")]));
+    let mut flipped = good.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0xff;
+    for (what, bytes, needle) in [
+        ("replaced", other, "digest mismatch"),
+        ("truncated", good[..good.len() / 2].to_vec(), &lhex[..12]),
+        ("corrupt", flipped, &lhex[..12]),
+    ] {
+        fs::write(&blob, &bytes).unwrap();
+        let (code, err) = exit_of(imgctl(t.path()).args(["size", "--progress", "quiet", &img]));
+        assert_eq!(code, 125, "{what}: {err}");
+        assert!(
+            err.contains(needle) && !err.contains("panicked"),
+            "{what}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{what}: one line: {err}");
+    }
+}
