@@ -286,7 +286,7 @@ mod tests {
         assert_eq!(found.descriptor.digest, c.manifest);
         let back = Image::load(&store, &c.manifest).unwrap();
         assert_eq!(back, img);
-        assert_eq!(back.config.history[1].empty_layer, true);
+        assert!(back.config.history[1].empty_layer);
         // Same input, same digests.
         let again = commit(&store, &img, None, &[]).unwrap();
         assert_eq!(again, c);
