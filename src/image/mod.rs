@@ -3,6 +3,7 @@
 //! an image into one directory for export.
 
 pub mod catalog;
+pub mod commit;
 mod export;
 pub mod ocidir;
 mod pull;

@@ -472,20 +472,39 @@ pub fn parse_image_config(body: &[u8]) -> Result<ImageConfig, ManifestError> {
     })
 }
 
+/// The OCI media type of a layer of media type `mt`: Docker's layer types become
+/// their OCI twins, anything else is kept. Used when a Docker image is stored or
+/// committed as OCI.
+pub fn oci_layer_type(mt: &MediaType) -> MediaType {
+    match mt {
+        MediaType::DockerLayerGzip => MediaType::OciLayerGzip,
+        MediaType::Other(s) if s == "application/vnd.docker.image.rootfs.diff.tar" => {
+            MediaType::OciLayerTar
+        }
+        MediaType::Other(s) if s == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
+            MediaType::Other("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip".into())
+        }
+        other => other.clone(),
+    }
+}
+
 /// Rewrite a Docker schema 2 manifest as an OCI one: the media types change, digests
 /// and sizes stay (the config and layer blobs are the same bytes). Unknown layer
 /// types are refused with their media type as the error. The one place imgctl
 /// converts between the Docker and OCI vocabularies.
 pub fn docker_to_oci(body: &[u8]) -> Result<Vec<u8>, String> {
     let mut v: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let map_layer = |mt: &str| -> Result<&'static str, String> {
-        match MediaType::parse(mt) {
-            MediaType::DockerLayerGzip => Ok(MediaType::OciLayerGzip.as_str_static()),
+    // Layer types imgctl can unpack after conversion; anything else is refused.
+    let map_layer = |mt: &str| -> Result<String, String> {
+        match oci_layer_type(&MediaType::parse(mt)) {
             m @ (MediaType::OciLayerTar | MediaType::OciLayerGzip | MediaType::OciLayerZstd) => {
-                Ok(m.as_str_static())
+                Ok(m.as_str().to_string())
             }
-            _ if mt == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
-                Ok("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip")
+            MediaType::Other(s)
+                if s == "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+                    && mt != s =>
+            {
+                Ok(s)
             }
             _ => Err(mt.to_string()),
         }
