@@ -5,6 +5,7 @@
 mod common;
 
 mod buildfile;
+mod cli;
 mod defects;
 mod e2e;
 mod layer;
