@@ -20,6 +20,7 @@
 mod fsutil;
 mod images;
 mod ingest;
+mod writer;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -30,6 +31,7 @@ use crate::oci::{AnyManifest, Descriptor, Digest, Index, MediaType};
 
 pub use images::{ImageRecord, Resolved};
 pub use ingest::{BlobWriter, IngestStart};
+pub use writer::UnknownBlob;
 
 /// The `imageLayoutVersion` this store writes and reads.
 pub const LAYOUT_VERSION: &str = "1.0.0";

@@ -6,6 +6,7 @@ mod common;
 
 mod build_copy;
 mod buildfile;
+mod defects;
 mod e2e;
 mod layer;
 mod registry;
