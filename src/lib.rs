@@ -28,4 +28,6 @@ pub mod container;
 pub mod image;
 pub mod report;
 
+pub mod build;
+
 pub mod cli;

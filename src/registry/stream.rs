@@ -7,8 +7,9 @@ use reqwest::Response;
 use super::client::{read_limited, status_error};
 use super::pull::choose_platform;
 use super::{Client, RegistryError};
-use crate::oci::{parse_manifest, AnyManifest, Digest, Manifest, MediaType, Platform, Reference};
-use crate::store::MAX_CONFIG_SIZE;
+use crate::oci::{
+    parse_manifest, AnyManifest, Digest, Manifest, MediaType, Platform, Reference, MAX_CONFIG_SIZE,
+};
 
 /// An image as a registry serves it, resolved to one platform.
 #[derive(Debug, Clone)]

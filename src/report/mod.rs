@@ -37,7 +37,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error(transparent)]
-    Resolve(#[from] crate::image::resolve_arg::ResolveArgError),
+    Resolve(#[from] crate::image::ImageError),
     #[error(transparent)]
     Remote(crate::registry::RegistryError),
     #[error("{reference}: {source}")]

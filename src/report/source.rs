@@ -8,11 +8,10 @@ use std::sync::Mutex;
 
 use super::scan::{self, Scanned, Tick};
 use super::{Progress, ReportError, SizeOptions};
-use crate::image::resolve_arg::{self, ResolveArgError};
+use crate::image::{self, ImageError, OciDir};
 use crate::layer::Compression;
 use crate::oci::{Digest, ImageConfig, Reference};
 use crate::registry::{Client, DockerConfig, RegistryConfig, RetryPolicy};
-use crate::store::BlobReader;
 
 /// A layer to read.
 #[derive(Debug, Clone)]
@@ -24,7 +23,7 @@ pub struct LayerDesc {
 
 enum Blobs {
     Local {
-        blobs: Box<dyn BlobReader>,
+        image: Box<image::ResolvedImage>,
         verified: bool,
     },
     Remote {
@@ -58,7 +57,7 @@ fn registry_ref(arg: &str) -> Option<&str> {
 }
 
 pub fn open(arg: &str, opts: &SizeOptions) -> Result<Opened, ReportError> {
-    if resolve_arg::is_oci_dir(arg) {
+    if OciDir::parse_ref(arg).is_some() {
         return open_local(&opts.root, arg, "oci-layout");
     }
     let remote = registry_ref(arg);
@@ -67,14 +66,13 @@ pub fn open(arg: &str, opts: &SizeOptions) -> Result<Opened, ReportError> {
         // the store left untouched.
         if remote.is_none() || opts.root.join("index.json").is_file() {
             match open_local(&opts.root, arg, "store") {
-                Err(ReportError::Resolve(ResolveArgError::NotFound { .. })) if remote.is_some() => {
-                }
+                Err(ReportError::Resolve(ImageError::NotFound { .. })) if remote.is_some() => {}
                 other => return other,
             }
         }
     }
     let Some(r) = remote else {
-        return Err(ReportError::Resolve(ResolveArgError::NotFound {
+        return Err(ReportError::Resolve(ImageError::NotFound {
             name: arg.to_string(),
         }));
     };
@@ -82,32 +80,29 @@ pub fn open(arg: &str, opts: &SizeOptions) -> Result<Opened, ReportError> {
 }
 
 fn open_local(root: &Path, arg: &str, kind: &'static str) -> Result<Opened, ReportError> {
-    let img = resolve_arg::open_local(root, arg)?;
-    if img.config.rootfs.diff_ids.len() != img.resolved.layers.len() {
-        return Err(ReportError::Invalid {
-            reference: arg.into(),
-            detail: "the config's diff IDs do not match the manifest's layers".into(),
-        });
-    }
+    let img = image::resolve_image(root, arg)?;
     let layers = img
-        .resolved
+        .image
+        .manifest
         .layers
         .iter()
         .map(|d| LayerDesc {
             digest: d.digest.clone(),
-            media_type: d.media_type.clone(),
-            size: d.size.max(0) as u64,
+            media_type: d.media_type.to_string(),
+            size: d.size,
         })
         .collect();
+    // Store blobs were verified when committed; a layout's are checked as read.
+    let verified = img.store().is_some();
     Ok(Opened {
         kind,
-        manifest: img.resolved.manifest.clone(),
-        config_digest: img.resolved.config.clone(),
-        config: img.config,
+        manifest: img.image.digest.clone(),
+        config_digest: img.image.manifest.config.digest.clone(),
+        config: img.image.config.clone(),
         layers,
         blobs: Blobs::Local {
-            blobs: img.blobs,
-            verified: img.verified_blobs,
+            image: Box::new(img),
+            verified,
         },
     })
 }
@@ -220,8 +215,8 @@ fn scan_one(img: &Opened, i: usize, tick: &TickTo<'_>) -> Result<Scanned, Report
         source,
     };
     let mut s = match &img.blobs {
-        Blobs::Local { blobs, verified } => {
-            let f = blobs.open_blob(&d.digest).map_err(io_err)?;
+        Blobs::Local { image, verified } => {
+            let f = image.blobs().open_blob(&d.digest).map_err(io_err)?;
             let verify = (!verified).then(|| d.digest.clone());
             scan::scan(f, compression, &name, verify, Some((tick, i)))?
         }
