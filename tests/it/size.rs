@@ -858,3 +858,111 @@ fn tampered_truncated_and_corrupt_layers_are_refused() {
         assert_eq!(err.trim().lines().count(), 1, "{what}: one line: {err}");
     }
 }
+
+/// dive's corner cases, each compared with the real dive: a whiteout of a path that
+/// does not exist below (dive stops walking that layer), a whiteout of a directory
+/// that only existed implicitly (dive sizes it 0), a whiteout in the first layer, a
+/// path twice in one layer, a file replaced by a directory, links, empty directories
+/// in several layers, and the busybox fixture (hardlinks).
+#[test]
+fn dive_corner_cases_equal_dive() {
+    let Some(dive) = dive_ready() else { return };
+    use crate::common::layer::{hardlink, symlink};
+    let t = tempdir();
+    let images: Vec<(&str, Vec<(&str, Vec<E>)>)> = vec![
+        (
+            "missing-whiteout",
+            vec![
+                (
+                    "l0",
+                    vec![
+                        dir("a"),
+                        file("a/x", &noise(10, 1)),
+                        file("z", &noise(20, 2)),
+                    ],
+                ),
+                (
+                    "l1",
+                    vec![
+                        dir("a"),
+                        whiteout("a/.wh.nothere"),
+                        file("a/y", &noise(30, 3)),
+                        file("z", &noise(40, 4)),
+                    ],
+                ),
+            ],
+        ),
+        (
+            "implicit-dir-whiteout",
+            vec![
+                (
+                    "l0",
+                    vec![
+                        file("imp/f", &noise(100, 5)),
+                        dir("exp"),
+                        file("exp/g", &noise(200, 6)),
+                    ],
+                ),
+                ("l1", vec![whiteout(".wh.imp"), whiteout(".wh.exp")]),
+                ("l2", vec![dir("imp"), dir("exp")]),
+            ],
+        ),
+        (
+            "first-layer-whiteout",
+            vec![
+                ("l0", vec![whiteout(".wh.ghost"), file("b", &noise(10, 7))]),
+                ("l1", vec![file("b", &noise(11, 8))]),
+            ],
+        ),
+        (
+            "duplicates-and-type-changes",
+            vec![
+                (
+                    "l0",
+                    vec![
+                        file("x", &noise(50, 9)),
+                        file("d", &noise(60, 10)),
+                        file("d", &noise(70, 11)),
+                        dir("e"),
+                        dir("e2"),
+                    ],
+                ),
+                (
+                    "l1",
+                    vec![
+                        dir("x"),
+                        file("x/y", &noise(5, 12)),
+                        symlink("s", "/x/y"),
+                        hardlink("h", "x/y"),
+                        dir("e"),
+                        dir("e2"),
+                    ],
+                ),
+                (
+                    "l2",
+                    vec![dir("e"), whiteout("x/.wh.y"), file("s", &noise(3, 13))],
+                ),
+            ],
+        ),
+    ];
+    for (name, layers) in images {
+        let layout = t.path().join(name);
+        write_image(&layout, "v1", &layers, &[]);
+        let ours = size_json(t.path(), &format!("oci:{}:v1", layout.display()), &[]);
+        assert_same_as_dive(&dive, &layout, "v1", &ours);
+        let inefficient = ours["dive"]["inefficient_bytes"].as_u64().unwrap();
+        match name {
+            // The walk of layer 1 stopped at the whiteout: /z counts once.
+            "missing-whiteout" => assert_eq!(inefficient, 0),
+            // /imp (implicit) is sized 0, /exp (explicit) 200.
+            "implicit-dir-whiteout" => assert_eq!(inefficient, 200),
+            _ => {}
+        }
+    }
+    let busybox = Path::new("/var/cache/imgctl-testdata/busybox-oci");
+    if busybox.join("index.json").is_file() {
+        let ours = size_json(t.path(), &format!("oci:{}", busybox.display()), &[]);
+        let tag = "latest";
+        assert_same_as_dive(&dive, busybox, tag, &ours);
+    }
+}
