@@ -859,6 +859,9 @@ fn tampered_truncated_and_corrupt_layers_are_refused() {
     }
 }
 
+/// Layers of a generated image: (history line, entries).
+type Layers<'a> = Vec<(&'a str, Vec<E>)>;
+
 /// dive's corner cases, each compared with the real dive: a whiteout of a path that
 /// does not exist below (dive stops walking that layer), a whiteout of a directory
 /// that only existed implicitly (dive sizes it 0), a whiteout in the first layer, a
@@ -869,7 +872,7 @@ fn dive_corner_cases_equal_dive() {
     let Some(dive) = dive_ready() else { return };
     use crate::common::layer::{hardlink, symlink};
     let t = tempdir();
-    let images: Vec<(&str, Vec<(&str, Vec<E>)>)> = vec![
+    let images: Vec<(&str, Layers)> = vec![
         (
             "missing-whiteout",
             vec![
