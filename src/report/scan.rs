@@ -155,6 +155,10 @@ impl<R: Read> Read for Verify<R> {
     }
 }
 
+/// Layers with more entries are refused: memory is one record per entry
+/// (SECURITY-TESTS A16, 10^6-entry bombs); real images have some 10^4-10^5.
+pub const MAX_ENTRIES: usize = 2_000_000;
+
 /// Called as bytes of a layer are read (compressed bytes so far).
 pub trait Tick: Sync {
     fn bytes(&self, layer: usize, compressed: u64);
@@ -188,6 +192,14 @@ pub fn scan<R: Read + Send>(
     let mut buf = vec![0u8; 64 * 1024];
     for e in archive.entries().map_err(io_err)? {
         let mut e = e.map_err(io_err)?;
+        if entries.len() >= MAX_ENTRIES {
+            return Err(ReportError::Layer {
+                layer: name.to_string(),
+                source: io::Error::other(format!(
+                    "more than {MAX_ENTRIES} entries; refused to keep memory bounded"
+                )),
+            });
+        }
         let raw = String::from_utf8_lossy(&e.path_bytes()).into_owned();
         let name = clean(&raw);
         if name.is_empty() {

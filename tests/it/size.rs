@@ -969,3 +969,26 @@ fn dive_corner_cases_equal_dive() {
         assert_same_as_dive(&dive, busybox, tag, &ours);
     }
 }
+
+#[test]
+fn progress_plain_reports_each_layer_and_quiet_says_nothing() {
+    let t = tempdir();
+    let layout = t.path().join("img");
+    waste_image(&layout);
+    let img = format!("oci:{}:v1", layout.display());
+    let out = output(imgctl(t.path()).args(["size", "--progress", "plain", &img]));
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 5, "{err}");
+    for n in 1..=5 {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("layer {n}/5 "))),
+            "{err}"
+        );
+    }
+    let out = output(imgctl(t.path()).args(["size", "--progress", "quiet", &img]));
+    assert!(out.status.success() && out.stderr.is_empty());
+}
