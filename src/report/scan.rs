@@ -3,6 +3,7 @@
 //! anywhere; memory is one small record per entry.
 
 use std::io::{self, Read};
+use std::sync::mpsc;
 
 use sha2::{Digest as _, Sha256};
 
@@ -173,18 +174,98 @@ pub fn scan<R: Read + Send>(
     verify: Option<Digest>,
     progress: Option<(&dyn Tick, usize)>,
 ) -> Result<Scanned, ReportError> {
-    let io_err = |source: io::Error| ReportError::Layer {
-        layer: name.to_string(),
-        source,
-    };
     let counted = Counted {
         inner: Verify::new(blob, verify),
         progress,
         since: 0,
     };
-    let dec = layer::decoder(counted, compression, name).map_err(ReportError::LayerFormat)?;
+    let mut dec = layer::decoder(counted, compression, name).map_err(ReportError::LayerFormat)?;
+    // Decompression on its own thread, listing and hashing on this one: the two
+    // halves cost about the same, so a big layer takes half the wall time.
+    let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(8);
+    let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|s| {
+        s.spawn(move || loop {
+            let mut buf = back_rx.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+            buf.resize(CHUNK, 0);
+            let r = read_full(&mut dec, &mut buf).map(|n| {
+                buf.truncate(n);
+                buf
+            });
+            let end = matches!(&r, Ok(b) if b.is_empty()) || r.is_err();
+            if tx.send(r).is_err() || end {
+                break;
+            }
+        });
+        let reader = Chunks {
+            rx,
+            back: back_tx,
+            cur: Vec::new(),
+            pos: 0,
+            done: false,
+        };
+        list(reader, name)
+    })
+}
+
+const CHUNK: usize = 256 * 1024;
+
+/// Fill `buf` as far as the stream allows; the count read (0 at the end).
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// The consuming end of the decompression thread.
+struct Chunks {
+    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
+    back: mpsc::Sender<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.cur.len() {
+            if self.done {
+                return Ok(0);
+            }
+            let next = self
+                .rx
+                .recv()
+                .map_err(|_| io::Error::other("decompression thread ended early"))??;
+            if next.is_empty() {
+                self.done = true;
+                return Ok(0);
+            }
+            let old = std::mem::replace(&mut self.cur, next);
+            let _ = self.back.send(old);
+            self.pos = 0;
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// List the decompressed tar stream `raw`.
+fn list<R: Read>(raw: R, name: &str) -> Result<Scanned, ReportError> {
+    let io_err = |source: io::Error| ReportError::Layer {
+        layer: name.to_string(),
+        source,
+    };
     let tee = Tee {
-        inner: dec,
+        inner: raw,
         digester: Digester::new(),
     };
     let mut archive = tar::Archive::new(tee);
