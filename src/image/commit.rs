@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-
 use crate::layer::{self, DiffOptions};
 use crate::oci::{
     Descriptor, Digest, History, ImageConfig, Manifest, MediaType, Reference, RunConfig,
