@@ -113,6 +113,7 @@ pub fn main() -> ExitCode {
     // `imgctl run --init` re-executes a sealed copy of this binary as the
     // container's PID 1; that copy never returns from here.
     crate::sandbox::init::entry();
+    crate::sandbox::child_entry();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

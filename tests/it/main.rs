@@ -7,6 +7,7 @@ mod common;
 mod buildfile;
 mod e2e;
 mod layer;
+mod lifecycle;
 mod registry;
 mod sandbox;
 mod store;
