@@ -4,7 +4,10 @@
 
 mod common;
 
+mod build_copy;
 mod buildfile;
+mod cli;
+mod defects;
 mod e2e;
 mod layer;
 mod lifecycle;
