@@ -10,6 +10,7 @@ mod cli;
 mod defects;
 mod e2e;
 mod layer;
+mod lifecycle;
 mod registry;
 mod sandbox;
 mod store;
