@@ -4,6 +4,7 @@
 
 mod common;
 
+mod build_compat;
 mod build_copy;
 mod buildfile;
 mod cli;
