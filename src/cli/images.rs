@@ -321,15 +321,10 @@ pub fn rmi(g: &Globals, a: RmiArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The manifest descriptor of an inspected image (from the store index, or made
-/// from the manifest for an `oci:` layout).
+/// The descriptor of an inspected image's manifest.
 fn manifest_json(r: &image::ResolvedImage) -> Value {
-    match &r.descriptor {
-        Some(d) => json!({"Digest": d.digest, "MediaType": d.media_type, "Size": d.size}),
-        None => {
-            json!({"Digest": r.image.digest, "MediaType": r.image.manifest.media_type, "Size": null})
-        }
-    }
+    let m = &r.image;
+    json!({"Digest": m.digest, "MediaType": m.media_type, "Size": m.size})
 }
 
 /// `1.5kB`, `23.4MB` (decimal units, as Docker prints).

@@ -60,7 +60,8 @@ pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
             path: config,
             source,
         })?;
-        st.save(&p.state_dir)?;
+        // A foreground container starts right away: one durable write as running
+        // (a detached one would be saved as created first).
         st.status = Status::Running;
         st.started = Some(state::now());
         st.save(&p.state_dir)?;

@@ -20,6 +20,9 @@ use crate::store::{read_verified, BlobReader, Store, StoreError};
 pub struct ImageManifest {
     /// Digest of the (platform) manifest.
     pub digest: Digest,
+    /// Its media type and size: the descriptor an index entry for it holds.
+    pub media_type: MediaType,
+    pub size: u64,
     pub manifest: Manifest,
     pub config: ImageConfig,
 }
@@ -92,7 +95,15 @@ pub fn read_manifest(
             }
             AnyManifest::Image(m) => m,
         };
-        return with_config(blobs, digest, manifest);
+        let media_type = match &served {
+            MediaType::Other(s) if s.is_empty() => manifest
+                .media_type
+                .clone()
+                .unwrap_or(MediaType::OciManifest),
+            m => m.clone(),
+        };
+        let desc = Descriptor::new(media_type, digest, body.len() as u64);
+        return with_config(blobs, desc, manifest);
     }
     Err(ImageError::Invalid {
         digest,
@@ -103,19 +114,21 @@ pub fn read_manifest(
 
 fn with_config(
     blobs: &dyn BlobReader,
-    digest: Digest,
+    desc: Descriptor,
     manifest: Manifest,
 ) -> Result<ImageManifest, ImageError> {
     let config = read_config(blobs, &manifest.config.digest)?;
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
         return Err(ImageError::LayerCount {
-            digest,
+            digest: desc.digest,
             layers: manifest.layers.len(),
             diff_ids: config.rootfs.diff_ids.len(),
         });
     }
     Ok(ImageManifest {
-        digest,
+        digest: desc.digest,
+        media_type: desc.media_type,
+        size: desc.size,
         manifest,
         config,
     })
@@ -179,8 +192,8 @@ impl ResolvedImage {
 /// the store at `root` (`nginx` finds `docker.io/library/nginx:latest`).
 pub fn resolve_image(root: &Path, name: &str) -> Result<ResolvedImage, ImageError> {
     if let Some((dir, tag)) = OciDir::parse_ref(name) {
-        let io = |source| ImageError::Io {
-            path: dir.clone(),
+        let io = |source| ImageError::Layout {
+            name: name.to_string(),
             source,
         };
         let oci = OciDir::open(&dir).map_err(io)?;
@@ -209,7 +222,7 @@ pub fn resolve_image(root: &Path, name: &str) -> Result<ResolvedImage, ImageErro
         Err(e) => return Err(store_err(e)),
     };
     // find_image read the manifest through the verified reader already.
-    let image = with_config(&store, found.descriptor.digest.clone(), found.manifest)?;
+    let image = with_config(&store, found.descriptor.clone(), found.manifest)?;
     Ok(ResolvedImage {
         name: name.to_string(),
         names: found.names,

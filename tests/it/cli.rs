@@ -160,3 +160,57 @@ fn help_describes_the_tool_as_it_is() {
     assert!(!run.contains("until image lookup lands"), "{run}");
     assert!(run.contains("--rootfs"), "{run}");
 }
+
+/// A container run without `--rm` keeps `state.json` (schemas/container-state),
+/// written atomically; its `--name` is reserved, so a second run with the same
+/// name is refused before anything starts.
+#[test]
+fn run_records_state_and_reserves_the_name() {
+    use crate::common::sandbox::{ready, rootfs, serial};
+    if !ready() {
+        return;
+    }
+    let _g = serial();
+    let t = tempdir();
+    let store = t.path().join("store");
+    let r = rootfs(t.path());
+    let out = output(
+        imgctl(&store)
+            .args(["run", "--name", "web", "--rootfs"])
+            .arg(&r)
+            .args(["/bin/sh", "-c", "exit 3"]),
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let ids: Vec<_> = std::fs::read_dir(store.join("containers"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(ids.len(), 1);
+    let dir = ids[0].path();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+    crate::store::check_schema("container-state", &state);
+    assert_eq!(state["status"], "stopped");
+    assert_eq!(state["exit_code"], 3);
+    assert_eq!(state["name"], "web");
+    assert!(state["finished"].as_u64() >= state["started"].as_u64());
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp."))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    let (code, err) = fails(
+        imgctl(&store)
+            .args(["run", "--rm", "--name", "web", "--rootfs"])
+            .arg(&r)
+            .arg("/bin/true"),
+    );
+    assert_eq!(code, 125);
+    assert!(err.contains("already used"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(store.join("containers")).unwrap().count(),
+        1,
+        "the refused run made a container"
+    );
+}
