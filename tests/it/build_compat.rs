@@ -107,6 +107,15 @@ pub fn cases() -> Vec<Case> {
             .for_buildah("FROM {BASE}\nCOPY links3 /\n")
             .link("links3/named", "/etc/shadow")
             .differs("links3", "context only: buildah is given the link inside a directory"),
+        base("copy-chown-deep-parents", "COPY --chown=3:4 a.txt /x/y/z"),
+        base("copy-chmod-symbolic", "COPY --chmod=u+x,go-w dir /cs/").for_buildah(
+            "FROM {BASE}\nCOPY --chmod=744 dir/one /cs/\nCOPY --chmod=755 dir/exec.sh /cs/\n\
+             COPY --chmod=700 dir/private /cs/\nCOPY --chmod=744 dir/sub/two /cs/sub/\n",
+        ),
+        base("copy-setuid-file", "COPY suid /usr/local/bin/suid")
+            .bytes("suid", b"#!/bin/sh\n".to_vec(), 0o4755)
+            .differs("usr/local/bin/suid", "set-id bits are kept (Docker); buildah strips them from context files"),
+        base("add-archive-chown", "ADD --chown=5:6 pkg.tar.gz /t/").bytes("pkg.tar.gz", gzip(&tarball()), 0o644),
         base("add-local-file", "ADD a.txt /add/"),
         base("add-local-tar", "ADD pkg.tar /t/").bytes("pkg.tar", tarball(), 0o644),
         base("add-local-tar-gz", "ADD pkg.tar.gz /t").bytes("pkg.tar.gz", gzip(&tarball()), 0o644),
