@@ -116,6 +116,16 @@ pub fn cases() -> Vec<Case> {
             .bytes("suid", b"#!/bin/sh\n".to_vec(), 0o4755)
             .differs("usr/local/bin/suid", "set-id bits are kept (Docker); buildah strips them from context files"),
         base("add-archive-chown", "ADD --chown=5:6 pkg.tar.gz /t/").bytes("pkg.tar.gz", gzip(&tarball()), 0o644),
+        base("copy-dir-modes", "COPY modes /modes/")
+            .file("modes/secret/k", "k\n")
+            .file("modes/open/o", "o\n")
+            .bytes("modes/empty-file", Vec::new(), 0o600)
+            .bytes("modes/big", vec![7u8; 1 << 20], 0o644)
+            .dirmode("modes/secret", 0o700)
+            .dirmode("modes/open", 0o777),
+        base("copy-xattrs", "COPY x /x/")
+            .file("x/tagged", "t\n")
+            .xattr("x/tagged", "user.imgctl.test", b"value"),
         base("add-local-file", "ADD a.txt /add/"),
         base("add-local-tar", "ADD pkg.tar /t/").bytes("pkg.tar", tarball(), 0o644),
         base("add-local-tar-gz", "ADD pkg.tar.gz /t").bytes("pkg.tar.gz", gzip(&tarball()), 0o644),

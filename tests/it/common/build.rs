@@ -32,6 +32,10 @@ pub struct Case {
     pub links: Vec<(&'static str, &'static str)>,
     /// Context hard links: new path, existing path.
     pub hardlinks: Vec<(&'static str, &'static str)>,
+    /// Context directory modes (set after the files are written): path, mode.
+    pub dirmodes: Vec<(&'static str, u32)>,
+    /// Context extended attributes: path, name, value.
+    pub xattrs: Vec<(&'static str, &'static str, &'static [u8])>,
     /// Paths (or config fields, or `history`) that differ from buildah by design, with
     /// the reason (each listed in docs/build.md).
     pub by_design: Vec<(&'static str, &'static str)>,
@@ -47,7 +51,17 @@ impl Case {
             links: Vec::new(),
             hardlinks: Vec::new(),
             by_design: Vec::new(),
+            dirmodes: Vec::new(),
+            xattrs: Vec::new(),
         }
+    }
+    pub fn dirmode(mut self, p: &'static str, mode: u32) -> Case {
+        self.dirmodes.push((p, mode));
+        self
+    }
+    pub fn xattr(mut self, p: &'static str, name: &'static str, value: &'static [u8]) -> Case {
+        self.xattrs.push((p, name, value));
+        self
     }
     /// `what` differs from buildah by design, because of `why`.
     pub fn differs(mut self, what: &'static str, why: &'static str) -> Case {
@@ -115,6 +129,14 @@ impl Case {
         }
         for (p, e) in &self.hardlinks {
             fs::hard_link(ctx.join(e), ctx.join(p)).unwrap();
+        }
+        for (p, name, value) in &self.xattrs {
+            rustix::fs::lsetxattr(ctx.join(p), *name, value, rustix::fs::XattrFlags::empty())
+                .unwrap();
+        }
+        for (p, mode) in &self.dirmodes {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(ctx.join(p), fs::Permissions::from_mode(*mode)).unwrap();
         }
         let fill = |t: &str| t.replace("{BASE}", base).replace("{URL}", url);
         let ours = dir.join("Buildfile");
