@@ -26,7 +26,8 @@ pub(super) fn resolve_image(
             .with_context(|| format!("image {name}"))?;
         return Ok((Box::new(oci), manifest));
     }
-    let store = Store::open(&g.root).with_context(|| format!("open store {}", g.root.display()))?;
+    let store = Store::open_existing(&g.root)
+        .with_context(|| format!("image {name}: open store {}", g.root.display()))?;
     let found = match store.find_image(name) {
         Ok(f) => f,
         Err(StoreError::ImageNotFound { .. }) => anyhow::bail!(

@@ -67,8 +67,10 @@ pub struct RmiArgs {
     pub images: Vec<String>,
 }
 
+/// The store for commands that read or change images already in it: never
+/// creates a store (only `pull` does).
 pub(super) fn open_store(g: &Globals) -> anyhow::Result<Store> {
-    Store::open(&g.root).with_context(|| format!("open store {}", g.root.display()))
+    Store::open_existing(&g.root).with_context(|| format!("open store {}", g.root.display()))
 }
 
 fn load_config(store: &Store, d: &Descriptor) -> anyhow::Result<ImageConfig> {
