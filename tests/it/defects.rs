@@ -133,3 +133,54 @@ fn root_is_never_chmodded_and_read_only_commands_create_no_store() {
         "nothing created"
     );
 }
+
+/// A token server announcing `expires_in` = 2^64-1 made `pull` panic (Instant
+/// overflow, exit 101). Absurd, negative and fractional lifetimes are survived:
+/// the pull succeeds, never a panic.
+#[test]
+fn absurd_token_lifetimes_never_panic() {
+    use crate::common::registry::*;
+    if !registry_tools() {
+        return;
+    }
+    let open = Registry::open();
+    let t = tempdir();
+    let img = Image::new(
+        host_arch(),
+        vec![layer(
+            &[("hello", b"hello from a token-auth registry")],
+            true,
+        )],
+    );
+    let mut layout = Layout::new(&t.path().join("src"));
+    layout.add_image("v1", &img);
+    layout.push("v1", &open.addr, "public/lifetime:v1");
+    let issuer = TokenIssuer::start("u", "p");
+    let reg = Registry::start(Auth::Token(&issuer), Some(&open.storage));
+    let name = format!("{}/public/lifetime:v1", reg.addr);
+    for (i, v) in [
+        serde_json::json!(u64::MAX),
+        serde_json::json!(u64::MAX / 1000),
+        serde_json::json!(-1),
+        serde_json::json!(1e300),
+        serde_json::json!(30.5),
+        serde_json::json!("3600"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        *issuer.expires_in.lock().unwrap() = v.clone();
+        let root = t.path().join(format!("root{i}"));
+        let o = output_within(
+            imgctl(&root).args(["pull", "--quiet", &name]),
+            Duration::from_secs(60),
+        )
+        .unwrap_or_else(|| panic!("pull hung with expires_in {v}"));
+        assert!(
+            o.status.success(),
+            "expires_in {v}: exit {:?}: {}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
