@@ -27,4 +27,6 @@ pub mod snapshot;
 pub mod container;
 pub mod image;
 
+pub mod build;
+
 pub mod cli;

@@ -4,10 +4,9 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::Context;
-
-use super::images::{human_size, open_store, print_table, Format};
+use super::images::{human_size, print_table, Format};
 use super::Globals;
+use crate::image::catalog;
 
 #[derive(clap::Args, Debug)]
 pub struct DfArgs {
@@ -23,7 +22,7 @@ pub struct PruneArgs {}
 #[derive(serde::Serialize)]
 struct DfJson {
     #[serde(flatten)]
-    blobs: crate::store::Usage,
+    blobs: catalog::Usage,
     layers: u64,
     layer_logical_bytes: u64,
     layer_on_disk_bytes: u64,
@@ -31,9 +30,7 @@ struct DfJson {
 }
 
 pub fn df(g: &Globals, a: DfArgs) -> anyhow::Result<ExitCode> {
-    let store = open_store(g)?;
-    let u = store.usage().context("measure store")?;
-    let l = crate::snapshot::layer_usage(&g.root).context("measure unpacked layers")?;
+    let (u, l) = catalog::disk_usage(&g.root)?;
     let mut out = std::io::stdout().lock();
     if a.format == Format::Json {
         let j = DfJson {
@@ -85,8 +82,7 @@ pub fn df(g: &Globals, a: DfArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn prune(g: &Globals, _a: PruneArgs) -> anyhow::Result<ExitCode> {
-    let store = open_store(g)?;
-    let report = store.prune().context("prune")?;
+    let report = catalog::prune(&g.root)?;
     let mut out = std::io::stdout().lock();
     let mut total = report.ingest_removed;
     for (d, size) in &report.removed {
