@@ -96,6 +96,7 @@ pub fn write_atomic_via(tmp_dir: &Path, path: &Path, data: &[u8], mode: u32) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn write_atomic_replaces_whole_file_with_mode_and_no_temp_left() {
