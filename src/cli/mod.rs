@@ -19,6 +19,7 @@ mod login;
 mod mount;
 mod pull;
 mod run;
+mod size;
 mod store_cmds;
 
 /// Default store root for root; rootless mode will use `$XDG_DATA_HOME/imgctl`.
@@ -90,6 +91,8 @@ pub enum Command {
     /// Parse and lint Buildfiles (Dockerfile syntax).
     #[command(subcommand)]
     Buildfile(buildfile::Cmd),
+    /// Report an image's size: layers, wasted bytes, dive efficiency, CI rules.
+    Size(size::Args),
 }
 
 /// An error that carries the exit code imgctl should end with.
@@ -167,6 +170,7 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Run(a) => run::run(g, a),
         Command::Bundle(a) => bundle::run(g, a),
         Command::Buildfile(c) => buildfile::run(g, c),
+        Command::Size(a) => size::run(g, a),
     }
 }
 

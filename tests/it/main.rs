@@ -14,4 +14,5 @@ mod layer;
 mod lifecycle;
 mod registry;
 mod sandbox;
+mod size;
 mod store;
