@@ -17,7 +17,11 @@ pub struct DfArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct PruneArgs {}
+pub struct PruneArgs {
+    /// Also remove the build cache (step results and RUN --mount=type=cache dirs).
+    #[arg(long)]
+    pub build_cache: bool,
+}
 
 /// `df --format json` (schemas/df.schema.json): blobs, then unpacked layers.
 #[derive(serde::Serialize)]
@@ -28,12 +32,16 @@ struct DfJson {
     layer_logical_bytes: u64,
     layer_on_disk_bytes: u64,
     dedup_saved_bytes: u64,
+    build_cache_entries: u64,
+    build_cache_mounts: u64,
+    build_cache_bytes: u64,
 }
 
 pub fn df(g: &Globals, a: DfArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(g)?;
     let u = store.usage().context("measure store")?;
     let l = crate::snapshot::layer_usage(&g.root).context("measure unpacked layers")?;
+    let bc = crate::build::cache::Cache::usage(&g.root);
     let mut out = std::io::stdout().lock();
     if a.format == Format::Json {
         let j = DfJson {
@@ -42,6 +50,9 @@ pub fn df(g: &Globals, a: DfArgs) -> anyhow::Result<ExitCode> {
             layer_logical_bytes: l.logical_bytes,
             layer_on_disk_bytes: l.on_disk_bytes,
             dedup_saved_bytes: l.saved_bytes,
+            build_cache_entries: bc.entries,
+            build_cache_mounts: bc.mounts,
+            build_cache_bytes: bc.bytes,
         };
         serde_json::to_writer_pretty(&mut out, &j)?;
         writeln!(out)?;
@@ -72,6 +83,12 @@ pub fn df(g: &Globals, a: DfArgs) -> anyhow::Result<ExitCode> {
             human_size(l.on_disk_bytes),
             "-".to_string(),
         ],
+        [
+            "Build cache".to_string(),
+            (bc.entries + bc.mounts).to_string(),
+            human_size(bc.bytes),
+            human_size(bc.bytes),
+        ],
     ];
     print_table(&mut out, &["TYPE", "COUNT", "SIZE", "RECLAIMABLE"], &rows)?;
     writeln!(
@@ -84,8 +101,17 @@ pub fn df(g: &Globals, a: DfArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn prune(g: &Globals, _a: PruneArgs) -> anyhow::Result<ExitCode> {
+pub fn prune(g: &Globals, a: PruneArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(g)?;
+    if a.build_cache {
+        let bc = crate::build::cache::Cache::prune(&g.root).context("prune the build cache")?;
+        println!(
+            "Deleted build cache: {} entries, {} cache mounts ({})",
+            bc.entries,
+            bc.mounts,
+            human_size(bc.bytes)
+        );
+    }
     let report = store.prune().context("prune")?;
     let mut out = std::io::stdout().lock();
     let mut total = report.ingest_removed;

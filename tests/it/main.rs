@@ -4,6 +4,7 @@
 
 mod common;
 
+mod build;
 mod buildfile;
 mod e2e;
 mod layer;
