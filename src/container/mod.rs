@@ -32,6 +32,9 @@ pub enum Error {
     },
     #[error("user {user:?}: {reason}")]
     User { user: String, reason: String },
+    /// A file the host reads from the image (`/etc/passwd`, `/etc/group`) is unusable.
+    #[error("the image's {path}: {reason}")]
+    ImageFile { path: String, reason: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -20,6 +20,10 @@ pub struct Identity {
 /// the kernel's "no change" value (CVE-2024-40635: a wrapped id must never become 0).
 const MAX_ID: u64 = i32::MAX as u64;
 
+/// Largest `/etc/passwd` or `/etc/group` read from an image (a hostile image
+/// could make either one huge); glibc-based distributions ship a few KiB.
+pub const MAX_ID_FILE: u64 = 4 << 20;
+
 fn numeric(s: &str) -> Option<Result<u32, ()>> {
     if s.is_empty()
         || !s
@@ -38,10 +42,17 @@ fn numeric(s: &str) -> Option<Result<u32, ()>> {
 }
 
 /// Read a file of the image, resolved inside `rootfs`; a missing file is `None`.
+///
+/// The host does this open, so the image must not be able to make it block or
+/// reach a host object: symlinks resolve inside the root (RESOLVE_IN_ROOT, no
+/// magic links), the open never blocks (O_NONBLOCK: a FIFO would otherwise wait
+/// for a writer forever), and only a regular file of at most [`MAX_ID_FILE`]
+/// bytes is read (a device node is refused before any read).
 pub fn read_in_root(rootfs: &Path, path: &str) -> Result<Option<String>, Error> {
-    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+    let shown = rootfs.join(path.trim_start_matches('/'));
     let io = |e: std::io::Error| Error::Io {
-        path: rootfs.join(path.trim_start_matches('/')),
+        path: shown.clone(),
         source: e,
     };
     let root = rustix::fs::open(
@@ -53,7 +64,7 @@ pub fn read_in_root(rootfs: &Path, path: &str) -> Result<Option<String>, Error> 
     let fd = match rustix::fs::openat2(
         &root,
         path.trim_start_matches('/'),
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
         Mode::empty(),
         ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
     ) {
@@ -61,11 +72,28 @@ pub fn read_in_root(rootfs: &Path, path: &str) -> Result<Option<String>, Error> 
         Err(rustix::io::Errno::NOENT) => return Ok(None),
         Err(e) => return Err(io(e.into())),
     };
+    let st = rustix::fs::fstat(&fd).map_err(|e| io(e.into()))?;
+    let refuse = |reason: String| Error::ImageFile {
+        path: path.to_string(),
+        reason,
+    };
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(refuse("not a regular file".into()));
+    }
+    if st.st_size as u64 > MAX_ID_FILE {
+        return Err(refuse(format!("larger than {MAX_ID_FILE} bytes")));
+    }
     let mut f = std::fs::File::from(fd);
-    let mut s = String::new();
-    // Cap the read: a hostile image could make /etc/passwd a huge file.
-    (&mut f).take(16 << 20).read_to_string(&mut s).map_err(io)?;
-    Ok(Some(s))
+    let mut buf = Vec::new();
+    // The file may grow after fstat: read one byte past the cap to notice.
+    (&mut f)
+        .take(MAX_ID_FILE + 1)
+        .read_to_end(&mut buf)
+        .map_err(io)?;
+    if buf.len() as u64 > MAX_ID_FILE {
+        return Err(refuse(format!("larger than {MAX_ID_FILE} bytes")));
+    }
+    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
 }
 
 struct Passwd {
@@ -255,5 +283,71 @@ mod tests {
             .unwrap();
         // Resolved inside the rootfs, the absolute target does not exist there.
         assert!(resolve("evil", r.path()).is_err());
+    }
+
+    /// Run `resolve` on another thread so a hang shows up as a failure, not a stuck test.
+    fn resolve_within(spec: &str, root: &Path) -> Result<Identity, Error> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (spec, root) = (spec.to_string(), root.to_path_buf());
+        std::thread::spawn(move || {
+            let _ = tx.send(resolve(&spec, &root));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(5))
+            .expect("resolve hung on the image's /etc/passwd")
+    }
+
+    #[test]
+    fn fifo_passwd_is_refused_without_hanging() {
+        let r = rootfs();
+        std::fs::remove_file(r.path().join("etc/passwd")).unwrap();
+        nix::unistd::mkfifo(
+            &r.path().join("etc/passwd"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        let err = resolve_within("www", r.path()).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        // A FIFO /etc/group as well, even for a numeric user.
+        let r = rootfs();
+        std::fs::remove_file(r.path().join("etc/group")).unwrap();
+        nix::unistd::mkfifo(
+            &r.path().join("etc/group"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        assert!(resolve_within("33", r.path()).is_err());
+    }
+
+    #[test]
+    fn device_and_directory_passwd_refused() {
+        let r = rootfs();
+        std::fs::remove_file(r.path().join("etc/passwd")).unwrap();
+        std::fs::create_dir(r.path().join("etc/passwd")).unwrap();
+        let err = resolve_within("0", r.path()).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        if !nix::unistd::geteuid().is_root() {
+            return; // mknod of a device needs root; the FIFO and directory cases cover the check.
+        }
+        let r = rootfs();
+        std::fs::remove_file(r.path().join("etc/passwd")).unwrap();
+        // /dev/null's numbers: opening it on the host would succeed and read nothing.
+        nix::sys::stat::mknod(
+            &r.path().join("etc/passwd"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, 3),
+        )
+        .unwrap();
+        let err = resolve_within("", r.path()).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn oversized_passwd_refused() {
+        let r = rootfs();
+        let f = std::fs::File::create(r.path().join("etc/passwd")).unwrap();
+        f.set_len(MAX_ID_FILE + 1).unwrap();
+        let err = resolve_within("www", r.path()).unwrap_err();
+        assert!(err.to_string().contains("larger than"), "{err}");
     }
 }

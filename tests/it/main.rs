@@ -6,6 +6,7 @@ mod common;
 
 mod build;
 mod buildfile;
+mod defects;
 mod e2e;
 mod layer;
 mod registry;
