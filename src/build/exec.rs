@@ -16,7 +16,7 @@ use super::cache::{Cache, Entry, Inputs};
 use super::config::{self, StageFlags};
 use super::progress::{Event, Progress};
 use super::run::{self, MountSources};
-use super::{copyshim, BuildError, BuildOptions, BuildfileSource, Built};
+use super::{copy, BuildError, BuildOptions, BuildfileSource, Built};
 use crate::buildfile::{self, Command, Dep, Graph, Instruction, ResolveOptions, ResolvedStage};
 use crate::image::commit::{self, Image};
 use crate::layer::{DiffOptions, WhiteoutFormat};
@@ -41,6 +41,7 @@ struct Exec<'a> {
     stages: Vec<ResolvedStage>,
     store: Store,
     snaps: Overlay,
+    context: super::context::Context,
     cache: Cache,
     epoch: Option<u64>,
     step_no: usize,
@@ -154,6 +155,11 @@ pub(super) fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Buil
     let _lease = store.lease().map_err(|e| other("store lease")(&e))?;
     let snaps = Overlay::open(&opts.root).map_err(|e| other("snapshots")(&e))?;
     let cache = Cache::open(&opts.root)?;
+    let bf_path = match &opts.buildfile {
+        BuildfileSource::Path(p) => p.clone(),
+        _ => opts.context.join(&file),
+    };
+    let context = super::context::Context::open(&opts.context, &bf_path)?;
     let mut secrets = Vec::new();
     for s in &opts.secrets {
         let v = s.value()?;
@@ -173,6 +179,7 @@ pub(super) fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Buil
         stages: resolved.stages,
         store,
         snaps,
+        context,
         cache,
         epoch: source_date_epoch(opts)?,
         step_no: 1,
@@ -629,23 +636,23 @@ impl<'a> Exec<'a> {
             _ => None,
         };
         match &step.command {
-            Command::Copy {
-                sources: srcs,
-                dest,
-                chown,
-                chmod,
-                ..
-            }
-            | Command::Add {
-                sources: srcs,
-                dest,
-                chown,
-                chmod,
-                ..
-            } => {
-                let root = sources.root_of(copy_from.as_deref())?;
-                let req = copy_req(&at, srcs, dest, &workdir, chown, chmod, &ins.heredocs)?;
-                inputs = copyshim::inputs(&root, &req)?;
+            Command::Copy { .. } | Command::Add { .. } => {
+                // --chown is part of the instruction (and so of the key); the inputs
+                // are the sources' names, content, modes and owners.
+                let spec = copy_spec(&step.command, &step.heredocs, &at, &workdir, None)?;
+                let d = match copy_from.as_deref() {
+                    None => copy::inputs_digest(&copy::Source::Context(&self.context), &spec)?,
+                    Some(f) => {
+                        let root = sources.root_of(Some(f))?;
+                        copy::inputs_digest(&copy::Source::Root(&root), &spec)?
+                    }
+                };
+                for f in &d.files {
+                    inputs.insert(
+                        f.path.clone(),
+                        serde_json::to_string(f).map_err(|e| BuildError::Other(e.to_string()))?,
+                    );
+                }
             }
             Command::Run { .. } => {
                 for (k, v) in &args {
@@ -709,7 +716,7 @@ impl<'a> Exec<'a> {
         if workdir != "/" {
             let rootfd =
                 crate::sys::fs::open_dir_path(&merged).map_err(|e| BuildError::io(&merged, e))?;
-            copyshim::mkdir_in_root(std::os::fd::AsFd::as_fd(&rootfd), &workdir)
+            mkdir_in_root(std::os::fd::AsFd::as_fd(&rootfd), &workdir)
                 .map_err(|e| BuildError::io(&merged, e))?;
         }
         let mut stubs: Vec<PathBuf> = Vec::new();
@@ -806,23 +813,15 @@ impl<'a> Exec<'a> {
                     }
                 }
             }
-            Command::Copy {
-                sources: srcs,
-                dest,
-                chown,
-                chmod,
-                ..
-            }
-            | Command::Add {
-                sources: srcs,
-                dest,
-                chown,
-                chmod,
-                ..
-            } => {
-                let root = sources.root_of(copy_from.as_deref())?;
-                let req = copy_req(&at, srcs, dest, &workdir, chown, chmod, &ins.heredocs)?;
-                copyshim::copy_step(&root, &req, &merged)?;
+            Command::Copy { .. } | Command::Add { .. } => {
+                let spec = copy_spec(&step.command, &step.heredocs, &at, &workdir, Some(&merged))?;
+                match copy_from.as_deref() {
+                    None => copy::copy(&copy::Source::Context(&self.context), &spec, &merged)?,
+                    Some(f) => {
+                        let root = sources.root_of(Some(f))?;
+                        copy::copy(&copy::Source::Root(&root), &spec, &merged)?
+                    }
+                }
             }
             _ => {}
         }
@@ -897,48 +896,80 @@ impl<'a> Exec<'a> {
     }
 }
 
-fn parse_chown(at: &str, s: &str) -> Result<(u32, u32), BuildError> {
-    let (u, g) = s.split_once(':').unwrap_or((s, s));
-    match (u.parse::<u32>(), g.parse::<u32>()) {
-        (Ok(u), Ok(g)) => Ok((u, g)),
-        _ => Err(BuildError::Instruction {
-            at: at.to_string(),
-            message: format!("--chown={s}: only numeric UID[:GID] is supported here"),
-        }),
-    }
-}
-
-fn copy_req<'r>(
-    at: &'r str,
-    srcs: &'r [String],
-    dest: &'r str,
-    workdir: &'r str,
-    chown: &Option<String>,
-    chmod: &Option<String>,
+/// The [`copy::CopySpec`] of a COPY/ADD. `dest_root` resolves `--chown` names (the
+/// inputs digest is computed without it: the flag is part of the step's key).
+fn copy_spec(
+    cmd: &Command,
     heredocs: &[buildfile::Heredoc],
-) -> Result<copyshim::CopyReq<'r>, BuildError> {
-    if !heredocs.is_empty() {
-        return Err(BuildError::Instruction {
-            at: at.to_string(),
-            message: "COPY/ADD with heredoc sources is not supported yet".into(),
-        });
-    }
-    Ok(copyshim::CopyReq {
-        at,
-        srcs,
-        dest,
-        workdir,
-        chown: chown.as_deref().map(|c| parse_chown(at, c)).transpose()?,
-        chmod: chmod
-            .as_deref()
-            .map(|m| {
-                u32::from_str_radix(m, 8).map_err(|_| BuildError::Instruction {
-                    at: at.to_string(),
-                    message: format!("--chmod={m}: only octal modes are supported here"),
-                })
+    at: &str,
+    workdir: &str,
+    dest_root: Option<&Path>,
+) -> Result<copy::CopySpec, BuildError> {
+    let mut spec = copy::CopySpec {
+        workdir: workdir.to_string(),
+        at: at.to_string(),
+        heredocs: heredocs
+            .iter()
+            .map(|h| copy::HeredocSource {
+                name: h.name.clone(),
+                content: h.content.clone(),
             })
-            .transpose()?,
-    })
+            .collect(),
+        ..Default::default()
+    };
+    let (chown, chmod) = match cmd {
+        Command::Copy {
+            sources,
+            dest,
+            chown,
+            chmod,
+            link,
+            parents,
+            exclude,
+            ..
+        } => {
+            spec.srcs = sources.clone();
+            spec.dest = dest.clone();
+            spec.link = *link;
+            spec.parents = *parents;
+            spec.exclude = exclude.clone();
+            (chown, chmod)
+        }
+        Command::Add {
+            sources,
+            dest,
+            chown,
+            chmod,
+            link,
+            checksum,
+            exclude,
+            ..
+        } => {
+            spec.srcs = sources.clone();
+            spec.dest = dest.clone();
+            spec.link = *link;
+            spec.exclude = exclude.clone();
+            spec.add = true;
+            spec.checksum = checksum.clone();
+            (chown, chmod)
+        }
+        _ => {
+            return Err(BuildError::Instruction {
+                at: at.to_string(),
+                message: format!("{} is not COPY or ADD", cmd.name()),
+            })
+        }
+    };
+    if let (Some(c), Some(root)) = (chown, dest_root) {
+        spec.chown = Some(copy::resolve_chown(c, root, at)?);
+    }
+    if let Some(m) = chmod {
+        spec.chmod = Some(copy::Chmod::parse(m).map_err(|e| BuildError::Instruction {
+            at: at.to_string(),
+            message: format!("--chmod={m}: {e}"),
+        })?);
+    }
+    Ok(spec)
 }
 
 /// The first component of `dest` (a container path) missing under `root`: what a
@@ -954,4 +985,26 @@ fn first_missing(root: &Path, dest: &Path) -> Option<PathBuf> {
         }
     }
     None
+}
+
+/// Create `rel` (and parents, 0755) inside the root `root`, each component resolved
+/// with openat2(RESOLVE_IN_ROOT) so a symlink in the image cannot lead out.
+fn mkdir_in_root(
+    root: std::os::fd::BorrowedFd<'_>,
+    rel: &str,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsFd;
+    let mut cur = String::new();
+    for c in rel.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        let parent = crate::sys::fs::open_dir_in_root(root, cur.as_bytes())?;
+        match rustix::fs::mkdirat(parent.as_fd(), c, rustix::fs::Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(std::io::Error::from_raw_os_error(e.raw_os_error())),
+        }
+        if !cur.is_empty() {
+            cur.push('/');
+        }
+        cur.push_str(c);
+    }
+    crate::sys::fs::open_dir_in_root(root, cur.as_bytes())
 }

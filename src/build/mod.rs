@@ -11,7 +11,6 @@ pub mod cache;
 pub mod config;
 pub mod context;
 pub mod copy;
-mod copyshim;
 mod exec;
 pub mod progress;
 pub mod run;
