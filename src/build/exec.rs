@@ -230,6 +230,20 @@ pub(super) fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Buil
             text: &format!("naming to {t}"),
         });
     }
+    if let Some(out) = &opts.output {
+        x.progress.event(&Event::Note {
+            n,
+            text: &format!("exporting to {}", out.dest.display()),
+        });
+        super::output::write(
+            &x.store,
+            &committed.manifest,
+            &opts.tags,
+            out.kind,
+            &out.dest,
+            x.epoch.unwrap_or(0),
+        )?;
+    }
     x.progress.event(&Event::Done {
         n,
         took: t.elapsed(),

@@ -193,6 +193,22 @@ fn cache_is_keyed_by_content_explains_misses_and_survives_restarts() {
     let out = ok(imgctl(&store).args(["run", "--rm", "c:2", "cat", "/from-a", "/from-b"]));
     assert_eq!(out, "a1\nb2\n");
 
+    // The stored cache records follow their schemas.
+    for (dir, schema) in [
+        ("keys", "build-cache-entry"),
+        ("explain", "build-cache-explain"),
+    ] {
+        let d = store.join("cache/build").join(dir);
+        let mut n = 0;
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let v: serde_json::Value =
+                serde_json::from_slice(&fs::read(e.path()).unwrap()).unwrap();
+            crate::store::check_schema(schema, &v);
+            n += 1;
+        }
+        assert!(n >= 5, "{n} records in {}", d.display());
+    }
+
     // --no-cache rebuilds everything.
     let none = build_ok(&store, &["--progress", "plain", "--no-cache", c]);
     assert_eq!(none.matches("CACHED").count(), 0, "{none}");
@@ -391,6 +407,12 @@ fn source_date_epoch_builds_are_byte_identical_across_dirs_and_times() {
                 .env("SOURCE_DATE_EPOCH", "0")
                 .args(["build", "-q", "-t", "r:1", "--iidfile"])
                 .arg(&id)
+                .arg("--output")
+                .arg(format!(
+                    "type={},dest={}",
+                    ["oci", "docker"][i],
+                    t.path().join(format!("out{i}.tar")).display()
+                ))
                 .arg(&ctx),
         );
         assert!(
@@ -424,4 +446,15 @@ fn source_date_epoch_builds_are_byte_identical_across_dirs_and_times() {
         })
         .collect();
     assert_eq!(manifests[0], manifests[1]);
+    // The archives: an OCI layout skopeo reads, the docker one with manifest.json.
+    for i in 0..2 {
+        let tar = t.path().join(format!("out{i}.tar"));
+        let raw = ok(Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("oci-archive:{}", tar.display())));
+        let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        assert_eq!(m["config"]["digest"].as_str(), Some(digests[0].as_str()));
+        let list = ok(Command::new("tar").arg("tf").arg(&tar));
+        assert_eq!(list.lines().any(|l| l == "manifest.json"), i == 1, "{list}");
+    }
 }
