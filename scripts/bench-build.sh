@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
 [ "$(id -u)" = 0 ] || { echo "bench-build: run as root" >&2; exit 1; }
-for t in hyperfine buildah skopeo python3 /usr/bin/time /usr/bin/dockerd /usr/bin/docker; do
+for t in hyperfine buildah skopeo python3 /usr/bin/time /usr/sbin/dockerd /usr/bin/docker; do
   command -v "$t" >/dev/null || { echo "bench-build: $t missing (scripts/install-deps.sh)" >&2; exit 1; }
 done
 busybox=$(./scripts/fixtures/busybox.sh)
@@ -39,7 +39,7 @@ skopeo copy --quiet "oci:$busybox:latest" "oci:$work/imgctl:docker.io/library/bu
 ba="buildah --root $work/buildah --runroot $work/buildah-run --storage-driver overlay"
 $ba pull --quiet "oci:$busybox:latest" >/dev/null
 $ba tag "$($ba images -q | head -1)" docker.io/library/busybox:latest
-/usr/bin/dockerd --data-root "$work/docker" --exec-root "$work/docker-exec" -H "unix://$sock" \
+/usr/sbin/dockerd --data-root "$work/docker" --exec-root "$work/docker-exec" -H "unix://$sock" \
   --pidfile "$work/docker.pid" --exec-opt native.cgroupdriver=cgroupfs --bridge=none \
   --iptables=false --ip6tables=false >"$work/dockerd.log" 2>&1 &
 dpid=$!
