@@ -458,3 +458,170 @@ fn source_date_epoch_builds_are_byte_identical_across_dirs_and_times() {
         assert_eq!(list.lines().any(|l| l == "manifest.json"), i == 1, "{list}");
     }
 }
+
+fn inspect(store: &Path, name: &str) -> serde_json::Value {
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(imgctl(store).args(["inspect", name]))).unwrap();
+    v[0].clone()
+}
+
+#[test]
+fn config_instructions_mounts_onbuild_and_flags() {
+    let t = common::tempdir();
+    let Some(store) = store_with_busybox(t.path()) else {
+        return;
+    };
+    let _serial = common::sandbox::serial();
+    let ctx = t.path().join("ctx");
+    fs::create_dir_all(ctx.join("src")).unwrap();
+    fs::write(ctx.join("src/input.txt"), "from the context\n").unwrap();
+    fs::write(
+        ctx.join("Buildfile"),
+        r#"ARG BASE=busybox
+FROM ${BASE} AS base
+ARG GREETING=hello
+ENV HOME_DIR=/home/app
+LABEL org.example.role=base
+ONBUILD RUN echo triggered > /onbuild.txt
+WORKDIR /work
+USER 65534:65534
+RUN id -u > /tmp/uid && echo "$GREETING" > /tmp/greeting
+USER root
+SHELL ["/bin/sh", "-ec"]
+RUN --mount=type=cache,target=/cache,id=c1 echo x >> /cache/runs && wc -l < /cache/runs > /cache-runs
+RUN --mount=type=bind,source=src,target=/mnt/src cat /mnt/src/input.txt > /bound.txt
+RUN --mount=type=tmpfs,target=/scratch touch /scratch/gone && ls /scratch > /tmpfs-list
+RUN <<EOF
+echo one > /heredoc.txt
+echo two >> /heredoc.txt
+EOF
+EXPOSE 8080 53/udp
+VOLUME /data
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=5s CMD true
+CMD ["sh"]
+ENTRYPOINT ["/bin/echo"]
+"#,
+    )
+    .unwrap();
+    let c = ctx.to_str().unwrap();
+    build_ok(
+        &store,
+        &[
+            "--progress",
+            "plain",
+            "--build-arg",
+            "GREETING=hi there",
+            "--label",
+            "org.example.build=1",
+            "--compression",
+            "zstd",
+            "-t",
+            "cfg:1",
+            c,
+        ],
+    );
+    let i = inspect(&store, "cfg:1");
+    let cfg = &i["Config"];
+    assert_eq!(cfg["Entrypoint"], serde_json::json!(["/bin/echo"]));
+    // CMD was set in this stage before ENTRYPOINT: it stays.
+    assert_eq!(cfg["Cmd"], serde_json::json!(["sh"]), "{cfg}");
+    assert_eq!(cfg["WorkingDir"], "/work");
+    assert_eq!(cfg["User"], "root");
+    assert_eq!(cfg["StopSignal"], "SIGINT");
+    assert_eq!(cfg["Labels"]["org.example.role"], "base");
+    assert_eq!(cfg["Labels"]["org.example.build"], "1");
+    assert!(cfg["ExposedPorts"]["8080/tcp"].is_object(), "{cfg}");
+    assert!(cfg["ExposedPorts"]["53/udp"].is_object(), "{cfg}");
+    assert!(cfg["Volumes"]["/data"].is_object(), "{cfg}");
+    assert!(
+        cfg["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "HOME_DIR=/home/app"),
+        "{cfg}"
+    );
+    for l in i["Layers"].as_array().unwrap().iter().skip(1) {
+        assert_eq!(
+            l["MediaType"], "application/vnd.oci.image.layer.v1.tar+zstd",
+            "--compression zstd: {l}"
+        );
+    }
+    let out = ok(imgctl(&store).args([
+        "run",
+        "--rm",
+        "--entrypoint",
+        "",
+        "cfg:1",
+        "sh",
+        "-c",
+        "cat /tmp/uid /tmp/greeting /cache-runs /bound.txt /tmpfs-list /heredoc.txt; test -e /onbuild.txt && echo ONBUILD-RAN; ls -d /cache /mnt/src /scratch 2>&1 | grep -c 'No such'",
+    ]));
+    assert_eq!(
+        out, "65534\nhi there\n1\nfrom the context\ngone\none\ntwo\n3\n",
+        "USER, build args, cache/bind/tmpfs mounts (stubs removed), heredoc"
+    );
+    // The cache mount keeps its content across builds.
+    build_ok(&store, &["--no-cache", "-t", "cfg:2", c]);
+    let out = ok(imgctl(&store).args([
+        "run",
+        "--rm",
+        "--entrypoint",
+        "",
+        "cfg:2",
+        "cat",
+        "/cache-runs",
+    ]));
+    assert_eq!(out, "2\n");
+
+    // ONBUILD triggers run when the image is used as a base, and are not inherited.
+    fs::write(ctx.join("Child"), "FROM cfg:1\nRUN echo child\n").unwrap();
+    build_ok(
+        &store,
+        &[
+            "-f",
+            ctx.join("Child").to_str().unwrap(),
+            "-t",
+            "child:1",
+            c,
+        ],
+    );
+    let out = ok(imgctl(&store).args([
+        "run",
+        "--rm",
+        "--entrypoint",
+        "",
+        "child:1",
+        "cat",
+        "/onbuild.txt",
+    ]));
+    assert_eq!(out, "triggered\n");
+    let child = inspect(&store, "child:1");
+    assert!(child["Config"]["OnBuild"].is_null(), "{}", child["Config"]);
+
+    // -f - reads the Buildfile from stdin; -q prints only the image ID.
+    let mut cmd = imgctl(&store);
+    cmd.args(["build", "-q", "-f", "-", c])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut proc = cmd.spawn().unwrap();
+    use std::io::Write;
+    proc.stdin
+        .take()
+        .unwrap()
+        .write_all(b"FROM busybox\nCMD [\"true\"]\n")
+        .unwrap();
+    let out = proc.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        id.trim().starts_with("sha256:") && id.lines().count() == 1,
+        "{id}"
+    );
+}
