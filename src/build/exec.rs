@@ -10,6 +10,8 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 use super::cache::{Cache, Entry, Inputs};
@@ -44,10 +46,12 @@ struct Exec<'a> {
     context: super::context::Context,
     cache: Cache,
     epoch: Option<u64>,
-    step_no: usize,
-    results: Vec<Option<StageResult>>,
-    steps_run: std::cell::Cell<usize>,
-    steps_cached: std::cell::Cell<usize>,
+    step_no: AtomicUsize,
+    results: Mutex<Vec<Option<StageResult>>>,
+    steps_run: AtomicUsize,
+    steps_cached: AtomicUsize,
+    /// Serialises unpacking a chain (two stages on one base start together).
+    unpack: Mutex<()>,
     secrets: Vec<Vec<u8>>,
 }
 
@@ -169,7 +173,7 @@ pub(super) fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Buil
         }
     }
     let n = resolved.stages.len();
-    let mut x = Exec {
+    let x = Exec {
         opts,
         progress,
         file,
@@ -182,21 +186,22 @@ pub(super) fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Buil
         context,
         cache,
         epoch: source_date_epoch(opts)?,
-        step_no: 1,
-        results: vec![None; n],
-        steps_run: Default::default(),
-        steps_cached: Default::default(),
+        step_no: AtomicUsize::new(1),
+        results: Mutex::new(vec![None; n]),
+        steps_run: AtomicUsize::new(0),
+        steps_cached: AtomicUsize::new(0),
+        unpack: Mutex::new(()),
         secrets,
     };
-    for &i in &plan {
-        let r = x.stage(i)?;
-        x.results[i] = Some(r);
-    }
+    x.run_plan(&plan)?;
     let last = *plan
         .last()
         .ok_or_else(|| BuildError::Other("nothing to build".into()))?;
-    let mut image = x.results[last]
-        .take()
+    let mut image = x
+        .results
+        .lock()
+        .ok()
+        .and_then(|mut r| r[last].take())
         .map(|r| r.image)
         .ok_or_else(|| BuildError::Other("the target stage did not finish".into()))?;
     if !opts.labels.is_empty() {
@@ -211,8 +216,7 @@ pub(super) fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Buil
         }
     }
     image.config.created = Some(x.now());
-    x.step_no += 1;
-    let n = x.step_no;
+    let n = x.step_no.fetch_add(1, Ordering::SeqCst) + 1;
     let t = Instant::now();
     x.progress.event(&Event::Start {
         n,
@@ -251,8 +255,8 @@ pub(super) fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Buil
     Ok(Built {
         id: committed.config,
         manifest: committed.manifest,
-        steps_run: x.steps_run.get(),
-        steps_cached: x.steps_cached.get(),
+        steps_run: x.steps_run.load(Ordering::SeqCst),
+        steps_cached: x.steps_cached.load(Ordering::SeqCst),
     })
 }
 
@@ -365,9 +369,9 @@ impl<'a> Exec<'a> {
                 .filter(|i| *i < self.stages.len())
         });
         if let Some(i) = idx {
-            return self.results[i]
-                .as_ref()
-                .map(|r| r.image.clone())
+            return self
+                .result(i)
+                .map(|r| r.image)
                 .ok_or_else(|| BuildError::Other(format!("stage {from} has not been built")));
         }
         self.load_image(from).map(|(i, _)| i)
@@ -402,6 +406,7 @@ impl<'a> Exec<'a> {
         {
             return Ok(Some(chain));
         }
+        let _one = self.unpack.lock();
         let c = commit::commit(&self.store, image, None, &[]).map_err(|e| other("commit")(&e))?;
         let u = crate::image::unpack(&self.store, &c.manifest, &self.opts.root)
             .map_err(|e| other("unpack")(&e))?;
@@ -438,21 +443,102 @@ impl<'a> Exec<'a> {
         self.mount(image, "build-view", true)
     }
 
-    fn next_step(&mut self, name: &str) -> usize {
-        self.step_no += 1;
-        self.progress.event(&Event::Start {
-            n: self.step_no,
-            name,
-        });
-        self.step_no
+    fn next_step(&self, name: &str) -> usize {
+        let n = self.step_no.fetch_add(1, Ordering::SeqCst) + 1;
+        self.progress.event(&Event::Start { n, name });
+        n
     }
 
-    fn base(&mut self, i: usize) -> Result<(Image, String), BuildError> {
+    fn result(&self, i: usize) -> Option<StageResult> {
+        self.results
+            .lock()
+            .ok()
+            .and_then(|r| r.get(i).cloned().flatten())
+    }
+
+    /// Run the stages of `plan`, each as soon as the stages it needs are done, up to
+    /// `--jobs` at once. The first failure stops handing out stages; stages already
+    /// running finish (their steps clean up after themselves).
+    fn run_plan(&self, plan: &[usize]) -> Result<(), BuildError> {
+        #[derive(Default)]
+        struct Sched {
+            started: Vec<usize>,
+            done: Vec<usize>,
+            failed: Option<BuildError>,
+        }
+        let sched = Mutex::new(Sched::default());
+        let wake = Condvar::new();
+        let deps: Vec<(usize, Vec<usize>)> = plan
+            .iter()
+            .map(|&i| {
+                let d = self
+                    .graph
+                    .stage_deps(i)
+                    .into_iter()
+                    .filter(|d| plan.contains(d))
+                    .collect();
+                (i, d)
+            })
+            .collect();
+        let workers = self.opts.jobs.clamp(1, plan.len().max(1));
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| loop {
+                    let next = {
+                        let Ok(mut g) = sched.lock() else { return };
+                        loop {
+                            if g.failed.is_some() || g.started.len() == deps.len() {
+                                return;
+                            }
+                            let ready = deps.iter().find(|(i, d)| {
+                                !g.started.contains(i) && d.iter().all(|x| g.done.contains(x))
+                            });
+                            if let Some((i, _)) = ready {
+                                g.started.push(*i);
+                                break *i;
+                            }
+                            g = match wake.wait(g) {
+                                Ok(g) => g,
+                                Err(_) => return,
+                            };
+                        }
+                    };
+                    let r = self.stage(next);
+                    if let Ok(mut g) = sched.lock() {
+                        match r {
+                            Ok(res) => {
+                                if let Ok(mut all) = self.results.lock() {
+                                    all[next] = Some(res);
+                                }
+                                g.done.push(next);
+                            }
+                            Err(e) => {
+                                g.failed.get_or_insert(e);
+                            }
+                        }
+                    }
+                    wake.notify_all();
+                });
+            }
+        });
+        let g = sched
+            .into_inner()
+            .map_err(|_| BuildError::Other("a build thread panicked".into()))?;
+        if let Some(e) = g.failed {
+            return Err(e);
+        }
+        if g.done.len() != deps.len() {
+            return Err(BuildError::Other("a build stage did not finish".into()));
+        }
+        Ok(())
+    }
+
+    fn base(&self, i: usize) -> Result<(Image, String), BuildError> {
         let node = &self.graph.nodes[i];
         match &node.base {
             Dep::Stage(s) => {
-                let r = self.results[*s]
-                    .clone()
+                let r = self
+                    .result(*s)
                     .ok_or_else(|| BuildError::Other(format!("stage {s} has not been built")))?;
                 Ok((r.image, r.key))
             }
@@ -471,7 +557,7 @@ impl<'a> Exec<'a> {
         }
     }
 
-    fn stage(&mut self, i: usize) -> Result<StageResult, BuildError> {
+    fn stage(&self, i: usize) -> Result<StageResult, BuildError> {
         let st = self.stages[i].clone();
         let label = st.name.clone().unwrap_or_else(|| format!("stage-{i}"));
         let total = st.steps.len() + 1;
@@ -551,7 +637,7 @@ impl<'a> Exec<'a> {
 
     #[allow(clippy::too_many_arguments)]
     fn step(
-        &mut self,
+        &self,
         st: &ResolvedStage,
         pos: Option<usize>,
         step: &buildfile::Step,
@@ -605,7 +691,7 @@ impl<'a> Exec<'a> {
     /// RUN, COPY or ADD: cache lookup, else execute and commit the layer.
     #[allow(clippy::too_many_arguments)]
     fn layer_step(
-        &mut self,
+        &self,
         st: &ResolvedStage,
         pos: Option<usize>,
         step: &buildfile::Step,
@@ -710,7 +796,7 @@ impl<'a> Exec<'a> {
         };
         if let Some(e) = hit {
             self.progress.event(&Event::Cached { n });
-            self.steps_cached.set(self.steps_cached.get() + 1);
+            self.steps_cached.fetch_add(1, Ordering::SeqCst);
             self.apply_entry(image, key, &step_key, &e, history);
             return Ok(());
         }
@@ -723,7 +809,7 @@ impl<'a> Exec<'a> {
         };
         self.progress.event(&Event::Miss { n, reason: &reason });
         *parent_missed = true;
-        self.steps_run.set(self.steps_run.get() + 1);
+        self.steps_run.fetch_add(1, Ordering::SeqCst);
         let mut active = self.mount(image, "build", false)?;
         let merged = active.merged.clone();
         // The working directory exists for every step (BuildKit creates it).
@@ -765,7 +851,14 @@ impl<'a> Exec<'a> {
                             stubs.push(s);
                         }
                     }
-                    run::run_step(&spec, &merged, &state.join("log"), &self.opts.cgroup_root)
+                    let mut on_line = |at: std::time::Duration, l: &str| {
+                        self.progress.event(&Event::Output {
+                            n,
+                            at,
+                            line: &self.redact(l),
+                        });
+                    };
+                    run::run_step(&spec, &merged, &state, &self.opts.cgroup_root, &mut on_line)
                 });
                 let _ = fs::remove_dir_all(&state);
                 drop(sm);
@@ -791,14 +884,6 @@ impl<'a> Exec<'a> {
                     }) => return Err(fail(reason, code, tail.as_bytes())),
                     Err(e) => return Err(e),
                 };
-                let text = self.redact(&String::from_utf8_lossy(&out.output));
-                for l in text.lines() {
-                    self.progress.event(&Event::Output {
-                        n,
-                        at: out.took,
-                        line: l,
-                    });
-                }
                 use crate::sandbox::Outcome;
                 match out.outcome {
                     Outcome::Exited(0) => {}

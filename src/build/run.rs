@@ -2,13 +2,11 @@
 //! [`crate::container::runtime_spec`], the build's limits and network, the step's
 //! `--mount`s) and [`run_step`], the ONE place a step's process is started.
 //!
-//! Until the sandbox handle usable from threads lands, [`run_step`] calls
-//! [`crate::sandbox::run`] from the (single-threaded) build, with the step's
-//! stdout/stderr redirected to a log file for the duration of the step.
+//! Steps are started through a fresh single-threaded launcher process (see
+//! [`run_step`]) so stages can run on threads.
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -29,69 +27,135 @@ pub struct StepOutcome {
     pub took: Duration,
 }
 
-/// Run the process of `spec` on `rootfs`, its stdout/stderr going to `log`, stdin
-/// from /dev/null. The one function that starts a step's process.
+/// How a step's launcher reports the outcome (`state_dir/status.json`).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "lowercase")]
+enum Status {
+    Exited { code: i32 },
+    Signaled { signal: i32 },
+    Oom,
+    Error { code: u8, message: String },
+}
+
+/// Run the process of `spec` on `rootfs` and wait for it: the ONE function that
+/// starts a step's process. Stdin is /dev/null; stdout and stderr go through one pipe
+/// whose lines are handed to `on_line` (with the time since the start) as they come.
+///
+/// The sandbox must be started from a single-threaded process and the build runs
+/// stages on threads, so the step is started by a fresh copy of this binary
+/// (`/proc/self/exe build-step`, see [`step_main`]) that does nothing but call
+/// [`crate::sandbox::run`] and write the outcome to `state_dir/status.json`. It runs on
+/// the host and is never visible inside the container (the container's PID 1 is the
+/// step's own command).
 pub fn run_step(
     spec: &Spec,
     rootfs: &Path,
-    log: &Path,
+    state_dir: &Path,
     cgroup_root: &Path,
+    on_line: &mut dyn FnMut(Duration, &str),
 ) -> Result<StepOutcome, BuildError> {
+    use std::io::BufRead;
     let started = Instant::now();
-    let logf = fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .mode(0o600)
-        .open(log)
-        .map_err(|e| BuildError::io(log, e))?;
-    let null = fs::File::open("/dev/null").map_err(|e| BuildError::io("/dev/null", e))?;
-    let _ = io::stdout().flush();
-    let _ = io::stderr().flush();
-    // Save 0/1/2, point them at /dev/null and the log, run, restore.
-    let saved: Vec<OwnedFd> = (0..3)
-        .map(|fd| {
-            rustix::io::fcntl_dupfd_cloexec(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, 10)
-                .map_err(|e| BuildError::io("dup", io::Error::from_raw_os_error(e.raw_os_error())))
-        })
-        .collect::<Result<_, _>>()?;
-    let redirect = |from: i32, to: i32| {
-        // SAFETY: both are open descriptors of this process.
-        unsafe { libc::dup2(from, to) };
-    };
-    redirect(null.as_raw_fd(), 0);
-    redirect(logf.as_raw_fd(), 1);
-    redirect(logf.as_raw_fd(), 2);
-    let opts = crate::sandbox::Options {
-        cgroup_root: cgroup_root.to_path_buf(),
-        init: false,
-        rootfs_shifted: None,
-    };
-    let r = crate::sandbox::run(spec, rootfs, &opts);
-    for (fd, s) in saved.iter().enumerate() {
-        redirect(s.as_raw_fd(), fd as i32);
+    let spec_path = state_dir.join("config.json");
+    let status_path = state_dir.join("status.json");
+    let data = serde_json::to_vec(spec).map_err(|e| BuildError::Other(e.to_string()))?;
+    fs::write(&spec_path, data).map_err(|e| BuildError::io(&spec_path, e))?;
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| BuildError::io("pipe", io::Error::from_raw_os_error(e.raw_os_error())))?;
+    let w2 = w.try_clone().map_err(|e| BuildError::io("pipe", e))?;
+    let mut child = std::process::Command::new("/proc/self/exe")
+        .arg("build-step")
+        .arg(&spec_path)
+        .arg(rootfs)
+        .arg(cgroup_root)
+        .arg(&status_path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(w))
+        .stderr(std::process::Stdio::from(w2))
+        .spawn()
+        .map_err(|e| BuildError::io("/proc/self/exe", e))?;
+    let mut output = Vec::new();
+    let mut reader = io::BufReader::new(fs::File::from(r));
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {
+                output.extend_from_slice(&line);
+                let text = String::from_utf8_lossy(&line);
+                on_line(started.elapsed(), text.trim_end_matches(['\n', '\r']));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
     }
-    drop(saved);
-    let output = fs::read(log).map_err(|e| BuildError::io(log, e))?;
-    let _ = fs::remove_file(log);
-    match r {
-        Ok(outcome) => Ok(StepOutcome {
-            outcome,
-            output,
-            took: started.elapsed(),
-        }),
-        Err(e) => {
-            let code = i32::from(e.exit_code());
-            Err(BuildError::StepFailed {
+    let st = child
+        .wait()
+        .map_err(|e| BuildError::io("wait for the step", e))?;
+    let status: Status = fs::read(&status_path)
+        .ok()
+        .and_then(|d| serde_json::from_slice(&d).ok())
+        .ok_or_else(|| {
+            BuildError::Other(format!(
+                "the step launcher ended ({st}) without reporting an outcome"
+            ))
+        })?;
+    let outcome = match status {
+        Status::Exited { code } => crate::sandbox::Outcome::Exited(code),
+        Status::Signaled { signal } => crate::sandbox::Outcome::Signaled(signal),
+        Status::Oom => crate::sandbox::Outcome::OomKilled,
+        Status::Error { code, message } => {
+            return Err(BuildError::StepFailed {
                 at: String::new(),
                 what: String::new(),
-                reason: e.to_string(),
-                code,
+                reason: message,
+                code: i32::from(code),
                 source_line: String::new(),
                 tail: String::from_utf8_lossy(&output).into_owned(),
             })
         }
+    };
+    Ok(StepOutcome {
+        outcome,
+        output,
+        took: started.elapsed(),
+    })
+}
+
+/// The step launcher (`imgctl build-step SPEC ROOTFS CGROUP_ROOT STATUS`, hidden):
+/// runs the spec in the sandbox from this single-threaded process and writes the
+/// outcome to STATUS. Returns the exit code of the launcher itself.
+pub fn step_main(spec: &Path, rootfs: &Path, cgroup_root: &Path, status: &Path) -> u8 {
+    let result = fs::read(spec)
+        .map_err(|e| e.to_string())
+        .and_then(|d| serde_json::from_slice::<Spec>(&d).map_err(|e| e.to_string()));
+    let st = match result {
+        Err(e) => Status::Error {
+            code: 125,
+            message: format!("read step spec {}: {e}", spec.display()),
+        },
+        Ok(spec) => {
+            let opts = crate::sandbox::Options {
+                cgroup_root: cgroup_root.to_path_buf(),
+                init: false,
+                rootfs_shifted: None,
+            };
+            match crate::sandbox::run(&spec, rootfs, &opts) {
+                Ok(crate::sandbox::Outcome::Exited(code)) => Status::Exited { code },
+                Ok(crate::sandbox::Outcome::Signaled(signal)) => Status::Signaled { signal },
+                Ok(crate::sandbox::Outcome::OomKilled) => Status::Oom,
+                Err(e) => Status::Error {
+                    code: e.exit_code(),
+                    message: e.to_string(),
+                },
+            }
+        }
+    };
+    let data = serde_json::to_vec(&st).unwrap_or_default();
+    match fs::write(status, data) {
+        Ok(()) => 0,
+        Err(_) => 125,
     }
 }
 

@@ -625,3 +625,39 @@ ENTRYPOINT ["/bin/echo"]
         "{id}"
     );
 }
+
+#[test]
+fn independent_stages_run_at_the_same_time() {
+    let t = common::tempdir();
+    let Some(store) = store_with_busybox(t.path()) else {
+        return;
+    };
+    let _serial = common::sandbox::serial();
+    let ctx = t.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    let step =
+        "RUN cut -d' ' -f1 /proc/uptime > /start && sleep 2 && cut -d' ' -f1 /proc/uptime > /end";
+    fs::write(
+        ctx.join("Buildfile"),
+        format!(
+            "FROM busybox AS a\n{step}\nFROM busybox AS b\n{step}\n\
+             FROM busybox\nCOPY --from=a /start /a-start\nCOPY --from=a /end /a-end\n\
+             COPY --from=b /start /b-start\nCOPY --from=b /end /b-end\n"
+        ),
+    )
+    .unwrap();
+    build_ok(
+        &store,
+        &["--jobs", "2", "-t", "par:1", ctx.to_str().unwrap()],
+    );
+    let out = ok(imgctl(&store).args([
+        "run", "--rm", "par:1", "cat", "/a-start", "/a-end", "/b-start", "/b-end",
+    ]));
+    let v: Vec<f64> = out.lines().map(|l| l.trim().parse().unwrap()).collect();
+    let (a0, a1, b0, b1) = (v[0], v[1], v[2], v[3]);
+    assert!(a1 - a0 >= 1.9 && b1 - b0 >= 1.9, "{v:?}");
+    assert!(
+        a0 < b1 && b0 < a1,
+        "the two stages' RUN steps overlap in time: a {a0}..{a1}, b {b0}..{b1}"
+    );
+}
