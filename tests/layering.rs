@@ -1,5 +1,8 @@
 //! The module layering of docs/ARCHITECTURE.md, checked: a module may refer to
-//! `crate::X` only where X has a lower rank than itself (or is itself).
+//! `crate::X` only where X has a lower rank than itself (or is itself), and `cli`
+//! only parses and renders: it may use the joining modules (rank 3 and up), the
+//! pure vocabularies `oci` and `buildfile`, and nothing that touches the store,
+//! layers, snapshots, registries or the sandbox directly.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -24,6 +27,36 @@ fn ranks() -> BTreeMap<&'static str, u8> {
     ]
     .into_iter()
     .collect()
+}
+
+/// What `cli` may name: the modules that join the pieces, and pure vocabularies.
+const CLI_MAY_USE: &[&str] = &["image", "container", "build", "report", "oci", "buildfile"];
+
+/// The layering violations in one file of module `module` (rank `own`).
+fn check_file(module: &str, own: u8, rel: &str, text: &str) -> Vec<String> {
+    let ranks = ranks();
+    let mut violations = Vec::new();
+    for name in crate_refs(text) {
+        if name == module {
+            continue;
+        }
+        match ranks.get(name.as_str()) {
+            Some(&r) if r < own => {
+                if module == "cli" && !CLI_MAY_USE.contains(&name.as_str()) {
+                    violations.push(format!(
+                        "{rel}: `cli` uses `crate::{name}` directly; call a joining module \
+                         ({}) instead",
+                        CLI_MAY_USE.join(", ")
+                    ));
+                }
+            }
+            Some(&r) => violations.push(format!(
+                "{rel}: `{module}` (rank {own}) uses `crate::{name}` (rank {r})"
+            )),
+            None => violations.push(format!("{rel}: unknown module crate::{name}")),
+        }
+    }
+    violations
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
@@ -85,19 +118,7 @@ fn modules_only_use_lower_ranks() {
             continue;
         };
         let text = fs::read_to_string(file).expect("read source");
-        for name in crate_refs(&text) {
-            if name == module {
-                continue;
-            }
-            match ranks.get(name.as_str()) {
-                Some(&r) if r < own => {}
-                Some(&r) => violations.push(format!(
-                    "{}: `{module}` (rank {own}) uses `crate::{name}` (rank {r})",
-                    rel.display()
-                )),
-                None => violations.push(format!("{}: unknown module crate::{name}", rel.display())),
-            }
-        }
+        violations.extend(check_file(&module, own, &rel.display().to_string(), &text));
     }
     assert!(
         violations.is_empty(),
@@ -110,4 +131,25 @@ fn modules_only_use_lower_ranks() {
 fn the_checker_sees_references() {
     let refs = crate_refs("use crate::store::Store;\nlet x = crate::oci::Digest::of(b\"\");\n$crate::foo; my_crate::bar");
     assert_eq!(refs, vec!["store".to_string(), "oci".to_string()]);
+}
+
+#[test]
+fn the_checker_rejects_cli_reaching_below_the_joining_modules() {
+    let cli = ranks()["cli"];
+    for below in ["store", "layer", "snapshot", "registry", "sandbox", "sys"] {
+        let text = format!("use crate::{below}::Something;\n");
+        let v = check_file("cli", cli, "cli/x.rs", &text);
+        assert_eq!(v.len(), 1, "{below}: {v:?}");
+        assert!(v[0].contains("directly"), "{v:?}");
+    }
+    for ok in CLI_MAY_USE {
+        let text = format!("use crate::{ok}::Something;\n");
+        assert!(check_file("cli", cli, "cli/x.rs", &text).is_empty(), "{ok}");
+    }
+    // Other modules keep the plain rank rule.
+    assert!(check_file("image", 3, "image/x.rs", "use crate::store::Store;").is_empty());
+    assert_eq!(
+        check_file("store", 1, "store/x.rs", "use crate::image::X;").len(),
+        1
+    );
 }

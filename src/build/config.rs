@@ -29,8 +29,7 @@ pub fn shell(image: &Image) -> Vec<String> {
         .config
         .config
         .as_ref()
-        .and_then(|c| c.get("Shell"))
-        .and_then(|v| serde_json::from_value::<Vec<String>>(v.clone()).ok())
+        .and_then(|c| c.shell.clone())
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
 }
@@ -147,11 +146,21 @@ pub fn apply(
         .config
         .config
         .as_ref()
-        .and_then(|c| c.get("WorkingDir"))
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_string();
-    let c = image.config_mut();
+        .and_then(|c| c.working_dir.clone())
+        .unwrap_or_default();
+    if let Command::Maintainer { name } = cmd {
+        image.config.author = Some(name.clone());
+        return Ok(Some(format!("MAINTAINER {name}")));
+    }
+    // Edited as Docker's JSON object (every key, typed or not), then read back.
+    let json = |e: serde_json::Error| BuildError::Other(format!("image config: {e}"));
+    let mut value = serde_json::to_value(image.config_mut()).map_err(json)?;
+    if !value.is_object() {
+        value = Value::Object(Map::new());
+    }
+    let Value::Object(c) = &mut value else {
+        unreachable!("made an object above")
+    };
     let by = match cmd {
         Command::Env { pairs, .. } => {
             for p in pairs {
@@ -288,18 +297,19 @@ pub fn apply(
             }
             format!("ONBUILD {t}")
         }
-        Command::Maintainer { name } => {
-            image.config.author = Some(name.clone());
-            format!("MAINTAINER {name}")
-        }
         Command::Arg { .. } => return Ok(None),
-        Command::From { .. } | Command::Run { .. } | Command::Copy { .. } | Command::Add { .. } => {
+        Command::Maintainer { .. }
+        | Command::From { .. }
+        | Command::Run { .. }
+        | Command::Copy { .. }
+        | Command::Add { .. } => {
             return Err(BuildError::Instruction {
                 at: at.to_string(),
                 message: format!("{} is not a config instruction", cmd.name()),
             })
         }
     };
+    *image.config_mut() = serde_json::from_value(value).map_err(json)?;
     Ok(Some(by))
 }
 
@@ -355,7 +365,7 @@ mod tests {
     #[test]
     fn entrypoint_resets_an_inherited_cmd_but_not_one_set_in_the_stage() {
         let mut i = img();
-        i.config_mut().insert("Cmd".into(), json!(["sh"]));
+        i.config_mut().cmd = Some(vec!["sh".into()]);
         let mut f = StageFlags::default();
         let ep = Command::Entrypoint {
             command: CmdLine::Exec {
@@ -364,13 +374,16 @@ mod tests {
         };
         let by = apply(&mut i, &ep, &mut f, "B:1").unwrap().unwrap();
         assert_eq!(by, "ENTRYPOINT [\"/app\"]");
-        assert!(i.config_mut().get("Cmd").is_none());
+        assert!(i.config_mut().cmd.is_none());
         let cmd = Command::Cmd {
             command: CmdLine::Shell { text: "run".into() },
         };
         apply(&mut i, &cmd, &mut f, "B:2").unwrap();
         apply(&mut i, &ep, &mut f, "B:3").unwrap();
-        assert_eq!(i.config_mut()["Cmd"], json!(["/bin/sh", "-c", "run"]));
+        assert_eq!(
+            i.config_mut().cmd,
+            Some(vec!["/bin/sh".into(), "-c".into(), "run".into()])
+        );
     }
 
     #[test]
@@ -391,11 +404,11 @@ mod tests {
             legacy: false,
         };
         apply(&mut i, &env, &mut f, "B:1").unwrap();
-        assert_eq!(i.config_mut()["Env"], json!(["A=2"]));
+        assert_eq!(i.config_mut().env, Some(vec!["A=2".to_string()]));
         for p in ["/app", "sub/../x", "."] {
             apply(&mut i, &Command::Workdir { path: p.into() }, &mut f, "B:2").unwrap();
         }
-        assert_eq!(i.config_mut()["WorkingDir"], json!("/app/x"));
+        assert_eq!(i.config_mut().working_dir.as_deref(), Some("/app/x"));
         apply(
             &mut i,
             &Command::Expose {
@@ -405,10 +418,12 @@ mod tests {
             "B:3",
         )
         .unwrap();
-        let ports: Vec<&String> = i.config_mut()["ExposedPorts"]
-            .as_object()
+        let ports: Vec<String> = i
+            .config_mut()
+            .exposed_ports
+            .clone()
             .unwrap()
-            .keys()
+            .into_keys()
             .collect();
         assert_eq!(ports, ["53/udp", "80/tcp", "8000/tcp", "8001/tcp"]);
         let hc = Command::Healthcheck {
@@ -425,7 +440,7 @@ mod tests {
         };
         apply(&mut i, &hc, &mut f, "B:4").unwrap();
         assert_eq!(
-            i.config_mut()["Healthcheck"],
+            i.config_mut().extra["Healthcheck"],
             json!({"Test": ["CMD-SHELL", "true"], "Interval": 30_000_000_000u64, "Retries": 3})
         );
     }

@@ -50,8 +50,10 @@ struct Exec<'a> {
     results: Mutex<Vec<Option<StageResult>>>,
     steps_run: AtomicUsize,
     steps_cached: AtomicUsize,
-    /// Serialises unpacking a chain (two stages on one base start together).
+    /// Serialises unpacking a chain (two stages on one base start together) and pulls.
     unpack: Mutex<()>,
+    /// Images pulled by this build (`--pull` refreshes each once).
+    pulled: Mutex<std::collections::HashSet<String>>,
     secrets: Vec<Vec<u8>>,
 }
 
@@ -191,6 +193,7 @@ pub(super) fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Buil
         steps_run: AtomicUsize::new(0),
         steps_cached: AtomicUsize::new(0),
         unpack: Mutex::new(()),
+        pulled: Mutex::new(Default::default()),
         secrets,
     };
     x.run_plan(&plan)?;
@@ -205,14 +208,12 @@ pub(super) fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Buil
         .map(|r| r.image)
         .ok_or_else(|| BuildError::Other("the target stage did not finish".into()))?;
     if !opts.labels.is_empty() {
-        let c = image.config_mut();
-        let l = c
-            .entry("Labels".to_string())
-            .or_insert_with(|| serde_json::json!({}));
-        if let serde_json::Value::Object(m) = l {
-            for (k, v) in &opts.labels {
-                m.insert(k.clone(), serde_json::json!(v));
-            }
+        let l = image
+            .config_mut()
+            .labels
+            .get_or_insert_with(Default::default);
+        for (k, v) in &opts.labels {
+            l.insert(k.clone(), v.clone());
         }
     }
     image.config.created = Some(x.now());
@@ -379,18 +380,62 @@ impl<'a> Exec<'a> {
 
     /// An image from the store by name (pulled first when missing or with --pull).
     fn load_image(&self, name: &str) -> Result<(Image, Digest), BuildError> {
+        let refresh = self.opts.pull
+            && self
+                .pulled
+                .lock()
+                .map(|mut p| p.insert(name.to_string()))
+                .unwrap_or(false);
+        if refresh {
+            self.pull(name)?;
+        }
         let found = match self.store.find_image(name) {
             Ok(f) => f,
-            Err(crate::store::StoreError::ImageNotFound { .. }) => {
-                return Err(BuildError::Other(format!(
-                    "base image {name} is not in the store (pull it first: imgctl pull {name})"
-                )))
+            Err(crate::store::StoreError::ImageNotFound { .. }) if !refresh => {
+                self.pull(name)?;
+                self.store.find_image(name).map_err(|e| other(name)(&e))?
             }
             Err(e) => return Err(other(name)(&e)),
         };
         let d = found.descriptor.digest;
         let img = Image::load(&self.store, &d).map_err(|e| other(name)(&e))?;
         Ok((img, d))
+    }
+
+    /// Pull `name` from its registry into the store (unpacked), once at a time.
+    fn pull(&self, name: &str) -> Result<(), BuildError> {
+        let reference: crate::oci::Reference = name.parse().map_err(|e| {
+            BuildError::Other(format!(
+                "base image {name}: not in the store and not a valid reference to pull: {e}"
+            ))
+        })?;
+        let _one = self.unpack.lock();
+        let n = self.next_step(&format!("[internal] pull {reference}"));
+        let t = Instant::now();
+        let req = crate::image::PullRequest {
+            reference,
+            platform: None,
+            max_concurrent_downloads: 3,
+            unpack: true,
+        };
+        match crate::image::pull(&self.opts.root, &req, std::sync::Arc::new(())) {
+            Ok(_) => {
+                self.progress.event(&Event::Done {
+                    n,
+                    took: t.elapsed(),
+                });
+                Ok(())
+            }
+            Err(e) => {
+                let msg = format!("base image {name}: {e} (is it in the store? `imgctl images`)");
+                self.progress.event(&Event::Error {
+                    n,
+                    took: t.elapsed(),
+                    message: &msg,
+                });
+                Err(BuildError::Other(msg))
+            }
+        }
     }
 
     /// The snapshot chain of `image`, unpacked when missing. `None` for no layers.
@@ -579,11 +624,11 @@ impl<'a> Exec<'a> {
             .config
             .config
             .as_ref()
-            .and_then(|c| c.get("OnBuild"))
+            .and_then(|c| c.extra.get("OnBuild"))
             .and_then(|v| serde_json::from_value(v.clone()).ok())
             .unwrap_or_default();
-        if let Some(c) = image.config.config.as_mut().and_then(|c| c.as_object_mut()) {
-            c.remove("OnBuild");
+        if let Some(c) = image.config.config.as_mut() {
+            c.extra.remove("OnBuild");
         }
         let mut flags = StageFlags::default();
         let mut parent_missed = false;
@@ -706,13 +751,10 @@ impl<'a> Exec<'a> {
         let cfg = image.runtime_config();
         let workdir = cfg
             .as_ref()
-            .and_then(|c| c.working_dir().clone())
+            .and_then(|c| c.working_dir.clone())
             .filter(|w| !w.is_empty())
             .unwrap_or_else(|| "/".into());
-        let image_env: Vec<String> = cfg
-            .as_ref()
-            .and_then(|c| c.env().clone())
-            .unwrap_or_default();
+        let image_env: Vec<String> = cfg.as_ref().and_then(|c| c.env.clone()).unwrap_or_default();
         // Build args (and proxy args) the step sees, beyond the image's ENV.
         let mut args: Vec<(String, String)> = match pos {
             Some(p) => st.env_at(p),

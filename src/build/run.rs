@@ -427,7 +427,7 @@ pub struct StepConfig<'a> {
     pub id: &'a str,
     pub argv: Vec<String>,
     /// The image config in effect (Env, User, WorkingDir).
-    pub image: Option<&'a oci_spec::image::Config>,
+    pub image: Option<&'a crate::oci::RunConfig>,
     /// Build args and proxy variables added to the environment.
     pub extra_env: Vec<String>,
     pub limits: Limits,

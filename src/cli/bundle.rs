@@ -2,27 +2,26 @@
 //! for an image and `run`'s flags, runnable by crun or runc.
 //!
 //! An image's filesystem is flattened into `DIR/rootfs`. With `--rootfs DIR` the
-//! bundle's `root.path` is DIR's absolute path (the directory is not copied); the generated `/etc/hosts`, `/etc/hostname` and
-//! `/etc/resolv.conf` live in the bundle directory.
+//! bundle's `root.path` is DIR's absolute path (the directory is not copied); the
+//! generated `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` live in the
+//! bundle directory. A new bundle directory is made 0700 (like runc and
+//! containerd state dirs): the rootfs holds the image's setuid files and devices.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-
-use super::run::{prepare, ContainerArgs};
+use super::run::{image_and_command, rootfs_source, run_flags, ContainerArgs};
 use super::Globals;
+use crate::container;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
     pub c: ContainerArgs,
     /// IMAGE DIR [COMMAND [ARG...]] (with --rootfs: DIR [COMMAND [ARG...]]).
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "ARG"
-    )]
+    /// Options go before IMAGE; everything after DIR is the command.
+    #[arg(trailing_var_arg = true, value_name = "ARG")]
     pub args: Vec<String>,
 }
 
@@ -33,45 +32,11 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("usage: imgctl bundle [OPTIONS] IMAGE DIR [COMMAND...] (or --rootfs ROOTFS DIR [COMMAND...])");
     }
     let dir = PathBuf::from(pos.remove(dir_index));
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("create bundle directory {}", dir.display()))?;
-    let dir = std::fs::canonicalize(&dir)
-        .with_context(|| format!("bundle directory {}", dir.display()))?;
-    let image_name = if a.c.rootfs.is_none() {
-        pos.first().cloned()
-    } else {
-        None
-    };
-    let (mut p, _id) = prepare(g, &a.c, pos, Some(dir.clone()))?;
-    // A bundle outlives imgctl: an image-backed rootfs is flattened into DIR/rootfs
-    // (unless a user-namespace copy, which persists in the store's cache, is used);
-    // with --rootfs nothing is held.
-    if let (Some(name), None) = (&image_name, &p.rootfs_shifted) {
-        let rootfs = dir.join("rootfs");
-        if rootfs.exists() {
-            anyhow::bail!(
-                "bundle directory {} already has a rootfs; remove it or choose another directory",
-                dir.display()
-            );
-        }
-        let (blobs, manifest) = super::image_ref::resolve_image(g, name)?;
-        std::fs::create_dir(&rootfs).with_context(|| format!("create {}", rootfs.display()))?;
-        crate::image::flatten_into(
-            blobs.as_ref(),
-            &manifest,
-            &rootfs,
-            crate::layer::Limits::default(),
-        )
-        .with_context(|| format!("write {name} into {}", rootfs.display()))?;
-        if let Some(mut root) = p.spec.root().clone() {
-            root.set_path(PathBuf::from("rootfs"));
-            p.spec.set_root(Some(root));
-        }
-    }
-    let path = dir.join("config.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&p.spec)?)
-        .with_context(|| format!("write {}", path.display()))?;
-    drop(p.image);
-    println!("{}", dir.display());
+    let (image, cmd) = image_and_command(&a.c, pos);
+    let id = container::new_id();
+    let flags = run_flags(&a.c, &id, cmd)?;
+    let rootfs = rootfs_source(g, image.as_deref(), &a.c)?;
+    let dir = container::write_bundle(&g.root, flags, rootfs, &dir)?;
+    writeln!(std::io::stdout().lock(), "{}", dir.display())?;
     Ok(ExitCode::SUCCESS)
 }

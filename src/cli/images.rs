@@ -4,12 +4,12 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use serde_json::{json, Value};
 
 use super::Globals;
-use crate::oci::{Descriptor, Digest, ImageConfig, Reference};
-use crate::store::{Resolved, Store, ANNOTATION_SOURCE_DIGEST, MAX_CONFIG_SIZE};
+use crate::image::{self, catalog};
+use crate::oci::{Descriptor, Reference};
 
 /// Output format of listing commands.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -67,17 +67,6 @@ pub struct RmiArgs {
     pub images: Vec<String>,
 }
 
-pub(super) fn open_store(g: &Globals) -> anyhow::Result<Store> {
-    Store::open(&g.root).with_context(|| format!("open store {}", g.root.display()))
-}
-
-fn load_config(store: &Store, d: &Descriptor) -> anyhow::Result<ImageConfig> {
-    let body = store
-        .read_blob(&d.digest, MAX_CONFIG_SIZE)
-        .with_context(|| format!("read image config {}", d.digest))?;
-    serde_json::from_slice(&body).with_context(|| format!("parse image config {}", d.digest))
-}
-
 /// Repository and tag columns for an index name.
 fn repo_tag(name: &str) -> (String, String) {
     match Reference::parse(name) {
@@ -104,13 +93,9 @@ fn image_size(desc: &Descriptor, r: &crate::oci::Manifest) -> u64 {
 }
 
 pub fn images(g: &Globals, a: ImagesArgs) -> anyhow::Result<ExitCode> {
-    let store = open_store(g)?;
     let mut rows = Vec::new();
-    for rec in store.image_records()? {
-        let manifest = store
-            .read_manifest(&rec.descriptor)
-            .with_context(|| format!("image {}", rec.name))?;
-        let config = load_config(&store, &manifest.config)?;
+    for rec in catalog::list(&g.root)? {
+        let (manifest, config) = (&rec.manifest, &rec.config);
         let (repo, tag) = repo_tag(&rec.name);
         rows.push(json!({
             "Name": rec.name,
@@ -119,7 +104,7 @@ pub fn images(g: &Globals, a: ImagesArgs) -> anyhow::Result<ExitCode> {
             "Id": manifest.config.digest.to_string(),
             "Digest": rec.descriptor.digest.to_string(),
             "Created": config.created,
-            "Size": image_size(&rec.descriptor, &manifest),
+            "Size": image_size(&rec.descriptor, manifest),
         }));
     }
     let mut out = std::io::stdout().lock();
@@ -200,64 +185,36 @@ pub(super) fn print_table<const N: usize>(
     Ok(())
 }
 
-fn repo_digests(store: &Store, r: &Resolved) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let idx_digest = store.index().ok().and_then(|i| {
-        i.manifests
-            .iter()
-            .find(|d| d.digest == r.descriptor.digest)
-            .and_then(|d| d.annotation(ANNOTATION_SOURCE_DIGEST))
-            .and_then(|s| s.parse::<Digest>().ok())
-    });
-    let digest = r
-        .descriptor
-        .annotation(ANNOTATION_SOURCE_DIGEST)
-        .and_then(|s| s.parse::<Digest>().ok())
-        .or(idx_digest)
-        .unwrap_or_else(|| r.descriptor.digest.clone());
-    for n in &r.names {
-        if let Ok(rf) = Reference::parse(n) {
-            let s = format!("{}@{}", rf.familiar_name(), digest);
-            if !out.contains(&s) {
-                out.push(s);
-            }
-        }
-    }
-    out
-}
-
 pub fn inspect(g: &Globals, a: InspectArgs) -> anyhow::Result<ExitCode> {
-    let store = open_store(g)?;
     let mut all = Vec::new();
     for q in &a.images {
-        let r = store.find_image(q)?;
-        let config = load_config(&store, &r.manifest.config)?;
+        let r = image::resolve_image(&g.root, q)?;
+        let (manifest, config) = (&r.image.manifest, &r.image.config);
         let tags: Vec<String> = r
             .names
             .iter()
             .filter_map(|n| Reference::parse(n).ok())
             .filter_map(|rf| rf.tag().map(|t| format!("{}:{t}", rf.familiar_name())))
             .collect();
-        let layers: Vec<Value> = r
-            .manifest
+        let layers: Vec<Value> = manifest
             .layers
             .iter()
             .map(|l| json!({"Digest": l.digest, "MediaType": l.media_type, "Size": l.size}))
             .collect();
         all.push(json!({
-            "Id": r.manifest.config.digest,
+            "Id": manifest.config.digest,
             "RepoTags": tags,
-            "RepoDigests": repo_digests(&store, &r),
+            "RepoDigests": catalog::repo_digests(&r),
             "Created": config.created,
             "Author": config.author.clone().unwrap_or_default(),
             "Architecture": config.architecture,
             "Os": config.os,
             "Variant": config.variant,
-            "Size": r.manifest.layers.iter().map(|l| l.size).sum::<u64>(),
-            "Config": config.config.clone().unwrap_or(Value::Null),
+            "Size": manifest.layers.iter().map(|l| l.size).sum::<u64>(),
+            "Config": config.config.clone(),
             "RootFS": {"Type": if config.rootfs.kind.is_empty() { "layers".to_string() } else { config.rootfs.kind.clone() },
                        "Layers": config.rootfs.diff_ids},
-            "Manifest": {"Digest": r.descriptor.digest, "MediaType": r.descriptor.media_type, "Size": r.descriptor.size},
+            "Manifest": manifest_json(&r),
             "Layers": layers,
         }));
     }
@@ -268,11 +225,10 @@ pub fn inspect(g: &Globals, a: InspectArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn history(g: &Globals, a: HistoryArgs) -> anyhow::Result<ExitCode> {
-    let store = open_store(g)?;
-    let r = store.find_image(&a.image)?;
-    let config = load_config(&store, &r.manifest.config)?;
+    let r = image::resolve_image(&g.root, &a.image)?;
+    let (manifest, config) = (&r.image.manifest, &r.image.config);
     // Non-empty history entries correspond, in order, to the manifest's layers.
-    let mut layers = r.manifest.layers.iter();
+    let mut layers = manifest.layers.iter();
     let mut entries: Vec<Value> = config
         .history
         .iter()
@@ -290,7 +246,7 @@ pub fn history(g: &Globals, a: HistoryArgs) -> anyhow::Result<ExitCode> {
         .collect();
     if config.history.is_empty() {
         // No history recorded: one row per layer.
-        for l in &r.manifest.layers {
+        for l in &manifest.layers {
             entries.push(
                 json!({"Created": null, "CreatedBy": "", "Comment": "", "EmptyLayer": false,
                                 "Layer": l.digest, "Size": l.size}),
@@ -304,7 +260,7 @@ pub fn history(g: &Globals, a: HistoryArgs) -> anyhow::Result<ExitCode> {
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let id = r.manifest.config.digest.short().to_string();
+    let id = manifest.config.digest.short().to_string();
     let rows: Vec<[String; 5]> = entries
         .iter()
         .enumerate()
@@ -340,7 +296,6 @@ pub fn history(g: &Globals, a: HistoryArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn tag(g: &Globals, a: TagArgs) -> anyhow::Result<ExitCode> {
-    let store = open_store(g)?;
     let target = Reference::parse(&a.target)?;
     if target.tag().is_none() {
         bail!(
@@ -348,37 +303,28 @@ pub fn tag(g: &Globals, a: TagArgs) -> anyhow::Result<ExitCode> {
             a.target
         );
     }
-    let r = store.find_image(&a.source)?;
-    let src_index = r
-        .descriptor
-        .annotation(ANNOTATION_SOURCE_DIGEST)
-        .and_then(|s| s.parse::<Digest>().ok());
-    let mut desc = r.descriptor.clone();
-    desc.annotations = None;
-    store
-        .set_image(&target, desc, src_index.as_ref())
-        .with_context(|| format!("tag {} {target}", a.source))?;
+    catalog::tag(&g.root, &a.source, &target)?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn rmi(g: &Globals, a: RmiArgs) -> anyhow::Result<ExitCode> {
-    let store = open_store(g)?;
+    let mut out = std::io::stdout().lock();
     for q in &a.images {
-        let exact = Reference::parse(q).ok().map(|r| r.to_string());
-        let names: Vec<String> = match exact {
-            Some(n) if store.image_records()?.iter().any(|r| r.name == n) => vec![n],
-            _ => store.find_image(q)?.names,
-        };
-        if names.is_empty() {
+        let removed = catalog::untag(&g.root, q)?;
+        if removed.is_empty() {
             bail!("rmi {q}: image has no name to remove");
         }
-        for n in names {
-            if store.remove_name(&n)?.is_some() {
-                println!("Untagged: {n}");
-            }
+        for n in removed {
+            writeln!(out, "Untagged: {n}")?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The descriptor of an inspected image's manifest.
+fn manifest_json(r: &image::ResolvedImage) -> Value {
+    let m = &r.image;
+    json!({"Digest": m.digest, "MediaType": m.media_type, "Size": m.size})
 }
 
 /// `1.5kB`, `23.4MB` (decimal units, as Docker prints).

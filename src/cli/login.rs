@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 
 use super::Globals;
+use crate::image::{self, Credentials};
 use crate::oci::{Reference, DEFAULT_REGISTRY};
-use crate::registry::{Client, Credentials, DockerConfig, RegistryConfig, RetryPolicy};
 
 #[derive(clap::Args, Debug)]
 pub struct LoginArgs {
@@ -113,36 +113,22 @@ pub fn login(_g: &Globals, a: LoginArgs) -> anyhow::Result<ExitCode> {
         username,
         secret: password,
     };
-    let docker = DockerConfig::default_location();
-    let client = Client::new(
-        RegistryConfig::load()?,
-        docker.clone(),
-        RetryPolicy::default(),
-    );
-    client.set_credentials(&host, creds.clone());
-    let rt = super::pull::runtime()?;
-    rt.block_on(client.ping(&host))
-        .with_context(|| format!("login {host}"))?;
-    docker
-        .store(&host, &creds)
-        .with_context(|| format!("login {host}: save credentials"))?;
-    println!(
+    let saved = image::login(&host, creds)?;
+    writeln!(
+        std::io::stdout().lock(),
         "Login Succeeded ({host}, saved in {})",
-        docker.path().display()
-    );
+        saved.display()
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn logout(_g: &Globals, a: LogoutArgs) -> anyhow::Result<ExitCode> {
     let host = server_host(a.server.as_deref())?;
-    let docker = DockerConfig::default_location();
-    if docker
-        .erase(&host)
-        .with_context(|| format!("logout {host}"))?
-    {
-        println!("Removed login credentials for {host}");
+    let mut out = std::io::stdout().lock();
+    if image::logout(&host)? {
+        writeln!(out, "Removed login credentials for {host}")?;
     } else {
-        println!("Not logged in to {host}");
+        writeln!(out, "Not logged in to {host}")?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -15,7 +15,6 @@ mod buildfile;
 mod bundle;
 mod diff;
 mod export;
-mod image_ref;
 mod images;
 mod login;
 mod mount;
@@ -30,7 +29,10 @@ pub const DEFAULT_ROOT: &str = "/var/lib/imgctl";
 #[command(
     name = "imgctl",
     version,
-    about = "Daemonless container image builder, layer store and runner",
+    about = "Daemonless container image store and runner: pull images from registries, \
+keep them in a local OCI store, mount or export them, and run commands in containers \
+(namespaces, cgroups v1/v2, seccomp) or write OCI bundles for crun/runc.",
+    long_about = None,
     propagate_version = true
 )]
 pub struct Cli {
@@ -118,7 +120,7 @@ impl std::error::Error for Exit {}
 pub fn main() -> ExitCode {
     // `imgctl run --init` re-executes a sealed copy of this binary as the
     // container's PID 1; that copy never returns from here.
-    crate::sandbox::init::entry();
+    crate::container::init_entry();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -176,6 +178,21 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// True when the failure is a write to a closed pipe, wherever it sits in the
+/// chain: an `io::Error` itself, or one wrapped by serde_json (whose `source()`
+/// skips the io error) or by a library error.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::BrokenPipe;
+        }
+        if let Some(j) = cause.downcast_ref::<serde_json::Error>() {
+            return j.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe);
+        }
+        false
+    })
+}
+
 /// Print an error chain once, on one line, and pick the exit code.
 fn report(err: anyhow::Error) -> ExitCode {
     if let Some(exit) = err.downcast_ref::<Exit>() {
@@ -185,10 +202,8 @@ fn report(err: anyhow::Error) -> ExitCode {
         return ExitCode::from(exit.code);
     }
     // A closed stdout (e.g. `imgctl images | head`) is not an error worth a message.
-    if let Some(io) = err.downcast_ref::<std::io::Error>() {
-        if io.kind() == std::io::ErrorKind::BrokenPipe {
-            return ExitCode::SUCCESS;
-        }
+    if is_broken_pipe(&err) {
+        return ExitCode::SUCCESS;
     }
     let mut msg = err.to_string();
     for cause in err.chain().skip(1) {

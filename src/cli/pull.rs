@@ -3,20 +3,15 @@
 //! (download, decompression and extraction pipelined).
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::Globals;
+use crate::image::{self, Event, Progress, PullRequest};
 use crate::oci::{Platform, Reference};
-use crate::registry::{
-    Client, DockerConfig, Event, Progress, PullOptions, PulledImage, RegistryConfig, RetryPolicy,
-};
-use crate::store::Store;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "\
@@ -54,16 +49,7 @@ pub struct Args {
 
 pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
     let reference = Reference::parse(&a.reference)?;
-    let platform = match &a.platform {
-        Some(p) => Platform::parse(p)?,
-        None => Platform::host(),
-    };
-    let store = Store::open(&g.root).with_context(|| format!("open store {}", g.root.display()))?;
-    let client = Client::new(
-        RegistryConfig::load()?,
-        DockerConfig::default_location(),
-        RetryPolicy::default(),
-    );
+    let platform = a.platform.as_deref().map(Platform::parse).transpose()?;
     let progress: Arc<dyn Progress> = if a.quiet {
         Arc::new(())
     } else if std::io::stderr().is_terminal() {
@@ -71,25 +57,18 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
     } else {
         Arc::new(Lines)
     };
-    let mut opts = PullOptions {
+    let req = PullRequest {
+        reference: reference.clone(),
         platform,
         max_concurrent_downloads: usize::from(a.max_concurrent_downloads),
-        require_platform: a.platform.is_some(),
-        notify: None,
+        unpack: !a.no_unpack,
     };
-    let rt = runtime()?;
-    let pulled = if a.no_unpack {
-        rt.block_on(client.pull(&store, &reference, &opts, progress))
-            .with_context(|| format!("pull {reference}"))?
-    } else {
-        pull_and_unpack(g, &store, &client, &reference, &mut opts, progress, &rt)?
-    };
-    drop(rt);
-    if a.quiet {
-        println!("{reference}");
-    } else {
-        println!("Digest: {}", pulled.repo_digest());
-        println!(
+    let pulled = image::pull(&g.root, &req, progress)?;
+    let mut out = std::io::stdout().lock();
+    if !a.quiet {
+        writeln!(out, "Digest: {}", pulled.repo_digest())?;
+        writeln!(
+            out,
             "Status: {} for {reference} ({} bytes fetched from {})",
             if pulled.downloaded > 0 {
                 "Downloaded newer image"
@@ -98,63 +77,10 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
             },
             pulled.downloaded,
             pulled.endpoint
-        );
-        println!("{reference}");
+        )?;
     }
+    writeln!(out, "{reference}")?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Pull with download, decompression and extraction pipelined: the registry client
-/// announces each blob as it is committed, and [`crate::image::unpack_as_committed`]
-/// extracts that layer on its own threads while other blobs are still downloading.
-/// When the pull succeeds, [`crate::image::unpack`] commits the chain bottom-up
-/// (extracting whatever was not done early); when it fails, layers not yet started
-/// are skipped and no chain is committed. Every unpack thread is joined before this
-/// returns.
-fn pull_and_unpack(
-    g: &Globals,
-    store: &Store,
-    client: &Client,
-    reference: &Reference,
-    opts: &mut PullOptions,
-    progress: Arc<dyn Progress>,
-    rt: &tokio::runtime::Runtime,
-) -> anyhow::Result<PulledImage> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    opts.notify = Some(tx);
-    let cancel = AtomicBool::new(false);
-    let unpack_opts = crate::image::UnpackOptions::default();
-    let (pulled, early) = std::thread::scope(|s| {
-        let worker = s
-            .spawn(|| crate::image::unpack_as_committed(store, &g.root, rx, &cancel, &unpack_opts));
-        let pulled = rt.block_on(client.pull(store, reference, opts, progress));
-        if pulled.is_err() {
-            cancel.store(true, Ordering::SeqCst);
-        }
-        // Closing the channel tells the unpacker the pull is over.
-        opts.notify = None;
-        let early = worker.join();
-        (pulled, early)
-    });
-    let pulled = pulled.with_context(|| format!("pull {reference}"))?;
-    match early {
-        Ok(r) => {
-            r.with_context(|| format!("unpack {reference}"))?;
-        }
-        Err(_) => anyhow::bail!("unpack {reference}: the unpack thread panicked"),
-    }
-    crate::image::unpack(store, &pulled.descriptor.digest, &g.root)
-        .with_context(|| format!("unpack {reference}"))?;
-    Ok(pulled)
-}
-
-/// A tokio runtime for network work (a few threads: downloads are I/O bound).
-pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("start async runtime")
 }
 
 /// Plain one-line events on stdout for logs (stderr is not a terminal); stderr
@@ -163,6 +89,12 @@ struct Lines;
 
 impl Progress for Lines {
     fn event(&self, e: &Event) {
+        // Progress is best effort: a closed stdout must not fail the pull.
+        macro_rules! println {
+            ($($t:tt)*) => {{
+                let _ = writeln!(std::io::stdout(), $($t)*);
+            }};
+        }
         match e {
             Event::Resolved {
                 reference,

@@ -1,25 +1,26 @@
 //! `imgctl run`: run a command in a new container, in the foreground.
 //!
 //! Flags are parsed here into [`RunFlags`] (what will be done), the image is
-//! looked up by [`image_rootfs`], [`crate::container::runtime_spec`] makes the OCI
-//! spec and [`crate::sandbox::run`] runs it. Exit codes follow Docker: 125 for
-//! imgctl's own errors, 126 command not executable, 127 command not found,
-//! otherwise the container's status (137 after an OOM kill).
+//! resolved once by [`crate::image::resolve_image`], and
+//! [`crate::container::run_foreground`] prepares, runs and records the container.
+//! Exit codes follow Docker: 125 for imgctl's own errors, 126 command not
+//! executable, 127 command not found, otherwise the container's status (137 after
+//! an OOM kill).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 
 use super::{Exit, Globals};
-use crate::container::{self, parse, Network, RunFlags, Userns};
+use crate::container::{self, parse, Network, RootfsSource, RunFlags, RunRequest, Userns};
 
 /// Flags shared by `run` and `bundle` (Docker's names).
 #[derive(clap::Args, Debug, Clone)]
 pub struct ContainerArgs {
-    /// Use DIR as the container's root filesystem instead of an image from the
-    /// store (until image lookup lands, the only way to name a root filesystem).
-    /// With --rootfs, every positional argument is the command.
+    /// Use DIR as the container's root filesystem as it is, instead of an image
+    /// (the directory is used in place, not copied). With --rootfs, every
+    /// positional argument is the command.
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,
     /// With --rootfs: an OCI image config JSON (ENTRYPOINT, CMD, ENV, USER, WORKDIR).
@@ -151,86 +152,49 @@ pub struct Args {
     pub cgroup_root: PathBuf,
     #[command(flatten)]
     pub c: ContainerArgs,
-    /// IMAGE [COMMAND [ARG...]] (with --rootfs: COMMAND [ARG...]).
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "ARG"
-    )]
+    /// IMAGE [COMMAND [ARG...]] (with --rootfs: COMMAND [ARG...]). Options go
+    /// before IMAGE; everything after it is the command, options included.
+    #[arg(trailing_var_arg = true, value_name = "ARG")]
     pub args: Vec<String>,
 }
 
-/// What the image step hands to `run`/`bundle`: the image's config, a mounted
-/// root filesystem for container `id`, and how to release it (e.g. unmount and
-/// remove the snapshot) once the container is gone; dropping releases it.
-pub(crate) struct ImageRoot {
-    pub config: Option<oci_spec::image::Config>,
-    pub rootfs: PathBuf,
-    pub release: Option<Box<dyn FnOnce()>>,
-}
-
-impl Drop for ImageRoot {
-    fn drop(&mut self) {
-        if let Some(f) = self.release.take() {
-            f();
-        }
-    }
-}
-
-/// The image step: image name -> (image config, root filesystem). A store image (or
-/// `oci:DIR[:TAG]`) is unpacked if needed and mounted as a fresh overlay snapshot
-/// whose release unmounts and removes it; `--rootfs DIR [--image-config FILE]` uses
-/// a plain directory as it is.
-pub(crate) fn image_rootfs(
+/// The container's root filesystem: `--rootfs DIR [--image-config FILE]` as it
+/// is, else the image argument resolved once (a name or ID in the store, or
+/// `oci:DIR[:TAG]`).
+pub(crate) fn rootfs_source(
     g: &Globals,
     image: Option<&str>,
     c: &ContainerArgs,
-    _id: &str,
-) -> anyhow::Result<ImageRoot> {
+) -> anyhow::Result<RootfsSource> {
     if let Some(dir) = &c.rootfs {
-        let dir =
-            std::fs::canonicalize(dir).with_context(|| format!("rootfs {}", dir.display()))?;
-        if !dir.is_dir() {
-            anyhow::bail!("rootfs {}: not a directory", dir.display());
-        }
         let config = match &c.image_config {
             None => None,
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("image config {}", p.display()))?;
-                // Either a whole image configuration or just its "config" object.
-                let v: serde_json::Value = serde_json::from_str(&text)
-                    .with_context(|| format!("image config {}", p.display()))?;
-                let inner = v.get("config").cloned().unwrap_or(v);
-                Some(
-                    serde_json::from_value(inner)
-                        .with_context(|| format!("image config {}", p.display()))?,
-                )
-            }
+            Some(p) => Some(container::read_image_config_file(p)?),
         };
-        return Ok(ImageRoot {
+        return Ok(RootfsSource::Dir {
+            path: dir.clone(),
             config,
-            rootfs: dir,
-            release: None,
         });
     }
     let Some(name) = image else {
         anyhow::bail!("no image given: imgctl run [OPTIONS] IMAGE [COMMAND...] (or --rootfs DIR)");
     };
-    let (blobs, manifest) = super::image_ref::resolve_image(g, name)?;
-    let config = super::image_ref::image_config(blobs.as_ref(), &manifest)?;
-    drop(blobs);
-    let (key, merged) = super::mount::mount_image(g, name, true, false)?;
-    let g = g.clone();
-    Ok(ImageRoot {
-        config,
-        rootfs: merged,
-        release: Some(Box::new(move || {
-            if let Err(e) = super::mount::release(&g, &key) {
-                eprintln!("imgctl: warning: release rootfs of {key}: {e:#}");
-            }
-        })),
-    })
+    Ok(RootfsSource::Image(crate::image::resolve_image(
+        &g.root, name,
+    )?))
+}
+
+/// Split the positional arguments into (image, command).
+pub(crate) fn image_and_command(
+    c: &ContainerArgs,
+    positional: Vec<String>,
+) -> (Option<String>, Vec<String>) {
+    if c.rootfs.is_some() {
+        (None, positional)
+    } else {
+        let mut it = positional.into_iter();
+        (it.next(), it.collect())
+    }
 }
 
 fn env_files(files: &[PathBuf]) -> anyhow::Result<Vec<String>> {
@@ -404,203 +368,42 @@ pub(crate) fn run_flags(c: &ContainerArgs, id: &str, cmd: Vec<String>) -> anyhow
     Ok(f)
 }
 
-/// Everything one `run` created, removed by [`Prepared::cleanup`].
-pub(crate) struct Prepared {
-    pub spec: oci_spec::runtime::Spec,
-    pub rootfs: PathBuf,
-    /// The rootfs is a shared copy owned by the user namespace's ids; the
-    /// container's writes go to an overlay under this directory.
-    pub rootfs_shifted: Option<PathBuf>,
-    pub state_dir: PathBuf,
-    pub lease: Option<container::UsernsLease>,
-    /// Held until the container is gone; dropping releases the image's rootfs.
-    pub image: ImageRoot,
-}
-
-/// Flags + image -> spec, with its state directory written.
-pub(crate) fn prepare(
-    g: &Globals,
-    c: &ContainerArgs,
-    positional: Vec<String>,
-    state_dir: Option<PathBuf>,
-) -> anyhow::Result<(Prepared, String)> {
-    let (image, cmd) = if c.rootfs.is_some() {
-        (None, positional)
-    } else {
-        let mut it = positional.into_iter();
-        (it.next(), it.collect())
-    };
-    let id = container::new_id();
-    let flags = run_flags(c, &id, cmd)?;
-    let image = image_rootfs(g, image.as_deref(), c, &id)?;
-    let (config, rootfs) = (image.config.clone(), image.rootfs.clone());
-    let state_dir = state_dir.unwrap_or_else(|| g.root.join("containers").join(&id));
-    let (base, lease) = if flags.userns == Userns::Auto {
-        let (b, l) = container::allocate_userns(&g.root.join("locks").join("userns"))?;
-        l.set_owner(std::process::id());
-        (Some(b), Some(l))
-    } else {
-        (None, None)
-    };
-    let hostname = flags.hostname.clone().unwrap_or_default();
-    let etc = container::write_etc_files(&state_dir, &hostname, flags.network)?;
-    let spec = container::runtime_spec(config.as_ref(), &flags, &rootfs, etc, base);
-    let mut spec = match spec {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&state_dir);
-            return Err(e.into());
-        }
-    };
-    let (rootfs, rootfs_shifted) = match shifted_rootfs(g, &mut spec, &rootfs, &state_dir) {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&state_dir);
-            return Err(e);
-        }
-    };
-    Ok((
-        Prepared {
-            spec,
-            rootfs,
-            rootfs_shifted,
-            state_dir,
-            lease,
-            image,
-        },
-        id,
-    ))
-}
-
-/// With a user namespace on a rootfs that cannot be idmapped (overlayfs), use a
-/// copy with shifted owners, cached under `<root>/cache/userns/` per (rootfs,
-/// mapping), read-only under a per-container overlay whose upper and work dirs are
-/// made (owned by the container's root) in `state_dir/rw`. Returns the rootfs to
-/// use and, when shifted, that directory.
-fn shifted_rootfs(
-    g: &Globals,
-    spec: &mut oci_spec::runtime::Spec,
-    rootfs: &Path,
-    state_dir: &Path,
-) -> anyhow::Result<(PathBuf, Option<PathBuf>)> {
-    use sha2::Digest as _;
-    let Some(linux) = spec.linux().clone() else {
-        return Ok((rootfs.to_path_buf(), None));
-    };
-    let triples = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| -> Vec<(u32, u32, u32)> {
-        m.iter()
-            .flatten()
-            .map(|x| (x.container_id(), x.host_id(), x.size()))
-            .collect()
-    };
-    let (uids, gids) = (triples(linux.uid_mappings()), triples(linux.gid_mappings()));
-    if uids.is_empty() || !crate::sandbox::idshift::needs_copy(rootfs) {
-        return Ok((rootfs.to_path_buf(), None));
-    }
-    let key = hex::encode(sha2::Sha256::digest(format!(
-        "{}\n{uids:?}\n{gids:?}",
-        rootfs.display()
-    )));
-    let dst = g.root.join("cache").join("userns").join(key).join("rootfs");
-    if !dst.is_dir() {
-        crate::sandbox::idshift::shifted_copy(rootfs, &dst, &uids, &gids)?;
-    }
-    if let Some(root) = spec.root().clone() {
-        let mut root = root;
-        root.set_path(dst.clone());
-        spec.set_root(Some(root));
-    }
-    let rw = state_dir.join("rw");
-    for d in ["upper", "work"] {
-        let p = rw.join(d);
-        std::fs::create_dir_all(&p).with_context(|| format!("create {}", p.display()))?;
-        let (uid, gid) = (
-            crate::sandbox::idshift::map_id(0, &uids),
-            crate::sandbox::idshift::map_id(0, &gids),
-        );
-        std::os::unix::fs::chown(&p, Some(uid), Some(gid))
-            .with_context(|| format!("chown {}", p.display()))?;
-    }
-    Ok((dst, Some(rw)))
-}
-
-fn write_json(path: &Path, v: &impl serde::Serialize) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(v)?)
-        .with_context(|| format!("write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("rename {}", path.display()))?;
-    Ok(())
-}
-
 pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
     if let Some(n) = &a.name {
-        let ok = !n.is_empty()
-            && n.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-        if !ok {
-            anyhow::bail!("invalid --name {n:?}: use letters, digits, '_', '.' and '-'");
-        }
+        container::state::check_name(n)?;
     }
-    if let Some(n) = &a.name {
-        for e in std::fs::read_dir(g.root.join("containers"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if std::fs::read_to_string(e.path().join("name")).is_ok_and(|x| x == *n) {
-                anyhow::bail!(
-                    "the name {n:?} is already used by container {} (remove {} to reuse it)",
-                    e.file_name().to_string_lossy(),
-                    e.path().display()
-                );
-            }
+    let (image, cmd) = image_and_command(&a.c, a.args);
+    let id = container::new_id();
+    let flags = run_flags(&a.c, &id, cmd)?;
+    let rootfs = rootfs_source(g, image.as_deref(), &a.c)?;
+    let req = RunRequest {
+        prepare: container::PrepareRequest {
+            root: g.root.clone(),
+            flags,
+            rootfs,
+            state_dir: None,
+        },
+        name: a.name.clone(),
+        image_name: image,
+        remove: a.rm,
+        init: a.c.init,
+        cgroup_root: a.cgroup_root.clone(),
+    };
+    match container::run_foreground(req) {
+        Ok(container::Outcome::OomKilled) => Err(Exit {
+            code: 137,
+            message: Some(format!(
+                "container {} was killed by the kernel: out of memory (memory limit {})",
+                &id[..12],
+                a.c.memory.as_deref().unwrap_or("none")
+            )),
         }
+        .into()),
+        Ok(outcome) => Ok(ExitCode::from(outcome.exit_code())),
+        Err(e) => Err(Exit {
+            code: e.exit_code(),
+            message: Some(e.to_string()),
+        }
+        .into()),
     }
-    let (p, id) = prepare(g, &a.c, a.args, None)?;
-    let result = (|| -> anyhow::Result<ExitCode> {
-        write_json(&p.state_dir.join("config.json"), &p.spec)?;
-        if let Some(n) = &a.name {
-            std::fs::write(p.state_dir.join("name"), n)
-                .with_context(|| "write the container name")?;
-        }
-        let opts = crate::sandbox::Options {
-            init: a.c.init,
-            rootfs_shifted: p.rootfs_shifted.clone(),
-            cgroup_root: a.cgroup_root.clone(),
-        };
-        match crate::sandbox::run(&p.spec, &p.rootfs, &opts) {
-            Ok(outcome) => {
-                let _ = std::fs::write(
-                    p.state_dir.join("exit-code"),
-                    outcome.exit_code().to_string(),
-                );
-                if outcome == crate::sandbox::Outcome::OomKilled {
-                    return Err(Exit {
-                        code: 137,
-                        message: Some(format!(
-                            "container {} was killed by the kernel: out of memory (memory limit {})",
-                            &id[..12],
-                            a.c.memory.as_deref().unwrap_or("none")
-                        )),
-                    }
-                    .into());
-                }
-                Ok(ExitCode::from(outcome.exit_code()))
-            }
-            Err(e) => Err(Exit {
-                code: e.exit_code(),
-                message: Some(e.to_string()),
-            }
-            .into()),
-        }
-    })();
-    let failed_to_start =
-        matches!(&result, Err(e) if e.downcast_ref::<Exit>().is_none_or(|x| x.code != 137));
-    if a.rm || failed_to_start {
-        let _ = std::fs::remove_dir_all(&p.state_dir);
-    }
-    drop(p.lease);
-    // The container is gone: release the image's root filesystem.
-    drop(p.image);
-    result
 }

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::images::{human_size, open_store, print_table, Format};
+use super::images::{human_size, print_table, Format};
 use super::Globals;
+use crate::image::catalog;
 
 #[derive(clap::Args, Debug)]
 pub struct DfArgs {
@@ -27,7 +28,7 @@ pub struct PruneArgs {
 #[derive(serde::Serialize)]
 struct DfJson {
     #[serde(flatten)]
-    blobs: crate::store::Usage,
+    blobs: catalog::Usage,
     layers: u64,
     layer_logical_bytes: u64,
     layer_on_disk_bytes: u64,
@@ -38,9 +39,7 @@ struct DfJson {
 }
 
 pub fn df(g: &Globals, a: DfArgs) -> anyhow::Result<ExitCode> {
-    let store = open_store(g)?;
-    let u = store.usage().context("measure store")?;
-    let l = crate::snapshot::layer_usage(&g.root).context("measure unpacked layers")?;
+    let (u, l) = catalog::disk_usage(&g.root)?;
     let bc = crate::build::cache::Cache::usage(&g.root);
     let mut out = std::io::stdout().lock();
     if a.format == Format::Json {
@@ -102,7 +101,6 @@ pub fn df(g: &Globals, a: DfArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn prune(g: &Globals, a: PruneArgs) -> anyhow::Result<ExitCode> {
-    let store = open_store(g)?;
     if a.build_cache {
         let bc = crate::build::cache::Cache::prune(&g.root).context("prune the build cache")?;
         println!(
@@ -112,7 +110,7 @@ pub fn prune(g: &Globals, a: PruneArgs) -> anyhow::Result<ExitCode> {
             human_size(bc.bytes)
         );
     }
-    let report = store.prune().context("prune")?;
+    let report = catalog::prune(&g.root)?;
     let mut out = std::io::stdout().lock();
     let mut total = report.ingest_removed;
     for (d, size) in &report.removed {

@@ -7,7 +7,22 @@
 //! or runc.
 
 pub mod parse;
+mod prepare;
+mod run;
+pub mod state;
 pub mod user;
+
+pub use prepare::{
+    prepare, read_image_config_file, HeldView, PrepareRequest, Prepared, RootfsSource,
+};
+pub use run::{run_foreground, write_bundle, Outcome, RunRequest};
+pub use state::{NameLease, State, Status};
+
+/// `imgctl run --init` re-executes a sealed copy of the binary as the container's
+/// PID 1; `main` calls this first so that copy never returns.
+pub fn init_entry() {
+    crate::sandbox::init::entry();
+}
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -46,6 +61,21 @@ pub enum Error {
     Sandbox(#[from] sandbox::Error),
     #[error("building the runtime spec: {0}")]
     Spec(String),
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    #[error("the name {name:?} is already used by container {id} (remove it to reuse the name)")]
+    NameInUse { name: String, id: String },
+}
+
+impl Error {
+    /// The exit code imgctl ends with (Docker's: 125 for its own failures, 126/127
+    /// when the command cannot be run).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Sandbox(e) => e.exit_code(),
+            _ => 125,
+        }
+    }
 }
 
 /// `--network`.
@@ -574,13 +604,13 @@ pub fn write_etc_files(
 /// The runtime spec for running `image` with `flags` on `rootfs`.
 /// `etc_mounts` are the generated `/etc` files ([`write_etc_files`]).
 pub fn runtime_spec(
-    image: Option<&oci_spec::image::Config>,
+    image: Option<&crate::oci::RunConfig>,
     flags: &RunFlags,
     rootfs: &Path,
     etc_mounts: Vec<Mount>,
     userns_base: Option<u32>,
 ) -> Result<Spec, Error> {
-    let empty = oci_spec::image::Config::default();
+    let empty = crate::oci::RunConfig::default();
     let image = image.unwrap_or(&empty);
     // Command: --entrypoint replaces the image's ENTRYPOINT and drops its CMD.
     let (entry, cmd) = match &flags.entrypoint {
@@ -593,9 +623,9 @@ pub fn runtime_spec(
             flags.cmd.clone(),
         ),
         None => (
-            image.entrypoint().clone().unwrap_or_default(),
+            image.entrypoint.clone().unwrap_or_default(),
             if flags.cmd.is_empty() {
-                image.cmd().clone().unwrap_or_default()
+                image.cmd.clone().unwrap_or_default()
             } else {
                 flags.cmd.clone()
             },
@@ -608,7 +638,7 @@ pub fn runtime_spec(
     let user_spec = flags
         .user
         .clone()
-        .or(image.user().clone())
+        .or(image.user.clone())
         .unwrap_or_default();
     let id = user::resolve(&user_spec, rootfs)?;
     let hostname = flags
@@ -630,7 +660,7 @@ pub fn runtime_spec(
     if flags.tty {
         set("TERM=xterm");
     }
-    for e in image.env().iter().flatten() {
+    for e in image.env.iter().flatten() {
         set(e);
     }
     for e in &flags.env {
@@ -644,7 +674,7 @@ pub fn runtime_spec(
     let cwd = flags
         .workdir
         .clone()
-        .or(image.working_dir().clone())
+        .or(image.working_dir.clone())
         .filter(|w| !w.is_empty())
         .unwrap_or("/".into());
     if !cwd.starts_with('/') {
@@ -861,14 +891,15 @@ mod tests {
         d
     }
 
-    fn image() -> oci_spec::image::Config {
-        let mut c = oci_spec::image::Config::default();
-        c.set_entrypoint(Some(vec!["/entry".into()]));
-        c.set_cmd(Some(vec!["default".into()]));
-        c.set_env(Some(vec!["PATH=/custom".into(), "A=1".into()]));
-        c.set_working_dir(Some("/work".into()));
-        c.set_user(Some("www".into()));
-        c
+    fn image() -> crate::oci::RunConfig {
+        crate::oci::RunConfig {
+            entrypoint: Some(vec!["/entry".into()]),
+            cmd: Some(vec!["default".into()]),
+            env: Some(vec!["PATH=/custom".into(), "A=1".into()]),
+            working_dir: Some("/work".into()),
+            user: Some("www".into()),
+            ..Default::default()
+        }
     }
 
     fn flags() -> RunFlags {

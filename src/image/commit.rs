@@ -10,10 +10,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde_json::{Map, Value};
-
 use crate::layer::{self, DiffOptions};
-use crate::oci::{Descriptor, Digest, History, ImageConfig, Manifest, MediaType, Reference};
+use crate::oci::{
+    Descriptor, Digest, History, ImageConfig, Manifest, MediaType, Reference, RunConfig,
+};
 use crate::store::{Store, StoreError, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE};
 
 /// Errors of committing an image.
@@ -106,44 +106,22 @@ impl Image {
             .layers
             .into_iter()
             .map(|mut l| {
-                l.media_type = match l.media_type.as_str() {
-                    "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
-                        MediaType::parse("application/vnd.oci.image.layer.v1.tar+gzip")
-                    }
-                    "application/vnd.docker.image.rootfs.diff.tar" => {
-                        MediaType::parse("application/vnd.oci.image.layer.v1.tar")
-                    }
-                    _ => l.media_type,
-                };
+                l.media_type = crate::oci::oci_layer_type(&l.media_type);
                 l
             })
             .collect();
         Ok(Image { config, layers })
     }
 
-    /// The runtime config object (`Env`, `Cmd`, `WorkingDir`, ...), created empty
-    /// when the image has none.
-    pub fn config_mut(&mut self) -> &mut Map<String, Value> {
-        let v = self
-            .config
-            .config
-            .get_or_insert_with(|| Value::Object(Map::new()));
-        if !v.is_object() {
-            *v = Value::Object(Map::new());
-        }
-        match v {
-            Value::Object(m) => m,
-            // Made an object just above.
-            _ => unreachable!("config is an object"),
-        }
+    /// The runtime config (`Env`, `Cmd`, `WorkingDir`, ...), created empty when the
+    /// image has none.
+    pub fn config_mut(&mut self) -> &mut RunConfig {
+        self.config.config.get_or_insert_with(RunConfig::default)
     }
 
     /// The runtime config as the typed value the runtime takes.
-    pub fn runtime_config(&self) -> Option<oci_spec::image::Config> {
-        self.config
-            .config
-            .as_ref()
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    pub fn runtime_config(&self) -> Option<RunConfig> {
+        self.config.config.clone()
     }
 
     /// Diff IDs of the layers, bottom first.
@@ -267,8 +245,7 @@ mod tests {
         let l = write_layer(&store, tree.path(), &opts).unwrap();
         assert!(store.has_blob(&l.descriptor.digest));
         let mut img = Image::scratch("linux", "amd64", None);
-        img.config_mut()
-            .insert("Cmd".into(), serde_json::json!(["/hello"]));
+        img.config_mut().cmd = Some(vec!["/hello".into()]);
         img.push_layer(
             l.clone(),
             History {

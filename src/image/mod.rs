@@ -2,24 +2,27 @@
 //! place that joins the blob store, layer application and snapshots), and flattening
 //! an image into one directory for export.
 
+pub mod catalog;
 pub mod commit;
+mod export;
 pub mod ocidir;
+mod pull;
+mod resolve;
+mod view;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use serde::Deserialize;
-
 use crate::layer::{self, ApplyMode, ApplyOptions, Compression, DevicePolicy, Limits};
-use crate::oci::Digest;
+use crate::oci::{Descriptor, Digest, MediaType, Platform};
 use crate::snapshot::{self, Overlay, Snapshotter};
 use crate::store::BlobReader;
 
+pub use export::{export_tar, flatten_to_dir};
 pub use ocidir::OciDir;
-
-/// Manifests and configs larger than this are refused (SECURITY-TESTS B23).
-const MAX_JSON: u64 = 4 << 20;
+pub use pull::{login, logout, pull, Credentials, Event, Progress, PullRequest, PulledImage};
+pub use resolve::{read_config, read_manifest, resolve_image, ImageManifest, ResolvedImage};
+pub use view::{changes, mount, release, view_key, MountOptions, View};
 
 /// Errors of image unpacking.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,20 @@ pub enum ImageError {
         os: String,
         arch: String,
     },
+    #[error("no such image: {name} (pull it first: imgctl pull {name}; `imgctl images` lists the store)")]
+    NotFound { name: String },
+    #[error("image {name}: {source}")]
+    Store {
+        name: String,
+        #[source]
+        source: crate::store::StoreError,
+    },
+    #[error("{what}: {source}")]
+    Registry {
+        what: String,
+        #[source]
+        source: crate::registry::RegistryError,
+    },
     #[error(transparent)]
     Layer(#[from] layer::LayerError),
     #[error(transparent)]
@@ -58,43 +75,6 @@ pub enum ImageError {
         #[source]
         source: std::io::Error,
     },
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Descriptor {
-    #[serde(rename = "mediaType", default)]
-    pub media_type: String,
-    pub digest: Digest,
-    #[serde(default)]
-    pub size: i64,
-    #[serde(default)]
-    pub platform: Option<Platform>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Platform {
-    pub architecture: String,
-    pub os: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct ManifestOrIndex {
-    #[serde(default)]
-    config: Option<Descriptor>,
-    #[serde(default)]
-    layers: Option<Vec<Descriptor>>,
-    #[serde(default)]
-    manifests: Option<Vec<Descriptor>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Config {
-    rootfs: RootFs,
-}
-
-#[derive(Debug, Deserialize)]
-struct RootFs {
-    diff_ids: Vec<Digest>,
 }
 
 /// An image manifest resolved to its layers and their diff IDs.
@@ -113,94 +93,20 @@ impl Resolved {
     }
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(
-    blobs: &dyn BlobReader,
-    digest: &Digest,
-    what: &'static str,
-) -> Result<T, ImageError> {
-    let f = blobs.open_blob(digest).map_err(|source| ImageError::Blob {
-        digest: digest.clone(),
-        source,
-    })?;
-    let mut data = Vec::new();
-    f.take(MAX_JSON + 1)
-        .read_to_end(&mut data)
-        .map_err(|source| ImageError::Blob {
-            digest: digest.clone(),
-            source,
-        })?;
-    if data.len() as u64 > MAX_JSON {
-        return Err(ImageError::Invalid {
-            digest: digest.clone(),
-            what,
-            reason: format!("larger than {MAX_JSON} bytes"),
-        });
-    }
-    serde_json::from_slice(&data).map_err(|e| ImageError::Invalid {
-        digest: digest.clone(),
-        what,
-        reason: e.to_string(),
-    })
-}
-
-fn go_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    }
-}
-
-/// Read a manifest (following an index to this host's platform) and its config.
+/// Read a manifest (following an index to this host's platform) and its config,
+/// every blob through the verified reader.
 pub fn resolve(blobs: &dyn BlobReader, manifest: &Digest) -> Result<Resolved, ImageError> {
-    let mut digest = manifest.clone();
-    for _ in 0..2 {
-        let m: ManifestOrIndex = read_json(blobs, &digest, "manifest")?;
-        if let Some(list) = m.manifests {
-            let pick = list.iter().find(|d| {
-                d.platform
-                    .as_ref()
-                    .map(|p| p.os == "linux" && p.architecture == go_arch())
-                    .unwrap_or(false)
-            });
-            digest = pick
-                .ok_or_else(|| ImageError::NoPlatform {
-                    digest: digest.clone(),
-                    os: "linux".into(),
-                    arch: go_arch().into(),
-                })?
-                .digest
-                .clone();
-            continue;
-        }
-        let invalid = |reason: &str| ImageError::Invalid {
-            digest: digest.clone(),
-            what: "manifest",
-            reason: reason.into(),
-        };
-        let config = m.config.ok_or_else(|| invalid("no config"))?;
-        let layers = m.layers.ok_or_else(|| invalid("no layers"))?;
-        let cfg: Config = read_json(blobs, &config.digest, "image config")?;
-        if cfg.rootfs.diff_ids.len() != layers.len() {
-            return Err(ImageError::LayerCount {
-                digest,
-                layers: layers.len(),
-                diff_ids: cfg.rootfs.diff_ids.len(),
-            });
-        }
-        return Ok(Resolved {
-            manifest: digest,
-            config: config.digest,
-            layers,
-            diff_ids: cfg.rootfs.diff_ids,
-        });
-    }
-    Err(ImageError::Invalid {
-        digest,
-        what: "manifest",
-        reason: "an index nested in an index".into(),
+    let m = read_manifest(
+        blobs,
+        manifest,
+        &MediaType::Other(String::new()),
+        &Platform::host(),
+    )?;
+    Ok(Resolved {
+        manifest: m.digest,
+        config: m.manifest.config.digest,
+        layers: m.manifest.layers,
+        diff_ids: m.config.rootfs.diff_ids,
     })
 }
 
@@ -272,7 +178,17 @@ pub fn unpack_with(
     root: &Path,
     opts: &UnpackOptions,
 ) -> Result<Unpacked, ImageError> {
-    let resolved = resolve(blobs, manifest)?;
+    unpack_resolved(blobs, resolve(blobs, manifest)?, root, opts)
+}
+
+/// [`unpack_with`] for an image already resolved (see [`ResolvedImage::resolved`]):
+/// nothing is read twice.
+pub fn unpack_resolved(
+    blobs: &dyn BlobReader,
+    resolved: Resolved,
+    root: &Path,
+    opts: &UnpackOptions,
+) -> Result<Unpacked, ImageError> {
     let snaps = Overlay::open(root)?;
     // Leftovers of an unpack that was killed (never visible as layers) go first.
     snaps.cleanup()?;
@@ -452,16 +368,7 @@ pub fn unpack_as_committed(
             match notice {
                 Notice::Manifest(m) => {
                     config = Some(m.config.digest.clone());
-                    layers = m
-                        .layers
-                        .iter()
-                        .map(|l| Descriptor {
-                            media_type: l.media_type.to_string(),
-                            digest: l.digest.clone(),
-                            size: i64::try_from(l.size).unwrap_or(i64::MAX),
-                            platform: None,
-                        })
-                        .collect();
+                    layers = m.layers.clone();
                     diff_ids = None;
                 }
                 Notice::Committed(d) => {
@@ -473,7 +380,7 @@ pub fn unpack_as_committed(
                     // A config that does not parse or does not match the layers is
                     // reported by the pull itself (and by the final unpack); here it
                     // only means nothing is started early.
-                    diff_ids = read_json::<Config>(blobs, c, "config")
+                    diff_ids = read_config(blobs, c)
                         .ok()
                         .map(|cfg| cfg.rootfs.diff_ids)
                         .filter(|ids| ids.len() == layers.len());
@@ -509,7 +416,7 @@ fn unpack_layer(
     diff_id: &Digest,
     opts: &UnpackOptions,
 ) -> Result<(bool, snapshot::DedupStats), ImageError> {
-    let compression = Compression::from_media_type(&desc.media_type)?;
+    let compression = Compression::from_media_type(desc.media_type.as_str())?;
     let mut stats = snapshot::DedupStats::default();
     let pool = snaps.pool_dir();
     let did = snaps.ensure_layer(diff_id, &mut |dir: &Path| {
@@ -545,8 +452,22 @@ pub fn flatten_into(
     limits: Limits,
 ) -> Result<Resolved, ImageError> {
     let resolved = resolve(blobs, manifest)?;
+    flatten_resolved(blobs, &resolved, target, limits, true)?;
+    Ok(resolved)
+}
+
+/// Apply the layers of `resolved`, flattened, onto `target`. With `root_metadata`
+/// false a layer's `./` entry never changes `target` itself (a directory the user
+/// named keeps the owner and mode it was created with).
+pub fn flatten_resolved(
+    blobs: &dyn BlobReader,
+    resolved: &Resolved,
+    target: &Path,
+    limits: Limits,
+    root_metadata: bool,
+) -> Result<(), ImageError> {
     for (desc, diff_id) in resolved.layers.iter().zip(&resolved.diff_ids) {
-        let compression = Compression::from_media_type(&desc.media_type)?;
+        let compression = Compression::from_media_type(desc.media_type.as_str())?;
         let blob = blobs
             .open_blob(&desc.digest)
             .map_err(|source| ImageError::Blob {
@@ -556,6 +477,7 @@ pub fn flatten_into(
         let mut ao = ApplyOptions::new(ApplyMode::Flatten, desc.digest.to_string());
         ao.limits = limits;
         ao.expected_diff_id = Some(diff_id.clone());
+        ao.root_metadata = root_metadata;
         layer::apply(
             std::io::BufReader::with_capacity(1 << 20, blob),
             compression,
@@ -563,5 +485,5 @@ pub fn flatten_into(
             &ao,
         )?;
     }
-    Ok(resolved)
+    Ok(())
 }

@@ -6,27 +6,13 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
-use crate::oci::Digest;
+use crate::oci::{Descriptor, Digest, Index, ANNOTATION_REF_NAME};
 use crate::store::BlobReader;
 
 /// An OCI image layout on disk.
 #[derive(Debug, Clone)]
 pub struct OciDir {
     path: PathBuf,
-}
-
-#[derive(Deserialize)]
-struct Index {
-    manifests: Vec<IndexEntry>,
-}
-
-#[derive(Deserialize)]
-struct IndexEntry {
-    digest: Digest,
-    #[serde(default)]
-    annotations: std::collections::HashMap<String, String>,
 }
 
 impl OciDir {
@@ -52,24 +38,24 @@ impl OciDir {
     /// The manifest digest tagged `tag` (`org.opencontainers.image.ref.name`), or the
     /// only manifest when `tag` is `None`.
     pub fn manifest_for(&self, tag: Option<&str>) -> io::Result<Digest> {
+        Ok(self.descriptor_for(tag)?.digest)
+    }
+
+    /// The index.json descriptor tagged `tag`, or the only one when `tag` is `None`.
+    pub fn descriptor_for(&self, tag: Option<&str>) -> io::Result<Descriptor> {
         let data = fs::read(self.path.join("index.json"))?;
         let idx: Index = serde_json::from_slice(&data)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("index.json: {e}")))?;
-        let found: Vec<&IndexEntry> = idx
+        let found: Vec<&Descriptor> = idx
             .manifests
             .iter()
             .filter(|m| match tag {
-                Some(t) => {
-                    m.annotations
-                        .get("org.opencontainers.image.ref.name")
-                        .map(|s| s.as_str())
-                        == Some(t)
-                }
+                Some(t) => m.annotation(ANNOTATION_REF_NAME) == Some(t),
                 None => true,
             })
             .collect();
         match (found.as_slice(), tag) {
-            ([one], _) => Ok(one.digest.clone()),
+            ([one], _) => Ok((*one).clone()),
             ([], Some(t)) => Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("no image tagged {t:?} in {}", self.path.display()),

@@ -130,6 +130,11 @@ pub struct ApplyOptions {
     /// the archive (overlay mode only; 0 = write everything on one thread). Inode
     /// creation dominates unpack time on ext4 (DESIGN.md section 6), and it overlaps.
     pub workers: usize,
+    /// Apply a `./` entry's owner, mode, times and xattrs to the target directory
+    /// itself. Off when the target is a directory the user named (a bundle's
+    /// rootfs, an export's scratch dir): an image must not make it 0777 or hand it
+    /// to another uid (issue 8).
+    pub root_metadata: bool,
 }
 
 impl ApplyOptions {
@@ -144,6 +149,7 @@ impl ApplyOptions {
                 Ok(n) if n >= 2 => n.min(4),
                 _ => 0,
             },
+            root_metadata: true,
         }
     }
 }
@@ -750,6 +756,9 @@ impl<'o> Extractor<'o> {
             // The root itself: only a directory may describe it (CVE-2021-29136).
             if etype != tar::EntryType::Directory {
                 return invalid("entry names the root directory but is not a directory");
+            }
+            if !self.opts.root_metadata {
+                return Ok(());
             }
             let root = Arc::new(sfs::open_dir_in_root(self.root.as_fd(), b"")?);
             let dir = sfs::open_subdir(root.as_fd().as_fd(), b".")?;

@@ -117,6 +117,30 @@ impl<'de> Deserialize<'de> for MediaType {
     }
 }
 
+/// The largest manifest or index imgctl accepts or reads back (4 MiB, as
+/// containers/image does; CVE-2020-1702 class, SECURITY-TESTS B23).
+pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+
+/// The largest image config imgctl accepts or reads back (same bound as manifests).
+pub const MAX_CONFIG_SIZE: u64 = 4 << 20;
+
+/// The one map from Rust's `std::env::consts::ARCH` to the OCI/Go architecture name
+/// (image-spec config.md: `architecture` uses GOARCH values).
+pub fn go_arch(rust_arch: &str) -> &str {
+    match rust_arch {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "arm" => "arm",
+        "powerpc64" => "ppc64le",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        "loongarch64" => "loong64",
+        "mips64" => "mips64le",
+        other => other,
+    }
+}
+
 /// A platform as in the image index (`os`, `architecture`, optional `variant`).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, Default)]
 pub struct Platform {
@@ -144,16 +168,7 @@ pub struct PlatformError {
 impl Platform {
     /// The platform this binary runs on, in OCI (GOARCH) spelling.
     pub fn host() -> Platform {
-        let arch = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "arm" => "arm",
-            "powerpc64" => "ppc64le",
-            "s390x" => "s390x",
-            "riscv64" => "riscv64",
-            other => other,
-        };
+        let arch = go_arch(std::env::consts::ARCH);
         Platform {
             architecture: arch.to_string(),
             os: "linux".to_string(),
@@ -339,6 +354,14 @@ pub fn parse_manifest(served: &MediaType, body: &[u8]) -> Result<AnyManifest, Ma
     let declared = probe.media_type.as_deref().map(MediaType::parse);
     let effective = match (&declared, served) {
         (Some(d), MediaType::Other(s)) if s.is_empty() || s == "application/json" => d.clone(),
+        // Neither the transport nor the document says (an old OCI layout): the
+        // shape decides; `layers` and `manifests` together were refused above.
+        (None, MediaType::Other(s)) if s.is_empty() && probe.manifests.is_some() => {
+            MediaType::OciIndex
+        }
+        (None, MediaType::Other(s)) if s.is_empty() && probe.layers.is_some() => {
+            MediaType::OciManifest
+        }
         (Some(d), s) if d != s => {
             return Err(ManifestError::MediaTypeMismatch {
                 declared: d.to_string(),
@@ -386,13 +409,115 @@ pub struct ImageConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<serde_json::Value>,
+    pub config: Option<RunConfig>,
     #[serde(default)]
     pub rootfs: RootFs,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<History>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// The execution parameters of an image (`config` in image-spec config.md; Docker's
+/// `container_config` shape). The fields imgctl acts on are typed; Docker's extra
+/// keys (`Healthcheck`, `OnBuild`, `Shell`, `ArgsEscaped`, ...) are kept in `extra`
+/// so a config read and written back loses nothing.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize, Default)]
+pub struct RunConfig {
+    #[serde(rename = "User", default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(
+        rename = "ExposedPorts",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(rename = "Env", default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<String>>,
+    #[serde(
+        rename = "Entrypoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(rename = "Cmd", default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    #[serde(rename = "Volumes", default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(
+        rename = "WorkingDir",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub working_dir: Option<String>,
+    #[serde(rename = "Labels", default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(
+        rename = "StopSignal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub stop_signal: Option<String>,
+    #[serde(rename = "Shell", default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<Vec<String>>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parse an image config document (the whole `config.json` of image-spec).
+pub fn parse_image_config(body: &[u8]) -> Result<ImageConfig, ManifestError> {
+    serde_json::from_slice(body).map_err(|source| ManifestError::Json {
+        media_type: MediaType::OciConfig.as_str().to_string(),
+        source,
+    })
+}
+
+/// The OCI media type of a layer of media type `mt`: Docker's layer types become
+/// their OCI twins, anything else is kept. Used when a Docker image is stored or
+/// committed as OCI.
+pub fn oci_layer_type(mt: &MediaType) -> MediaType {
+    match mt {
+        MediaType::DockerLayerGzip => MediaType::OciLayerGzip,
+        MediaType::Other(s) if s == "application/vnd.docker.image.rootfs.diff.tar" => {
+            MediaType::OciLayerTar
+        }
+        MediaType::Other(s) if s == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
+            MediaType::Other("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip".into())
+        }
+        other => other.clone(),
+    }
+}
+
+/// Rewrite a Docker schema 2 manifest as an OCI one: the media types change, digests
+/// and sizes stay (the config and layer blobs are the same bytes). Unknown layer
+/// types are refused with their media type as the error. The one place imgctl
+/// converts between the Docker and OCI vocabularies.
+pub fn docker_to_oci(body: &[u8]) -> Result<Vec<u8>, String> {
+    let mut v: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    // Layer types imgctl can unpack after conversion; anything else is refused.
+    let map_layer = |mt: &str| -> Result<String, String> {
+        match oci_layer_type(&MediaType::parse(mt)) {
+            m @ (MediaType::OciLayerTar | MediaType::OciLayerGzip | MediaType::OciLayerZstd) => {
+                Ok(m.as_str().to_string())
+            }
+            MediaType::Other(s)
+                if s == "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+                    && mt != s =>
+            {
+                Ok(s)
+            }
+            _ => Err(mt.to_string()),
+        }
+    };
+    v["mediaType"] = MediaType::OciManifest.as_str().into();
+    v["config"]["mediaType"] = MediaType::OciConfig.as_str().into();
+    if let Some(layers) = v["layers"].as_array_mut() {
+        for l in layers {
+            let mt = l["mediaType"].as_str().unwrap_or("").to_string();
+            l["mediaType"] = map_layer(&mt)?.into();
+        }
+    }
+    serde_json::to_vec(&v).map_err(|e| e.to_string())
 }
 
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize, Default)]

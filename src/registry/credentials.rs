@@ -87,26 +87,11 @@ impl DockerConfig {
     fn write(&self, m: &Map<String, Value>) -> Result<(), RegistryError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| cfg_err(dir, e.to_string()))?;
-        let tmp = dir.join(format!(".config.json.{}", std::process::id()));
         let mut body =
             serde_json::to_vec_pretty(m).map_err(|e| cfg_err(&self.path, e.to_string()))?;
         body.push(b'\n');
-        let res = (|| {
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&body)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
-        })();
-        res.map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            cfg_err(&self.path, e.to_string())
-        })
+        crate::store::write_atomic(&self.path, &body, 0o600)
+            .map_err(|e| cfg_err(&self.path, e.to_string()))
     }
 
     /// The helper responsible for `registry`, if any.

@@ -418,12 +418,13 @@ impl Client {
         // docker://... oci:...` does; the verified original is kept and recorded as the
         // source digest.
         let (mtype, mbody, mdigest, original) = if mtype == MediaType::DockerManifest {
-            let oci =
-                docker_to_oci(&mbody).map_err(|detail| RegistryError::UnsupportedMediaType {
+            let oci = crate::oci::docker_to_oci(&mbody).map_err(|detail| {
+                RegistryError::UnsupportedMediaType {
                     reference: what.clone(),
                     what: "layer",
                     media_type: detail,
-                })?;
+                }
+            })?;
             let d = Digest::of(&oci);
             (MediaType::OciManifest, oci, d, Some((mbody, mdigest)))
         } else {
@@ -715,34 +716,6 @@ impl Client {
             tokio::time::sleep(self.retry().delay(failures)).await;
         }
     }
-}
-
-/// Rewrite a Docker schema 2 manifest as an OCI one: the media types change, digests
-/// and sizes stay (the config and layer blobs are the same bytes). Unknown layer
-/// types are refused with their media type as the error.
-pub fn docker_to_oci(body: &[u8]) -> Result<Vec<u8>, String> {
-    let mut v: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let map_layer = |mt: &str| -> Result<&'static str, String> {
-        match MediaType::parse(mt) {
-            MediaType::DockerLayerGzip => Ok(MediaType::OciLayerGzip.as_str_static()),
-            m @ (MediaType::OciLayerTar | MediaType::OciLayerGzip | MediaType::OciLayerZstd) => {
-                Ok(m.as_str_static())
-            }
-            _ if mt == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
-                Ok("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip")
-            }
-            _ => Err(mt.to_string()),
-        }
-    };
-    v["mediaType"] = MediaType::OciManifest.as_str().into();
-    v["config"]["mediaType"] = MediaType::OciConfig.as_str().into();
-    if let Some(layers) = v["layers"].as_array_mut() {
-        for l in layers {
-            let mt = l["mediaType"].as_str().unwrap_or("").to_string();
-            l["mediaType"] = map_layer(&mt)?.into();
-        }
-    }
-    serde_json::to_vec(&v).map_err(|e| e.to_string())
 }
 
 /// The media type to record: what the registry served, else the document's own.

@@ -106,16 +106,7 @@ pub struct Target {
 impl Target {
     /// This machine, with the given capabilities.
     pub fn host(caps: Vec<String>) -> Target {
-        let arch = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "x86" => "386",
-            "aarch64" => "arm64",
-            "powerpc64" => "ppc64le",
-            "riscv64" => "riscv64",
-            "s390x" => "s390x",
-            other => other,
-        }
-        .to_string();
+        let arch = crate::oci::go_arch(std::env::consts::ARCH).to_string();
         let release = nix::sys::utsname::uname()
             .map(|u| u.release().to_string_lossy().into_owned())
             .unwrap_or_default();

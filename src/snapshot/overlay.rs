@@ -14,7 +14,7 @@
 //! [`Overlay::cleanup`].
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -352,18 +352,10 @@ impl Overlay {
     }
 }
 
-/// Write `data` to `path` through a temporary file, fsync, rename.
+/// Write snapshot metadata through the store's one atomic-write helper (temp,
+/// fsync, rename, fsync dir).
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension(format!(
-        "tmp{}-{}",
-        std::process::id(),
-        TMP_SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, path)
+    crate::store::write_atomic(path, data, 0o644)
 }
 
 impl Snapshotter for Overlay {

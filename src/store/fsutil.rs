@@ -1,4 +1,7 @@
-//! Small filesystem helpers for durable, private writes.
+//! Small filesystem helpers for durable, private writes. [`write_atomic`] is the one
+//! way imgctl replaces a state file (index.json, snapshot metadata, container state):
+//! temp file in the same directory, fsync, rename, fsync the directory, so a crash
+//! leaves either the old or the new content, never a torn file.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
@@ -58,4 +61,71 @@ pub fn sync_dir(p: &Path) -> io::Result<()> {
 pub fn unique() -> u64 {
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Replace `path` with `data` atomically and durably: write a temp file next to it
+/// (same filesystem, so the rename is atomic), fsync it, rename it over `path`,
+/// fsync the directory. The file gets `mode` (before umask). A temp file left by a
+/// crash is named `.NAME.tmp.PID.N` in the same directory.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    write_atomic_via(dir, path, data, mode)
+}
+
+/// [`write_atomic`] with the temp file in `tmp_dir` (which must be on the same
+/// filesystem as `path`), e.g. the store's `tmp/` that `prune` cleans.
+pub fn write_atomic_via(tmp_dir: &Path, path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let tmp = tmp_dir.join(format!(".{name}.tmp.{}.{}", std::process::id(), unique()));
+    let result = write_synced(&tmp, data, mode).and_then(|()| fs::rename(&tmp, path));
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_replaces_whole_file_with_mode_and_no_temp_left() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state.json");
+        write_atomic(&p, b"first", 0o600).unwrap();
+        write_atomic(&p, b"second", 0o644).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"second");
+        // The mode is the new file's (umask may only remove bits).
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o077 & !0o044,
+            0
+        );
+        let names: Vec<_> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+    }
+
+    #[test]
+    fn write_atomic_failure_keeps_old_content() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x");
+        write_atomic(&p, b"old", 0o600).unwrap();
+        // A temp dir on which the write cannot happen: the target is untouched.
+        let missing = d.path().join("nope");
+        assert!(write_atomic_via(&missing, &p, b"new", 0o600).is_err());
+        assert_eq!(fs::read(&p).unwrap(), b"old");
+    }
 }

@@ -17,7 +17,7 @@
 //!
 //! Every directory is created 0700 and blobs are made 0444 after commit.
 
-mod fsutil;
+pub mod fsutil;
 mod images;
 mod ingest;
 mod writer;
@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use crate::oci::{AnyManifest, Descriptor, Digest, Index, MediaType};
 
+pub use fsutil::{write_atomic, write_atomic_via};
 pub use images::{ImageRecord, Resolved};
 pub use ingest::{BlobWriter, IngestStart};
 pub use writer::UnknownBlob;
@@ -36,12 +37,7 @@ pub use writer::UnknownBlob;
 /// The `imageLayoutVersion` this store writes and reads.
 pub const LAYOUT_VERSION: &str = "1.0.0";
 
-/// The largest manifest or index imgctl accepts or reads back (4 MiB, as
-/// containers/image does; CVE-2020-1702 class).
-pub const MAX_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
-
-/// Largest image config imgctl reads (same bound as manifests).
-pub const MAX_CONFIG_SIZE: u64 = 4 * 1024 * 1024;
+pub use crate::oci::{MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE};
 
 /// Annotation on an index.json entry recording the digest the registry serves for
 /// the image when it differs from the stored manifest: the index a platform was
@@ -55,6 +51,50 @@ pub const ANNOTATION_SOURCE_DIGEST: &str = "io.imgctl.source-digest";
 pub trait BlobReader: Send + Sync {
     /// Open a committed blob for reading. `ErrorKind::NotFound` when it is absent.
     fn open_blob(&self, digest: &Digest) -> std::io::Result<std::fs::File>;
+}
+
+/// The one verified reader for small blobs (manifests, indexes, configs) from any
+/// [`BlobReader`]: refuses more than `limit` bytes and checks the content against
+/// `digest`, so a blob changed on disk after commit (or a tampered OCI layout) is
+/// noticed before it is parsed.
+pub fn read_verified(blobs: &dyn BlobReader, digest: &Digest, limit: u64) -> Result<Vec<u8>> {
+    let f = match blobs.open_blob(digest) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(StoreError::BlobMissing {
+                digest: digest.clone(),
+            })
+        }
+        Err(source) => {
+            return Err(StoreError::Io {
+                op: "open blob",
+                path: PathBuf::from(digest.to_string()),
+                source,
+            })
+        }
+    };
+    let mut buf = Vec::new();
+    f.take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(|source| StoreError::Io {
+            op: "read blob",
+            path: PathBuf::from(digest.to_string()),
+            source,
+        })?;
+    if buf.len() as u64 > limit {
+        return Err(StoreError::TooLarge {
+            digest: digest.clone(),
+            limit,
+        });
+    }
+    let found = Digest::of(&buf);
+    if &found != digest {
+        return Err(StoreError::DigestMismatch {
+            expected: digest.clone(),
+            found,
+        });
+    }
+    Ok(buf)
 }
 
 /// Errors of the store. Every variant names what it was working on.
@@ -207,34 +247,7 @@ impl Store {
     /// Read a whole (small) blob, refusing more than `limit` bytes, and re-check its
     /// digest so a blob changed on disk after commit is noticed.
     pub fn read_blob(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>> {
-        let p = self.blob_path(digest);
-        let f = match File::open(&p) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::BlobMissing {
-                    digest: digest.clone(),
-                })
-            }
-            Err(e) => return Err(io_err("open", &p)(e)),
-        };
-        let mut buf = Vec::new();
-        f.take(limit + 1)
-            .read_to_end(&mut buf)
-            .map_err(io_err("read", &p))?;
-        if buf.len() as u64 > limit {
-            return Err(StoreError::TooLarge {
-                digest: digest.clone(),
-                limit,
-            });
-        }
-        let found = Digest::of(&buf);
-        if &found != digest {
-            return Err(StoreError::DigestMismatch {
-                expected: digest.clone(),
-                found,
-            });
-        }
-        Ok(buf)
+        read_verified(self, digest, limit)
     }
 
     /// Store `data` (a manifest, index or config) and return its digest.
@@ -294,18 +307,11 @@ impl Store {
         Ok(f)
     }
 
-    /// Write `data` to `path` atomically: temp file in tmp/, fsync, rename, fsync dir.
+    /// Write `data` to `path` atomically through [`fsutil::write_atomic_via`], with
+    /// the temp file in tmp/ (cleaned by `prune`).
     fn write_atomic(&self, path: &Path, data: &[u8]) -> Result<()> {
-        let tmp = self.root.join("tmp").join(format!(
-            "{}.{}.{}",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-            std::process::id(),
-            fsutil::unique()
-        ));
-        fsutil::write_synced(&tmp, data, 0o600).map_err(io_err("write", &tmp))?;
-        fs::rename(&tmp, path).map_err(io_err("rename into place", path))?;
-        let dir = path.parent().unwrap_or(&self.root);
-        fsutil::sync_dir(dir).map_err(io_err("fsync", dir))
+        let tmp = self.root.join("tmp");
+        fsutil::write_atomic_via(&tmp, path, data, 0o600).map_err(io_err("write", path))
     }
 
     /// The image index (`index.json`).

@@ -661,3 +661,79 @@ fn independent_stages_run_at_the_same_time() {
         "the two stages' RUN steps overlap in time: a {a0}..{a1}, b {b0}..{b1}"
     );
 }
+
+#[test]
+fn base_image_is_pulled_when_missing() {
+    use crate::common::registry::{registry_tools, Registry};
+    let layout = testdata().join("busybox-oci");
+    let ready = require(is_root(), "root")
+        && require(registry_tools(), "docker-registry and skopeo")
+        && require(layout.join("index.json").is_file(), "busybox fixture");
+    if !ready {
+        return;
+    }
+    let _serial = common::sandbox::serial();
+    let reg = Registry::open();
+    let out = output(
+        Command::new("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:latest", layout.display()))
+            .arg(format!("docker://{}/library/busybox:latest", reg.addr)),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = common::tempdir();
+    let store = t.path().join("store");
+    let ctx = t.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(
+        ctx.join("Buildfile"),
+        "ARG BASE\nFROM $BASE\nRUN echo pulled-and-built > /x\nCMD [\"cat\", \"/x\"]\n",
+    )
+    .unwrap();
+    let base = format!("BASE={}/library/busybox:latest", reg.addr);
+    let err = build_ok(
+        &store,
+        &[
+            "--progress",
+            "plain",
+            "--build-arg",
+            &base,
+            "-t",
+            "p:1",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("[internal] pull"), "{err}");
+    assert_eq!(
+        ok(imgctl(&store).args(["run", "--rm", "p:1"])),
+        "pulled-and-built\n"
+    );
+    // In the store now: no pull without --pull, one with it.
+    let err = build_ok(
+        &store,
+        &[
+            "--progress",
+            "plain",
+            "--build-arg",
+            &base,
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert!(!err.contains("[internal] pull"), "{err}");
+    let err = build_ok(
+        &store,
+        &[
+            "--progress",
+            "plain",
+            "--pull",
+            "--build-arg",
+            &base,
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(err.matches("[internal] pull").count(), 1, "{err}");
+}

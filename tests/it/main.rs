@@ -5,7 +5,9 @@
 mod common;
 
 mod build;
+mod build_copy;
 mod buildfile;
+mod cli;
 mod defects;
 mod e2e;
 mod layer;

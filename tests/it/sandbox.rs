@@ -807,8 +807,15 @@ fn stored_json_matches_schemas() {
     let doc: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("config.json")).unwrap()).unwrap();
     assert_valid(&cfg, &doc, "stored config.json");
-    assert_eq!(std::fs::read_to_string(d.join("exit-code")).unwrap(), "3");
-    assert_eq!(std::fs::read_to_string(d.join("name")).unwrap(), "kept");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("state.json")).unwrap()).unwrap();
+    assert_valid(
+        &validator("container-state.schema.json"),
+        &state,
+        "stored state.json",
+    );
+    assert_eq!(state["exit_code"], 3);
+    assert_eq!(state["name"], "kept");
 }
 
 /// The cgroup v2 device filter (an eBPF program) on the real kernel. On this hybrid

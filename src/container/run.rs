@@ -1,0 +1,194 @@
+//! The one-shot foreground run (`imgctl run`) and OCI bundles (`imgctl bundle`),
+//! both on [`super::prepare`].
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::prepare::{prepare, PrepareRequest, RootfsSource};
+use super::state::{self, State, Status};
+use super::{Error, RunFlags};
+use crate::sandbox;
+
+pub use crate::sandbox::Outcome;
+
+/// A foreground run.
+pub struct RunRequest {
+    pub prepare: PrepareRequest,
+    /// `--name`, reserved before anything is made.
+    pub name: Option<String>,
+    /// The image argument, recorded in the state.
+    pub image_name: Option<String>,
+    /// Remove the state when the container exits (`--rm`).
+    pub remove: bool,
+    /// Run a tiny init as PID 1.
+    pub init: bool,
+    /// Where cgroupfs is mounted.
+    pub cgroup_root: PathBuf,
+}
+
+/// Prepare, run in the foreground with the caller's stdio, record the outcome.
+/// The state directory is removed with `remove` or when the container could not
+/// start; the image view and id lease are always released before returning.
+pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
+    let RunRequest {
+        prepare: preq,
+        name,
+        image_name,
+        remove,
+        init,
+        cgroup_root,
+    } = req;
+    let id = preq.flags.id.clone();
+    let name_lease = match &name {
+        Some(n) => Some(state::reserve_name(&preq.root, n, &id)?),
+        None => None,
+    };
+    let p = match prepare(preq) {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(l) = name_lease {
+                l.free();
+            }
+            return Err(e);
+        }
+    };
+    let mut st = State::new(&id, name, image_name);
+    let result = (|| -> Result<Outcome, Error> {
+        let config = p.state_dir.join("config.json");
+        let body = serde_json::to_vec_pretty(&p.spec).map_err(|e| Error::Spec(e.to_string()))?;
+        crate::store::write_atomic(&config, &body, 0o600).map_err(|source| Error::Io {
+            path: config,
+            source,
+        })?;
+        // A foreground container starts right away: one durable write as running
+        // (a detached one would be saved as created first).
+        st.status = Status::Running;
+        st.started = Some(state::now());
+        st.save(&p.state_dir)?;
+        let opts = sandbox::Options {
+            init,
+            rootfs_shifted: p.rootfs_shifted.clone(),
+            cgroup_root,
+        };
+        Ok(sandbox::run(&p.spec, &p.rootfs, &opts)?)
+    })();
+    let started = result.is_ok();
+    if let Ok(outcome) = &result {
+        st.status = Status::Stopped;
+        st.finished = Some(state::now());
+        st.exit_code = Some(outcome.exit_code());
+        st.oom_killed = *outcome == Outcome::OomKilled;
+        if let Err(e) = st.save(&p.state_dir) {
+            tracing::warn!("container {}: record exit: {e}", &id[..12.min(id.len())]);
+        }
+    }
+    if remove || !started {
+        let _ = std::fs::remove_dir_all(&p.state_dir);
+        if let Some(l) = name_lease {
+            l.free();
+        }
+    }
+    // The container is gone: release the id range and the image's rootfs.
+    drop(p.lease);
+    if let Some(v) = p.view {
+        if let Err(e) = v.release() {
+            tracing::warn!("release the rootfs of {}: {e}", &id[..12.min(id.len())]);
+        }
+    }
+    result
+}
+
+/// Create the directory the user named for a bundle: 0700 like runc/containerd
+/// state dirs, since the rootfs below holds the image's setuid files and device
+/// nodes. An existing directory is used as it is (never chmodded).
+fn bundle_dir(dir: &Path) -> Result<PathBuf, Error> {
+    let io = |source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {
+            // The umask may only have removed bits; make sure of 0700 exactly.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+        Err(e) => return Err(io(e)),
+    }
+    std::fs::canonicalize(dir).map_err(io)
+}
+
+/// Write an OCI runtime bundle (`config.json` + rootfs) in `dir` for `flags`,
+/// runnable by crun or runc. An image is resolved once by the caller and flattened
+/// into `dir/rootfs` (created 0755, root-owned; no overlay is mounted). Returns the
+/// bundle's absolute path.
+pub fn write_bundle(
+    root: &Path,
+    flags: RunFlags,
+    rootfs: RootfsSource,
+    dir: &Path,
+) -> Result<PathBuf, Error> {
+    let dir = bundle_dir(dir)?;
+    let (source, flattened) = match rootfs {
+        RootfsSource::Dir { path, config } => (RootfsSource::Dir { path, config }, None),
+        RootfsSource::Image(img) => {
+            let rootfs = dir.join("rootfs");
+            match std::fs::DirBuilder::new().mode(0o755).create(&rootfs) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Err(Error::Spec(format!(
+                        "bundle directory {} already has a rootfs; remove it or choose another directory",
+                        dir.display()
+                    )))
+                }
+                Err(source) => {
+                    return Err(Error::Io {
+                        path: rootfs,
+                        source,
+                    })
+                }
+            }
+            if let Err(e) = crate::image::flatten_to_dir(&img, &rootfs) {
+                let _ = std::fs::remove_dir_all(&rootfs);
+                return Err(e.into());
+            }
+            (
+                RootfsSource::Dir {
+                    path: rootfs.clone(),
+                    config: img.run_config().cloned(),
+                },
+                Some(rootfs),
+            )
+        }
+    };
+    let cleanup = |e: Error| {
+        if let Some(r) = &flattened {
+            let _ = std::fs::remove_dir_all(r);
+        }
+        e
+    };
+    let mut p = prepare(PrepareRequest {
+        root: root.to_path_buf(),
+        flags,
+        rootfs: source,
+        state_dir: Some(dir.clone()),
+    })
+    .map_err(cleanup)?;
+    // A flattened rootfs is named relative to the bundle so the bundle can move
+    // (a user-namespace copy in the store's cache keeps its absolute path).
+    if flattened.is_some() && p.rootfs_shifted.is_none() {
+        if let Some(mut r) = p.spec.root().clone() {
+            r.set_path(PathBuf::from("rootfs"));
+            p.spec.set_root(Some(r));
+        }
+    }
+    let config = dir.join("config.json");
+    let body = serde_json::to_vec_pretty(&p.spec).map_err(|e| Error::Spec(e.to_string()))?;
+    crate::store::write_atomic(&config, &body, 0o600).map_err(|source| Error::Io {
+        path: config,
+        source,
+    })?;
+    Ok(dir)
+}

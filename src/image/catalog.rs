@@ -1,0 +1,148 @@
+//! The store's images by name: list, tag, untag, repo digests, disk usage and
+//! garbage collection (blobs and unpacked layers measured together). What
+//! `images`, `inspect`, `history`, `tag`, `rmi`, `df` and `prune` call.
+
+use std::path::Path;
+
+use super::{read_config, ImageError, ResolvedImage};
+use crate::oci::{Descriptor, Digest, ImageConfig, Manifest, Reference};
+use crate::store::{Store, StoreError, ANNOTATION_SOURCE_DIGEST};
+
+pub use crate::snapshot::LayerUsage;
+pub use crate::store::{PruneReport, Usage};
+
+/// One named image of the store with its verified manifest and config.
+#[derive(Debug, Clone)]
+pub struct ImageInfo {
+    /// The full normalised reference it is stored under (may be empty).
+    pub name: String,
+    pub descriptor: Descriptor,
+    pub manifest: Manifest,
+    pub config: ImageConfig,
+}
+
+fn open(root: &Path) -> Result<Store, ImageError> {
+    Store::open(root).map_err(|source| ImageError::Store {
+        name: root.display().to_string(),
+        source,
+    })
+}
+
+fn store_err(what: &str) -> impl FnOnce(StoreError) -> ImageError + '_ {
+    move |source| ImageError::Store {
+        name: what.to_string(),
+        source,
+    }
+}
+
+/// Every named image in index order.
+pub fn list(root: &Path) -> Result<Vec<ImageInfo>, ImageError> {
+    let store = open(root)?;
+    let mut out = Vec::new();
+    for rec in store.image_records().map_err(store_err("index.json"))? {
+        let manifest = store
+            .read_manifest(&rec.descriptor)
+            .map_err(store_err(&rec.name))?;
+        let config = read_config(&store, &manifest.config.digest)?;
+        out.push(ImageInfo {
+            name: rec.name,
+            descriptor: rec.descriptor,
+            manifest,
+            config,
+        });
+    }
+    Ok(out)
+}
+
+/// `familiar-name@digest` for each name of a store image, the digest being what the
+/// registry serves for it (the index or original Docker manifest when recorded).
+pub fn repo_digests(image: &ResolvedImage) -> Vec<String> {
+    let Some(desc) = &image.descriptor else {
+        return Vec::new();
+    };
+    let idx_digest = image.store().and_then(|s| s.index().ok()).and_then(|i| {
+        i.manifests
+            .iter()
+            .find(|d| d.digest == desc.digest)
+            .and_then(|d| d.annotation(ANNOTATION_SOURCE_DIGEST))
+            .and_then(|s| s.parse::<Digest>().ok())
+    });
+    let digest = desc
+        .annotation(ANNOTATION_SOURCE_DIGEST)
+        .and_then(|s| s.parse::<Digest>().ok())
+        .or(idx_digest)
+        .unwrap_or_else(|| desc.digest.clone());
+    let mut out: Vec<String> = Vec::new();
+    for n in &image.names {
+        if let Ok(rf) = Reference::parse(n) {
+            let s = format!("{}@{}", rf.familiar_name(), digest);
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+    }
+    out
+}
+
+/// Give the store image `source` the name `target` (which must carry a tag).
+pub fn tag(root: &Path, source: &str, target: &Reference) -> Result<(), ImageError> {
+    let store = open(root)?;
+    let r = match store.find_image(source) {
+        Ok(r) => r,
+        Err(StoreError::ImageNotFound { .. }) => {
+            return Err(ImageError::NotFound {
+                name: source.to_string(),
+            })
+        }
+        Err(e) => return Err(store_err(source)(e)),
+    };
+    let src_index = r
+        .descriptor
+        .annotation(ANNOTATION_SOURCE_DIGEST)
+        .and_then(|s| s.parse::<Digest>().ok());
+    let mut desc = r.descriptor.clone();
+    desc.annotations = None;
+    store
+        .set_image(target, desc, src_index.as_ref())
+        .map_err(store_err(&format!("tag {source} {target}")))
+}
+
+/// Remove the name `query` (or, for an ID, every name of that image). Returns the
+/// names removed; blobs are freed by [`prune`].
+pub fn untag(root: &Path, query: &str) -> Result<Vec<String>, ImageError> {
+    let store = open(root)?;
+    let exact = Reference::parse(query).ok().map(|r| r.to_string());
+    let records = store.image_records().map_err(store_err("index.json"))?;
+    let names: Vec<String> = match exact {
+        Some(n) if records.iter().any(|r| r.name == n) => vec![n],
+        _ => match store.find_image(query) {
+            Ok(r) => r.names,
+            Err(StoreError::ImageNotFound { .. }) => {
+                return Err(ImageError::NotFound {
+                    name: query.to_string(),
+                })
+            }
+            Err(e) => return Err(store_err(query)(e)),
+        },
+    };
+    let mut removed = Vec::new();
+    for n in names {
+        if store.remove_name(&n).map_err(store_err(&n))?.is_some() {
+            removed.push(n);
+        }
+    }
+    Ok(removed)
+}
+
+/// Disk usage of the store: blobs, and unpacked layers with their dedup savings.
+pub fn disk_usage(root: &Path) -> Result<(Usage, LayerUsage), ImageError> {
+    let store = open(root)?;
+    let u = store.usage().map_err(store_err("measure store"))?;
+    let l = crate::snapshot::layer_usage(root)?;
+    Ok((u, l))
+}
+
+/// Remove blobs no image references and idle partial downloads.
+pub fn prune(root: &Path) -> Result<PruneReport, ImageError> {
+    open(root)?.prune().map_err(store_err("prune"))
+}

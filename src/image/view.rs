@@ -1,0 +1,124 @@
+//! A writable view of an image: unpack it (if needed) into the layer snapshots,
+//! prepare an active snapshot on its chain and mount it; release unmounts and
+//! removes it. Used by `imgctl mount`/`umount`/`diff` and by containers.
+
+use std::path::{Path, PathBuf};
+
+use super::{unpack_resolved, ImageError, LayerFormat, ResolvedImage, UnpackOptions};
+use crate::layer::{self, Change};
+use crate::oci::Digest;
+use crate::snapshot::{self, Overlay, Snapshotter};
+
+/// How to unpack the image for a view.
+#[derive(Debug, Clone, Copy)]
+pub struct MountOptions {
+    /// Hardlink identical files into the store's dedup pool while unpacking.
+    pub dedup: bool,
+    /// Keep new layers as EROFS images (Linux 6.12+).
+    pub erofs: bool,
+}
+
+impl Default for MountOptions {
+    fn default() -> MountOptions {
+        MountOptions {
+            dedup: true,
+            erofs: false,
+        }
+    }
+}
+
+/// A mounted view: the active snapshot `key` and its merged directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    pub key: String,
+    pub merged: PathBuf,
+}
+
+fn new_key(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let d = Digest::of(format!("{nanos}-{}", std::process::id()).as_bytes());
+    format!("{prefix}-{}", d.short())
+}
+
+/// Unpack `image` into the store at `root` and mount a fresh writable snapshot of
+/// it (its own upper dir; the image's layers are never written).
+pub fn mount(root: &Path, image: &ResolvedImage, opts: MountOptions) -> Result<View, ImageError> {
+    let uo = UnpackOptions {
+        dedup: opts.dedup,
+        format: if opts.erofs {
+            LayerFormat::Erofs
+        } else {
+            LayerFormat::Files
+        },
+        ..UnpackOptions::default()
+    };
+    let unpacked = unpack_resolved(image.blobs(), image.resolved(), root, &uo)?;
+    let snaps = Overlay::open(root)?;
+    let key = new_key("mount");
+    let mounts = snaps.prepare(&key, unpacked.chain_id.as_ref())?;
+    let merged = snaps.merged_dir(&key);
+    if let Err(e) = snapshot::mount_all(&mounts, &merged) {
+        let _ = snaps.remove(&key);
+        return Err(ImageError::Io {
+            path: merged,
+            source: std::io::Error::other(format!("mount {}: {e}", image.name)),
+        });
+    }
+    Ok(View { key, merged })
+}
+
+/// The active snapshot key named by a merged path or a key.
+pub fn view_key(root: &Path, target: &str) -> Result<String, ImageError> {
+    let snaps = Overlay::open(root)?;
+    if let Some(k) = snaps.key_for_merged(Path::new(target)) {
+        return Ok(k);
+    }
+    match snaps.stat(target) {
+        Ok(Some(_)) => Ok(target.to_string()),
+        _ => Err(ImageError::Io {
+            path: PathBuf::from(target),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "not a path mounted by `imgctl mount` (nor a snapshot key)",
+            ),
+        }),
+    }
+}
+
+/// Unmount the view `key` made by [`mount`] and remove its snapshot; layers no
+/// other view uses are detached too.
+pub fn release(root: &Path, key: &str) -> Result<(), ImageError> {
+    let snaps = Overlay::open(root)?;
+    let merged = snaps.merged_dir(key);
+    match crate::sys::fs::unmount(&merged, false) {
+        Ok(()) => {}
+        // Not mounted (already unmounted by hand): just drop the snapshot.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+        Err(e) => {
+            return Err(ImageError::Io {
+                path: merged,
+                source: e,
+            })
+        }
+    }
+    snaps.remove(key)?;
+    snaps.unmount_unused_layers()?;
+    Ok(())
+}
+
+/// What the view `key` changed against its image (A/C/D, like `docker diff`).
+pub fn changes(root: &Path, key: &str) -> Result<Vec<Change>, ImageError> {
+    let snaps = Overlay::open(root)?;
+    let info = snaps.stat(key)?.ok_or_else(|| ImageError::Io {
+        path: PathBuf::from(key),
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, "snapshot not found"),
+    })?;
+    let lowers = match &info.parent {
+        Some(p) => snaps.lowers(p)?,
+        None => Vec::new(),
+    };
+    Ok(layer::changes(&snaps.upper_dir(key), &lowers)?)
+}
