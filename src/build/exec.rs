@@ -910,20 +910,20 @@ impl<'a> Exec<'a> {
                     let text = self.redact(&String::from_utf8_lossy(out));
                     let lines: Vec<&str> = text.lines().collect();
                     let tail = lines[lines.len().saturating_sub(10)..].join("\n");
-                    BuildError::StepFailed {
+                    BuildError::StepFailed(Box::new(super::StepFailure {
                         at: at.clone(),
                         what: what.clone(),
                         reason,
                         code,
                         source_line: line.clone(),
                         tail,
-                    }
+                    }))
                 };
                 let out = match r {
                     Ok(o) => o,
-                    Err(BuildError::StepFailed {
-                        reason, code, tail, ..
-                    }) => return Err(fail(reason, code, tail.as_bytes())),
+                    Err(BuildError::StepFailed(f)) => {
+                        return Err(fail(f.reason, f.code, f.tail.as_bytes()))
+                    }
                     Err(e) => return Err(e),
                 };
                 use crate::sandbox::Outcome;

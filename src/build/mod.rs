@@ -40,21 +40,8 @@ pub enum BuildError {
     #[error("{at}: {message}")]
     Instruction { at: String, message: String },
     /// A RUN step exited non-zero (or was killed).
-    #[error("{at}: {what}: {reason}")]
-    StepFailed {
-        /// `Buildfile:LINE`.
-        at: String,
-        /// The instruction as written (first line).
-        what: String,
-        /// "exit code 3", "killed: out of memory (--memory 64m)".
-        reason: String,
-        /// The step's exit code (what `imgctl build` exits with).
-        code: i32,
-        /// The source line, for a caret display.
-        source_line: String,
-        /// The last lines of the step's output.
-        tail: String,
-    },
+    #[error("{}: {}: {}", .0.at, .0.what, .0.reason)]
+    StepFailed(Box<StepFailure>),
     /// A filesystem operation failed.
     #[error("{}: {source}", .path.display())]
     Io {
@@ -79,10 +66,27 @@ impl BuildError {
     /// The exit code `imgctl build` ends with: a failed step's own code, else 125.
     pub fn exit_code(&self) -> i32 {
         match self {
-            BuildError::StepFailed { code, .. } if *code > 0 => *code,
+            BuildError::StepFailed(f) if f.code > 0 => f.code,
             _ => 125,
         }
     }
+}
+
+/// Why a RUN step failed, with what the CLI needs to show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepFailure {
+    /// `Buildfile:LINE`.
+    pub at: String,
+    /// The instruction as written (first line).
+    pub what: String,
+    /// "did not complete successfully: exit code 3", "killed: out of memory (...)".
+    pub reason: String,
+    /// The step's exit code (what `imgctl build` exits with).
+    pub code: i32,
+    /// The source line, for a caret display.
+    pub source_line: String,
+    /// The last lines of the step's output.
+    pub tail: String,
 }
 
 /// Where a secret's value comes from (`--secret id=X,src=F|env=V`).

@@ -106,14 +106,14 @@ pub fn run_step(
         Status::Signaled { signal } => crate::sandbox::Outcome::Signaled(signal),
         Status::Oom => crate::sandbox::Outcome::OomKilled,
         Status::Error { code, message } => {
-            return Err(BuildError::StepFailed {
+            return Err(BuildError::StepFailed(Box::new(super::StepFailure {
                 at: String::new(),
                 what: String::new(),
                 reason: message,
                 code: i32::from(code),
                 source_line: String::new(),
                 tail: String::from_utf8_lossy(&output).into_owned(),
-            })
+            })))
         }
     };
     Ok(StepOutcome {

@@ -175,14 +175,15 @@ fn options(g: &Globals, a: &Args) -> anyhow::Result<BuildOptions> {
 /// The one-line error, the Buildfile line with a caret, and the step's last output.
 fn render_error(e: &BuildError) -> String {
     match e {
-        BuildError::StepFailed {
-            at,
-            what,
-            reason,
-            source_line,
-            tail,
-            ..
-        } => {
+        BuildError::StepFailed(f) => {
+            let crate::build::StepFailure {
+                at,
+                what,
+                reason,
+                source_line,
+                tail,
+                ..
+            } = f.as_ref();
             let mut s = format!("{at}: {what}: {reason}");
             let line_no = at.rsplit(':').next().unwrap_or("");
             if !source_line.is_empty() {
