@@ -161,6 +161,7 @@ pub(super) fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Buil
     let _lease = store.lease().map_err(|e| other("store lease")(&e))?;
     let snaps = Overlay::open(&opts.root).map_err(|e| other("snapshots")(&e))?;
     let cache = Cache::open(&opts.root)?;
+    reap_dead_builds(&snaps, &opts.root);
     let bf_path = match &opts.buildfile {
         BuildfileSource::Path(p) => p.clone(),
         _ => opts.context.join(&file),
@@ -293,11 +294,43 @@ impl Drop for Active<'_> {
     }
 }
 
+/// A snapshot key owned by this process: `PREFIX-PID-RANDOM`.
 fn new_key(prefix: &str) -> String {
     format!(
-        "{prefix}-{}",
-        crate::container::new_id().get(..16).unwrap_or("0")
+        "{prefix}-{}-{}",
+        std::process::id(),
+        crate::container::new_id().get(..12).unwrap_or("0")
     )
+}
+
+/// Snapshots and step directories left by builds that were killed (their process is
+/// gone): unmounted and removed before a new build starts.
+fn reap_dead_builds(snaps: &Overlay, root: &Path) {
+    // The first numeric segment after the prefix is the owner's pid.
+    let dead = |key: &str| {
+        key.split('-')
+            .skip(1)
+            .find_map(|x| x.parse::<u32>().ok())
+            .is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists())
+    };
+    for info in snaps.list().unwrap_or_default() {
+        if info.kind != snapshot::Kind::Committed
+            && info.key.starts_with("build-")
+            && dead(&info.key)
+        {
+            let merged = snaps.merged_dir(&info.key);
+            let _ = crate::sys::fs::unmount(&merged, true);
+            let _ = snaps.remove(&info.key);
+        }
+    }
+    if let Ok(rd) = fs::read_dir(root.join("tmp")) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("step-") && dead(&name) {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
 }
 
 /// Views of other stages, images and the context for `COPY --from` and bind mounts.
@@ -608,6 +641,19 @@ impl<'a> Exec<'a> {
         let total = st.steps.len() + 1;
         let t = Instant::now();
         let n = self.next_step(&format!("[{label} 1/{total}] FROM {}", st.base));
+        if let Some(p) = st.platform.as_deref().filter(|p| !p.is_empty()) {
+            let host = buildfile::Platform::host();
+            let ok = buildfile::Platform::parse(p)
+                .is_some_and(|q| q.os == host.os && q.arch == host.arch);
+            if !ok {
+                return Err(BuildError::Instruction {
+                    at: format!("{}:{}", self.file, st.lines.start),
+                    message: format!(
+                        "FROM --platform={p}: only this host's platform ({host}) can be built (no emulation)"
+                    ),
+                });
+            }
+        }
         let (mut image, mut key) = self.base(i)?;
         self.progress.event(&Event::Done {
             n,
@@ -803,7 +849,8 @@ impl<'a> Exec<'a> {
                 for e in &image_env {
                     inputs.insert(format!("env {e}"), String::new());
                 }
-                inputs.insert(format!("network {:?}", self.opts.network), String::new());
+                let network = step_network(&step.command, &at)?.unwrap_or(self.opts.network);
+                inputs.insert(format!("network {network:?}"), String::new());
             }
             _ => {}
         }
@@ -877,13 +924,17 @@ impl<'a> Exec<'a> {
                 )?;
                 let state = self.opts.root.join("tmp").join(new_key("step"));
                 fs::create_dir_all(&state).map_err(|e| BuildError::io(&state, e))?;
+                let network = match step_network(&step.command, &at)? {
+                    Some(n) => n,
+                    None => self.opts.network,
+                };
                 let sc = run::StepConfig {
                     id: &new_key("build"),
                     argv,
                     image: cfg.as_ref(),
                     extra_env: args.iter().map(|(k, v)| format!("{k}={v}")).collect(),
                     limits: self.opts.limits,
-                    network: self.opts.network,
+                    network,
                     state_dir: &state,
                 };
                 let spec = run::step_spec(&sc, &merged, &sm.mounts);
@@ -1111,6 +1162,35 @@ fn copy_spec(
         })?);
     }
     Ok(spec)
+}
+
+/// `RUN --network=` and `--security=`: `None` for the build's default network.
+fn step_network(cmd: &Command, at: &str) -> Result<Option<super::Network>, BuildError> {
+    let Command::Run {
+        network, security, ..
+    } = cmd
+    else {
+        return Ok(None);
+    };
+    if let Some(sec) = security.as_deref() {
+        if sec != "sandbox" {
+            return Err(BuildError::Instruction {
+                at: at.to_string(),
+                message: format!(
+                    "RUN --security={sec}: only sandbox is supported (imgctl never runs build steps privileged)"
+                ),
+            });
+        }
+    }
+    match network.as_deref() {
+        None | Some("default") => Ok(None),
+        Some("none") => Ok(Some(super::Network::None)),
+        Some("host") => Ok(Some(super::Network::Host)),
+        Some(other) => Err(BuildError::Instruction {
+            at: at.to_string(),
+            message: format!("RUN --network={other}: expected default, none or host"),
+        }),
+    }
 }
 
 /// The first component of `dest` (a container path) missing under `root`: what a

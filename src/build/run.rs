@@ -127,6 +127,13 @@ pub fn run_step(
 /// runs the spec in the sandbox from this single-threaded process and writes the
 /// outcome to STATUS. Returns the exit code of the launcher itself.
 pub fn step_main(spec: &Path, rootfs: &Path, cgroup_root: &Path, status: &Path) -> u8 {
+    // Die with the build: a killed `imgctl build` takes its step down with it (the
+    // sandbox's child has its own parent-death signal), instead of leaving it running.
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and has no other effect.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    if rustix::process::getppid().is_none_or(|p| p.as_raw_nonzero().get() == 1) {
+        return 125;
+    }
     let result = fs::read(spec)
         .map_err(|e| e.to_string())
         .and_then(|d| serde_json::from_slice::<Spec>(&d).map_err(|e| e.to_string()));

@@ -737,3 +737,59 @@ fn base_image_is_pulled_when_missing() {
     );
     assert_eq!(err.matches("[internal] pull").count(), 1, "{err}");
 }
+
+#[test]
+fn a_killed_build_is_cleaned_up_by_the_next_one() {
+    let t = common::tempdir();
+    let Some(store) = store_with_busybox(t.path()) else {
+        return;
+    };
+    let _serial = common::sandbox::serial();
+    let ctx = t.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("Buildfile"), "FROM busybox\nRUN sleep 60\n").unwrap();
+    let mut child = imgctl(&store)
+        .args(["build", "-t", "killed:1"])
+        .arg(&ctx)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let active = store.join("snapshots/active");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while mounts_under(&active).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The step's process goes with the build.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let ps = ok(Command::new("ps").args(["-eo", "args"]));
+        if !ps.lines().any(|l| l.contains("sleep 60")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step outlived its build"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    fs::write(ctx.join("Buildfile"), "FROM busybox\nRUN true\n").unwrap();
+    build_ok(&store, &["-t", "next:1", ctx.to_str().unwrap()]);
+    assert!(!images(&store).contains("killed:1"));
+    assert!(
+        mounts_under(&store).is_empty(),
+        "{:?}",
+        mounts_under(&store)
+    );
+    let left: Vec<_> = fs::read_dir(&active)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
