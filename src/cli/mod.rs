@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod build;
 mod buildfile;
 mod bundle;
 mod diff;
@@ -88,6 +89,11 @@ pub enum Command {
     Run(run::Args),
     /// Write an OCI runtime bundle (config.json + rootfs) for an image.
     Bundle(bundle::Args),
+    /// Build an image from a Buildfile (Dockerfile syntax).
+    Build(build::Args),
+    /// (internal) Start one RUN step of a build in the sandbox.
+    #[command(hide = true)]
+    BuildStep(build::StepArgs),
     /// Parse and lint Buildfiles (Dockerfile syntax).
     #[command(subcommand)]
     Buildfile(buildfile::Cmd),
@@ -169,6 +175,8 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Diff(a) => diff::run(g, a),
         Command::Run(a) => run::run(g, a),
         Command::Bundle(a) => bundle::run(g, a),
+        Command::Build(a) => build::run(g, a),
+        Command::BuildStep(a) => build::step(g, a),
         Command::Buildfile(c) => buildfile::run(g, c),
         Command::Size(a) => size::run(g, a),
     }
