@@ -5,12 +5,13 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Create a directory (and parents) with mode 0700; an existing directory is
-/// tightened to 0700 only when it is the one named (parents are left alone).
+/// Create a directory (and parents) with mode 0700. An existing directory is
+/// left as it is: it may be one the user named (`--root /srv/shared`), and
+/// changing its mode would break whoever else uses it.
 pub fn mkdir_private(p: &Path) -> io::Result<()> {
     match DirBuilder::new().recursive(true).mode(0o700).create(p) {
         Ok(()) => {}
@@ -23,9 +24,6 @@ pub fn mkdir_private(p: &Path) -> io::Result<()> {
             io::ErrorKind::AlreadyExists,
             "exists and is not a directory",
         ));
-    }
-    if meta.permissions().mode() & 0o077 != 0 {
-        fs::set_permissions(p, fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
 }
@@ -125,6 +123,7 @@ pub fn write_atomic_via(tmp_dir: &Path, path: &Path, data: &[u8], mode: u32) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn write_atomic_replaces_whole_file_with_mode_and_no_temp_left() {
