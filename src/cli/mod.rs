@@ -216,3 +216,42 @@ fn report(err: anyhow::Error) -> ExitCode {
     eprintln!("imgctl: {}", msg.replace('\n', " "));
     ExitCode::from(125)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Options go before the image; everything after it is the command, options
+    /// included (Docker's rule), and an unknown option before it is an error.
+    #[test]
+    fn run_options_stop_at_the_image() {
+        let cli = Cli::try_parse_from(["imgctl", "run", "--rm", "img", "ls", "-l", "--rm"])
+            .expect("parses");
+        let Command::Run(a) = cli.command else {
+            panic!("not run");
+        };
+        assert!(a.rm);
+        assert_eq!(a.args, ["img", "ls", "-l", "--rm"]);
+        for bad in [
+            &["imgctl", "run", "-d", "img"][..],
+            &["imgctl", "run", "-p", "80:80", "img"],
+        ] {
+            let e = Cli::try_parse_from(bad).expect_err("unknown flag");
+            assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn broken_pipe_is_found_anywhere_in_the_chain() {
+        let io = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert!(is_broken_pipe(&anyhow::Error::new(io)));
+        let io = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert!(is_broken_pipe(
+            &anyhow::Error::new(io).context("write").context("images")
+        ));
+        let j = serde_json::Error::io(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert!(is_broken_pipe(&anyhow::Error::new(j).context("inspect")));
+        let other = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(!is_broken_pipe(&anyhow::Error::new(other)));
+    }
+}

@@ -19,9 +19,11 @@ pub use run::{run_foreground, write_bundle, Outcome, RunRequest};
 pub use state::{NameLease, State, Status};
 
 /// `imgctl run --init` re-executes a sealed copy of the binary as the container's
-/// PID 1; `main` calls this first so that copy never returns.
+/// PID 1, and every container's setup runs in a re-executed sealed copy too;
+/// `main` calls this first so those copies never return.
 pub fn init_entry() {
     crate::sandbox::init::entry();
+    crate::sandbox::child_entry();
 }
 
 use std::collections::HashMap;

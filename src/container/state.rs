@@ -171,6 +171,7 @@ pub fn reserve_name(root: &Path, name: &str, id: &str) -> Result<NameLease, Erro
             Ok(mut f) => {
                 f.write_all(id.as_bytes())
                     .and_then(|()| f.sync_all())
+                    .and_then(|()| crate::store::fsutil::sync_dir(&dir))
                     .map_err(|source| Error::Io {
                         path: path.clone(),
                         source,

@@ -192,8 +192,8 @@ impl ResolvedImage {
 /// the store at `root` (`nginx` finds `docker.io/library/nginx:latest`).
 pub fn resolve_image(root: &Path, name: &str) -> Result<ResolvedImage, ImageError> {
     if let Some((dir, tag)) = OciDir::parse_ref(name) {
-        let io = |source| ImageError::Io {
-            path: dir.clone(),
+        let io = |source| ImageError::Layout {
+            name: name.to_string(),
             source,
         };
         let oci = OciDir::open(&dir).map_err(io)?;

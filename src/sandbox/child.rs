@@ -45,12 +45,9 @@ pub(super) fn main(p: &mut Prepared, sock: UnixStream) -> ! {
     unsafe { libc::_exit(code as i32) }
 }
 
-fn recv_go(sock: &UnixStream, idmap: bool) -> Result<Option<OwnedFd>, Fail> {
+/// With an idmapped rootfs, the parent sends its mount after the request.
+fn recv_idmapped(sock: &UnixStream, idmap: bool) -> Result<Option<OwnedFd>, Fail> {
     if !idmap {
-        let mut b = [0u8; 1];
-        (&*sock)
-            .read_exact(&mut b)
-            .map_err(ctx("wait for the parent"))?;
         return Ok(None);
     }
     use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
@@ -75,20 +72,10 @@ fn recv_go(sock: &UnixStream, idmap: bool) -> Result<Option<OwnedFd>, Fail> {
 }
 
 fn setup_and_exec(p: &mut Prepared, sock: &UnixStream) -> Result<std::convert::Infallible, Fail> {
-    // SAFETY: prctl with integer arguments only. Die with imgctl; and while this
-    // process is still imgctl's image, keep /proc/self/exe unreachable for others
-    // (CVE-2019-5736).
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-    }
-    let idmapped = recv_go(sock, p.idmap)?;
+    // SAFETY: prctl with integer arguments only. Keep /proc/self/exe unreachable
+    // for others (CVE-2019-5736). (The parent-death signal was set before the exec.)
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let idmapped = recv_idmapped(sock, p.idmap)?;
     for (flag, path) in &p.join {
         let f = std::fs::File::open(path)
             .map_err(|e| f125(format!("namespace {}: {e}", path.display())))?;
@@ -251,7 +238,25 @@ fn setup_and_exec(p: &mut Prepared, sock: &UnixStream) -> Result<std::convert::I
         load_seccomp(p)?;
     }
     apply_lsm(p)?;
+    wait_for_start(sock)?;
     Err(exec(p))
+}
+
+/// Created: tell the parent (one zero byte, never an exit code) and wait for its
+/// start byte. EOF means the container was deleted before it started.
+fn wait_for_start(sock: &UnixStream) -> Result<(), Fail> {
+    (&*sock)
+        .write_all(&[0])
+        .map_err(ctx("report the container created"))?;
+    let mut b = [0u8; 1];
+    loop {
+        match (&*sock).read(&mut b) {
+            Ok(1) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // SAFETY: deleted before start: end quietly.
+            _ => unsafe { libc::_exit(0) },
+        }
+    }
 }
 
 /// Ask the LSM to switch to the profile / label at the next execve.

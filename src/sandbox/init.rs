@@ -22,6 +22,11 @@ pub const ARGV0: &str = "imgctl-init";
 
 /// A sealed memfd holding a copy of the running binary.
 pub(crate) fn sealed_copy() -> Result<OwnedFd, Error> {
+    sealed_copy_of(std::path::Path::new("/proc/self/exe"))
+}
+
+/// A sealed memfd holding a copy of the binary at `path`.
+pub(crate) fn sealed_copy_of(path: &std::path::Path) -> Result<OwnedFd, Error> {
     let err = |step: &str, e: std::io::Error| Error::Setup {
         step: format!("--init: {step}"),
         source: e,
@@ -39,7 +44,7 @@ pub(crate) fn sealed_copy() -> Result<OwnedFd, Error> {
     // SAFETY: memfd_create returned a new descriptor.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     let mut src =
-        std::fs::File::open("/proc/self/exe").map_err(|e| err("open /proc/self/exe", e))?;
+        std::fs::File::open(path).map_err(|e| err(&format!("open {}", path.display()), e))?;
     let mut dst = std::fs::File::from(fd);
     std::io::copy(&mut src, &mut dst).map_err(|e| err("copy the binary", e))?;
     let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;

@@ -28,15 +28,19 @@ mod caps;
 pub mod cgroup;
 mod child;
 pub mod devfilter;
+mod handle;
 pub mod idshift;
 pub mod init;
 mod mounts;
 pub mod seccomp;
+mod spawn;
 
 pub use caps::{all_caps, docker_default_caps, parse_cap, ALL_CAPS};
 pub use child::rlimit_resource;
+pub use handle::{Container, Stdio};
+pub use spawn::{entry as child_entry, set_runtime_binary};
 
-use std::io::{Read, Write as _};
+use std::io::Write as _;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -149,13 +153,6 @@ fn apparmor_enabled() -> bool {
         .is_ok_and(|v| v.trim() == "Y")
 }
 
-/// Number of threads of this process.
-fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
 /// Everything the child needs, computed before the clone.
 pub(crate) struct Prepared {
     pub spec: Spec,
@@ -206,12 +203,14 @@ fn cstring(s: &str, what: &str) -> Result<std::ffi::CString, Error> {
     })
 }
 
-/// Run the spec's process in `rootfs` and wait for it.
-pub fn run(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<Outcome, Error> {
-    let threads = thread_count();
-    if threads != 1 {
-        return Err(Error::MultiThreaded { threads });
-    }
+/// Resolve the spec into the plain values the child uses. `with_filter`: also
+/// compile the seccomp filter (the child does; the caller only validates).
+pub(crate) fn prepare(
+    spec: &Spec,
+    rootfs: &Path,
+    opts: &Options,
+    with_filter: bool,
+) -> Result<(Prepared, nix::sched::CloneFlags), Error> {
     let process = spec.process().as_ref().ok_or_else(|| Error::Spec {
         reason: "no process".into(),
     })?;
@@ -253,8 +252,8 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<Outcome, Error>
 
     let caps = caps::Sets::from_spec(process.capabilities().as_ref())?;
     let filter = match linux.seccomp() {
-        Some(s) => Some(seccomp::build_filter(s)?),
-        None => None,
+        Some(s) if with_filter => Some(seccomp::build_filter(s)?),
+        _ => None,
     };
     // LSM labels are applied at exec (child::apply_lsm); here only whether the
     // LSM is there at all, so the error comes before anything is created.
@@ -301,27 +300,11 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<Outcome, Error>
         .map(|e| cstring(e, "environment variable"))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let hierarchy = cgroup::Hierarchy::detect(&opts.cgroup_root)?;
-    let cgroup_path = linux.cgroups_path().clone();
-    let group = cgroup_path.as_ref().map(|p| hierarchy.group(p));
-    let cgroup_version = match &hierarchy {
+    let cgroup_version = match cgroup::Hierarchy::detect(&opts.cgroup_root)? {
         cgroup::Hierarchy::V1 { .. } => 1,
         cgroup::Hierarchy::V2 { .. } => 2,
     };
-
-    let terminal = process.terminal().unwrap_or(false);
-    let pty = if terminal {
-        let ws = winsize_of_stdin();
-        Some(nix::pty::openpty(ws.as_ref(), None).map_err(nix_setup("openpty"))?)
-    } else {
-        None
-    };
-    let (pty_master, pty_slave) = match pty {
-        Some(p) => (Some(p.master), Some(p.slave)),
-        None => (None, None),
-    };
-
-    let mut prepared = Prepared {
+    let prepared = Prepared {
         spec: spec.clone(),
         rootfs: rootfs.to_path_buf(),
         init: opts.init,
@@ -338,52 +321,48 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<Outcome, Error>
         argv,
         env: env_c,
         path_dirs,
-        pty_slave,
+        pty_slave: None,
         apparmor,
         selinux,
-        init_exe: if opts.init {
-            Some(init::sealed_copy()?)
-        } else {
-            None
-        },
+        init_exe: None,
     };
+    Ok((prepared, clone_flags))
+}
 
-    if let Some(g) = &group {
-        if let Err(e) = g.create(linux.resources().as_ref()) {
-            let _ = g.remove();
-            return Err(e);
-        }
-        prepared.cgroup_dirs = g.mount_sources();
-    }
-    let result = spawn_and_wait(
-        &mut prepared,
-        clone_flags,
-        group.as_deref(),
-        pty_master,
-        &linux,
-    );
-    if let Some(g) = &group {
-        let oom = g.oom_killed();
-        let removed = g.remove();
-        let outcome = result?;
-        if let Err(e) = removed {
+/// Run the spec's process in `rootfs` in the foreground and wait for it: the
+/// caller's stdio (or a pty when `process.terminal`), signals forwarded, the
+/// cgroup removed at the end. Built on [`Container`].
+pub fn run(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<Outcome, Error> {
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    let sigs = forwarded_signals();
+    let mut old = SigSet::empty();
+    nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&sigs),
+        Some(&mut old),
+    )
+    .map_err(nix_setup("sigprocmask"))?;
+    let result = (|| {
+        let stdio = if terminal { Stdio::Pty } else { Stdio::Inherit };
+        let mut c = Container::create(spec, rootfs, opts, stdio)?;
+        c.start()?;
+        let pty = c.take_pty_master();
+        let status = wait_loop(Pid::from_raw(c.pid()), &sigs, pty)?;
+        let outcome = c.reaped(status);
+        if let Err(e) = c.delete() {
             tracing::warn!("{e}");
         }
-        // The command itself was SIGKILLed by the OOM killer: say so (exit 137).
-        // Another process of the container may also have been chosen; then the
-        // command's own status stands and the kill is only reported.
-        match outcome {
-            // (With --init the init reports the kill as status 137.)
-            Outcome::Signaled(libc::SIGKILL) | Outcome::Exited(137) if oom => {
-                return Ok(Outcome::OomKilled)
-            }
-            _ if oom => {
-                tracing::warn!("a process of the container was killed by the kernel: out of memory")
-            }
-            _ => {}
-        }
-        return Ok(outcome);
-    }
+        Ok(outcome)
+    })();
+    let _ = nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&old),
+        None,
+    );
     result
 }
 
@@ -412,103 +391,6 @@ fn forwarded_signals() -> SigSet {
         s.add(sig);
     }
     s
-}
-
-fn spawn_and_wait(
-    p: &mut Prepared,
-    flags: nix::sched::CloneFlags,
-    group: Option<&dyn cgroup::Cgroup>,
-    pty_master: Option<OwnedFd>,
-    linux: &oci_spec::runtime::Linux,
-) -> Result<Outcome, Error> {
-    let (parent_sock, child_sock) = UnixStream::pair().map_err(setup("socketpair"))?;
-    let sigs = forwarded_signals();
-    let mut old = SigSet::empty();
-    nix::sys::signal::sigprocmask(
-        nix::sys::signal::SigmaskHow::SIG_BLOCK,
-        Some(&sigs),
-        Some(&mut old),
-    )
-    .map_err(nix_setup("sigprocmask"))?;
-    let restore_mask = || {
-        let _ = nix::sys::signal::sigprocmask(
-            nix::sys::signal::SigmaskHow::SIG_SETMASK,
-            Some(&old),
-            None,
-        );
-    };
-
-    // SAFETY: a raw clone without CLONE_VM behaves like fork with namespace flags.
-    // This process is single-threaded (checked in `run`), so the child may allocate.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (flags.bits() as libc::c_long) | libc::SIGCHLD as libc::c_long,
-            0,
-            0,
-            0,
-            0,
-        )
-    };
-    if ret < 0 {
-        let e = std::io::Error::last_os_error();
-        restore_mask();
-        return Err(Error::Setup {
-            step: "clone".into(),
-            source: e,
-        });
-    }
-    if ret == 0 {
-        drop(parent_sock);
-        drop(pty_master);
-        child::main(p, child_sock); // never returns
-    }
-    let pid = Pid::from_raw(ret as i32);
-    drop(child_sock);
-    drop(p.pty_slave.take());
-    let kill_and_reap = || {
-        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-        let _ = waitpid(pid, None);
-    };
-
-    let mut sock = parent_sock;
-    let go = (|| -> Result<(), Error> {
-        if p.userns {
-            write_id_maps(pid, linux)?;
-        }
-        if let Some(g) = group {
-            g.add_pid(pid.as_raw())?;
-        }
-        if p.idmap {
-            let fd = mounts::idmapped_rootfs(&p.rootfs, pid)?;
-            send_fd(&sock, fd.as_fd())?;
-        } else {
-            sock.write_all(b"G")
-                .map_err(setup("sync with the container"))?;
-        }
-        Ok(())
-    })();
-    if let Err(e) = go {
-        kill_and_reap();
-        restore_mask();
-        return Err(e);
-    }
-    // The child reports a setup or exec failure as `code byte + message`; a clean
-    // EOF means execve succeeded (the socket is close-on-exec).
-    let mut report = Vec::new();
-    let _ = sock.read_to_end(&mut report);
-    drop(sock);
-    if let Some((&code, msg)) = report.split_first() {
-        kill_and_reap();
-        restore_mask();
-        return Err(Error::Child {
-            code,
-            message: String::from_utf8_lossy(msg).into_owned(),
-        });
-    }
-    let out = wait_loop(pid, &sigs, pty_master);
-    restore_mask();
-    out
 }
 
 fn write_id_maps(pid: Pid, linux: &oci_spec::runtime::Linux) -> Result<(), Error> {

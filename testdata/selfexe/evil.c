@@ -5,7 +5,10 @@
  * for writing, directly and by reopening an O_PATH descriptor. It prints one JSON
  * object and exits before the runtime's main runs. Nothing is ever written: an
  * open that succeeds is the failure the test looks for.
- * Build: gcc -shared -fPIC -o evil.so evil.c */
+ * With -DREEXEC it then keeps an O_PATH descriptor of the binary across an exec
+ * into /bin/busybox (so that nothing executes the binary any more) and tries
+ * again from the shell; it prints "reopen-after-exec: denied" or "...: OPENED".
+ * Build: gcc -shared -fPIC [-DREEXEC] -o evil.so evil.c */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -37,5 +40,18 @@ __attribute__((constructor)) static void evil(void) {
     printf("{\"exe\":\"%s\",\"pid\":%d,\"wronly\":%d,\"rdwr\":%d,\"reopen\":%d}\n", exe,
            (int)getpid(), wr, rw, reopen);
     fflush(stdout);
+#ifdef REEXEC
+    int keep = open("/proc/self/exe", O_PATH);
+    if (keep >= 0) {
+        char script[512];
+        snprintf(script, sizeof script,
+                 "sleep 0.3; if (: >>/proc/self/fd/%d) 2>/dev/null; then echo 'reopen-after-exec: OPENED'; "
+                 "else echo 'reopen-after-exec: denied'; fi",
+                 keep);
+        execl("/bin/busybox", "sh", "-c", script, (char *)0);
+    }
+    printf("reopen-after-exec: no O_PATH descriptor (errno %d)\n", errno);
+    fflush(stdout);
+#endif
     _exit(0);
 }

@@ -478,3 +478,39 @@ fn copy_from_a_root_keeps_owners_and_chown_by_name_uses_the_destination() {
         .to_string();
     assert!(e.starts_with("B:1: --chown=nobody"), "{e}");
 }
+
+#[test]
+fn inputs_digest_matches_its_schema() {
+    let schema: serde_json::Value = serde_json::from_slice(
+        &fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/build-inputs.schema.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let c = Case::new();
+    fs::create_dir_all(c.ctx.join("d/e")).unwrap();
+    fs::write(c.ctx.join("d/f"), b"f").unwrap();
+    fs::write(c.ctx.join("t.tar.gz"), gzip(&tar_of(&[file("x", b"x")]))).unwrap();
+    std::os::unix::fs::symlink("f", c.ctx.join("d/l")).unwrap();
+    let mut s = spec(&["d", "t.tar.gz", "<<EOF"], "/x/");
+    s.add = true;
+    s.heredocs = vec![copy::HeredocSource {
+        name: "EOF".into(),
+        content: "hi\n".into(),
+    }];
+    let d = copy::inputs_digest(&Source::Context(&c.context()), &s).unwrap();
+    let v = serde_json::to_value(&d).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}\n{v:#}");
+    let kinds: Vec<&str> = d.files.iter().map(|f| f.kind.as_str()).collect();
+    for k in ["dir", "file", "symlink", "heredoc"] {
+        assert!(kinds.contains(&k), "{k} in {kinds:?}");
+    }
+    assert!(d.files.iter().any(|f| f.extract && f.path == "t.tar.gz"));
+    // Round trip, and the check can fail.
+    let back: copy::InputsDigest = serde_json::from_value(v.clone()).unwrap();
+    assert_eq!(back, d);
+    let mut bad = v;
+    bad["files"][0]["mode"] = serde_json::json!(70000);
+    assert!(!validator.is_valid(&bad));
+}

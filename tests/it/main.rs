@@ -5,12 +5,14 @@
 mod common;
 
 mod build;
+mod build_compat;
 mod build_copy;
 mod buildfile;
 mod cli;
 mod defects;
 mod e2e;
 mod layer;
+mod lifecycle;
 mod registry;
 mod sandbox;
 mod store;

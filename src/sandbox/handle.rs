@@ -1,0 +1,423 @@
+//! The container as a handle: create → start → wait / signal → delete.
+//!
+//! [`Container::create`] makes the cgroup, clones the child into its namespaces
+//! (see [`super::spawn`]: safe from any thread), writes its id maps, moves it into
+//! the cgroup and lets it build its root; the child then waits, set up, before
+//! the command's execve. [`Container::start`] lets it exec. The process is a
+//! child of the calling process, so [`Container::wait`] reaps it; signals go
+//! through a pidfd, so a recycled pid is never hit. Dropping the handle (or
+//! [`Container::delete`]) kills what is left, reaps it and removes the cgroup.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::SigSet;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+
+use super::spawn::{self, dup_high, PreExec, Request};
+use super::{cgroup, mounts, prepare, setup, Error, Options, Outcome};
+
+/// Where the container's standard descriptors 0, 1 and 2 come from.
+#[derive(Debug)]
+pub enum Stdio {
+    /// The caller's own 0, 1 and 2.
+    Inherit,
+    /// `/dev/null` for all three.
+    Null,
+    /// Given descriptors (pipes, log files, sockets); no stdin is `/dev/null`.
+    Fds {
+        stdin: Option<OwnedFd>,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+    /// A new pseudo-terminal: the container's controlling terminal on 0, 1, 2; the
+    /// master end is kept in the handle ([`Container::take_pty_master`]).
+    Pty,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Created,
+    Running,
+    Exited(Outcome),
+}
+
+/// A container's process and cgroup. `Send`: create it on one thread, wait for it
+/// on another.
+#[derive(Debug)]
+pub struct Container {
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    sock: Option<UnixStream>,
+    state: State,
+    /// (hierarchy, cgroup path) when the spec names a cgroup.
+    cgroup: Option<(cgroup::Hierarchy, PathBuf)>,
+    pty_master: Option<OwnedFd>,
+    /// Cleaned up already (by `delete`).
+    done: bool,
+}
+
+fn io_last(step: &str) -> Error {
+    Error::Setup {
+        step: step.into(),
+        source: std::io::Error::last_os_error(),
+    }
+}
+
+impl Container {
+    /// Create the container: cgroup, namespaces, root filesystem, identity; the
+    /// process waits before running the command until [`Container::start`].
+    pub fn create(
+        spec: &Spec,
+        rootfs: &Path,
+        opts: &Options,
+        stdio: Stdio,
+    ) -> Result<Container, Error> {
+        let (p, clone_flags) = prepare(spec, rootfs, opts, false)?;
+        let linux = spec.linux().clone().unwrap_or_default();
+        let exe = spawn::sealed_exe()?;
+
+        // Standard descriptors: sources numbered 3 or higher, kept open until the
+        // clone has its copies.
+        let mut sources: Vec<OwnedFd> = Vec::new();
+        let mut pty_master = None;
+        let terminal = matches!(stdio, Stdio::Pty);
+        let srcs: [Option<RawFd>; 3] = match stdio {
+            Stdio::Inherit => [None; 3],
+            Stdio::Null => {
+                let null = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")
+                    .map_err(setup("open /dev/null"))?;
+                let null = dup_high(null.as_raw_fd())?;
+                let fd = null.as_raw_fd();
+                sources.push(null);
+                [Some(fd); 3]
+            }
+            Stdio::Fds {
+                stdin,
+                stdout,
+                stderr,
+            } => {
+                let stdin = match stdin {
+                    Some(f) => f,
+                    None => std::fs::File::open("/dev/null")
+                        .map_err(setup("open /dev/null"))?
+                        .into(),
+                };
+                let mut out = [None; 3];
+                for (i, f) in [stdin, stdout, stderr].into_iter().enumerate() {
+                    let h = dup_high(f.as_raw_fd())?;
+                    out[i] = Some(h.as_raw_fd());
+                    sources.push(h);
+                }
+                out
+            }
+            Stdio::Pty => {
+                let ws = super::winsize_of_stdin();
+                let pty =
+                    nix::pty::openpty(ws.as_ref(), None).map_err(super::nix_setup("openpty"))?;
+                let slave = dup_high(pty.slave.as_raw_fd())?;
+                let fd = slave.as_raw_fd();
+                sources.push(slave);
+                pty_master = Some(pty.master);
+                [Some(fd); 3]
+            }
+        };
+
+        let hierarchy = cgroup::Hierarchy::detect(&opts.cgroup_root)?;
+        let mut c = Container {
+            pid: 0,
+            pidfd: None,
+            sock: None,
+            state: State::Created,
+            cgroup: linux.cgroups_path().clone().map(|p| (hierarchy, p)),
+            pty_master,
+            done: false,
+        };
+        let mut cgroup_dirs = Vec::new();
+        if let Some(g) = c.group() {
+            g.create(linux.resources().as_ref())?;
+            cgroup_dirs = g.mount_sources();
+        }
+
+        let (sock, child_end) = UnixStream::pair().map_err(setup("socketpair"))?;
+        let child_sock = dup_high(child_end.as_raw_fd())?;
+        drop(child_end);
+        let pre = PreExec::new(exe, child_sock.as_raw_fd(), srcs, p.userns);
+
+        // All signals blocked in this thread across the clone: the child must run
+        // no handler before its exec (the mask is restored here at once).
+        let mut old = SigSet::empty();
+        nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_BLOCK,
+            Some(&SigSet::all()),
+            Some(&mut old),
+        )
+        .map_err(super::nix_setup("sigprocmask"))?;
+        // SAFETY: a raw clone without CLONE_VM behaves like fork with namespace
+        // flags; the child only runs `pre_exec`, which is async-signal-safe, so
+        // this is sound from a multi-threaded process too.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (clone_flags.bits() as libc::c_long) | libc::SIGCHLD as libc::c_long,
+                0,
+                0,
+                0,
+                0,
+            )
+        };
+        if ret == 0 {
+            spawn::pre_exec(&pre);
+        }
+        let clone_err = std::io::Error::last_os_error();
+        let _ = nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&old),
+            None,
+        );
+        drop(child_sock);
+        drop(sources);
+        if ret < 0 {
+            return Err(Error::Setup {
+                step: "clone".into(),
+                source: clone_err,
+            });
+        }
+        c.pid = ret as i32;
+        // SAFETY: pidfd_open on our own unreaped child.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, c.pid, 0) };
+        if pidfd >= 0 {
+            // SAFETY: a new descriptor.
+            c.pidfd = Some(unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) });
+        }
+
+        // From here on, an error drops `c`: the child is killed and reaped and
+        // the cgroup removed.
+        if p.userns {
+            super::write_id_maps(Pid::from_raw(c.pid), &linux)?;
+        }
+        if let Some(g) = c.group() {
+            g.add_pid(c.pid)?;
+        }
+        (&sock)
+            .write_all(b"G")
+            .map_err(setup("sync with the container"))?;
+        spawn::send_request(
+            &sock,
+            &Request {
+                spec: spec.clone(),
+                rootfs: rootfs.to_path_buf(),
+                init: opts.init,
+                rootfs_shifted: opts.rootfs_shifted.clone(),
+                cgroup_root: opts.cgroup_root.clone(),
+                cgroup_dirs,
+                terminal,
+            },
+        )?;
+        if p.idmap {
+            let fd = mounts::idmapped_rootfs(rootfs, Pid::from_raw(c.pid))?;
+            super::send_fd(&sock, fd.as_fd())?;
+        }
+        // One zero byte: set up and waiting. Anything else is a failure report.
+        let mut b = [0u8; 1];
+        match (&sock).read(&mut b) {
+            Ok(1) if b[0] == 0 => {}
+            Ok(1) => {
+                let mut msg = Vec::new();
+                let _ = (&sock).read_to_end(&mut msg);
+                return Err(Error::Child {
+                    code: b[0],
+                    message: String::from_utf8_lossy(&msg).into_owned(),
+                });
+            }
+            _ => {
+                return Err(Error::Child {
+                    code: 125,
+                    message: "the container's setup process ended without a report".into(),
+                })
+            }
+        }
+        c.sock = Some(sock);
+        Ok(c)
+    }
+
+    /// Run the command (execve in the container). An exec failure (not found, not
+    /// executable) is returned with Docker's exit code (127 / 126).
+    pub fn start(&mut self) -> Result<(), Error> {
+        if self.state != State::Created {
+            return Err(Error::Spec {
+                reason: "the container was already started".into(),
+            });
+        }
+        let Some(sock) = self.sock.take() else {
+            return Err(Error::Spec {
+                reason: "the container was already started".into(),
+            });
+        };
+        (&sock)
+            .write_all(b"S")
+            .map_err(setup("start the container"))?;
+        // The socket is close-on-exec in the child: EOF means execve succeeded.
+        let mut report = Vec::new();
+        let _ = (&sock).read_to_end(&mut report);
+        self.state = State::Running;
+        if let Some((&code, msg)) = report.split_first() {
+            let err = Error::Child {
+                code,
+                message: String::from_utf8_lossy(msg).into_owned(),
+            };
+            let _ = self.kill_and_reap();
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Host pid of the container's process.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The pty's master end (with [`Stdio::Pty`]), once.
+    pub fn take_pty_master(&mut self) -> Option<OwnedFd> {
+        self.pty_master.take()
+    }
+
+    /// Wait for the process to end (blocking) and return how; again after that,
+    /// the same outcome.
+    pub fn wait(&mut self) -> Result<Outcome, Error> {
+        if let State::Exited(o) = self.state {
+            return Ok(o);
+        }
+        loop {
+            match waitpid(Pid::from_raw(self.pid), None) {
+                Ok(WaitStatus::Exited(_, c)) => return Ok(self.reaped(Outcome::Exited(c))),
+                Ok(WaitStatus::Signaled(_, s, _)) => {
+                    return Ok(self.reaped(Outcome::Signaled(s as i32)))
+                }
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    return Err(Error::Setup {
+                        step: format!("wait for pid {}", self.pid),
+                        source: e.into(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Record that the process was reaped by the caller with this outcome; returns
+    /// it, with an OOM kill of the command told apart (exit 137, as Docker).
+    pub(crate) fn reaped(&mut self, o: Outcome) -> Outcome {
+        self.pidfd = None;
+        let oom = self.group().is_some_and(|g| g.oom_killed());
+        let o = match o {
+            // (With --init the init reports the kill as status 137.)
+            Outcome::Signaled(libc::SIGKILL) | Outcome::Exited(137) if oom => Outcome::OomKilled,
+            _ if oom => {
+                tracing::warn!(
+                    "a process of the container was killed by the kernel: out of memory"
+                );
+                o
+            }
+            _ => o,
+        };
+        self.state = State::Exited(o);
+        o
+    }
+
+    /// Send `sig` to the container's process.
+    pub fn signal(&self, sig: i32) -> Result<(), Error> {
+        if matches!(self.state, State::Exited(_)) || self.pid <= 0 {
+            return Err(Error::Setup {
+                step: format!("signal {sig} to the container"),
+                source: std::io::Error::from_raw_os_error(libc::ESRCH),
+            });
+        }
+        // SAFETY: pidfd_send_signal on our pidfd (or kill of our unreaped child).
+        let r = unsafe {
+            match &self.pidfd {
+                Some(fd) => libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    sig,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                ),
+                None => libc::kill(self.pid, sig) as libc::c_long,
+            }
+        };
+        if r < 0 {
+            return Err(io_last(&format!("signal {sig} to the container")));
+        }
+        Ok(())
+    }
+
+    /// Kill the process if it is still there, reap it and remove the cgroup.
+    pub fn delete(mut self) -> Result<(), Error> {
+        self.done = true;
+        self.cleanup()
+    }
+
+    fn group(&self) -> Option<Box<dyn cgroup::Cgroup>> {
+        self.cgroup.as_ref().map(|(h, p)| h.group(p))
+    }
+
+    fn kill_and_reap(&mut self) -> Result<(), Error> {
+        if self.pid <= 0 || matches!(self.state, State::Exited(_)) {
+            return Ok(());
+        }
+        let _ = self.signal(libc::SIGKILL);
+        let _ = self.wait()?;
+        Ok(())
+    }
+
+    fn cleanup(&mut self) -> Result<(), Error> {
+        self.sock = None;
+        self.pty_master = None;
+        let reaped = self.kill_and_reap();
+        if let Some(g) = self.group() {
+            // Without a PID namespace the command's children outlive it.
+            kill_members(g.as_ref());
+            g.remove()?;
+        }
+        reaped
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if !self.done {
+            if let Err(e) = self.cleanup() {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+}
+
+/// SIGKILL every process still in the group (by its `cgroup.procs` files).
+pub(crate) fn kill_members(g: &dyn cgroup::Cgroup) {
+    for _ in 0..50 {
+        let mut any = false;
+        for (_, dir) in g.mount_sources() {
+            let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) else {
+                continue;
+            };
+            for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                any = true;
+                // SAFETY: kill with plain integers.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        if !any {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
