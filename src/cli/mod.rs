@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod build;
 mod buildfile;
 mod bundle;
 mod diff;
@@ -19,6 +20,7 @@ mod login;
 mod mount;
 mod pull;
 mod run;
+mod size;
 mod store_cmds;
 
 /// Default store root for root; rootless mode will use `$XDG_DATA_HOME/imgctl`.
@@ -87,9 +89,16 @@ pub enum Command {
     Run(run::Args),
     /// Write an OCI runtime bundle (config.json + rootfs) for an image.
     Bundle(bundle::Args),
+    /// Build an image from a Buildfile (Dockerfile syntax).
+    Build(build::Args),
+    /// (internal) Start one RUN step of a build in the sandbox.
+    #[command(hide = true)]
+    BuildStep(build::StepArgs),
     /// Parse and lint Buildfiles (Dockerfile syntax).
     #[command(subcommand)]
     Buildfile(buildfile::Cmd),
+    /// Report an image's size: layers, wasted bytes, dive efficiency, CI rules.
+    Size(size::Args),
 }
 
 /// An error that carries the exit code imgctl should end with.
@@ -166,7 +175,10 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Diff(a) => diff::run(g, a),
         Command::Run(a) => run::run(g, a),
         Command::Bundle(a) => bundle::run(g, a),
+        Command::Build(a) => build::run(g, a),
+        Command::BuildStep(a) => build::step(g, a),
         Command::Buildfile(c) => buildfile::run(g, c),
+        Command::Size(a) => size::run(g, a),
     }
 }
 

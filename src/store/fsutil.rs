@@ -73,6 +73,33 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     write_atomic_via(dir, path, data, mode)
 }
 
+/// Replace `path` with `data` atomically but without fsync: a crash of the
+/// process leaves the old or the new content, a power loss may lose the update.
+/// For state that lives only as long as the process writing it (a `run --rm`
+/// container's files, removed when it exits), where fsync would only add latency.
+pub fn write_atomic_volatile(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let tmp = dir.join(format!(".{name}.tmp.{}.{}", std::process::id(), unique()));
+    let result = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(data))
+        .and_then(|()| fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// [`write_atomic`] with the temp file in `tmp_dir` (which must be on the same
 /// filesystem as `path`), e.g. the store's `tmp/` that `prune` cleans.
 pub fn write_atomic_via(tmp_dir: &Path, path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
@@ -115,6 +142,16 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+    }
+
+    #[test]
+    fn write_atomic_volatile_replaces_whole_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state.json");
+        write_atomic_volatile(&p, b"one", 0o600).unwrap();
+        write_atomic_volatile(&p, b"two", 0o600).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
     }
 
     #[test]

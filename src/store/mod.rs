@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 use crate::oci::{AnyManifest, Descriptor, Digest, Index, MediaType};
 
-pub use fsutil::{write_atomic, write_atomic_via};
+pub use fsutil::{write_atomic, write_atomic_via, write_atomic_volatile};
 pub use images::{ImageRecord, Resolved};
 pub use ingest::{BlobWriter, IngestStart};
 pub use writer::UnknownBlob;
