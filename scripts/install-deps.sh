@@ -9,6 +9,7 @@ pkgs=(
   busybox-static
   crun
   debootstrap
+  docker.io
   docker-registry
   gcc
   hyperfine
@@ -35,6 +36,8 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  # Do not start installed daemons (docker.io's dockerd): benchmarks run their own.
+  export RUNLEVEL=1
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod build;
 mod buildfile;
 mod bundle;
 mod diff;
@@ -88,6 +89,8 @@ pub enum Command {
     Run(run::Args),
     /// Write an OCI runtime bundle (config.json + rootfs) for an image.
     Bundle(bundle::Args),
+    /// Build an image from a Buildfile (Dockerfile syntax).
+    Build(build::Args),
     /// Parse and lint Buildfiles (Dockerfile syntax).
     #[command(subcommand)]
     Buildfile(buildfile::Cmd),
@@ -169,6 +172,7 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Diff(a) => diff::run(g, a),
         Command::Run(a) => run::run(g, a),
         Command::Bundle(a) => bundle::run(g, a),
+        Command::Build(a) => build::run(g, a),
         Command::Buildfile(c) => buildfile::run(g, c),
         Command::Size(a) => size::run(g, a),
     }
