@@ -883,7 +883,9 @@ impl<'a> Exec<'a> {
             }
             Command::Run { .. } => {
                 for (k, v) in &args {
-                    inputs.insert(format!("arg {k}"), v.clone());
+                    if !buildfile::PROXY_ARGS.contains(&k.as_str()) {
+                        inputs.insert(format!("arg {k}"), v.clone());
+                    }
                 }
                 for e in &image_env {
                     inputs.insert(format!("env {e}"), String::new());
@@ -906,7 +908,14 @@ impl<'a> Exec<'a> {
         let created_by = match &step.command {
             Command::Run { command, .. } => {
                 let argv = config::run_argv(command, &step.heredocs, &config::shell(image));
-                config::run_created_by(&argv, &args)
+                // Proxy variables reach the step but, as in Docker, neither the
+                // history nor the cache key (they may hold credentials).
+                let shown: Vec<(String, String)> = args
+                    .iter()
+                    .filter(|(k, _)| !buildfile::PROXY_ARGS.contains(&k.as_str()))
+                    .cloned()
+                    .collect();
+                config::run_created_by(&argv, &shown)
             }
             Command::Copy {
                 sources: s, dest, ..

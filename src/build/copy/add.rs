@@ -128,9 +128,9 @@ fn extract_file(
     dest: BorrowedFd<'_>,
 ) -> Result<(), BuildError> {
     let (reader, comp) = decompressed(f, kind).map_err(|e| spec.err(format!("{label}: {e}")))?;
-    let opts = ApplyOptions::new(ApplyMode::Flatten, format!("ADD {label}"));
-    apply(reader, comp, &tree::fd_path(dest), &opts)
-        .map_err(|e| spec.err(format!("extracting {label}: {e}")))?;
+    // The layer error reads "layer LABEL: entry ...: why"; say it is an ADD.
+    let opts = ApplyOptions::new(ApplyMode::Flatten, label);
+    apply(reader, comp, &tree::fd_path(dest), &opts).map_err(|e| spec.err(format!("ADD: {e}")))?;
     Ok(())
 }
 
