@@ -9,6 +9,7 @@
 pub mod parse;
 mod prepare;
 mod run;
+pub mod shifted;
 pub mod state;
 pub mod user;
 
