@@ -33,6 +33,13 @@ impl PullPolicy {
     }
 }
 
+/// `sha256:<64 hex>` or 64 hex digits: an image ID, never a repository name
+/// (Docker refuses to pull such a name).
+fn is_full_id(name: &str) -> bool {
+    let hex = name.strip_prefix("sha256:").unwrap_or(name);
+    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Resolve `name` once, pulling it into the store at `root` first according to
 /// `policy` (with `progress` told about the download). `oci:DIR[:TAG]` layouts
 /// are never pulled. With [`PullPolicy::Never`] a missing image is
@@ -43,7 +50,8 @@ pub fn resolve_or_pull(
     policy: PullPolicy,
     progress: Arc<dyn Progress>,
 ) -> Result<ResolvedImage, ImageError> {
-    if OciDir::parse_ref(name).is_some() {
+    // A layout on disk and a full image ID name nothing a registry has.
+    if OciDir::parse_ref(name).is_some() || is_full_id(name) {
         return resolve_image(root, name);
     }
     if policy != PullPolicy::Always {
@@ -90,5 +98,18 @@ mod tests {
         let e = resolve_or_pull(&root, "busybox", PullPolicy::Never, Arc::new(())).unwrap_err();
         assert!(matches!(e, ImageError::NotFound { .. }), "{e}");
         assert!(!root.exists(), "a lookup created the store");
+    }
+
+    #[test]
+    fn a_full_image_id_is_never_pulled() {
+        let id = "a".repeat(64);
+        assert!(is_full_id(&id));
+        assert!(is_full_id(&format!("sha256:{id}")));
+        assert!(!is_full_id("busybox"));
+        assert!(!is_full_id(&id[..12]));
+        // Always would pull a name; an ID is only looked up (no network).
+        let t = tempfile::tempdir().unwrap();
+        let e = resolve_or_pull(t.path(), &id, PullPolicy::Always, Arc::new(())).unwrap_err();
+        assert!(matches!(e, ImageError::NotFound { .. }), "{e}");
     }
 }
