@@ -184,12 +184,36 @@ pub(crate) fn rootfs_source(
         anyhow::bail!("no image given: imgctl run [OPTIONS] IMAGE [COMMAND...] (or --rootfs DIR)");
     };
     let policy = crate::image::PullPolicy::parse(&c.pull).map_err(anyhow::Error::msg)?;
+    let progress = super::pull::progress_sink(false, true);
+    let progress: std::sync::Arc<dyn crate::image::Progress> =
+        if policy == crate::image::PullPolicy::Missing {
+            std::sync::Arc::new(Announce {
+                name: name.to_string(),
+                said: std::sync::Once::new(),
+                inner: progress,
+            })
+        } else {
+            progress
+        };
     Ok(RootfsSource::Image(crate::image::resolve_or_pull(
-        &g.root,
-        name,
-        policy,
-        super::pull::progress_sink(false, true),
+        &g.root, name, policy, progress,
     )?))
+}
+
+/// Docker's "Unable to find image 'X' locally" on stderr before the first pull
+/// event (with `--pull missing` a pull happens only for a missing image).
+struct Announce {
+    name: String,
+    said: std::sync::Once,
+    inner: std::sync::Arc<dyn crate::image::Progress>,
+}
+
+impl crate::image::Progress for Announce {
+    fn event(&self, e: &crate::image::Event) {
+        self.said
+            .call_once(|| eprintln!("Unable to find image '{}' locally", self.name));
+        self.inner.event(e);
+    }
 }
 
 /// Split the positional arguments into (image, command).

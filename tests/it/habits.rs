@@ -88,6 +88,10 @@ fn run_pulls_a_missing_image_as_the_pull_policy_says() {
     assert!(out.status.success(), "{err}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
     assert!(err.contains("resolved to sha256:"), "pull progress: {err}");
+    assert!(
+        err.starts_with(&format!("Unable to find image '{image}' locally\n")),
+        "{err}"
+    );
     assert!(manifest_requests(&proxy) > 0, "nothing was pulled");
     assert!(
         image_names(&store).contains("library/busybox"),
@@ -96,7 +100,13 @@ fn run_pulls_a_missing_image_as_the_pull_policy_says() {
 
     // Present now: the default does not ask the registry again...
     proxy.reset_counters();
-    ok(imgctl(&store).args(["run", "--rm", &image, "true"]));
+    let out = output(imgctl(&store).args(["run", "--rm", &image, "true"]));
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(manifest_requests(&proxy), 0, "--pull missing re-checked");
     // ...--pull always does (and downloads no blob it has)...
     ok(imgctl(&store).args(["run", "--rm", "--pull", "always", &image, "true"]));
