@@ -199,6 +199,28 @@ fn stdin_reaches_the_container_only_with_dash_i() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out.trim_end(), "term", "stdin is not a terminal with -t");
 
+    // -it on a terminal (made by script(1)): what is typed reaches the shell.
+    if require(common::have("script"), "script (util-linux)") {
+        let cmd = format!("{} run --rm -it {image} sh", common::imgctl_bin().display());
+        let mut c = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("IMGCTL_ROOT", &store)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn script");
+        let mut input = c.stdin.take().expect("stdin");
+        input
+            .write_all(b"echo typed-$((40+2)); exit 4\n")
+            .expect("type");
+        drop(input);
+        let o = c.wait_with_output().expect("wait script");
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(4), "{out}");
+        assert!(out.contains("typed-42"), "{out}");
+    }
+
     // A shell loop over lines: no line eaten by a container, even one that reads.
     let script = format!(
         "while read l; do {bin} run --rm {image} cat; {bin} run --rm {image} true; echo \"got $l\"; done",
