@@ -534,7 +534,7 @@ fn bad_input_one_line_errors_and_nothing_left_behind() {
         );
     }
     let mut c = imgctl(t.path());
-    c.args(["run", "--rm", "no-such-image"]);
+    c.args(["run", "--rm", "--pull", "never", "no-such-image"]);
     let (code, e) = fails(&mut c);
     assert_eq!(code, 125);
     assert!(e.contains("no-such-image"), "{e}");
