@@ -28,6 +28,10 @@ pub struct Entry {
     /// The layer the step produced; `None` when it changed nothing.
     pub layer: Option<Descriptor>,
     pub diff_id: Option<Digest>,
+    /// When the step ran (its history entry's `created`), so a cached rebuild gives
+    /// the same image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
 }
 
 /// Inputs of a step, for `--explain`: name -> content digest.
@@ -249,6 +253,7 @@ mod tests {
         let e = Entry {
             layer: None,
             diff_id: None,
+            created: None,
         };
         c.put(&k, &e).unwrap();
         // A new handle (a new process) sees it.

@@ -214,7 +214,9 @@ pub(super) fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Buil
             l.insert(k.clone(), v.clone());
         }
     }
-    image.config.created = Some(x.now());
+    // The time of the last step that ran (a fully cached rebuild gives the same
+    // image, as Docker's), or SOURCE_DATE_EPOCH.
+    image.config.created = Some(x.config_step_time(&image));
     let n = x.step_no.fetch_add(1, Ordering::SeqCst) + 1;
     let t = Instant::now();
     x.progress.event(&Event::Start {
@@ -274,6 +276,38 @@ impl<'a> Exec<'a> {
                 .unwrap_or(0),
         };
         commit::rfc3339(secs)
+    }
+
+    /// `created` of a step that only changes the config (and of the image): the
+    /// time of the latest history entry, so cached rebuilds are identical; with
+    /// SOURCE_DATE_EPOCH that time.
+    fn config_step_time(&self, image: &Image) -> String {
+        if self.epoch.is_some() {
+            return self.now();
+        }
+        image
+            .config
+            .history
+            .iter()
+            .rev()
+            .find_map(|h| h.created.clone())
+            .or_else(|| image.config.created.clone())
+            .unwrap_or_else(|| self.now())
+    }
+
+    /// The key of the stage `from` names (name or index), when it is built.
+    fn stage_key(&self, from: &str) -> Option<String> {
+        let lower = from.to_ascii_lowercase();
+        let i = self
+            .stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(lower.as_str()))
+            .or_else(|| {
+                from.parse::<usize>()
+                    .ok()
+                    .filter(|i| *i < self.stages.len())
+            })?;
+        self.result(i).map(|r| r.key)
     }
 
     fn at(&self, ins: &Instruction) -> String {

@@ -166,12 +166,25 @@ fn cache_is_keyed_by_content_explains_misses_and_survives_restarts() {
     )
     .unwrap();
     let c = ctx.to_str().unwrap();
-    let first = build_ok(&store, &["--progress", "plain", "-t", "c:1", c]);
+    let iid = |n: &str| t.path().join(n).to_str().unwrap().to_string();
+    let (i1, i2) = (iid("iid1"), iid("iid2"));
+    let first = build_ok(
+        &store,
+        &["--progress", "plain", "--iidfile", &i1, "-t", "c:1", c],
+    );
     assert_eq!(first.matches("CACHED").count(), 0, "{first}");
     // Each build is a new process: the cache lives in the store.
-    let again = build_ok(&store, &["--progress", "plain", "-t", "c:1", c]);
+    let again = build_ok(
+        &store,
+        &["--progress", "plain", "--iidfile", &i2, "-t", "c:1", c],
+    );
     assert_eq!(again.matches("CACHED").count(), 5, "fully cached:\n{again}");
     assert!(!again.contains("cache miss"), "{again}");
+    assert_eq!(
+        fs::read_to_string(&i1).unwrap(),
+        fs::read_to_string(&i2).unwrap(),
+        "a fully cached rebuild is the same image"
+    );
 
     // Touching a file's mtime alone misses nothing.
     let f = fs::File::options()

@@ -45,7 +45,7 @@ impl Exec<'_> {
                 let by = config::apply(image, other_cmd, flags, &at)?;
                 if let Some(by) = by {
                     image.push_empty(History {
-                        created: Some(self.now()),
+                        created: Some(self.config_step_time(image)),
                         created_by: Some(by.clone()),
                         ..Default::default()
                     });
@@ -124,13 +124,23 @@ impl Exec<'_> {
                 // are the sources' names, content, modes and owners.
                 let spec = copy_spec(&step.command, &step.heredocs, &at, &workdir, None)?;
                 let d = match copy_from.as_deref() {
-                    None => copy::inputs_digest(&copy::Source::Context(&self.context), &spec)?,
+                    None => Some(copy::inputs_digest(
+                        &copy::Source::Context(&self.context),
+                        &spec,
+                    )?),
+                    // A stage's content is named by its key (every layer step's key
+                    // holds the diff ID it produced): no need to mount and read it.
+                    Some(f) if self.stage_key(f).is_some() => {
+                        let k = self.stage_key(f).unwrap_or_default();
+                        inputs.insert(format!("stage {f}"), k);
+                        None
+                    }
                     Some(f) => {
                         let root = sources.root_of(Some(f))?;
-                        copy::inputs_digest(&copy::Source::Root(&root), &spec)?
+                        Some(copy::inputs_digest(&copy::Source::Root(&root), &spec)?)
                     }
                 };
-                for f in &d.files {
+                for f in d.iter().flat_map(|d| &d.files) {
                     inputs.insert(
                         f.path.clone(),
                         serde_json::to_string(f).map_err(|e| BuildError::Other(e.to_string()))?,
@@ -341,6 +351,7 @@ impl Exec<'_> {
             Entry {
                 layer: None,
                 diff_id: None,
+                created: history.created.clone(),
             }
         } else {
             let dopts = DiffOptions {
@@ -356,6 +367,7 @@ impl Exec<'_> {
             Entry {
                 layer: Some(l.descriptor),
                 diff_id: Some(l.diff_id),
+                created: history.created.clone(),
             }
         };
         drop(active);
@@ -371,8 +383,13 @@ impl Exec<'_> {
         key: &mut String,
         step_key: &str,
         e: &Entry,
-        history: History,
+        mut history: History,
     ) {
+        if self.epoch.is_none() {
+            if let Some(c) = &e.created {
+                history.created = Some(c.clone());
+            }
+        }
         match (&e.layer, &e.diff_id) {
             (Some(l), Some(d)) => {
                 image.push_layer(
