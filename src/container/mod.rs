@@ -6,12 +6,14 @@
 //! process. The result runs in [`crate::sandbox`] or, written as a bundle, in crun
 //! or runc.
 
+pub mod owner;
 pub mod parse;
 mod prepare;
 mod run;
 pub mod state;
 pub mod user;
 
+pub use owner::reap_stale;
 pub use prepare::{
     prepare, read_image_config_file, HeldView, PrepareRequest, Prepared, RootfsSource,
 };

@@ -111,7 +111,8 @@ pub fn prepare(req: PrepareRequest) -> Result<Prepared, Error> {
             (config, dir, None)
         }
         RootfsSource::Image(img) => {
-            let v = image::mount(&root, &img, MountOptions::default())?;
+            let key = super::owner::view_key(&id);
+            let v = image::mount_as(&root, &img, MountOptions::default(), &key)?;
             let merged = v.merged.clone();
             (
                 img.run_config().cloned(),

@@ -421,3 +421,14 @@ pub(crate) fn kill_members(g: &dyn cgroup::Cgroup) {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
+
+/// Kill every process left in the cgroup at `path` (e.g. `/imgctl/ID`) and remove
+/// it; nothing to do when it does not exist. For leftovers of a dead owner.
+pub fn destroy_cgroup(cgroup_root: &Path, path: &Path) -> Result<(), Error> {
+    let g = cgroup::Hierarchy::detect(cgroup_root)?.group(path);
+    if g.mount_sources().is_empty() {
+        return Ok(());
+    }
+    kill_members(g.as_ref());
+    g.remove()
+}
