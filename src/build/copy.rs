@@ -6,8 +6,9 @@
 //!   inside it when the destination ends in `/`, is `.` or is an existing directory;
 //! * several sources (or a glob matching several) need a directory destination; a
 //!   relative destination is taken from `WORKDIR`;
-//! * missing parents of the destination are created 0755, owned by root (or the
-//!   `--chown` owner); a new destination directory takes the source directory's mode;
+//! * missing parents of the destination, and a missing destination directory, are
+//!   created 0755, owned by root (or the `--chown` owner); `--chmod` applies to what is
+//!   copied, not to them;
 //! * a context file keeps its mode and mtime but is owned 0:0 unless `--chown`; a file
 //!   from another stage or image (`--from`) keeps its owner too;
 //! * ADD extracts a local tar (plain, gzip, bzip2, xz, zstd) through the hardened layer

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod build;
 mod buildfile;
 mod bundle;
 mod diff;
@@ -19,6 +20,7 @@ mod login;
 mod mount;
 mod pull;
 mod run;
+mod size;
 mod store_cmds;
 
 /// Default store root for root; rootless mode will use `$XDG_DATA_HOME/imgctl`.
@@ -87,9 +89,16 @@ pub enum Command {
     Run(run::Args),
     /// Write an OCI runtime bundle (config.json + rootfs) for an image.
     Bundle(bundle::Args),
+    /// Build an image from a Buildfile (Dockerfile syntax).
+    Build(build::Args),
+    /// (internal) Start one RUN step of a build in the sandbox.
+    #[command(hide = true)]
+    BuildStep(build::StepArgs),
     /// Parse and lint Buildfiles (Dockerfile syntax).
     #[command(subcommand)]
     Buildfile(buildfile::Cmd),
+    /// Report an image's size: layers, wasted bytes, dive efficiency, CI rules.
+    Size(size::Args),
 }
 
 /// An error that carries the exit code imgctl should end with.
@@ -168,7 +177,10 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Diff(a) => diff::run(g, a),
         Command::Run(a) => run::run(g, a),
         Command::Bundle(a) => bundle::run(g, a),
+        Command::Build(a) => build::run(g, a),
+        Command::BuildStep(a) => build::step(g, a),
         Command::Buildfile(c) => buildfile::run(g, c),
+        Command::Size(a) => size::run(g, a),
     }
 }
 
@@ -209,4 +221,43 @@ fn report(err: anyhow::Error) -> ExitCode {
     }
     eprintln!("imgctl: {}", msg.replace('\n', " "));
     ExitCode::from(125)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Options go before the image; everything after it is the command, options
+    /// included (Docker's rule), and an unknown option before it is an error.
+    #[test]
+    fn run_options_stop_at_the_image() {
+        let cli = Cli::try_parse_from(["imgctl", "run", "--rm", "img", "ls", "-l", "--rm"])
+            .expect("parses");
+        let Command::Run(a) = cli.command else {
+            panic!("not run");
+        };
+        assert!(a.rm);
+        assert_eq!(a.args, ["img", "ls", "-l", "--rm"]);
+        for bad in [
+            &["imgctl", "run", "-d", "img"][..],
+            &["imgctl", "run", "-p", "80:80", "img"],
+        ] {
+            let e = Cli::try_parse_from(bad).expect_err("unknown flag");
+            assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn broken_pipe_is_found_anywhere_in_the_chain() {
+        let io = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert!(is_broken_pipe(&anyhow::Error::new(io)));
+        let io = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert!(is_broken_pipe(
+            &anyhow::Error::new(io).context("write").context("images")
+        ));
+        let j = serde_json::Error::io(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert!(is_broken_pipe(&anyhow::Error::new(j).context("inspect")));
+        let other = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(!is_broken_pipe(&anyhow::Error::new(other)));
+    }
 }

@@ -4,6 +4,8 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use anyhow::Context;
+
 use super::images::{human_size, print_table, Format};
 use super::Globals;
 use crate::image::catalog;
@@ -16,7 +18,11 @@ pub struct DfArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct PruneArgs {}
+pub struct PruneArgs {
+    /// Also remove the build cache (step results and RUN --mount=type=cache dirs).
+    #[arg(long)]
+    pub build_cache: bool,
+}
 
 /// `df --format json` (schemas/df.schema.json): blobs, then unpacked layers.
 #[derive(serde::Serialize)]
@@ -27,10 +33,14 @@ struct DfJson {
     layer_logical_bytes: u64,
     layer_on_disk_bytes: u64,
     dedup_saved_bytes: u64,
+    build_cache_entries: u64,
+    build_cache_mounts: u64,
+    build_cache_bytes: u64,
 }
 
 pub fn df(g: &Globals, a: DfArgs) -> anyhow::Result<ExitCode> {
     let (u, l) = catalog::disk_usage(&g.root)?;
+    let bc = crate::build::cache::Cache::usage(&g.root);
     let mut out = std::io::stdout().lock();
     if a.format == Format::Json {
         let j = DfJson {
@@ -39,6 +49,9 @@ pub fn df(g: &Globals, a: DfArgs) -> anyhow::Result<ExitCode> {
             layer_logical_bytes: l.logical_bytes,
             layer_on_disk_bytes: l.on_disk_bytes,
             dedup_saved_bytes: l.saved_bytes,
+            build_cache_entries: bc.entries,
+            build_cache_mounts: bc.mounts,
+            build_cache_bytes: bc.bytes,
         };
         serde_json::to_writer_pretty(&mut out, &j)?;
         writeln!(out)?;
@@ -69,6 +82,12 @@ pub fn df(g: &Globals, a: DfArgs) -> anyhow::Result<ExitCode> {
             human_size(l.on_disk_bytes),
             "-".to_string(),
         ],
+        [
+            "Build cache".to_string(),
+            (bc.entries + bc.mounts).to_string(),
+            human_size(bc.bytes),
+            human_size(bc.bytes),
+        ],
     ];
     print_table(&mut out, &["TYPE", "COUNT", "SIZE", "RECLAIMABLE"], &rows)?;
     writeln!(
@@ -81,7 +100,16 @@ pub fn df(g: &Globals, a: DfArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn prune(g: &Globals, _a: PruneArgs) -> anyhow::Result<ExitCode> {
+pub fn prune(g: &Globals, a: PruneArgs) -> anyhow::Result<ExitCode> {
+    if a.build_cache {
+        let bc = crate::build::cache::Cache::prune(&g.root).context("prune the build cache")?;
+        println!(
+            "Deleted build cache: {} entries, {} cache mounts ({})",
+            bc.entries,
+            bc.mounts,
+            human_size(bc.bytes)
+        );
+    }
     let report = catalog::prune(&g.root)?;
     let mut out = std::io::stdout().lock();
     let mut total = report.ingest_removed;

@@ -59,7 +59,13 @@ pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
     let result = (|| -> Result<Outcome, Error> {
         let config = p.state_dir.join("config.json");
         let body = serde_json::to_vec_pretty(&p.spec).map_err(|e| Error::Spec(e.to_string()))?;
-        crate::store::write_atomic(&config, &body, 0o600).map_err(|source| Error::Io {
+        let durable = !remove;
+        let written = if durable {
+            crate::store::write_atomic(&config, &body, 0o600)
+        } else {
+            crate::store::write_atomic_volatile(&config, &body, 0o600)
+        };
+        written.map_err(|source| Error::Io {
             path: config,
             source,
         })?;
@@ -67,7 +73,7 @@ pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
         // (a detached one would be saved as created first).
         st.status = Status::Running;
         st.started = Some(state::now());
-        st.save(&p.state_dir)?;
+        st.save_with(&p.state_dir, durable)?;
         let opts = sandbox::Options {
             init,
             rootfs_shifted: p.rootfs_shifted.clone(),
@@ -76,7 +82,8 @@ pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
         Ok(sandbox::run(&p.spec, &p.rootfs, &opts)?)
     })();
     let started = result.is_ok();
-    if let Ok(outcome) = &result {
+    // With --rm the state is about to go: nothing to record.
+    if let (Ok(outcome), false) = (&result, remove) {
         st.status = Status::Stopped;
         st.finished = Some(state::now());
         st.exit_code = Some(outcome.exit_code());

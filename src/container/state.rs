@@ -96,9 +96,22 @@ impl State {
 
     /// Write (replace) `state.json` in `state_dir`, atomically and durably.
     pub fn save(&self, state_dir: &Path) -> Result<(), Error> {
+        self.save_with(state_dir, true)
+    }
+
+    /// Write `state.json` atomically; durably (fsync) only when `durable`. A
+    /// container removed when it exits (`run --rm`) skips the fsyncs: a crash of
+    /// imgctl still finds a whole state file, and after a power loss there is no
+    /// container left to describe.
+    pub fn save_with(&self, state_dir: &Path, durable: bool) -> Result<(), Error> {
         let path = state_dir.join("state.json");
         let body = serde_json::to_vec_pretty(self).map_err(|e| Error::Spec(e.to_string()))?;
-        crate::store::write_atomic(&path, &body, 0o600).map_err(|source| Error::Io { path, source })
+        let r = if durable {
+            crate::store::write_atomic(&path, &body, 0o600)
+        } else {
+            crate::store::write_atomic_volatile(&path, &body, 0o600)
+        };
+        r.map_err(|source| Error::Io { path, source })
     }
 
     /// Read `state.json` from `state_dir`.
@@ -171,6 +184,7 @@ pub fn reserve_name(root: &Path, name: &str, id: &str) -> Result<NameLease, Erro
             Ok(mut f) => {
                 f.write_all(id.as_bytes())
                     .and_then(|()| f.sync_all())
+                    .and_then(|()| crate::store::fsutil::sync_dir(&dir))
                     .map_err(|source| Error::Io {
                         path: path.clone(),
                         source,

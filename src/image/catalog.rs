@@ -21,8 +21,10 @@ pub struct ImageInfo {
     pub config: ImageConfig,
 }
 
+/// These commands read or change images already in the store: they never create
+/// one (a missing root reads as an empty store).
 fn open(root: &Path) -> Result<Store, ImageError> {
-    Store::open(root).map_err(|source| ImageError::Store {
+    Store::open_existing(root).map_err(|source| ImageError::Store {
         name: root.display().to_string(),
         source,
     })

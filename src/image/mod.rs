@@ -51,6 +51,12 @@ pub enum ImageError {
         os: String,
         arch: String,
     },
+    #[error("image {name}: {source}")]
+    Layout {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("no such image: {name} (pull it first: imgctl pull {name}; `imgctl images` lists the store)")]
     NotFound { name: String },
     #[error("image {name}: {source}")]

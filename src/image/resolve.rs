@@ -192,8 +192,8 @@ impl ResolvedImage {
 /// the store at `root` (`nginx` finds `docker.io/library/nginx:latest`).
 pub fn resolve_image(root: &Path, name: &str) -> Result<ResolvedImage, ImageError> {
     if let Some((dir, tag)) = OciDir::parse_ref(name) {
-        let io = |source| ImageError::Io {
-            path: dir.clone(),
+        let io = |source| ImageError::Layout {
+            name: name.to_string(),
             source,
         };
         let oci = OciDir::open(&dir).map_err(io)?;
@@ -211,7 +211,8 @@ pub fn resolve_image(root: &Path, name: &str) -> Result<ResolvedImage, ImageErro
         name: name.to_string(),
         source,
     };
-    let store = Store::open(root).map_err(store_err)?;
+    // Looking an image up never creates a store.
+    let store = Store::open_existing(root).map_err(store_err)?;
     let found = match store.find_image(name) {
         Ok(f) => f,
         Err(StoreError::ImageNotFound { .. }) => {

@@ -996,7 +996,7 @@ impl<'o> Extractor<'o> {
         meta: Meta,
     ) -> Result<(), Failure> {
         let size = entry.size();
-        self.bytes += size;
+        self.bytes = self.bytes.saturating_add(size);
         if self.bytes > self.opts.limits.max_bytes {
             return Err(Failure::Limit(
                 "uncompressed size",
@@ -1058,7 +1058,7 @@ impl<'o> Extractor<'o> {
         meta: &Meta,
     ) -> Result<(), Failure> {
         let size = entry.size();
-        self.bytes += size;
+        self.bytes = self.bytes.saturating_add(size);
         if self.bytes > self.opts.limits.max_bytes {
             return Err(Failure::Limit(
                 "uncompressed size",
@@ -1553,6 +1553,33 @@ mod tests {
             b.append_data(&mut h, name, data).unwrap();
         }
         b.into_inner().unwrap()
+    }
+
+    /// A header size near 2^64 after a small file overflowed the running byte
+    /// count (a panic in debug builds, a wrap past the limit in release).
+    #[test]
+    fn header_size_near_u64_max_is_a_limit_error_not_an_overflow() {
+        {
+            let mut data = Vec::new();
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            h.set_size(1);
+            h.set_path("small").unwrap();
+            h.set_cksum();
+            data.extend_from_slice(h.as_bytes());
+            data.extend_from_slice(&[b'x'; 512]);
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            h.set_size(u64::MAX - 8);
+            h.set_path("huge").unwrap();
+            h.set_cksum();
+            data.extend_from_slice(h.as_bytes());
+            data.extend_from_slice(&[0; 2048]);
+            let t = tempfile::tempdir().unwrap();
+            let o = ApplyOptions::new(ApplyMode::Flatten, "huge");
+            let r = apply(&data[..], Compression::None, t.path(), &o);
+            assert!(r.is_err(), "a u64::MAX-sized entry was accepted");
+        }
     }
 
     proptest::proptest! {

@@ -112,15 +112,29 @@ pub struct TokenResponse {
     pub token: Option<String>,
     #[serde(default)]
     pub access_token: Option<String>,
+    /// Seconds; kept as the server sent it (any JSON) and read leniently: a
+    /// negative, fractional, huge or non-numeric value must not fail or overflow.
     #[serde(default)]
-    pub expires_in: Option<u64>,
+    pub expires_in: Option<serde_json::Value>,
 }
 
+/// Longest lifetime imgctl trusts a token for (a day), whatever the server says.
+pub const MAX_TOKEN_LIFETIME: u64 = 24 * 3600;
+
 impl TokenResponse {
+    /// The token and its lifetime in seconds, between the spec's default of 60 s
+    /// and [`MAX_TOKEN_LIFETIME`].
     pub fn into_token(self) -> Option<(String, u64)> {
         let t = self.token.or(self.access_token).filter(|t| !t.is_empty())?;
-        // The spec's default lifetime is 60 s.
-        Some((t, self.expires_in.unwrap_or(60).max(60)))
+        let secs = match &self.expires_in {
+            // `as` saturates a float (1e300 -> u64::MAX); negatives mean "unknown".
+            Some(serde_json::Value::Number(n)) => n
+                .as_u64()
+                .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
+            Some(serde_json::Value::String(s)) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        Some((t, secs.unwrap_or(60).clamp(60, MAX_TOKEN_LIFETIME)))
     }
 }
 
@@ -166,6 +180,29 @@ mod tests {
         ] {
             assert!(parse_challenge(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    /// `expires_in` = 2^64-1 made `pull` panic (Instant overflow): every value a
+    /// token server may send gives a lifetime between 60 s and a day.
+    #[test]
+    fn token_lifetime_is_bounded_whatever_the_server_says() {
+        let life = |v: &str| {
+            let r: TokenResponse =
+                serde_json::from_str(&format!(r#"{{"token":"t","expires_in":{v}}}"#)).unwrap();
+            r.into_token().unwrap().1
+        };
+        assert_eq!(life("18446744073709551615"), MAX_TOKEN_LIFETIME);
+        assert_eq!(life("1e300"), MAX_TOKEN_LIFETIME);
+        assert_eq!(life("-1"), 60);
+        assert_eq!(life("-1e300"), 60);
+        assert_eq!(life("0"), 60);
+        assert_eq!(life("300"), 300);
+        assert_eq!(life("300.7"), 300);
+        assert_eq!(life("\"600\""), 600);
+        assert_eq!(life("null"), 60);
+        assert_eq!(life("[1]"), 60);
+        let r: TokenResponse = serde_json::from_str(r#"{"access_token":"t"}"#).unwrap();
+        assert_eq!(r.into_token().unwrap().1, 60);
     }
 
     proptest::proptest! {

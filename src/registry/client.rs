@@ -359,7 +359,11 @@ impl Client {
                 let mut all = lock(&self.inner.auth);
                 let a = all.entry(host.to_string()).or_default();
                 // Expire a little early so a token is never sent at its last second.
-                let exp = Instant::now() + Duration::from_secs(ttl.saturating_sub(10).max(1));
+                // `ttl` comes from the server: bounded, so the sum cannot overflow.
+                let life = ttl
+                    .saturating_sub(10)
+                    .clamp(1, crate::registry::auth::MAX_TOKEN_LIFETIME);
+                let exp = Instant::now() + Duration::from_secs(life);
                 a.tokens.insert(scope.to_string(), (token, exp));
                 Ok(())
             }

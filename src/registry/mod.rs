@@ -10,6 +10,7 @@ mod client;
 mod config;
 mod credentials;
 mod pull;
+mod stream;
 
 use std::path::PathBuf;
 
@@ -21,6 +22,7 @@ pub use client::{Client, RetryPolicy};
 pub use config::{host_without_port, Entry, RegistryConfig, MIRROR_ENV};
 pub use credentials::{Credentials, DockerConfig};
 pub use pull::{Event, Notice, Progress, PullOptions, PulledImage};
+pub use stream::RemoteImage;
 
 /// The largest token or error body read from a registry (SECURITY-TESTS item 23).
 pub const MAX_SMALL_BODY: u64 = 1024 * 1024;

@@ -5,12 +5,13 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Create a directory (and parents) with mode 0700; an existing directory is
-/// tightened to 0700 only when it is the one named (parents are left alone).
+/// Create a directory (and parents) with mode 0700. An existing directory is
+/// left as it is: it may be one the user named (`--root /srv/shared`), and
+/// changing its mode would break whoever else uses it.
 pub fn mkdir_private(p: &Path) -> io::Result<()> {
     match DirBuilder::new().recursive(true).mode(0o700).create(p) {
         Ok(()) => {}
@@ -23,9 +24,6 @@ pub fn mkdir_private(p: &Path) -> io::Result<()> {
             io::ErrorKind::AlreadyExists,
             "exists and is not a directory",
         ));
-    }
-    if meta.permissions().mode() & 0o077 != 0 {
-        fs::set_permissions(p, fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
 }
@@ -75,6 +73,33 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     write_atomic_via(dir, path, data, mode)
 }
 
+/// Replace `path` with `data` atomically but without fsync: a crash of the
+/// process leaves the old or the new content, a power loss may lose the update.
+/// For state that lives only as long as the process writing it (a `run --rm`
+/// container's files, removed when it exits), where fsync would only add latency.
+pub fn write_atomic_volatile(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let tmp = dir.join(format!(".{name}.tmp.{}.{}", std::process::id(), unique()));
+    let result = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(data))
+        .and_then(|()| fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// [`write_atomic`] with the temp file in `tmp_dir` (which must be on the same
 /// filesystem as `path`), e.g. the store's `tmp/` that `prune` cleans.
 pub fn write_atomic_via(tmp_dir: &Path, path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
@@ -98,6 +123,7 @@ pub fn write_atomic_via(tmp_dir: &Path, path: &Path, data: &[u8], mode: u32) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn write_atomic_replaces_whole_file_with_mode_and_no_temp_left() {
@@ -116,6 +142,16 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+    }
+
+    #[test]
+    fn write_atomic_volatile_replaces_whole_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state.json");
+        write_atomic_volatile(&p, b"one", 0o600).unwrap();
+        write_atomic_volatile(&p, b"two", 0o600).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
     }
 
     #[test]

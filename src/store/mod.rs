@@ -15,7 +15,11 @@
 //! tmp/                    temp files for atomic replace of index.json
 //! ```
 //!
-//! Every directory is created 0700 and blobs are made 0444 after commit.
+//! Every directory the store creates is 0700 and blobs are made 0444 after commit.
+//! The root named by the user is never chmodded: a missing root is created 0700,
+//! an existing empty one keeps its mode (its private subdirectories guard the
+//! content), and a non-empty directory that is not a store is refused.
+//! [`OpenMode::Existing`] (read-only commands) never creates anything.
 
 pub mod fsutil;
 mod images;
@@ -29,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 use crate::oci::{AnyManifest, Descriptor, Digest, Index, MediaType};
 
-pub use fsutil::{write_atomic, write_atomic_via};
+pub use fsutil::{write_atomic, write_atomic_via, write_atomic_volatile};
 pub use images::{ImageRecord, Resolved};
 pub use ingest::{BlobWriter, IngestStart};
 pub use writer::UnknownBlob;
@@ -123,6 +127,8 @@ pub enum StoreError {
     Corrupt { path: PathBuf, detail: String },
     #[error("{path} is not an imgctl/OCI store (unsupported layout version {version:?})")]
     Layout { path: PathBuf, version: String },
+    #[error("{path} is not an imgctl store: it is not empty ({entry} is there) and has no oci-layout (choose a new or empty directory for --root)")]
+    NotAStore { path: PathBuf, entry: String },
     #[error("no such image: {name}")]
     ImageNotFound { name: String },
     #[error("{name} is ambiguous: it matches {count} images")]
@@ -138,6 +144,32 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Sto
         source,
     }
 }
+
+/// Whether opening a store may create it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create the layout when the root is missing or empty (pull, build, load...).
+    Create,
+    /// Only use a store that exists: a missing or empty root reads as an empty
+    /// store and nothing is written (images, inspect, history, df...).
+    Existing,
+}
+
+/// Entries imgctl itself puts in a store root (besides the layout), plus what a
+/// dedicated filesystem holds: a directory with only these may become a store.
+const OWN_ENTRIES: [&str; 11] = [
+    "oci-layout",
+    "index.json",
+    "blobs",
+    "ingest",
+    "locks",
+    "tmp",
+    "snapshots",
+    "containers",
+    "cache",
+    "mounts",
+    "lost+found",
+];
 
 /// An open store. Cheap to clone; holds no file descriptors.
 #[derive(Clone, Debug)]
@@ -172,11 +204,49 @@ pub struct Usage {
 
 impl Store {
     /// Open the store at `root`, creating an empty OCI layout when the directory is
-    /// missing or empty.
+    /// missing or empty ([`OpenMode::Create`]).
     pub fn open(root: &Path) -> Result<Store> {
+        Store::open_with(root, OpenMode::Create)
+    }
+
+    /// Open the store at `root` without ever creating it ([`OpenMode::Existing`]).
+    pub fn open_existing(root: &Path) -> Result<Store> {
+        Store::open_with(root, OpenMode::Existing)
+    }
+
+    /// Open the store at `root`; see [`OpenMode`].
+    pub fn open_with(root: &Path, mode: OpenMode) -> Result<Store> {
         let store = Store {
             root: root.to_path_buf(),
         };
+        let layout = root.join("oci-layout");
+        let is_store = match fs::symlink_metadata(&layout) {
+            Ok(_) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io_err("stat", &layout)(e)),
+        };
+        if !is_store {
+            match fs::read_dir(root) {
+                Ok(entries) => {
+                    for e in entries {
+                        let e = e.map_err(io_err("list", root))?;
+                        let name = e.file_name();
+                        if !OWN_ENTRIES.iter().any(|o| name == *o) {
+                            return Err(StoreError::NotAStore {
+                                path: root.to_path_buf(),
+                                entry: name.to_string_lossy().into_owned(),
+                            });
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("open store directory", root)(e)),
+            }
+            if mode == OpenMode::Existing {
+                // Nothing to read yet, and a read-only command creates nothing.
+                return Ok(store);
+            }
+        }
         fsutil::mkdir_private(root).map_err(io_err("create store directory", root))?;
         for d in ["blobs", "blobs/sha256", "ingest", "locks", "tmp"] {
             let p = root.join(d);
@@ -220,6 +290,12 @@ impl Store {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// False for a store opened with [`OpenMode::Existing`] where none exists yet;
+    /// it reads as empty.
+    fn exists(&self) -> bool {
+        self.root.join("oci-layout").exists()
     }
 
     /// Where a committed blob lives. The digest type guarantees a safe file name.
@@ -317,6 +393,9 @@ impl Store {
     /// The image index (`index.json`).
     pub fn index(&self) -> Result<Index> {
         let p = self.root.join("index.json");
+        if !self.exists() {
+            return Ok(Index::empty());
+        }
         let bytes = fs::read(&p).map_err(io_err("read", &p))?;
         serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
             path: p,
@@ -394,6 +473,9 @@ impl Store {
     pub fn blobs(&self) -> Result<BTreeMap<Digest, u64>> {
         let dir = self.root.join("blobs").join("sha256");
         let mut out = BTreeMap::new();
+        if !self.exists() {
+            return Ok(out);
+        }
         for e in fs::read_dir(&dir).map_err(io_err("list", &dir))? {
             let e = e.map_err(io_err("list", &dir))?;
             let name = e.file_name();
@@ -410,6 +492,9 @@ impl Store {
     /// Remove every blob that no image references, and partial downloads no process
     /// is working on. Waits for running pulls (their leases) to finish first.
     pub fn prune(&self) -> Result<PruneReport> {
+        if !self.exists() {
+            return Ok(PruneReport::default());
+        }
         let p = self.root.join("locks").join("gc.lock");
         let gc = fsutil::open_lock_file(&p).map_err(io_err("open lock", &p))?;
         gc.lock().map_err(io_err("lock", &p))?;
@@ -453,7 +538,9 @@ impl Store {
                 u.referenced_bytes += size;
             }
         }
-        u.ingest_bytes = ingest::bytes(self)?;
+        if self.exists() {
+            u.ingest_bytes = ingest::bytes(self)?;
+        }
         Ok(u)
     }
 }

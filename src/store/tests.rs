@@ -189,3 +189,85 @@ fn blob_reader_opens_committed_blobs_only() {
     let e = r.open_blob(&Digest::of(b"absent")).unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::NotFound);
 }
+
+/// `--root DIR` on an existing directory used to chmod it 0700 (a 1777 directory
+/// became 0700 after a read-only `images`).
+#[test]
+fn an_existing_directory_is_never_chmodded() {
+    let t = tmp();
+    let root = t.path().join("shared");
+    fs::create_dir(&root).unwrap();
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o1777)).unwrap();
+    let s = Store::open_existing(&root).unwrap();
+    assert!(s.image_records().unwrap().is_empty());
+    assert_eq!(
+        fs::read_dir(&root).unwrap().count(),
+        0,
+        "opening for reading created nothing"
+    );
+    Store::open(&root).unwrap();
+    let mode = fs::metadata(&root).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o1777, "the named directory keeps its mode");
+    // What the store creates inside is private.
+    for d in ["blobs", "ingest", "locks", "tmp"] {
+        let mode = fs::metadata(root.join(d)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{d}");
+    }
+}
+
+#[test]
+fn a_non_empty_non_store_directory_is_refused() {
+    let t = tmp();
+    let root = t.path().join("home");
+    fs::create_dir(&root).unwrap();
+    fs::write(root.join("notes.txt"), "mine").unwrap();
+    for r in [Store::open(&root), Store::open_existing(&root)] {
+        let e = r.unwrap_err();
+        assert!(matches!(e, StoreError::NotAStore { .. }), "{e}");
+        assert!(e.to_string().contains("notes.txt"), "{e}");
+    }
+    let names: Vec<_> = fs::read_dir(&root).unwrap().flatten().collect();
+    assert_eq!(names.len(), 1, "nothing was created");
+    // A directory holding only what imgctl itself puts there (e.g. the container
+    // state `run --rootfs` writes before any pull) or lost+found becomes a store.
+    let root = t.path().join("fresh");
+    fs::create_dir_all(root.join("containers")).unwrap();
+    fs::create_dir_all(root.join("lost+found")).unwrap();
+    Store::open(&root).unwrap();
+    assert!(root.join("oci-layout").is_file());
+}
+
+/// Read-only commands never create a store: a missing root reads as an empty one.
+#[test]
+fn open_existing_on_a_missing_root_creates_nothing() {
+    let t = tmp();
+    let root = t.path().join("absent");
+    let s = Store::open_existing(&root).unwrap();
+    assert!(s.image_records().unwrap().is_empty());
+    assert!(s.index().unwrap().manifests.is_empty());
+    let u = s.usage().unwrap();
+    assert_eq!((u.images, u.blobs, u.ingest_bytes), (0, 0, 0));
+    assert!(matches!(
+        s.find_image("nginx"),
+        Err(StoreError::ImageNotFound { .. })
+    ));
+    assert!(s.prune().unwrap().removed.is_empty());
+    assert!(!root.exists(), "no store was created");
+    // A store that does exist opens and sees its images.
+    let made = Store::open(&root).unwrap();
+    let d = manifest_for(&made, b"{}", &[b"layer"]);
+    made.update_index(|i| {
+        i.manifests.push(d.clone());
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(
+        Store::open_existing(&root)
+            .unwrap()
+            .index()
+            .unwrap()
+            .manifests
+            .len(),
+        1
+    );
+}

@@ -478,3 +478,94 @@ fn copy_from_a_root_keeps_owners_and_chown_by_name_uses_the_destination() {
         .to_string();
     assert!(e.starts_with("B:1: --chown=nobody"), "{e}");
 }
+
+#[test]
+fn inputs_digest_matches_its_schema() {
+    let schema: serde_json::Value = serde_json::from_slice(
+        &fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/build-inputs.schema.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let c = Case::new();
+    fs::create_dir_all(c.ctx.join("d/e")).unwrap();
+    fs::write(c.ctx.join("d/f"), b"f").unwrap();
+    fs::write(c.ctx.join("t.tar.gz"), gzip(&tar_of(&[file("x", b"x")]))).unwrap();
+    std::os::unix::fs::symlink("f", c.ctx.join("d/l")).unwrap();
+    let mut s = spec(&["d", "t.tar.gz", "<<EOF"], "/x/");
+    s.add = true;
+    s.heredocs = vec![copy::HeredocSource {
+        name: "EOF".into(),
+        content: "hi\n".into(),
+    }];
+    let d = copy::inputs_digest(&Source::Context(&c.context()), &s).unwrap();
+    let v = serde_json::to_value(&d).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}\n{v:#}");
+    let kinds: Vec<&str> = d.files.iter().map(|f| f.kind.as_str()).collect();
+    for k in ["dir", "file", "symlink", "heredoc"] {
+        assert!(kinds.contains(&k), "{k} in {kinds:?}");
+    }
+    assert!(d.files.iter().any(|f| f.extract && f.path == "t.tar.gz"));
+    // Round trip, and the check can fail.
+    let back: copy::InputsDigest = serde_json::from_value(v.clone()).unwrap();
+    assert_eq!(back, d);
+    let mut bad = v;
+    bad["files"][0]["mode"] = serde_json::json!(70000);
+    assert!(!validator.is_valid(&bad));
+}
+
+/// SECURITY-TESTS 20 for COPY: while files are copied into `/a/`, another thread swaps
+/// `/a` with a symlink to the host's `/` (renameat2 RENAME_EXCHANGE) in a loop. Every
+/// write is resolved inside the destination root, so nothing lands on the host.
+#[test]
+fn copy_under_a_live_symlink_exchange_stays_inside() {
+    if !require(common::is_root(), "root (writes into a rootfs)") {
+        return;
+    }
+    let c = Case::new();
+    let tag = format!("imgctl-copy-race-{}", std::process::id());
+    let n = 1500;
+    fs::create_dir(c.ctx.join("many")).unwrap();
+    for i in 0..n {
+        fs::write(c.ctx.join("many").join(format!("{tag}-{i}")), b"x").unwrap();
+    }
+    fs::create_dir(c.root.join("a")).unwrap();
+    std::os::unix::fs::symlink("/", c.root.join("b")).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swaps = {
+        let stop = stop.clone();
+        let root = c.root.clone();
+        std::thread::spawn(move || {
+            let dir = imgctl::sys::fs::open_dir_path(&root).unwrap();
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                rustix::fs::renameat_with(&dir, "a", &dir, "b", rustix::fs::RenameFlags::EXCHANGE)
+                    .unwrap();
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let before = fingerprint(&c.host);
+    let mut results = Vec::new();
+    for _ in 0..4 {
+        results.push(c.copy(&spec(&["many"], "/a/")).map_err(|e| e.to_string()));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swaps.join().unwrap();
+    assert!(swaps > 100, "the race ran ({swaps} exchanges)");
+    assert_eq!(fingerprint(&c.host), before);
+    for i in 0..n {
+        let host_path = Path::new("/").join(format!("{tag}-{i}"));
+        assert!(
+            !host_path.exists(),
+            "{} written on the host",
+            host_path.display()
+        );
+    }
+    // Errors (an entry swapped away mid-copy) are single lines naming the step.
+    for r in results.into_iter().filter_map(Result::err) {
+        assert!(r.starts_with("Buildfile:2:") && !r.contains('\n'), "{r}");
+    }
+}

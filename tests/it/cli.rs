@@ -129,6 +129,20 @@ fn bundle_dir_is_private_and_the_image_root_entry_is_not_applied_to_it() {
     let su = std::fs::metadata(bundle.join("rootfs/bin/su")).unwrap();
     assert_eq!(su.permissions().mode() & 0o7777, 0o4755);
     assert!(bundle.join("config.json").is_file());
+    // The image is flattened, never mounted: no overlay was made (and dropped).
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mountinfo.contains(&*t.path().to_string_lossy()),
+        "bundle left a mount: {mountinfo}"
+    );
+    for d in ["snapshots/active", "snapshots/layers"] {
+        let p = store.join(d);
+        assert!(
+            std::fs::read_dir(&p).map_or(true, |mut d| d.next().is_none()),
+            "bundle unpacked or prepared snapshots in {}",
+            p.display()
+        );
+    }
 }
 
 /// `imgctl export -o FILE` writes every file of the image (including ones it keeps

@@ -72,3 +72,115 @@ fn run_with_a_fifo_passwd_fails_fast_and_leaves_no_state() {
         containers_in(&store)
     );
 }
+
+/// `--root DIR` on an existing directory used to chmod it 0700, and read-only
+/// commands created a store wherever they were pointed.
+#[test]
+fn root_is_never_chmodded_and_read_only_commands_create_no_store() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempdir();
+    let shared = t.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let absent = t.path().join("absent");
+    for root in [&shared, &absent] {
+        for args in [
+            &["images"][..],
+            &["images", "--format", "json"],
+            &["df"],
+            &["prune"],
+        ] {
+            let o = crate::common::output(imgctl(root).args(args));
+            assert!(
+                o.status.success(),
+                "{args:?} on {}: {}",
+                root.display(),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        let (code, err) = crate::common::fails(imgctl(root).args(["inspect", "nginx"]));
+        assert_eq!(code, 125);
+        assert!(err.contains("no such image: nginx"), "{err}");
+        crate::common::fails(imgctl(root).args(["history", "nginx"]));
+    }
+    assert!(
+        !absent.exists(),
+        "a read-only command created {}",
+        absent.display()
+    );
+    let mode = std::fs::metadata(&shared).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o1777, "the named directory keeps its mode");
+    assert_eq!(
+        std::fs::read_dir(&shared).unwrap().count(),
+        0,
+        "nothing created"
+    );
+
+    // A non-empty directory that is not a store is refused in one line.
+    let home = t.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::write(home.join("notes.txt"), "mine").unwrap();
+    let (code, err) = crate::common::fails(imgctl(&home).arg("images"));
+    assert_eq!(code, 125);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("not an imgctl store"), "{err}");
+    let (code, err) = crate::common::fails(imgctl(&home).args(["pull", "127.0.0.1:1/none:1"]));
+    assert_eq!(code, 125);
+    assert!(err.contains("not an imgctl store"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&home).unwrap().count(),
+        1,
+        "nothing created"
+    );
+}
+
+/// A token server announcing `expires_in` = 2^64-1 made `pull` panic (Instant
+/// overflow, exit 101). Absurd, negative and fractional lifetimes are survived:
+/// the pull succeeds, never a panic.
+#[test]
+fn absurd_token_lifetimes_never_panic() {
+    use crate::common::registry::*;
+    if !registry_tools() {
+        return;
+    }
+    let open = Registry::open();
+    let t = tempdir();
+    let img = Image::new(
+        host_arch(),
+        vec![layer(
+            &[("hello", b"hello from a token-auth registry")],
+            true,
+        )],
+    );
+    let mut layout = Layout::new(&t.path().join("src"));
+    layout.add_image("v1", &img);
+    layout.push("v1", &open.addr, "public/lifetime:v1");
+    let issuer = TokenIssuer::start("u", "p");
+    let reg = Registry::start(Auth::Token(&issuer), Some(&open.storage));
+    let name = format!("{}/public/lifetime:v1", reg.addr);
+    for (i, v) in [
+        serde_json::json!(u64::MAX),
+        serde_json::json!(u64::MAX / 1000),
+        serde_json::json!(-1),
+        serde_json::json!(1e300),
+        serde_json::json!(30.5),
+        serde_json::json!("3600"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        *issuer.expires_in.lock().unwrap() = v.clone();
+        let root = t.path().join(format!("root{i}"));
+        let o = output_within(
+            imgctl(&root).args(["pull", "--quiet", &name]),
+            Duration::from_secs(60),
+        )
+        .unwrap_or_else(|| panic!("pull hung with expires_in {v}"));
+        assert!(
+            o.status.success(),
+            "expires_in {v}: exit {:?}: {}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}

@@ -4,6 +4,8 @@
 
 mod common;
 
+mod build;
+mod build_compat;
 mod build_copy;
 mod buildfile;
 mod cli;
@@ -13,4 +15,5 @@ mod layer;
 mod lifecycle;
 mod registry;
 mod sandbox;
+mod size;
 mod store;

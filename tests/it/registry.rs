@@ -1115,7 +1115,12 @@ fn kill_9_at_arbitrary_points_never_leaves_a_broken_store() {
         // The store opens, lists, and holds only verified blobs.
         ok(ic(&root, t.path()).arg("images"));
         assert_blobs_verify(&root);
-        let names = index_names(&root);
+        // Killed before the store was made: `images` does not create one.
+        let names = if root.join("oci-layout").exists() {
+            index_names(&root)
+        } else {
+            Vec::new()
+        };
         assert!(names.is_empty() || names == vec![name.clone()], "{names:?}");
     }
     ok(ic(&root, t.path()).args(["pull", &name]));

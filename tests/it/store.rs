@@ -285,7 +285,9 @@ fn concurrent_tag_processes_do_not_lose_index_updates() {
 fn corrupt_index_is_a_loud_one_line_error_and_prune_does_nothing() {
     let t = tempdir();
     let root = t.path().join("root");
-    ok(imgctl(&root).arg("images"));
+    // A bare OCI layout (as skopeo writes one) is a store; `images` creates none.
+    std::fs::create_dir_all(root.join("blobs/sha256")).unwrap();
+    std::fs::write(root.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     let blob = b"some blob";
     std::fs::write(root.join("blobs/sha256").join(sha256_hex(blob)), blob).unwrap();
     std::fs::write(root.join("index.json"), "{ truncated").unwrap();

@@ -623,14 +623,14 @@ pub(super) fn run(plan: &Plan, spec: &CopySpec, root: BorrowedFd<'_>) -> Result<
                     } else {
                         plan.dest.clone()
                     };
-                    let (dfd, created) =
+                    // The destination directory itself is not the source directory: when
+                    // missing it is created 0755 (owned by --chown), as buildah does; an
+                    // existing one is left as it is.
+                    let (dfd, _) =
                         ensure_dir(root, &target, owner).map_err(|e| w.err(&target, e))?;
                     w.stack.push((dfd, target.clone()));
                     walk(plan, spec, fd.as_fd(), st, rel, &mut w)?;
-                    let (dfd, _) = w.stack.pop().expect("item root");
-                    if created {
-                        w.dir_meta(fd.as_fd(), st, dfd.as_fd(), rel)?;
-                    }
+                    w.stack.pop();
                 } else if let Some(kind) =
                     add::local_archive(plan, spec, fd.as_fd(), st).map_err(|e| w.err(rel, e))?
                 {

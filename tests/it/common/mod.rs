@@ -94,5 +94,6 @@ pub fn tempdir() -> tempfile::TempDir {
         .expect("create temp dir")
 }
 
+pub mod build;
 pub mod layer;
 pub mod registry;

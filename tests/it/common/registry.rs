@@ -250,6 +250,9 @@ pub struct TokenIssuer {
     pub addr: String,
     pub cert: PathBuf,
     pub requests: Arc<Mutex<Vec<String>>>,
+    /// The `expires_in` value each token response announces (300 by default); a
+    /// test may set any JSON value, e.g. 2^64-1 or a negative number.
+    pub expires_in: Arc<Mutex<serde_json::Value>>,
     stop: Arc<AtomicBool>,
     _dir: tempfile::TempDir,
 }
@@ -302,6 +305,8 @@ impl TokenIssuer {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (reqs, stop2) = (requests.clone(), stop.clone());
+        let expires_in = Arc::new(Mutex::new(json!(300)));
+        let announced = expires_in.clone();
         let expected_basic = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
@@ -371,7 +376,8 @@ impl TokenIssuer {
                     "{signing_input}.{}",
                     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig)
                 );
-                let body = json!({"token": token, "expires_in": 300}).to_string();
+                let expires = announced.lock().unwrap().clone();
+                let body = json!({"token": token, "expires_in": expires}).to_string();
                 let _ = write!(
                     s,
                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -383,6 +389,7 @@ impl TokenIssuer {
             addr,
             cert,
             requests,
+            expires_in,
             stop,
             _dir: dir,
         }

@@ -1,0 +1,480 @@
+//! RUN steps: the runtime spec for one step (Docker's defaults for build steps via
+//! [`crate::container::runtime_spec`], the build's limits and network, the step's
+//! `--mount`s) and [`run_step`], the ONE place a step's process is started.
+//!
+//! Steps are started through a fresh single-threaded launcher process (see
+//! [`run_step`]) so stages can run on threads.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::{Mount as OciMount, Spec};
+
+use super::cache::Cache;
+use super::{BuildError, Limits, Network, Secret};
+use crate::buildfile::{Mount, MountType};
+use crate::container::{self, RunFlags};
+
+/// What a finished step reports.
+#[derive(Debug, Clone)]
+pub struct StepOutcome {
+    pub outcome: crate::sandbox::Outcome,
+    /// The step's output (stdout and stderr interleaved).
+    pub output: Vec<u8>,
+    pub took: Duration,
+}
+
+/// How a step's launcher reports the outcome (`state_dir/status.json`).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "lowercase")]
+enum Status {
+    Exited { code: i32 },
+    Signaled { signal: i32 },
+    Oom,
+    Error { code: u8, message: String },
+}
+
+/// Run the process of `spec` on `rootfs` and wait for it: the ONE function that
+/// starts a step's process. Stdin is /dev/null; stdout and stderr go through one pipe
+/// whose lines are handed to `on_line` (with the time since the start) as they come.
+///
+/// The sandbox must be started from a single-threaded process and the build runs
+/// stages on threads, so the step is started by a fresh copy of this binary
+/// (`/proc/self/exe build-step`, see [`step_main`]) that does nothing but call
+/// [`crate::sandbox::run`] and write the outcome to `state_dir/status.json`. It runs on
+/// the host and is never visible inside the container (the container's PID 1 is the
+/// step's own command).
+pub fn run_step(
+    spec: &Spec,
+    rootfs: &Path,
+    state_dir: &Path,
+    cgroup_root: &Path,
+    on_line: &mut dyn FnMut(Duration, &str),
+) -> Result<StepOutcome, BuildError> {
+    use std::io::BufRead;
+    let started = Instant::now();
+    let spec_path = state_dir.join("config.json");
+    let status_path = state_dir.join("status.json");
+    let data = serde_json::to_vec(spec).map_err(|e| BuildError::Other(e.to_string()))?;
+    fs::write(&spec_path, data).map_err(|e| BuildError::io(&spec_path, e))?;
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| BuildError::io("pipe", io::Error::from_raw_os_error(e.raw_os_error())))?;
+    let w2 = w.try_clone().map_err(|e| BuildError::io("pipe", e))?;
+    let mut child = std::process::Command::new("/proc/self/exe")
+        .arg("build-step")
+        .arg(&spec_path)
+        .arg(rootfs)
+        .arg(cgroup_root)
+        .arg(&status_path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(w))
+        .stderr(std::process::Stdio::from(w2))
+        .spawn()
+        .map_err(|e| BuildError::io("/proc/self/exe", e))?;
+    let mut output = Vec::new();
+    let mut reader = io::BufReader::new(fs::File::from(r));
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {
+                output.extend_from_slice(&line);
+                let text = String::from_utf8_lossy(&line);
+                on_line(started.elapsed(), text.trim_end_matches(['\n', '\r']));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    let st = child
+        .wait()
+        .map_err(|e| BuildError::io("wait for the step", e))?;
+    let status: Status = fs::read(&status_path)
+        .ok()
+        .and_then(|d| serde_json::from_slice(&d).ok())
+        .ok_or_else(|| {
+            BuildError::Other(format!(
+                "the step launcher ended ({st}) without reporting an outcome"
+            ))
+        })?;
+    let outcome = match status {
+        Status::Exited { code } => crate::sandbox::Outcome::Exited(code),
+        Status::Signaled { signal } => crate::sandbox::Outcome::Signaled(signal),
+        Status::Oom => crate::sandbox::Outcome::OomKilled,
+        Status::Error { code, message } => {
+            return Err(BuildError::StepFailed(Box::new(super::StepFailure {
+                at: String::new(),
+                what: String::new(),
+                reason: message,
+                code: i32::from(code),
+                source_line: String::new(),
+                tail: String::from_utf8_lossy(&output).into_owned(),
+            })))
+        }
+    };
+    Ok(StepOutcome {
+        outcome,
+        output,
+        took: started.elapsed(),
+    })
+}
+
+/// The step launcher (`imgctl build-step SPEC ROOTFS CGROUP_ROOT STATUS`, hidden):
+/// runs the spec in the sandbox from this single-threaded process and writes the
+/// outcome to STATUS. Returns the exit code of the launcher itself.
+pub fn step_main(spec: &Path, rootfs: &Path, cgroup_root: &Path, status: &Path) -> u8 {
+    // Die with the build: a killed `imgctl build` takes its step down with it (the
+    // sandbox's child has its own parent-death signal), instead of leaving it running.
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and has no other effect.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    if rustix::process::getppid().is_none_or(|p| p.as_raw_nonzero().get() == 1) {
+        return 125;
+    }
+    let result = fs::read(spec)
+        .map_err(|e| e.to_string())
+        .and_then(|d| serde_json::from_slice::<Spec>(&d).map_err(|e| e.to_string()));
+    let st = match result {
+        Err(e) => Status::Error {
+            code: 125,
+            message: format!("read step spec {}: {e}", spec.display()),
+        },
+        Ok(spec) => {
+            let opts = crate::sandbox::Options {
+                cgroup_root: cgroup_root.to_path_buf(),
+                init: false,
+                rootfs_shifted: None,
+            };
+            match crate::sandbox::run(&spec, rootfs, &opts) {
+                Ok(crate::sandbox::Outcome::Exited(code)) => Status::Exited { code },
+                Ok(crate::sandbox::Outcome::Signaled(signal)) => Status::Signaled { signal },
+                Ok(crate::sandbox::Outcome::OomKilled) => Status::Oom,
+                Err(e) => Status::Error {
+                    code: e.exit_code(),
+                    message: e.to_string(),
+                },
+            }
+        }
+    };
+    let data = serde_json::to_vec(&st).unwrap_or_default();
+    match fs::write(status, data) {
+        Ok(()) => 0,
+        Err(_) => 125,
+    }
+}
+
+/// Resolves `RUN --mount=from=` and the context for bind mounts.
+pub trait MountSources {
+    /// The root directory for `from` (`None`: the build context).
+    fn root_of(&self, from: Option<&str>) -> Result<PathBuf, BuildError>;
+}
+
+/// Mounts of one step and what holds them (locks, temp dirs); dropped after the step.
+#[derive(Default)]
+pub struct StepMounts {
+    pub mounts: Vec<OciMount>,
+    _locks: Vec<fs::File>,
+    temp: Vec<PathBuf>,
+}
+
+impl Drop for StepMounts {
+    fn drop(&mut self) {
+        for t in &self.temp {
+            let _ = fs::remove_dir_all(t);
+        }
+    }
+}
+
+fn oci_mount(dest: &str, typ: &str, source: &Path, opts: &[&str]) -> OciMount {
+    let mut m = OciMount::default();
+    m.set_destination(PathBuf::from(dest));
+    m.set_typ(Some(typ.to_string()));
+    m.set_source(Some(source.to_path_buf()));
+    m.set_options(Some(opts.iter().map(|s| s.to_string()).collect()));
+    m
+}
+
+fn num(at: &str, what: &str, v: &Option<String>, radix: u32) -> Result<Option<u32>, BuildError> {
+    v.as_deref()
+        .map(|s| {
+            u32::from_str_radix(s, radix).map_err(|_| BuildError::Instruction {
+                at: at.to_string(),
+                message: format!("--mount {what}={s}: not a number"),
+            })
+        })
+        .transpose()
+}
+
+fn target_of(m: &Mount, at: &str, workdir: &str) -> Result<String, BuildError> {
+    let t = m.target.clone().ok_or_else(|| BuildError::Instruction {
+        at: at.to_string(),
+        message: format!(
+            "--mount=type={}: target= is required",
+            m.mount_type().as_str()
+        ),
+    })?;
+    Ok(if t.starts_with('/') {
+        t
+    } else {
+        super::config::normalize(&format!("{workdir}/{t}"))
+    })
+}
+
+/// Make the mounts of a RUN's `--mount` flags. Secrets are written to a private
+/// tmpfs directory (/dev/shm) and bound read-only; they never touch the rootfs.
+pub fn step_mounts(
+    root: &Path,
+    mounts: &[Mount],
+    secrets: &[Secret],
+    sources: &dyn MountSources,
+    at: &str,
+    workdir: &str,
+) -> Result<StepMounts, BuildError> {
+    let mut out = StepMounts::default();
+    for m in mounts {
+        match m.mount_type() {
+            MountType::Ssh => {
+                return Err(BuildError::Instruction {
+                    at: at.to_string(),
+                    message: "RUN --mount=type=ssh is not supported by imgctl (no SSH agent forwarding); use --secret for keys".into(),
+                })
+            }
+            MountType::Tmpfs => {
+                let t = target_of(m, at, workdir)?;
+                let size = m.size.as_deref().map(|s| format!("size={s}"));
+                let mut o = vec!["nosuid", "nodev"];
+                if let Some(s) = &size {
+                    o.push(s);
+                }
+                out.mounts.push(oci_mount(&t, "tmpfs", Path::new("tmpfs"), &o));
+            }
+            MountType::Secret => {
+                let id = m
+                    .id
+                    .clone()
+                    .or_else(|| {
+                        m.target
+                            .as_deref()
+                            .and_then(|t| t.rsplit('/').next())
+                            .map(str::to_string)
+                    })
+                    .ok_or_else(|| BuildError::Instruction {
+                        at: at.to_string(),
+                        message: "--mount=type=secret: id= (or target=) is required".into(),
+                    })?;
+                let Some(secret) = secrets.iter().find(|s| s.id == id) else {
+                    if m.required == Some(true) {
+                        return Err(BuildError::Instruction {
+                            at: at.to_string(),
+                            message: format!(
+                                "secret {id} is required but was not given (pass --secret id={id},src=FILE)"
+                            ),
+                        });
+                    }
+                    continue;
+                };
+                if m.env.is_some() {
+                    return Err(BuildError::Instruction {
+                        at: at.to_string(),
+                        message: "--mount=type=secret,env=: not supported; read /run/secrets/ID".into(),
+                    });
+                }
+                let value = secret.value()?;
+                let dir = PathBuf::from("/dev/shm").join(format!(
+                    "imgctl-secret-{}-{}",
+                    std::process::id(),
+                    crate::container::new_id().get(..12).unwrap_or("0")
+                ));
+                fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&dir)
+                    .map_err(|e| BuildError::io(&dir, e))?;
+                out.temp.push(dir.clone());
+                let file = dir.join("secret");
+                let uid = num(at, "uid", &m.uid, 10)?.unwrap_or(0);
+                let gid = num(at, "gid", &m.gid, 10)?.unwrap_or(0);
+                let mode = num(at, "mode", &m.mode, 8)?.unwrap_or(0o400);
+                let mut f = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&file)
+                    .map_err(|e| BuildError::io(&file, e))?;
+                f.write_all(&value).map_err(|e| BuildError::io(&file, e))?;
+                drop(f);
+                fs::set_permissions(&file, fs::Permissions::from_mode(mode))
+                    .map_err(|e| BuildError::io(&file, e))?;
+                std::os::unix::fs::chown(&file, Some(uid), Some(gid))
+                    .map_err(|e| BuildError::io(&file, e))?;
+                let t = match &m.target {
+                    Some(_) => target_of(m, at, workdir)?,
+                    None => format!("/run/secrets/{id}"),
+                };
+                out.mounts.push(oci_mount(
+                    &t,
+                    "bind",
+                    &file,
+                    &["rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"],
+                ));
+            }
+            MountType::Cache => {
+                let t = target_of(m, at, workdir)?;
+                let id = m.id.clone().unwrap_or_else(|| t.clone());
+                let dir = Cache::mounts_dir(root);
+                fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
+                let hexid = crate::oci::Digest::of(id.as_bytes()).hex().to_string();
+                let mut path = dir.join(&hexid);
+                let lock_path = path.with_extension("lock");
+                let lock = fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&lock_path)
+                    .map_err(|e| BuildError::io(&lock_path, e))?;
+                match m.sharing.as_deref().unwrap_or("shared") {
+                    "shared" => lock.lock_shared(),
+                    "locked" => lock.lock(),
+                    "private" => {
+                        if lock.try_lock().is_err() {
+                            // In use: this step gets its own empty directory.
+                            path = dir.join(format!("{hexid}.private-{}", std::process::id()));
+                            out.temp.push(path.clone());
+                        }
+                        Ok(())
+                    }
+                    other => {
+                        return Err(BuildError::Instruction {
+                            at: at.to_string(),
+                            message: format!(
+                                "--mount sharing={other}: expected shared, private or locked"
+                            ),
+                        })
+                    }
+                }
+                .map_err(|e| BuildError::io(&lock_path, e))?;
+                out._locks.push(lock);
+                if !path.is_dir() {
+                    fs::create_dir_all(&path).map_err(|e| BuildError::io(&path, e))?;
+                    let mode = num(at, "mode", &m.mode, 8)?.unwrap_or(0o755);
+                    fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                        .map_err(|e| BuildError::io(&path, e))?;
+                    let uid = num(at, "uid", &m.uid, 10)?.unwrap_or(0);
+                    let gid = num(at, "gid", &m.gid, 10)?.unwrap_or(0);
+                    std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                        .map_err(|e| BuildError::io(&path, e))?;
+                }
+                let ro = if m.readonly == Some(true) { "ro" } else { "rw" };
+                out.mounts
+                    .push(oci_mount(&t, "bind", &path, &["rbind", "rprivate", ro]));
+            }
+            MountType::Bind => {
+                let t = target_of(m, at, workdir)?;
+                if m.readonly == Some(false) {
+                    return Err(BuildError::Instruction {
+                        at: at.to_string(),
+                        message: "--mount=type=bind,rw: writable bind mounts are not supported yet; copy what you need instead".into(),
+                    });
+                }
+                let base = sources.root_of(m.from.as_deref())?;
+                let src = m.source.as_deref().unwrap_or("/");
+                let fd = crate::sys::fs::open_dir_path(&base).map_err(|e| BuildError::io(&base, e))?;
+                // Resolve the source inside its root: a directory by openat2, a file
+                // through its parent directory.
+                let rel = src.trim_start_matches('/');
+                let (parent, name) = match rel.rsplit_once('/') {
+                    Some((p, n)) => (p, n),
+                    None => ("", rel),
+                };
+                let host = match crate::sys::fs::open_dir_in_root(
+                    std::os::fd::AsFd::as_fd(&fd),
+                    parent.as_bytes(),
+                ) {
+                    Ok(dirfd) => {
+                        let real = fs::read_link(crate::sys::fs::proc_path(
+                            std::os::fd::AsFd::as_fd(&dirfd),
+                            b"",
+                        ))
+                        .map_err(|e| BuildError::io(&base, e))?;
+                        if name.is_empty() {
+                            real
+                        } else {
+                            real.join(name)
+                        }
+                    }
+                    Err(e) => {
+                        return Err(BuildError::Source {
+                            at: at.to_string(),
+                            message: format!("--mount source={src}: {e}"),
+                        })
+                    }
+                };
+                if fs::symlink_metadata(&host).is_err() {
+                    return Err(BuildError::Source {
+                        at: at.to_string(),
+                        message: format!("--mount source={src}: not found"),
+                    });
+                }
+                out.mounts.push(oci_mount(
+                    &t,
+                    "bind",
+                    &host,
+                    &["rbind", "rprivate", "ro"],
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What a step runs with.
+pub struct StepConfig<'a> {
+    pub id: &'a str,
+    pub argv: Vec<String>,
+    /// The image config in effect (Env, User, WorkingDir).
+    pub image: Option<&'a crate::oci::RunConfig>,
+    /// Build args and proxy variables added to the environment.
+    pub extra_env: Vec<String>,
+    pub limits: Limits,
+    pub network: Network,
+    pub state_dir: &'a Path,
+}
+
+/// The runtime spec of a RUN step on `rootfs`: Docker's defaults for a container
+/// (capabilities, seccomp, masked paths), the build's limits, and `extra` mounts.
+pub fn step_spec(
+    c: &StepConfig<'_>,
+    rootfs: &Path,
+    extra: &[OciMount],
+) -> Result<Spec, BuildError> {
+    let network = match c.network {
+        Network::Host => container::Network::Host,
+        Network::None => container::Network::None,
+    };
+    let flags = RunFlags {
+        id: c.id.to_string(),
+        hostname: Some("buildkitsandbox".into()),
+        env: c.extra_env.clone(),
+        entrypoint: Some(String::new()),
+        cmd: c.argv.clone(),
+        network,
+        memory: c.limits.memory,
+        // No swap beyond the limit: a step over its memory fails instead of swapping.
+        memory_swap: c.limits.memory,
+        cpu_quota: c.limits.cpu_quota,
+        cpu_period: c.limits.cpu_period,
+        pids_limit: c.limits.pids,
+        cgroup_parent: Some("imgctl-build".into()),
+        ..Default::default()
+    };
+    let etc = container::write_etc_files(c.state_dir, "buildkitsandbox", network)
+        .map_err(|e| BuildError::Other(format!("prepare step: {e}")))?;
+    let mut spec = container::runtime_spec(c.image, &flags, rootfs, etc, None)
+        .map_err(|e| BuildError::Other(format!("runtime spec: {e}")))?;
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    mounts.extend(extra.iter().cloned());
+    spec.set_mounts(Some(mounts));
+    Ok(spec)
+}

@@ -1,0 +1,393 @@
+//! Reading one layer: the tar stream is decompressed, hashed (diff ID) and listed
+//! entry by entry, with a sha256 of every regular file's content. Nothing is written
+//! anywhere; memory is one small record per entry.
+
+use std::io::{self, Read};
+use std::sync::mpsc;
+
+use sha2::{Digest as _, Sha256};
+
+use super::ReportError;
+use crate::layer::{self, Compression};
+use crate::oci::{Digest, Digester};
+
+/// What a layer entry is. Whiteouts and opaque markers are kept apart from files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Hardlink,
+    Device,
+    Fifo,
+    /// `.wh.NAME`: NAME (of lower layers) is deleted.
+    Whiteout,
+    /// `.wh..wh..opq`: the directory's lower-layer content is hidden.
+    Opaque,
+}
+
+/// One tar entry, as far as the size report needs it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The entry's name as dive cleans it (Go's `path.Clean`, leading `/` dropped),
+    /// whiteout prefix included.
+    pub name: String,
+    pub kind: Kind,
+    /// The header's size (content bytes of regular files; 0 for the rest).
+    pub size: u64,
+    /// sha256 of the content (regular files only).
+    pub content: Option<[u8; 32]>,
+}
+
+impl Entry {
+    /// The path the entry affects: for a whiteout the deleted path, for an opaque
+    /// marker its directory (empty string for the root).
+    pub fn target(&self) -> String {
+        match self.kind {
+            Kind::Whiteout => {
+                let (dir, base) = split(&self.name);
+                join(dir, base.trim_start_matches(".wh."))
+            }
+            Kind::Opaque => split(&self.name).0.to_string(),
+            _ => self.name.clone(),
+        }
+    }
+}
+
+/// Everything read from one layer.
+#[derive(Debug, Clone, Default)]
+pub struct Scanned {
+    pub entries: Vec<Entry>,
+    /// Bytes of the uncompressed stream, trailing padding included (`gzip -dc | wc -c`).
+    pub uncompressed: u64,
+    /// Bytes of the compressed blob as read.
+    pub compressed: u64,
+    pub diff_id: Option<Digest>,
+}
+
+pub(crate) fn split(p: &str) -> (&str, &str) {
+    match p.rfind('/') {
+        Some(i) => (&p[..i], &p[i + 1..]),
+        None => ("", p),
+    }
+}
+
+pub(crate) fn join(dir: &str, base: &str) -> String {
+    if dir.is_empty() {
+        base.to_string()
+    } else {
+        format!("{dir}/{base}")
+    }
+}
+
+/// Go's `path.Clean` on a tar name, then without its leading `/` (dive's
+/// `AddPath` trims it): `./usr/bin/` -> `usr/bin`, `.` -> `` (skipped by dive).
+pub fn clean(name: &str) -> String {
+    let rooted = name.starts_with('/');
+    let mut out: Vec<&str> = Vec::new();
+    for c in name.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                if out.last().is_some_and(|l| *l != "..") {
+                    out.pop();
+                } else if !rooted {
+                    out.push("..");
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.join("/")
+}
+
+/// A reader that counts and hashes what passes through it.
+struct Tee<R> {
+    inner: R,
+    digester: Digester,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.digester.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Hashes what passes and checks it against `expected` at the end (compressed blob).
+pub struct Verify<R> {
+    inner: R,
+    digester: Digester,
+    expected: Option<Digest>,
+    pub(crate) read: u64,
+}
+
+impl<R: Read> Verify<R> {
+    pub fn new(inner: R, expected: Option<Digest>) -> Verify<R> {
+        Verify {
+            inner,
+            digester: Digester::new(),
+            expected,
+            read: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for Verify<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.expected.is_some() {
+            self.digester.update(&buf[..n]);
+        }
+        if n == 0 && !buf.is_empty() {
+            if let Some(want) = self.expected.take() {
+                let d = std::mem::take(&mut self.digester).finish();
+                if d != want {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("blob digest mismatch: expected {want}, found {d}"),
+                    ));
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Layers with more entries are refused: memory is one record per entry
+/// (SECURITY-TESTS A16, 10^6-entry bombs); real images have some 10^4-10^5.
+pub const MAX_ENTRIES: usize = 2_000_000;
+
+/// Called as bytes of a layer are read (compressed bytes so far).
+pub trait Tick: Sync {
+    fn bytes(&self, layer: usize, compressed: u64);
+}
+
+/// Read one layer blob. `blob` yields the compressed bytes; `verify` checks them
+/// against the descriptor digest (not needed for store blobs, verified at commit).
+pub fn scan<R: Read + Send>(
+    blob: R,
+    compression: Compression,
+    name: &str,
+    verify: Option<Digest>,
+    progress: Option<(&dyn Tick, usize)>,
+) -> Result<Scanned, ReportError> {
+    let counted = Counted {
+        inner: Verify::new(blob, verify),
+        progress,
+        since: 0,
+    };
+    let mut dec = layer::decoder(counted, compression, name).map_err(ReportError::LayerFormat)?;
+    // Decompression on its own thread, listing and hashing on this one: the two
+    // halves cost about the same, so a big layer takes half the wall time.
+    let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(8);
+    let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|s| {
+        s.spawn(move || loop {
+            let mut buf = back_rx.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+            buf.resize(CHUNK, 0);
+            let r = read_full(&mut dec, &mut buf).map(|n| {
+                buf.truncate(n);
+                buf
+            });
+            let end = matches!(&r, Ok(b) if b.is_empty()) || r.is_err();
+            if tx.send(r).is_err() || end {
+                break;
+            }
+        });
+        let reader = Chunks {
+            rx,
+            back: back_tx,
+            cur: Vec::new(),
+            pos: 0,
+            done: false,
+        };
+        list(reader, name)
+    })
+}
+
+const CHUNK: usize = 256 * 1024;
+
+/// Fill `buf` as far as the stream allows; the count read (0 at the end).
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// The consuming end of the decompression thread.
+struct Chunks {
+    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
+    back: mpsc::Sender<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.cur.len() {
+            if self.done {
+                return Ok(0);
+            }
+            let next = self
+                .rx
+                .recv()
+                .map_err(|_| io::Error::other("decompression thread ended early"))??;
+            if next.is_empty() {
+                self.done = true;
+                return Ok(0);
+            }
+            let old = std::mem::replace(&mut self.cur, next);
+            let _ = self.back.send(old);
+            self.pos = 0;
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// List the decompressed tar stream `raw`.
+fn list<R: Read>(raw: R, name: &str) -> Result<Scanned, ReportError> {
+    let io_err = |source: io::Error| ReportError::Layer {
+        layer: name.to_string(),
+        source,
+    };
+    let tee = Tee {
+        inner: raw,
+        digester: Digester::new(),
+    };
+    let mut archive = tar::Archive::new(tee);
+    let mut entries = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    for e in archive.entries().map_err(io_err)? {
+        let mut e = e.map_err(io_err)?;
+        if entries.len() >= MAX_ENTRIES {
+            return Err(ReportError::Layer {
+                layer: name.to_string(),
+                source: io::Error::other(format!(
+                    "more than {MAX_ENTRIES} entries; refused to keep memory bounded"
+                )),
+            });
+        }
+        let raw = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+        let name = clean(&raw);
+        if name.is_empty() {
+            continue;
+        }
+        let et = e.header().entry_type();
+        let size = e.size();
+        let base = split(&name).1;
+        let kind = if base == ".wh..wh..opq" {
+            Kind::Opaque
+        } else if base.starts_with(".wh.") {
+            Kind::Whiteout
+        } else if et.is_dir() {
+            Kind::Dir
+        } else if et.is_symlink() {
+            Kind::Symlink
+        } else if et.is_hard_link() {
+            Kind::Hardlink
+        } else if et.is_character_special() || et.is_block_special() {
+            Kind::Device
+        } else if et.is_fifo() {
+            Kind::Fifo
+        } else {
+            Kind::File
+        };
+        let content = if kind == Kind::File {
+            let mut h = Sha256::new();
+            loop {
+                let n = e.read(&mut buf).map_err(io_err)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            Some(h.finalize().into())
+        } else {
+            None
+        };
+        entries.push(Entry {
+            name,
+            kind,
+            size,
+            content,
+        });
+    }
+    // The tar reader stops at the end-of-archive blocks; read the rest so the
+    // uncompressed size and diff ID cover the whole stream.
+    let mut tee = archive.into_inner();
+    io::copy(&mut tee, &mut io::sink()).map_err(io_err)?;
+    let uncompressed = tee.digester.len();
+    let diff_id = tee.digester.finish();
+    Ok(Scanned {
+        entries,
+        uncompressed,
+        compressed: 0,
+        diff_id: Some(diff_id),
+    })
+}
+
+struct Counted<'a, R> {
+    inner: Verify<R>,
+    progress: Option<(&'a dyn Tick, usize)>,
+    since: u64,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.since += n as u64;
+        if let Some((t, i)) = self.progress {
+            if self.since >= 4 << 20 || n == 0 {
+                self.since = 0;
+                t.bytes(i, self.inner.read);
+            }
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_matches_go_path_clean_without_root() {
+        for (i, o) in [
+            ("./usr/bin/", "usr/bin"),
+            ("/etc//passwd", "etc/passwd"),
+            (".", ""),
+            ("./", ""),
+            ("a/./b/../c", "a/c"),
+            ("/../x", "x"),
+        ] {
+            assert_eq!(clean(i), o, "{i}");
+        }
+    }
+
+    #[test]
+    fn whiteout_and_opaque_targets() {
+        let e = |name: &str, kind| Entry {
+            name: name.into(),
+            kind,
+            size: 0,
+            content: None,
+        };
+        assert_eq!(e("a/b/.wh.c", Kind::Whiteout).target(), "a/b/c");
+        assert_eq!(e(".wh.top", Kind::Whiteout).target(), "top");
+        assert_eq!(e("a/.wh..wh..opq", Kind::Opaque).target(), "a");
+    }
+}
