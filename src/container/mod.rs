@@ -423,45 +423,64 @@ pub fn allocate_userns(lock_dir: &Path) -> Result<(u32, UsernsLease), Error> {
     for i in 0..slices {
         let base = start + i * 65_536;
         let p = lock_dir.join(base.to_string());
-        match std::fs::OpenOptions::new()
+        // A slice is taken while its file is flock'ed by its holder: the kernel
+        // drops the lock when the holder dies, and a lock looks the same from every
+        // PID namespace (a pid does not).
+        let f = std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
-            .create_new(true)
+            .create(true)
+            .truncate(false)
             .open(&p)
-        {
-            Ok(_) => return Ok((base, UsernsLease { path: p })),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                // A stale lease of a process that is gone may be reclaimed.
-                let pid = std::fs::read_to_string(&p)
-                    .ok()
-                    .and_then(|s| s.trim().parse::<i32>().ok());
-                if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
-                    let _ = std::fs::remove_file(&p);
-                }
-            }
-            Err(e) => return Err(io(&p, e)),
+            .map_err(|e| io(&p, e))?;
+        if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            continue;
         }
+        // Removed by its last holder between our open and our lock: try again.
+        let same = matches!((f.metadata(), std::fs::metadata(&p)),
+            (Ok(a), Ok(b)) if std::os::unix::fs::MetadataExt::ino(&a) == std::os::unix::fs::MetadataExt::ino(&b));
+        if !same {
+            continue;
+        }
+        return Ok((
+            base,
+            UsernsLease {
+                path: p,
+                file: Some(f),
+            },
+        ));
     }
     Err(Error::Spec(
         "--userns=auto: every id range from /etc/subuid is in use".into(),
     ))
 }
 
-/// A claimed id range; released on drop.
+/// A claimed id range (its lock file, flock'ed); released on drop.
 #[derive(Debug)]
 pub struct UsernsLease {
     path: PathBuf,
+    file: Option<std::fs::File>,
 }
 
 impl UsernsLease {
-    /// Record the owning process so a crashed run's lease can be reclaimed.
+    /// Record the owning process (informational: the lock is what holds the range).
     pub fn set_owner(&self, pid: u32) {
-        let _ = std::fs::write(&self.path, pid.to_string());
+        if let Some(f) = &self.file {
+            use std::io::Write;
+            let _ = f.set_len(0);
+            let _ = (&*f).write_all(pid.to_string().as_bytes());
+        }
     }
 }
 
 impl Drop for UsernsLease {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        // Unlink before unlocking (closing): whoever locks the old file next sees
+        // it is no longer the one at the path.
+        if let Some(f) = self.file.take() {
+            let _ = std::fs::remove_file(&self.path);
+            drop(f);
+        }
     }
 }
 
@@ -1055,5 +1074,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("/nonexistent/profile.json"), "{e}");
+    }
+
+    /// Issue 8 defect: a userns slice is held by a lock, not judged by a pid. A
+    /// held slice is skipped; a leftover file of a dead holder (whatever pid it
+    /// names, in whatever PID namespace) is taken over; a released one is free.
+    #[test]
+    fn userns_slices_are_held_by_a_lock() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, la) = allocate_userns(t.path()).unwrap();
+        la.set_owner(1);
+        let (b, lb) = allocate_userns(t.path()).unwrap();
+        assert_eq!(b, a + 65_536, "a held slice was handed out twice");
+        drop(lb);
+        assert!(!t.path().join(b.to_string()).exists());
+        // A file left by a killed holder: pid 1 is alive here, and still the
+        // slice is free because nobody holds its lock.
+        std::fs::write(t.path().join(b.to_string()), "1").unwrap();
+        let (c, _lc) = allocate_userns(t.path()).unwrap();
+        assert_eq!(c, b);
+        drop(la);
+        let (d, _ld) = allocate_userns(t.path()).unwrap();
+        assert_eq!(d, a);
     }
 }

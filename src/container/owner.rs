@@ -82,8 +82,11 @@ pub struct OwnerLock {
 
 impl Drop for OwnerLock {
     fn drop(&mut self) {
-        if self.file.take().is_some() {
+        // Unlink before unlocking (closing): a reaper that locks the old file
+        // next sees it is no longer the one at the path.
+        if let Some(f) = self.file.take() {
             let _ = std::fs::remove_file(&self.path);
+            drop(f);
         }
     }
 }

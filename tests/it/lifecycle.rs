@@ -433,6 +433,19 @@ fn leftovers_are_judged_across_pid_namespaces() {
             .spawn()
             .unwrap();
         wait_started(what);
+        // The owner's lock file, as stored, matches its schema.
+        for e in std::fs::read_dir(store.join("locks/containers"))
+            .unwrap()
+            .flatten()
+        {
+            let doc: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+            crate::sandbox::assert_valid(
+                &crate::sandbox::validator("container-owner.schema.json"),
+                &doc,
+                "stored owner lock",
+            );
+        }
         let before = leftovers(&store);
         let o = crate::common::output(&mut reaper);
         assert!(
