@@ -468,3 +468,45 @@ fn leftovers_are_judged_across_pid_namespaces() {
         assert!(left.is_empty(), "{what}: {left:#?}");
     }
 }
+
+/// Issue 15 item 1: `run` on a tmpfs store used to refuse to start ("refusing to
+/// fork: this process has 2 threads") when a finished unpack thread was still
+/// listed. 30 runs of a fresh store's first unpack and then `run --rm IMAGE true`
+/// on tmpfs: every one starts.
+#[test]
+fn run_on_a_tmpfs_store_always_starts() {
+    let Some(layout) = busybox_layout() else {
+        return;
+    };
+    if !ready() {
+        return;
+    }
+    let _g = serial();
+    let t = tempdir();
+    let mnt = t.path().join("tmpfs");
+    std::fs::create_dir(&mnt).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _u = Unmount(mnt.clone());
+    let mut failures = Vec::new();
+    for i in 0..30 {
+        // Every 10th run on a fresh store: the unpack threads run just before.
+        let store = mnt.join(format!("store{}", i / 10));
+        let o = crate::common::output(&mut run_cmd(&store, &layout, &["true"]));
+        if !o.status.success() {
+            failures.push(format!("run {i}: {}", String::from_utf8_lossy(&o.stderr)));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+}
