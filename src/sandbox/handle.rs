@@ -359,6 +359,20 @@ impl Container {
         Ok(())
     }
 
+    /// A handle that signals this container from any thread while another waits
+    /// for it (a pidfd: once the process is reaped, signals fail with ESRCH
+    /// instead of reaching a recycled pid).
+    pub fn signaller(&self) -> Result<Signaller, Error> {
+        match &self.pidfd {
+            Some(fd) => Ok(Signaller {
+                pidfd: fd.try_clone().map_err(setup("dup the pidfd"))?,
+            }),
+            None => Err(Error::Unsupported {
+                what: "signalling from another thread needs pidfd_open (Linux 5.3)".into(),
+            }),
+        }
+    }
+
     /// Kill the process if it is still there, reap it and remove the cgroup.
     pub fn delete(mut self) -> Result<(), Error> {
         self.done = true;
@@ -388,6 +402,32 @@ impl Container {
             g.remove()?;
         }
         reaped
+    }
+}
+
+/// Signals one container from any thread; see [`Container::signaller`].
+#[derive(Debug)]
+pub struct Signaller {
+    pidfd: OwnedFd,
+}
+
+impl Signaller {
+    /// Send `sig`; ESRCH once the container's process is gone.
+    pub fn signal(&self, sig: i32) -> Result<(), Error> {
+        // SAFETY: pidfd_send_signal on our own pidfd.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.pidfd.as_raw_fd(),
+                sig,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if r < 0 {
+            return Err(io_last(&format!("signal {sig} to the container")));
+        }
+        Ok(())
     }
 }
 

@@ -37,7 +37,7 @@ mod spawn;
 
 pub use caps::{all_caps, docker_default_caps, parse_cap, ALL_CAPS};
 pub use child::rlimit_resource;
-pub use handle::{destroy_cgroup, Container, Stdio};
+pub use handle::{destroy_cgroup, Container, Signaller, Stdio};
 pub use spawn::{entry as child_entry, set_runtime_binary};
 
 use std::io::Write as _;

@@ -510,3 +510,76 @@ fn run_on_a_tmpfs_store_always_starts() {
     assert!(failures.is_empty(), "{failures:#?}");
     assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
 }
+
+/// The handle's lifecycle edges: a created container runs nothing until start;
+/// one thread waits while another signals it (through a pidfd, so after the
+/// reap a signal fails instead of reaching a recycled pid); a container deleted
+/// without being started leaves no cgroup; a command that does not exist fails
+/// at start with 127.
+#[test]
+fn handle_created_started_signalled_from_another_thread_and_deleted() {
+    if !ready() {
+        return;
+    }
+    let _g = serial();
+    use_imgctl_binary();
+    let t = tempdir();
+    let r = rootfs(t.path());
+    let marker = r.join("tmp/started");
+    let spec = spec_for(
+        &r,
+        "edge1",
+        &["/bin/sh", "-c", "touch /tmp/started; exec sleep 30"],
+        64 << 20,
+        50,
+    );
+    let mut c = Container::create(&spec, &r, &Options::default(), Stdio::Null).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!marker.exists(), "the command ran before start");
+    c.start().unwrap();
+    let sig = c.signaller().unwrap();
+    let waiter = std::thread::spawn(move || {
+        let o = c.wait().unwrap();
+        (o, c)
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !marker.exists() {
+        assert!(std::time::Instant::now() < deadline, "never started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    sig.signal(libc::SIGKILL).unwrap();
+    let (o, c) = waiter.join().unwrap();
+    assert_eq!(o, Outcome::Signaled(libc::SIGKILL));
+    assert!(
+        sig.signal(libc::SIGKILL).is_err(),
+        "a signal after the reap went somewhere"
+    );
+    c.delete().unwrap();
+
+    // Created, never started, deleted.
+    let c = Container::create(
+        &spec_for(&r, "edge2", &["true"], 64 << 20, 50),
+        &r,
+        &Options::default(),
+        Stdio::Null,
+    )
+    .unwrap();
+    assert!(!leftover_cgroups().is_empty());
+    c.delete().unwrap();
+    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+
+    // Not found: 127 from start.
+    let mut c = Container::create(
+        &spec_for(&r, "edge3", &["/no/such/cmd"], 64 << 20, 50),
+        &r,
+        &Options::default(),
+        Stdio::Null,
+    )
+    .unwrap();
+    match c.start() {
+        Err(e) => assert_eq!(e.exit_code(), 127, "{e}"),
+        Ok(()) => panic!("a missing command started"),
+    }
+    c.delete().unwrap();
+    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+}
