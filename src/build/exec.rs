@@ -161,7 +161,7 @@ pub(super) fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Buil
     let _lease = store.lease().map_err(|e| other("store lease")(&e))?;
     let snaps = Overlay::open(&opts.root).map_err(|e| other("snapshots")(&e))?;
     let cache = Cache::open(&opts.root)?;
-    reap_dead_builds(&snaps, &opts.root);
+    reap_dead_builds(&snaps, &opts.root, &opts.cgroup_root);
     let bf_path = match &opts.buildfile {
         BuildfileSource::Path(p) => p.clone(),
         _ => opts.context.join(&file),
@@ -305,7 +305,7 @@ fn new_key(prefix: &str) -> String {
 
 /// Snapshots and step directories left by builds that were killed (their process is
 /// gone): unmounted and removed before a new build starts.
-fn reap_dead_builds(snaps: &Overlay, root: &Path) {
+fn reap_dead_builds(snaps: &Overlay, root: &Path, cgroup_root: &Path) {
     // The first numeric segment after the prefix is the owner's pid.
     let dead = |key: &str| {
         key.split('-')
@@ -313,6 +313,45 @@ fn reap_dead_builds(snaps: &Overlay, root: &Path) {
             .find_map(|x| x.parse::<u32>().ok())
             .is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists())
     };
+    // Step containers of a killed build (cgroup `imgctl-build/build-PID-*`): killed,
+    // their cgroups removed (v1: every controller's copy; v2: the one group).
+    let mut groups = Vec::new();
+    for base in std::iter::once(cgroup_root.to_path_buf()).chain(
+        fs::read_dir(cgroup_root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path()),
+    ) {
+        if let Ok(rd) = fs::read_dir(base.join("imgctl-build")) {
+            groups.extend(
+                rd.flatten()
+                    .filter(|e| {
+                        let n = e.file_name().to_string_lossy().into_owned();
+                        n.starts_with("build-") && dead(&n)
+                    })
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    for g in &groups {
+        for pid in fs::read_to_string(g.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse::<i32>().ok())
+        {
+            // SAFETY: kill(2) with a pid read from the leftover group.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    for g in &groups {
+        for _ in 0..50 {
+            if fs::remove_dir(g).is_ok() || !g.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
     for info in snaps.list().unwrap_or_default() {
         if info.kind != snapshot::Kind::Committed
             && info.key.starts_with("build-")
@@ -951,7 +990,7 @@ impl<'a> Exec<'a> {
                             line: &self.redact(l),
                         });
                     };
-                    run::run_step(&spec, &merged, &state, &self.opts.cgroup_root, &mut on_line)
+                    run::run_step(&spec, &merged, &self.opts.cgroup_root, &mut on_line)
                 });
                 let _ = fs::remove_dir_all(&state);
                 drop(sm);

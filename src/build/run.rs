@@ -2,8 +2,8 @@
 //! [`crate::container::runtime_spec`], the build's limits and network, the step's
 //! `--mount`s) and [`run_step`], the ONE place a step's process is started.
 //!
-//! Steps are started through a fresh single-threaded launcher process (see
-//! [`run_step`]) so stages can run on threads.
+//! Steps are started through the sandbox's lifecycle handle, so stages can run on
+//! threads.
 
 use std::fs;
 use std::io::{self, Write};
@@ -27,53 +27,47 @@ pub struct StepOutcome {
     pub took: Duration,
 }
 
-/// How a step's launcher reports the outcome (`state_dir/status.json`).
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "outcome", rename_all = "lowercase")]
-enum Status {
-    Exited { code: i32 },
-    Signaled { signal: i32 },
-    Oom,
-    Error { code: u8, message: String },
-}
-
 /// Run the process of `spec` on `rootfs` and wait for it: the ONE function that
-/// starts a step's process. Stdin is /dev/null; stdout and stderr go through one pipe
+/// starts a step's process, through the sandbox's lifecycle handle (usable from the
+/// build's stage threads). Stdin is /dev/null; stdout and stderr go through one pipe
 /// whose lines are handed to `on_line` (with the time since the start) as they come.
-///
-/// The sandbox must be started from a single-threaded process and the build runs
-/// stages on threads, so the step is started by a fresh copy of this binary
-/// (`/proc/self/exe build-step`, see [`step_main`]) that does nothing but call
-/// [`crate::sandbox::run`] and write the outcome to `state_dir/status.json`. It runs on
-/// the host and is never visible inside the container (the container's PID 1 is the
-/// step's own command).
+/// If the build dies, the container dies with it (the sandbox's parent-death signal).
 pub fn run_step(
     spec: &Spec,
     rootfs: &Path,
-    state_dir: &Path,
     cgroup_root: &Path,
     on_line: &mut dyn FnMut(Duration, &str),
 ) -> Result<StepOutcome, BuildError> {
+    use crate::sandbox::{Container, Stdio};
     use std::io::BufRead;
     let started = Instant::now();
-    let spec_path = state_dir.join("config.json");
-    let status_path = state_dir.join("status.json");
-    let data = serde_json::to_vec(spec).map_err(|e| BuildError::Other(e.to_string()))?;
-    fs::write(&spec_path, data).map_err(|e| BuildError::io(&spec_path, e))?;
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| BuildError::io("pipe", io::Error::from_raw_os_error(e.raw_os_error())))?;
     let w2 = w.try_clone().map_err(|e| BuildError::io("pipe", e))?;
-    let mut child = std::process::Command::new("/proc/self/exe")
-        .arg("build-step")
-        .arg(&spec_path)
-        .arg(rootfs)
-        .arg(cgroup_root)
-        .arg(&status_path)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::from(w))
-        .stderr(std::process::Stdio::from(w2))
-        .spawn()
-        .map_err(|e| BuildError::io("/proc/self/exe", e))?;
+    let opts = crate::sandbox::Options {
+        cgroup_root: cgroup_root.to_path_buf(),
+        init: false,
+        rootfs_shifted: None,
+    };
+    let fail = |e: crate::sandbox::Error, output: &[u8]| {
+        BuildError::StepFailed(Box::new(super::StepFailure {
+            at: String::new(),
+            what: String::new(),
+            reason: e.to_string(),
+            code: i32::from(e.exit_code()),
+            source_line: String::new(),
+            tail: String::from_utf8_lossy(output).into_owned(),
+        }))
+    };
+    let stdio = Stdio::Fds {
+        stdin: None,
+        stdout: w,
+        stderr: w2,
+    };
+    // The write ends are handed over (and closed here) by `create`, so the read end
+    // sees EOF when the container's processes are gone.
+    let mut c = Container::create(spec, rootfs, &opts, stdio).map_err(|e| fail(e, b""))?;
+    c.start().map_err(|e| fail(e, b""))?;
     let mut output = Vec::new();
     let mut reader = io::BufReader::new(fs::File::from(r));
     let mut line = Vec::new();
@@ -90,80 +84,13 @@ pub fn run_step(
             Err(_) => break,
         }
     }
-    let st = child
-        .wait()
-        .map_err(|e| BuildError::io("wait for the step", e))?;
-    let status: Status = fs::read(&status_path)
-        .ok()
-        .and_then(|d| serde_json::from_slice(&d).ok())
-        .ok_or_else(|| {
-            BuildError::Other(format!(
-                "the step launcher ended ({st}) without reporting an outcome"
-            ))
-        })?;
-    let outcome = match status {
-        Status::Exited { code } => crate::sandbox::Outcome::Exited(code),
-        Status::Signaled { signal } => crate::sandbox::Outcome::Signaled(signal),
-        Status::Oom => crate::sandbox::Outcome::OomKilled,
-        Status::Error { code, message } => {
-            return Err(BuildError::StepFailed(Box::new(super::StepFailure {
-                at: String::new(),
-                what: String::new(),
-                reason: message,
-                code: i32::from(code),
-                source_line: String::new(),
-                tail: String::from_utf8_lossy(&output).into_owned(),
-            })))
-        }
-    };
+    let outcome = c.wait().map_err(|e| fail(e, &output))?;
+    c.delete().map_err(|e| fail(e, &output))?;
     Ok(StepOutcome {
         outcome,
         output,
         took: started.elapsed(),
     })
-}
-
-/// The step launcher (`imgctl build-step SPEC ROOTFS CGROUP_ROOT STATUS`, hidden):
-/// runs the spec in the sandbox from this single-threaded process and writes the
-/// outcome to STATUS. Returns the exit code of the launcher itself.
-pub fn step_main(spec: &Path, rootfs: &Path, cgroup_root: &Path, status: &Path) -> u8 {
-    // Die with the build: a killed `imgctl build` takes its step down with it (the
-    // sandbox's child has its own parent-death signal), instead of leaving it running.
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and has no other effect.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
-    if rustix::process::getppid().is_none_or(|p| p.as_raw_nonzero().get() == 1) {
-        return 125;
-    }
-    let result = fs::read(spec)
-        .map_err(|e| e.to_string())
-        .and_then(|d| serde_json::from_slice::<Spec>(&d).map_err(|e| e.to_string()));
-    let st = match result {
-        Err(e) => Status::Error {
-            code: 125,
-            message: format!("read step spec {}: {e}", spec.display()),
-        },
-        Ok(spec) => {
-            let opts = crate::sandbox::Options {
-                cgroup_root: cgroup_root.to_path_buf(),
-                init: false,
-                rootfs_shifted: None,
-            };
-            match crate::sandbox::run(&spec, rootfs, &opts) {
-                Ok(crate::sandbox::Outcome::Exited(code)) => Status::Exited { code },
-                Ok(crate::sandbox::Outcome::Signaled(signal)) => Status::Signaled { signal },
-                Ok(crate::sandbox::Outcome::OomKilled) => Status::Oom,
-                Err(e) => Status::Error {
-                    code: e.exit_code(),
-                    message: e.to_string(),
-                },
-            }
-        }
-    };
-    let data = serde_json::to_vec(&st).unwrap_or_default();
-    match fs::write(status, data) {
-        Ok(()) => 0,
-        Err(_) => 125,
-    }
 }
 
 /// Resolves `RUN --mount=from=` and the context for bind mounts.

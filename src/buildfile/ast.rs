@@ -261,6 +261,11 @@ pub enum Command {
         checksum: Option<String>,
         keep_git_dir: bool,
         exclude: Vec<String>,
+        /// `--unpack[=BOOL]`: None when not given (local archives are unpacked,
+        /// URLs are not); `Some(true)` also unpacks a downloaded archive,
+        /// `Some(false)` copies a local archive as it is (BuildKit 1.17 syntax).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        unpack: Option<bool>,
     },
     Copy {
         sources: Vec<String>,

@@ -15,6 +15,7 @@ mod error;
 mod graph;
 mod lint;
 mod parse;
+mod pattern;
 mod print;
 mod resolve;
 mod words;

@@ -315,6 +315,12 @@ impl<'a> Parser<'a> {
             start: flags_start,
             kw: kind,
         };
+        if matches!(
+            kind,
+            "RUN" | "CMD" | "ENTRYPOINT" | "SHELL" | "ADD" | "COPY" | "VOLUME"
+        ) {
+            self.strings_only(l, pos, args)?;
+        }
         let need_args = |what: &str| -> Result<(), Error> {
             if args.is_empty() {
                 Err(self.err(l, off, format!("{kind} requires {what}"), None))
@@ -435,6 +441,7 @@ impl<'a> Parser<'a> {
                         "checksum",
                         "keep-git-dir",
                         "exclude",
+                        "unpack",
                     ])?;
                 } else {
                     fl.allow(&["from", "chown", "chmod", "link", "parents", "exclude"])?;
@@ -473,6 +480,7 @@ impl<'a> Parser<'a> {
                         checksum: fl.string("checksum")?,
                         keep_git_dir: fl.boolean("keep-git-dir")?,
                         exclude,
+                        unpack: fl.optional_boolean("unpack")?,
                     }
                 } else {
                     Command::Copy {
@@ -590,6 +598,11 @@ impl<'a> Parser<'a> {
                 need_args("at least one argument")?;
                 let tlen = args.find(|c: char| c.is_whitespace()).unwrap_or(args.len());
                 let (typ, rest) = (&args[..tlen], args[tlen..].trim());
+                self.strings_only(
+                    l,
+                    pos + (args.len() - args[tlen..].trim_start().len()),
+                    rest,
+                )?;
                 if typ.eq_ignore_ascii_case("none") {
                     if !rest.is_empty() {
                         return Err(self.err(l, pos, "HEALTHCHECK NONE takes no arguments", None));
@@ -744,6 +757,25 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
+    /// BuildKit's rule for the JSON form: text that is not valid JSON is shell
+    /// form, but a valid JSON array holding anything other than strings
+    /// (`CMD ["echo", ["x"]]`, `COPY ["a", 2, "/d/"]`) is an error.
+    fn strings_only(&self, l: &Logical, at: usize, args: &str) -> Result<(), Error> {
+        let t = args.trim();
+        if !(t.starts_with('[') && t.ends_with(']')) {
+            return Ok(());
+        }
+        match serde_json::from_str::<Vec<serde_json::Value>>(t) {
+            Ok(items) if items.iter().any(|v| !v.is_string()) => Err(self.err(
+                l,
+                at,
+                "when using JSON array syntax, arrays must be comprised of strings only",
+                Some("quote every element, e.g. [\"echo\", \"2\"]".into()),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// `--name[=value]` flags at the start of the arguments; returns them and where
     /// the arguments after them start. (Flag offsets for errors are recomputed by
     /// [`Flags::off`] only when an error needs one.)
@@ -766,8 +798,9 @@ impl<'a> Parser<'a> {
             if name.is_empty() {
                 return Err(self.err(l, pos, format!("invalid flag {word}"), None));
             }
+            // Names are case-sensitive, as in BuildKit (`--Link` is unknown).
             flags.push(Flag {
-                name: name.to_ascii_lowercase(),
+                name: name.to_string(),
                 value,
             });
             pos += word_len;
@@ -867,7 +900,7 @@ impl<'a> Parser<'a> {
             let boolean = |v: &Option<String>| -> Result<bool, Error> {
                 match v.as_deref() {
                     None => Ok(true),
-                    Some(s) => parse_bool(s).ok_or_else(|| {
+                    Some(s) => parse_strconv_bool(s).ok_or_else(|| {
                         let msg = format!("invalid value \"{s}\" for mount option {key}");
                         err(msg, Some("use true or false".into()))
                     }),
@@ -1124,19 +1157,39 @@ impl Flags<'_, '_> {
     }
 
     fn boolean(&self, name: &str) -> Result<bool, Error> {
-        match self.flags.iter().position(|f| f.name == name) {
-            None => Ok(false),
-            Some(i) => match self.flags[i].value.as_deref() {
-                None => Ok(true),
-                Some(v) => parse_bool(v).ok_or_else(|| {
-                    self.p.err(
-                        self.l,
-                        self.off(i),
-                        format!("expecting boolean value for flag --{name}, not: {v}"),
-                        None,
-                    )
-                }),
-            },
+        Ok(self.optional_boolean(name)?.unwrap_or(false))
+    }
+
+    /// A boolean flag as BuildKit's bflag reads it: `--x` is true, `--x=V` takes
+    /// true or false in any case, `--x=` is a missing value; None when absent.
+    fn optional_boolean(&self, name: &str) -> Result<Option<bool>, Error> {
+        let Some(i) = self.flags.iter().position(|f| f.name == name) else {
+            return Ok(None);
+        };
+        match self.flags[i].value.as_deref() {
+            None => Ok(Some(true)),
+            Some("") => self.value_of_nonempty(i).map(|_| None),
+            Some(v) => parse_bool(v).map(Some).ok_or_else(|| {
+                self.p.err(
+                    self.l,
+                    self.off(i),
+                    format!("expecting boolean value for flag --{name}, not: {v}"),
+                    Some(format!("write --{name}=true or --{name}=false")),
+                )
+            }),
+        }
+    }
+
+    fn value_of_nonempty(&self, i: usize) -> Result<&str, Error> {
+        let f = &self.flags[i];
+        match f.value.as_deref() {
+            Some(v) if !v.is_empty() => Ok(v),
+            _ => Err(self.p.err(
+                self.l,
+                self.off(i),
+                format!("missing a value on flag --{}", f.name),
+                Some(format!("write --{}=<value>", f.name)),
+            )),
         }
     }
 
@@ -1169,10 +1222,21 @@ impl Error {
     }
 }
 
+/// Go's `strconv.ParseBool`, which BuildKit uses for `--mount` options
+/// (`readonly=1`, `ro=t`...), unlike instruction flags.
+fn parse_strconv_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// BuildKit's boolean flag values: `true` or `false` in any case (not 1/0).
 fn parse_bool(s: &str) -> Option<bool> {
     match s.to_ascii_lowercase().as_str() {
-        "true" | "1" => Some(true),
-        "false" | "0" => Some(false),
+        "true" => Some(true),
+        "false" => Some(false),
         _ => None,
     }
 }

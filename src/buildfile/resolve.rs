@@ -530,6 +530,7 @@ pub fn resolve(
                     checksum,
                     keep_git_dir,
                     exclude,
+                    unpack,
                 } => {
                     expand_heredocs(&cx, &mut heredocs, &scope, line, &mut u)?;
                     Command::Add {
@@ -542,6 +543,7 @@ pub fn resolve(
                         checksum: cx.opt(checksum, &scope, line, &mut u)?,
                         keep_git_dir: *keep_git_dir,
                         exclude: cx.list(exclude, &scope, line, &mut u)?,
+                        unpack: *unpack,
                     }
                 }
                 Command::Copy {

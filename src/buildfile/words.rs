@@ -3,6 +3,8 @@
 //! shell lexer does (a subset of POSIX `sh` word expansion; no command substitution,
 //! no globbing, no field splitting).
 
+use super::pattern::{self, Pattern};
+
 /// Split on unquoted whitespace; words keep their quotes and escapes (as written).
 /// Returns byte offsets with the words.
 pub fn split_words(s: &str, escape: char) -> Vec<(usize, &str)> {
@@ -94,6 +96,7 @@ pub fn unquote(word: &str, escape: char) -> String {
         lookup: None,
         undefined: None,
         depth: 0,
+        raw_escapes: false,
     };
     lx.word(None, true).unwrap_or_else(|_| word.to_string())
 }
@@ -119,6 +122,7 @@ pub fn expand(
         lookup: Some(lookup),
         undefined: Some(undefined),
         depth: 0,
+        raw_escapes: false,
     };
     lx.word(None, false)
 }
@@ -141,6 +145,8 @@ struct Lex<'f, 'u> {
     lookup: Option<Lookup<'f>>,
     undefined: Option<&'u mut Vec<String>>,
     depth: usize,
+    /// Keep escapes as written (patterns of `${v#p}`, `${v/p/r}`), as BuildKit does.
+    raw_escapes: bool,
 }
 
 fn err<T>(m: impl Into<String>) -> Result<T, ExpandError> {
@@ -192,6 +198,9 @@ impl Lex<'_, '_> {
                         Some(ch) if ch == self.escape => match self.peek() {
                             Some(n) if n == '"' || n == '$' || n == self.escape => {
                                 self.pos += 1;
+                                if self.raw_escapes {
+                                    out.push(ch);
+                                }
                                 out.push(n);
                             }
                             Some(_) => out.push(ch),
@@ -206,6 +215,9 @@ impl Lex<'_, '_> {
             } else if c == self.escape {
                 // An escape at the very end of the word is dropped.
                 if let Some(n) = self.next() {
+                    if self.raw_escapes {
+                        out.push(c);
+                    }
                     out.push(n);
                 }
             } else if c == '$' && self.lookup.is_some() {
@@ -215,13 +227,20 @@ impl Lex<'_, '_> {
                 out.push(c);
             }
         }
-        if stop.is_some() {
-            return err("syntax error: missing '}'");
+        match stop {
+            Some('}') => err("syntax error: missing '}'"),
+            Some(s) => err(format!("syntax error: missing '{s}' in ${{}}")),
+            None => Ok(out),
         }
-        Ok(out)
     }
 
     fn get(&mut self, name: &str) -> Option<String> {
+        // Positional (`$1`, `$10`) and special (`$#`, `$@`...) parameters are never
+        // set in a Buildfile: empty, as BuildKit expands them, and not worth a
+        // warning about an undefined variable.
+        if is_positional_or_special(name) {
+            return None;
+        }
         let v = self.lookup.and_then(|f| f(name));
         if v.is_none() {
             if let Some(u) = self.undefined.as_deref_mut() {
@@ -233,17 +252,28 @@ impl Lex<'_, '_> {
         v
     }
 
+    /// A parameter name after `$` or `${`, as BuildKit's lexer reads it: all the
+    /// digits of a positional parameter (`$10` is parameter 10, not `$1` then
+    /// `0`), one special parameter character, or letters, digits and `_`.
     fn name(&mut self) -> String {
         let mut n = String::new();
-        if let Some(c) = self.peek() {
-            if c.is_ascii_digit() {
+        match self.peek() {
+            Some(c) if c.is_ascii_digit() => {
+                while let Some(d) = self.peek().filter(char::is_ascii_digit) {
+                    n.push(d);
+                    self.pos += 1;
+                }
+                return n;
+            }
+            Some(c) if is_special_param(c) => {
                 self.pos += 1;
                 n.push(c);
                 return n;
             }
+            _ => {}
         }
         while let Some(c) = self.peek() {
-            if c.is_ascii_alphanumeric() || c == '_' {
+            if c.is_alphanumeric() || c == '_' {
                 n.push(c);
                 self.pos += 1;
             } else {
@@ -251,6 +281,30 @@ impl Lex<'_, '_> {
             }
         }
         n
+    }
+
+    /// The text up to `stop` with variables expanded and escapes kept (BuildKit's
+    /// `processStopOn(stop, rawEscapes=true)`); `stop` is consumed.
+    fn raw_until(&mut self, stop: char) -> Result<String, ExpandError> {
+        let saved = std::mem::replace(&mut self.raw_escapes, true);
+        let r = self.word(Some(stop), false);
+        self.raw_escapes = saved;
+        let w = r?;
+        self.pos += 1;
+        Ok(w)
+    }
+
+    fn pattern(&self, raw: &str, value: &str) -> Result<Pattern, ExpandError> {
+        let p = Pattern::new(raw, self.escape).map_err(|e| ExpandError {
+            message: format!("invalid pattern ({raw}) in substitution: {e}"),
+        })?;
+        if p.too_large_for(value.chars().count()) {
+            return err(format!(
+                "pattern ({raw}) in substitution is too large for a value of {} bytes",
+                value.len()
+            ));
+        }
+        Ok(p)
     }
 
     /// After a `$`.
@@ -287,10 +341,10 @@ impl Lex<'_, '_> {
                     }),
                     Some('+') => Ok(if set_nonempty { word } else { String::new() }),
                     Some('?') if set_nonempty => Ok(val.unwrap_or_default()),
-                    Some('?') => err(if word.is_empty() {
-                        format!("{name}: is not allowed to be unset")
-                    } else {
-                        format!("{name}: {word}")
+                    Some('?') => err(match (word.is_empty(), val.is_some()) {
+                        (false, _) => format!("{name}: {word}"),
+                        (true, true) => format!("{name}: is not allowed to be empty"),
+                        (true, false) => format!("{name}: is not allowed to be unset"),
                     }),
                     _ => err(format!(
                         "unsupported modifier in substitution of ${{{name}:...}}: use :-, :+ or :?"
@@ -319,10 +373,26 @@ impl Lex<'_, '_> {
                 if longest {
                     self.pos += 1;
                 }
-                let pat = self.word(Some('}'), false)?;
-                self.pos += 1;
+                let raw = self.raw_until('}')?;
                 let val = self.get(&name).unwrap_or_default();
-                Ok(trim_pattern(&val, &pat, op == '#', longest))
+                let pat = self.pattern(&raw, &val)?;
+                Ok(if op == '#' {
+                    pattern::trim_prefix(&val, &pat, longest)
+                } else {
+                    pattern::trim_suffix(&val, &pat, longest)
+                })
+            }
+            Some('/') => {
+                // `${v/pat/rep}` replaces the first match, `${v//pat/rep}` every one.
+                let all = self.peek() == Some('/');
+                if all {
+                    self.pos += 1;
+                }
+                let raw = self.raw_until('/')?;
+                let rep = self.raw_until('}')?;
+                let val = self.get(&name).unwrap_or_default();
+                let pat = self.pattern(&raw, &val)?;
+                Ok(pattern::replace(&val, &pat, &rep, all))
             }
             None => err("syntax error: missing '}'"),
             Some(c) => err(format!(
@@ -334,55 +404,13 @@ impl Lex<'_, '_> {
     }
 }
 
-/// `${v#pat}` / `${v##pat}` / `${v%pat}` / `${v%%pat}` with `*` and `?` wildcards.
-fn trim_pattern(val: &str, pat: &str, prefix: bool, longest: bool) -> String {
-    let idx: Vec<usize> = val
-        .char_indices()
-        .map(|(i, _)| i)
-        .chain(std::iter::once(val.len()))
-        .collect();
-    let mut cands: Vec<usize> = idx.clone();
-    if prefix == longest {
-        cands.reverse();
-    }
-    for cut in cands {
-        let (part, keep) = if prefix {
-            (&val[..cut], &val[cut..])
-        } else {
-            (&val[cut..], &val[..cut])
-        };
-        if glob(pat, part) {
-            return keep.to_string();
-        }
-    }
-    val.to_string()
+/// POSIX special parameters (sh "Special Parameters"); `0` is read as a digit.
+fn is_special_param(c: char) -> bool {
+    matches!(c, '@' | '*' | '#' | '?' | '-' | '$' | '!')
 }
 
-fn glob(pat: &str, s: &str) -> bool {
-    let p: Vec<char> = pat.chars().collect();
-    let t: Vec<char> = s.chars().collect();
-    let (mut pi, mut ti) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(sp) = star {
-            pi = sp + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
+fn is_positional_or_special(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_digit() || is_special_param(c))
 }
 
 #[cfg(test)]

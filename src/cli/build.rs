@@ -205,24 +205,6 @@ fn render_error(e: &BuildError) -> String {
     }
 }
 
-/// The hidden step launcher started by `imgctl build` for each RUN step.
-#[derive(clap::Args, Debug)]
-pub struct StepArgs {
-    pub spec: PathBuf,
-    pub rootfs: PathBuf,
-    pub cgroup_root: PathBuf,
-    pub status: PathBuf,
-}
-
-pub fn step(_g: &Globals, a: StepArgs) -> anyhow::Result<ExitCode> {
-    Ok(ExitCode::from(build::run::step_main(
-        &a.spec,
-        &a.rootfs,
-        &a.cgroup_root,
-        &a.status,
-    )))
-}
-
 pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
     let opts = options(g, &a)?;
     let mode = match (a.quiet, a.progress.as_str()) {

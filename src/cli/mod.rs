@@ -91,9 +91,6 @@ pub enum Command {
     Bundle(bundle::Args),
     /// Build an image from a Buildfile (Dockerfile syntax).
     Build(build::Args),
-    /// (internal) Start one RUN step of a build in the sandbox.
-    #[command(hide = true)]
-    BuildStep(build::StepArgs),
     /// Parse and lint Buildfiles (Dockerfile syntax).
     #[command(subcommand)]
     Buildfile(buildfile::Cmd),
@@ -178,7 +175,6 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Run(a) => run::run(g, a),
         Command::Bundle(a) => bundle::run(g, a),
         Command::Build(a) => build::run(g, a),
-        Command::BuildStep(a) => build::step(g, a),
         Command::Buildfile(c) => buildfile::run(g, c),
         Command::Size(a) => size::run(g, a),
     }

@@ -33,6 +33,7 @@ pub enum ProgressMode {
     Auto,
     /// One line per layer read.
     Plain,
+    /// Nothing.
     Quiet,
 }
 

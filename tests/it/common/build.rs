@@ -218,6 +218,9 @@ impl Buildah {
         self.ok(&[
             "bud",
             "--layers",
+            // Cases share one buildah store; 1.28's layer cache reuses an ADD layer of
+            // the same extracted content under another --chown (docs/build-copy.md).
+            "--no-cache",
             "--isolation",
             "chroot",
             "--format",

@@ -25,6 +25,23 @@ fn every_rule_passes_and_fails_with_its_exit_code() {
     let wasted = r["wasted"]["bytes"].as_u64().unwrap();
     let wasted_pct = r["wasted"]["percent"].as_f64().unwrap();
     let eff = r["dive"]["efficiency_score"].as_f64().unwrap();
+    // Rule results are part of the JSON report (and validate against the schema).
+    let judged = size_json(
+        t.path(),
+        &img,
+        &[
+            "--compare",
+            &base_img,
+            "--max-size",
+            &total.to_string(),
+            "--min-efficiency",
+            "0",
+        ],
+    );
+    let results = judged["rules"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert!(results.iter().all(|x| x["passed"] == true), "{results:?}");
+    assert_eq!(results[0]["name"], "max-size");
     let cases: Vec<(&str, String, String)> = vec![
         ("--max-size", total.to_string(), (total - 1).to_string()),
         (
