@@ -49,23 +49,26 @@ skopeo copy --quiet "oci:$busybox:latest" "docker-archive:$work/busybox.tar:busy
 $dk load -q -i "$work/busybox.tar" >/dev/null
 export DOCKER_BUILDKIT=0 BUILDAH_LAYERS=true
 
-i_build="$bin --root $work/imgctl build --progress quiet -t bench:1 $ctx"
-b_build="$ba bud --quiet --layers --network host --runtime runc --cgroup-manager cgroupfs -t bench:1 $ctx"
-d_build="$dk build -q --network host -t bench:1 $ctx"
+# Each builder's command line, extra flags before the context (buildah stops at it).
+i_build() { echo "$bin --root $work/imgctl build --progress quiet -t bench:1 $* $ctx"; }
+b_build() {
+  echo "$ba bud --quiet --layers --network host --runtime runc --cgroup-manager cgroupfs -t bench:1 -f $ctx/Buildfile $* $ctx"
+}
+d_build() { echo "$dk build -q --network host -t bench:1 -f $ctx/Buildfile $* $ctx"; }
 # Warm every builder once (and check each build works) before timing.
-$i_build >/dev/null
-$b_build -f "$ctx/Buildfile" >/dev/null
-$d_build -f "$ctx/Buildfile" >/dev/null
+$(i_build) >/dev/null
+$(b_build) >/dev/null
+$(d_build) >/dev/null
 
 hyperfine --runs "$runs" --export-json "$work/cold.json" \
-  -n "imgctl cold" "$i_build --no-cache" \
-  -n "buildah cold" "$b_build --no-cache -f $ctx/Buildfile" \
-  -n "docker cold" "$d_build --no-cache -f $ctx/Buildfile" >&2
+  -n "imgctl cold" "$(i_build --no-cache)" \
+  -n "buildah cold" "$(b_build --no-cache)" \
+  -n "docker cold" "$(d_build --no-cache)" >&2
 hyperfine --runs "$runs" --warmup 1 --export-json "$work/cached.json" \
-  -n "imgctl cached" "$i_build" \
-  -n "buildah cached" "$b_build -f $ctx/Buildfile" \
-  -n "docker cached" "$d_build -f $ctx/Buildfile" >&2
-rss=$( { /usr/bin/time -f '%M' $i_build --no-cache >/dev/null; } 2>&1 | tail -1)
+  -n "imgctl cached" "$(i_build)" \
+  -n "buildah cached" "$(b_build)" \
+  -n "docker cached" "$(d_build)" >&2
+rss=$( { /usr/bin/time -f '%M' $(i_build --no-cache) >/dev/null; } 2>&1 | tail -1)
 
 python3 - "$work/cold.json" "$work/cached.json" "$rss" <<'PY'
 import json, sys

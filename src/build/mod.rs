@@ -18,7 +18,7 @@ pub mod run;
 
 use std::path::PathBuf;
 
-use crate::layer::Compression;
+pub use crate::layer::Compression;
 use crate::oci::{Digest, Reference};
 
 pub use progress::{Event, Progress};

@@ -149,9 +149,9 @@ fn options(g: &Globals, a: &Args) -> anyhow::Result<BuildOptions> {
         Network::Host
     };
     o.compression = if a.compression == "zstd" {
-        crate::layer::Compression::Zstd
+        crate::build::Compression::Zstd
     } else {
-        crate::layer::Compression::Gzip
+        crate::build::Compression::Gzip
     };
     if let Some(out) = &a.output {
         let mut kind = None;

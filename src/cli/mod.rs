@@ -30,9 +30,10 @@ pub const DEFAULT_ROOT: &str = "/var/lib/imgctl";
 #[command(
     name = "imgctl",
     version,
-    about = "Daemonless container image store and runner: pull images from registries, \
-keep them in a local OCI store, mount or export them, and run commands in containers \
-(namespaces, cgroups v1/v2, seccomp) or write OCI bundles for crun/runc.",
+    about = "Daemonless container image builder, store and runner: build images from \
+Buildfiles (Dockerfile syntax), pull images from registries into a local OCI store, report \
+their sizes, mount or export them, and run commands in containers (namespaces, cgroups \
+v1/v2, seccomp) or write OCI bundles for crun/runc.",
     long_about = None,
     propagate_version = true
 )]

@@ -111,7 +111,15 @@ pub fn prune(g: &Globals, a: PruneArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let report = catalog::prune(&g.root)?;
+    let copies = crate::container::shifted::prune(&g.root)?;
     let mut out = std::io::stdout().lock();
+    if copies.removed > 0 {
+        writeln!(
+            out,
+            "Deleted user-namespace rootfs copies: {}",
+            copies.removed
+        )?;
+    }
     let mut total = report.ingest_removed;
     for (d, size) in &report.removed {
         writeln!(out, "Deleted: {d}")?;

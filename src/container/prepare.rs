@@ -1,12 +1,13 @@
 //! Preparing a container: its root filesystem (a mounted view of a resolved image,
 //! or a directory given as it is), the runtime spec, the state directory, and with
-//! a user namespace the shifted copy of the rootfs (cached by content and mapping).
+//! a user namespace the shifted copy of the rootfs ([`super::shifted`]).
 //! Also the one-shot foreground run and OCI bundles built on it.
 
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
 
+use super::shifted::CopySource;
 use super::{
     allocate_userns, runtime_spec, state, write_etc_files, Error, RunFlags, Userns, UsernsLease,
 };
@@ -96,6 +97,9 @@ pub fn prepare(req: PrepareRequest) -> Result<Prepared, Error> {
         state_dir,
     } = req;
     let id = flags.id.clone();
+    // What a shifted copy (user namespace on overlayfs) is keyed by: the image's
+    // content, or nothing for a directory (copied per container).
+    let mut image_chain: Option<Option<crate::oci::Digest>> = None;
     let (config, rootfs, view) = match rootfs {
         RootfsSource::Dir { path, config } => {
             let dir = std::fs::canonicalize(&path).map_err(|source| Error::Io {
@@ -111,6 +115,7 @@ pub fn prepare(req: PrepareRequest) -> Result<Prepared, Error> {
             (config, dir, None)
         }
         RootfsSource::Image(img) => {
+            image_chain = Some(img.resolved().chain_id());
             let key = super::owner::view_key(&id);
             let v = image::mount_as(&root, &img, MountOptions::default(), &key)?;
             let merged = v.merged.clone();
@@ -137,7 +142,13 @@ pub fn prepare(req: PrepareRequest) -> Result<Prepared, Error> {
         let hostname = flags.hostname.clone().unwrap_or_default();
         let etc = write_etc_files(&state_dir, &hostname, flags.network)?;
         let mut spec = runtime_spec(config.as_ref(), &flags, &rootfs, etc, base)?;
-        let (rootfs, shifted) = shifted_rootfs(&root, &mut spec, &rootfs, &state_dir)?;
+        let src = match &image_chain {
+            Some(chain_id) => CopySource::Image {
+                chain_id: chain_id.as_ref(),
+            },
+            None => CopySource::Dir,
+        };
+        let (rootfs, shifted) = shifted_rootfs(&root, src, &mut spec, &rootfs, &state_dir)?;
         Ok((spec, rootfs, shifted))
     })();
     match built {
@@ -160,18 +171,18 @@ pub fn prepare(req: PrepareRequest) -> Result<Prepared, Error> {
 }
 
 /// With a user namespace on a rootfs that cannot be idmapped (overlayfs), use a
-/// copy with shifted owners, cached under `<root>/cache/userns/` per (rootfs,
-/// mapping), read-only under a per-container overlay whose upper and work dirs are
-/// made (owned by the container's root) in `state_dir/rw`. Returns the rootfs to
-/// use and, when shifted, that directory.
+/// copy with shifted owners (an image's shared by content and mapping, a
+/// directory's private; see [`super::shifted`]), read-only under a per-container
+/// overlay whose upper and work dirs are made (owned by the container's root) in
+/// `state_dir/rw`. Returns the rootfs to use and, when shifted, that directory.
 fn shifted_rootfs(
     root: &Path,
+    src: CopySource<'_>,
     spec: &mut Spec,
     rootfs: &Path,
     state_dir: &Path,
 ) -> Result<(PathBuf, Option<PathBuf>), Error> {
     use crate::sandbox::idshift;
-    use sha2::Digest as _;
     let Some(linux) = spec.linux().clone() else {
         return Ok((rootfs.to_path_buf(), None));
     };
@@ -185,14 +196,7 @@ fn shifted_rootfs(
     if uids.is_empty() || !idshift::needs_copy(rootfs) {
         return Ok((rootfs.to_path_buf(), None));
     }
-    let key = hex::encode(sha2::Sha256::digest(format!(
-        "{}\n{uids:?}\n{gids:?}",
-        rootfs.display()
-    )));
-    let dst = root.join("cache").join("userns").join(key).join("rootfs");
-    if !dst.is_dir() {
-        idshift::shifted_copy(rootfs, &dst, &uids, &gids)?;
-    }
+    let dst = super::shifted::acquire(root, src, rootfs, state_dir, &uids, &gids)?;
     if let Some(mut r) = spec.root().clone() {
         r.set_path(dst.clone());
         spec.set_root(Some(r));

@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod commit;
+mod ensure;
 mod export;
 pub mod ocidir;
 mod pull;
@@ -18,6 +19,7 @@ use crate::oci::{Descriptor, Digest, MediaType, Platform};
 use crate::snapshot::{self, Overlay, Snapshotter};
 use crate::store::BlobReader;
 
+pub use ensure::{resolve_or_pull, PullPolicy};
 pub use export::{export_tar, flatten_to_dir};
 pub use ocidir::OciDir;
 pub use pull::{login, logout, pull, Credentials, Event, Progress, PullRequest, PulledImage};

@@ -2,6 +2,7 @@
 //! entry by entry, with a sha256 of every regular file's content. Nothing is written
 //! anywhere; memory is one small record per entry.
 
+use std::collections::HashMap;
 use std::io::{self, Read};
 use std::sync::mpsc;
 
@@ -35,7 +36,7 @@ pub struct Entry {
     pub kind: Kind,
     /// The header's size (content bytes of regular files; 0 for the rest).
     pub size: u64,
-    /// sha256 of the content (regular files only).
+    /// sha256 of the content (regular files, and hardlinks to a file of the same layer).
     pub content: Option<[u8; 32]>,
 }
 
@@ -271,6 +272,7 @@ fn list<R: Read>(raw: R, name: &str) -> Result<Scanned, ReportError> {
     let mut archive = tar::Archive::new(tee);
     let mut entries = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
+    let mut files: HashMap<String, [u8; 32]> = HashMap::new();
     for e in archive.entries().map_err(io_err)? {
         let mut e = e.map_err(io_err)?;
         if entries.len() >= MAX_ENTRIES {
@@ -315,7 +317,13 @@ fn list<R: Read>(raw: R, name: &str) -> Result<Scanned, ReportError> {
                 }
                 h.update(&buf[..n]);
             }
-            Some(h.finalize().into())
+            let c: [u8; 32] = h.finalize().into();
+            files.insert(name.clone(), c);
+            Some(c)
+        } else if kind == Kind::Hardlink {
+            // A hardlink shares its target's content (an earlier entry of this layer).
+            e.link_name_bytes()
+                .and_then(|l| files.get(&clean(&String::from_utf8_lossy(&l))).copied())
         } else {
             None
         };

@@ -44,6 +44,9 @@ pub struct Waste {
     /// For duplicates: the visible path holding the kept copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub same_as: Option<String>,
+    /// The content's sha256 (not printed).
+    #[serde(skip)]
+    pub content: Option<[u8; 32]>,
 }
 
 /// A path of the final (flattened) filesystem.
@@ -100,6 +103,7 @@ fn remove_tree(
                     reason,
                     by_layer: Some(by),
                     same_as: None,
+                    content: v.content,
                 });
             }
         }
@@ -197,12 +201,20 @@ pub fn flatten(layers: &[&[Entry]]) -> Flattened {
                 reason: Reason::Duplicate,
                 by_layer: None,
                 same_as: Some(abs(kept)),
+                content: v.content,
             }),
             None => {
                 first.insert(c, (v.layer, p));
             }
         }
     }
+    // Bytes a visible hardlink of the same layer still reaches are not wasted.
+    let linked: std::collections::HashSet<(usize, [u8; 32])> = paths
+        .values()
+        .filter(|v| v.kind == Kind::Hardlink)
+        .filter_map(|v| v.content.map(|c| (v.layer, c)))
+        .collect();
+    waste.retain(|w| !w.content.is_some_and(|c| linked.contains(&(w.layer, c))));
     waste.extend(dups);
     waste.sort_by(|a, b| {
         b.bytes
@@ -323,6 +335,18 @@ mod tests {
         );
         assert!(r.paths.contains_key("o/new"));
         assert_eq!(r.paths["f"].size, 5);
+    }
+
+    #[test]
+    fn bytes_a_visible_hardlink_reaches_are_not_wasted() {
+        let mut link = mark("b", Kind::Hardlink);
+        let a = file("a", b"shared bytes");
+        link.content = a.content;
+        let l0 = vec![a, link, file("c", b"only here")];
+        let l1 = vec![mark(".wh.a", Kind::Whiteout), mark(".wh.c", Kind::Whiteout)];
+        let r = flatten(&[&l0, &l1]);
+        let got: Vec<&str> = r.waste.iter().map(|w| w.path.as_str()).collect();
+        assert_eq!(got, vec!["/c"]);
     }
 
     #[test]

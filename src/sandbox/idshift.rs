@@ -59,7 +59,15 @@ pub fn shifted_copy(
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    std::fs::rename(&tmp, dst).map_err(|e| io(dst, e))
+    if let Err(e) = std::fs::rename(&tmp, dst) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        // Another process made the same copy first: use theirs.
+        if dst.is_dir() {
+            return Ok(());
+        }
+        return Err(io(dst, e));
+    }
+    Ok(())
 }
 
 fn copy_tree(

@@ -331,6 +331,20 @@ pub(crate) fn prepare(
 /// caller's stdio (or a pty when `process.terminal`), signals forwarded, the
 /// cgroup removed at the end. Built on [`Container`].
 pub fn run(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<Outcome, Error> {
+    run_with_stdin(spec, rootfs, opts, true)
+}
+
+/// [`run`], choosing whether the container gets the caller's stdin (Docker's
+/// `-i`): without it the container's stdin is `/dev/null` (or, with a pty, a
+/// terminal nobody types into), so it never eats input meant for the caller.
+/// A third SIGINT within [`INTERRUPT_WINDOW`] kills the container (a PID 1
+/// without a handler ignores SIGINT).
+pub fn run_with_stdin(
+    spec: &Spec,
+    rootfs: &Path,
+    opts: &Options,
+    stdin: bool,
+) -> Result<Outcome, Error> {
     let terminal = spec
         .process()
         .as_ref()
@@ -345,11 +359,27 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<Outcome, Error>
     )
     .map_err(nix_setup("sigprocmask"))?;
     let result = (|| {
-        let stdio = if terminal { Stdio::Pty } else { Stdio::Inherit };
+        let stdio = if terminal {
+            Stdio::Pty
+        } else if stdin {
+            Stdio::Inherit
+        } else {
+            let dup = |fd: i32| {
+                // SAFETY: 1 and 2 are open for the life of the process; the copy
+                // is owned here.
+                let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                b.try_clone_to_owned().map_err(setup("dup stdout/stderr"))
+            };
+            Stdio::Fds {
+                stdin: None,
+                stdout: dup(1)?,
+                stderr: dup(2)?,
+            }
+        };
         let mut c = Container::create(spec, rootfs, opts, stdio)?;
         c.start()?;
         let pty = c.take_pty_master();
-        let status = wait_loop(Pid::from_raw(c.pid()), &sigs, pty)?;
+        let status = wait_loop(Pid::from_raw(c.pid()), &sigs, pty, stdin)?;
         let outcome = c.reaped(status);
         if let Err(e) = c.delete() {
             tracing::warn!("{e}");
@@ -430,12 +460,40 @@ fn send_fd(sock: &UnixStream, fd: std::os::fd::BorrowedFd<'_>) -> Result<(), Err
     Ok(())
 }
 
-fn wait_loop(pid: Pid, sigs: &SigSet, pty_master: Option<OwnedFd>) -> Result<Outcome, Error> {
+/// Three SIGINTs within this window kill the container (Docker's rule).
+pub const INTERRUPT_WINDOW: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Counts interrupts: true when this one is the third within [`INTERRUPT_WINDOW`].
+#[derive(Debug, Default)]
+pub struct Interrupts {
+    seen: Vec<std::time::Instant>,
+}
+
+impl Interrupts {
+    pub fn third_within_window(&mut self, now: std::time::Instant) -> bool {
+        self.seen
+            .retain(|t| now.saturating_duration_since(*t) < INTERRUPT_WINDOW);
+        self.seen.push(now);
+        self.seen.len() >= 3
+    }
+}
+
+fn wait_loop(
+    pid: Pid,
+    sigs: &SigSet,
+    pty_master: Option<OwnedFd>,
+    forward_stdin: bool,
+) -> Result<Outcome, Error> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     let sfd = SignalFd::with_flags(sigs, SfdFlags::SFD_CLOEXEC).map_err(nix_setup("signalfd"))?;
-    let raw = pty_master.as_ref().map(|m| RawTty::enter(m.as_raw_fd()));
-    let mut stdin_open = pty_master.is_some();
+    // The host terminal goes raw only when what is typed goes to the container.
+    let raw = pty_master
+        .as_ref()
+        .filter(|_| forward_stdin)
+        .map(|m| RawTty::enter(m.as_raw_fd()));
+    let mut stdin_open = pty_master.is_some() && forward_stdin;
+    let mut interrupts = Interrupts::default();
     let mut buf = [0u8; 8192];
     loop {
         // Reap first: the child may have exited before the signalfd existed.
@@ -491,6 +549,11 @@ fn wait_loop(pid: Pid, sigs: &SigSet, pty_master: Option<OwnedFd>) -> Result<Out
                         // SAFETY: TIOCSWINSZ reads the winsize we pass.
                         unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
                     }
+                } else if sig == libc::SIGINT
+                    && interrupts.third_within_window(std::time::Instant::now())
+                {
+                    eprintln!("imgctl: third interrupt within 3 s: killing the container");
+                    let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
                 } else if sig != libc::SIGCHLD {
                     if let Ok(s) = Signal::try_from(sig) {
                         let _ = nix::sys::signal::kill(pid, s);
@@ -596,5 +659,27 @@ mod tests {
             .exit_code(),
             125
         );
+    }
+}
+
+#[cfg(test)]
+mod interrupt_tests {
+    use super::Interrupts;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn only_a_third_interrupt_within_three_seconds_counts() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut i = Interrupts::default();
+        assert!(!i.third_within_window(at(0)));
+        assert!(!i.third_within_window(at(1000)));
+        assert!(i.third_within_window(at(2900)));
+
+        // Spread out over more than 3 s: never three in the window.
+        let mut i = Interrupts::default();
+        for n in 0..6 {
+            assert!(!i.third_within_window(at(n * 1600)), "interrupt {n}");
+        }
     }
 }

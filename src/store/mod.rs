@@ -157,7 +157,7 @@ pub enum OpenMode {
 
 /// Entries imgctl itself puts in a store root (besides the layout), plus what a
 /// dedicated filesystem holds: a directory with only these may become a store.
-const OWN_ENTRIES: [&str; 11] = [
+const OWN_ENTRIES: [&str; 12] = [
     "oci-layout",
     "index.json",
     "blobs",
@@ -166,6 +166,7 @@ const OWN_ENTRIES: [&str; 11] = [
     "tmp",
     "snapshots",
     "containers",
+    "container-names",
     "cache",
     "mounts",
     "lost+found",

@@ -491,6 +491,7 @@ SHELL ["/bin/sh", "-ec"]
 RUN --mount=type=cache,target=/cache,id=c1 echo x >> /cache/runs && wc -l < /cache/runs > /cache-runs
 RUN --mount=type=bind,source=src,target=/mnt/src cat /mnt/src/input.txt > /bound.txt
 RUN --mount=type=tmpfs,target=/scratch touch /scratch/gone && ls /scratch > /tmpfs-list
+RUN echo "$HTTP_PROXY" > /proxy.txt
 RUN <<EOF
 echo one > /heredoc.txt
 echo two >> /heredoc.txt
@@ -514,6 +515,8 @@ ENTRYPOINT ["/bin/echo"]
             "GREETING=hi there",
             "--label",
             "org.example.build=1",
+            "--build-arg",
+            "HTTP_PROXY=http://user:s3cret-pw@proxy:3128",
             "--compression",
             "zstd",
             "-t",
@@ -562,6 +565,28 @@ ENTRYPOINT ["/bin/echo"]
         out, "65534\nhi there\n1\nfrom the context\ngone\none\ntwo\n3\n",
         "USER, build args, cache/bind/tmpfs mounts (stubs removed), heredoc"
     );
+    // Proxy args reach RUN but not the history or config.
+    let out = ok(imgctl(&store).args([
+        "run",
+        "--rm",
+        "--entrypoint",
+        "",
+        "cfg:1",
+        "cat",
+        "/proxy.txt",
+    ]));
+    assert_eq!(out, "http://user:s3cret-pw@proxy:3128\n");
+    let id = i["Id"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let config = fs::read_to_string(store.join("blobs/sha256").join(id)).unwrap();
+    assert!(
+        config.contains("RUN |1 GREETING=hi there /bin/sh -ec echo"),
+        "{config}"
+    );
+    assert!(!config.contains("s3cret-pw"), "{config}");
     // The cache mount keeps its content across builds.
     build_ok(&store, &["--no-cache", "-t", "cfg:2", c]);
     let out = ok(imgctl(&store).args([

@@ -170,6 +170,7 @@ fn help_describes_the_tool_as_it_is() {
     let top = ok(imgctl(t.path()).arg("--help"));
     assert!(top.contains("pull images"), "{top}");
     assert!(top.contains("run commands in containers"), "{top}");
+    assert!(top.contains("build images"), "{top}");
     let run = ok(imgctl(t.path()).args(["run", "--help"]));
     assert!(!run.contains("until image lookup lands"), "{run}");
     assert!(run.contains("--rootfs"), "{run}");

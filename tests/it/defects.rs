@@ -184,3 +184,125 @@ fn absurd_token_lifetimes_never_panic() {
         );
     }
 }
+
+fn overlay(t: &Path, lower: &Path) -> Option<std::path::PathBuf> {
+    let (up, work, merged) = (t.join("up"), t.join("work"), t.join("merged"));
+    for d in [&up, &work, &merged] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        up.display(),
+        work.display()
+    );
+    let st = Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o", &data])
+        .arg(&merged)
+        .status()
+        .unwrap();
+    crate::common::require(st.success(), "overlayfs").then_some(merged)
+}
+
+fn cached_copies(store: &Path) -> usize {
+    std::fs::read_dir(store.join("cache/userns"))
+        .map(|rd| rd.count())
+        .unwrap_or(0)
+}
+
+/// `--rootfs DIR` with a user namespace on an overlay used the shifted copy made
+/// for the first run even after DIR changed. Each run now sees DIR as it is.
+#[test]
+fn userns_rootfs_dir_changes_are_seen() {
+    if !ready() {
+        return;
+    }
+    let _g = serial();
+    let t = tempdir();
+    let store = t.path().join("store");
+    let lower = rootfs(t.path());
+    std::fs::write(lower.join("etc/marker"), "one").unwrap();
+    let Some(merged) = overlay(t.path(), &lower) else {
+        return;
+    };
+    let cat = || {
+        crate::common::sandbox::run(
+            &store,
+            &merged,
+            &["--uidmap", "0:410000:65536"],
+            &["/bin/cat", "/etc/marker"],
+        )
+    };
+    let first = cat();
+    std::fs::write(merged.join("etc/marker"), "two").unwrap();
+    let second = cat();
+    let _ = Command::new("umount").arg(&merged).status();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&first.stdout), "one");
+    assert_eq!(String::from_utf8_lossy(&second.stdout), "two", "stale copy");
+    assert_eq!(cached_copies(&store), 0, "a directory's copy is not kept");
+}
+
+/// `--userns=auto` on an image made a full rootfs copy per run, never reused or
+/// deleted. Copies are now keyed by the image's content and the mapping, reused,
+/// and `prune` removes those no container uses.
+#[test]
+fn userns_image_copies_are_shared_and_pruned() {
+    if !ready() {
+        return;
+    }
+    let layout = Path::new("/var/cache/imgctl-testdata/busybox-oci");
+    if !crate::common::require(layout.join("index.json").is_file(), "busybox-oci fixture") {
+        return;
+    }
+    let _g = serial();
+    let t = tempdir();
+    let store = t.path().join("store");
+    let image = format!("oci:{}:latest", layout.display());
+    let parent = crate::common::sandbox::cgroup_parent();
+    for _ in 0..2 {
+        let o = crate::common::output(imgctl(&store).args([
+            "run",
+            "--rm",
+            "--cgroup-parent",
+            &parent,
+            "--uidmap",
+            "0:420000:65536",
+            &image,
+            "/bin/sh",
+            "-c",
+            "stat -c %u /bin/busybox",
+        ]));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "0");
+    }
+    assert_eq!(cached_copies(&store), 1, "one copy per (image, mapping)");
+    // A container that is kept holds its copy through prune.
+    let o = crate::common::output(imgctl(&store).args([
+        "run",
+        "--name",
+        "kept",
+        "--cgroup-parent",
+        &parent,
+        "--uidmap",
+        "0:420000:65536",
+        &image,
+        "/bin/true",
+    ]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    crate::common::ok(imgctl(&store).arg("prune"));
+    assert_eq!(cached_copies(&store), 1, "in use by the kept container");
+    for e in std::fs::read_dir(store.join("containers"))
+        .unwrap()
+        .flatten()
+    {
+        std::fs::remove_dir_all(e.path()).unwrap();
+    }
+    let out = crate::common::ok(imgctl(&store).arg("prune"));
+    assert!(out.contains("user-namespace rootfs copies: 1"), "{out}");
+    assert_eq!(cached_copies(&store), 0);
+}

@@ -20,13 +20,10 @@ pub struct Clause {
 }
 
 impl Chmod {
-    /// Parse a `--chmod` value.
+    /// Parse a `--chmod` value. The error says what is wrong with the value; the
+    /// caller names the flag and the instruction.
     pub fn parse(s: &str) -> Result<Chmod, String> {
-        let bad = || {
-            format!(
-                "invalid --chmod {s:?}: expected an octal mode (0755) or a symbolic one (u+x,go-w)"
-            )
-        };
+        let bad = || format!("{s:?} is not a mode: expected octal (0755) or symbolic (u+x,go-w)");
         if !s.is_empty() && s.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
             let v = u32::from_str_radix(s, 8).map_err(|_| bad())?;
             if v > 0o7777 {

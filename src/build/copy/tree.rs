@@ -402,9 +402,12 @@ impl Writer<'_> {
         self.spec.err(format!("{what}: {e}"))
     }
 
-    fn top(&self) -> (BorrowedFd<'_>, &str) {
-        let (fd, p) = self.stack.last().expect("stack holds the item root");
-        (fd.as_fd(), p)
+    /// The innermost destination directory (the walk pushes the item root first).
+    fn top(&self) -> Result<(BorrowedFd<'_>, &str), BuildError> {
+        match self.stack.last() {
+            Some((fd, p)) => Ok((fd.as_fd(), p)),
+            None => Err(self.spec.err("internal: no destination directory")),
+        }
     }
 
     /// Write the non-directory `src` as `name` in the directory `dir` (at `dir_path`).
@@ -522,7 +525,7 @@ fn finish_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32, mode: u32, _st: &Stat) -> i
 
 impl Visit for Writer<'_> {
     fn enter(&mut self, e: &Entry) -> Result<(), BuildError> {
-        let (dir, dir_path) = self.top();
+        let (dir, dir_path) = self.top()?;
         let dir_path = dir_path.to_string();
         let name = e
             .sub
@@ -551,12 +554,14 @@ impl Visit for Writer<'_> {
         if e.sub.is_empty() {
             return Ok(());
         }
-        let (fd, _) = self.stack.pop().expect("entered");
-        self.dir_meta(e.fd, e.st, fd.as_fd(), e.rel)
+        match self.stack.pop() {
+            Some((fd, _)) => self.dir_meta(e.fd, e.st, fd.as_fd(), e.rel),
+            None => Err(self.spec.err("internal: directory left twice")),
+        }
     }
 
     fn node(&mut self, e: &Entry) -> Result<(), BuildError> {
-        let (dir, dir_path) = self.top();
+        let (dir, dir_path) = self.top()?;
         let dir_path = dir_path.to_string();
         let dir = dir.try_clone_to_owned().map_err(|x| self.err(e.rel, x))?;
         let name = e

@@ -73,31 +73,36 @@ fn registry_images_stream_without_touching_the_store() {
             .arg(format!("docker://{}/{dest}", reg.addr)));
     };
     push(format!("oci:{}:v1", layout.display()), "waste:v1");
-    let root = t.path().join("store");
-    ok(imgctl(&root).arg("images"));
-    let before = listing(&root);
+    push(format!("oci:{}:v1", layout.display()), "other:v1");
     let remote = format!("{}/waste:v1", reg.addr);
-    let ours = size_json(&root, &remote, &[]);
-    assert_eq!(listing(&root), before, "the store changed");
+    let other = format!("{}/other:v1", reg.addr);
+    // Without a store, none is created.
+    let root = t.path().join("store");
+    let ours = size_json(&root, &other, &[]);
+    assert!(!root.exists(), "a store was created");
     assert_eq!(ours["image"]["source"], "registry");
     let local = size_json(&root, &format!("oci:{}:v1", layout.display()), &[]);
     for k in ["dive", "wasted", "totals", "layers", "largest_files"] {
         assert_eq!(ours[k], local[k], "{k} differs between registry and layout");
     }
-    // docker:// forces the registry, also for a name without a host.
-    let forced = size_json(&root, &format!("docker://{remote}"), &[]);
-    assert_eq!(forced["dive"], local["dive"]);
-    // The same image pulled into the store is analysed from there.
+    // An image pulled into the store is analysed from there...
     ok(imgctl(&root).args(["pull", "--quiet", "--no-unpack", &remote]));
     let stored = size_json(&root, &remote, &[]);
     assert_eq!(stored["image"]["source"], "store");
     assert_eq!(stored["wasted"], local["wasted"]);
+    // ...one that is not comes from the registry, with the store left untouched.
+    let before = listing(&root);
+    let ours = size_json(&root, &other, &[]);
+    assert_eq!(listing(&root), before, "the store changed");
+    assert_eq!(ours["image"]["source"], "registry");
+    // docker:// forces the registry, also for a name the store has.
+    let forced = size_json(&root, &format!("docker://{remote}"), &[]);
+    assert_eq!(forced["image"]["source"], "registry");
+    assert_eq!(forced["dive"], local["dive"]);
+    assert_eq!(listing(&root), before, "the store changed");
     if have_nginx {
         push(format!("oci:{NGINX}:latest"), "nginx:latest");
-        let fresh = t.path().join("store2");
-        ok(imgctl(&fresh).arg("images"));
-        let before = listing(&fresh);
-        let (out, rss) = max_rss_kib(imgctl(&fresh).args([
+        let (out, rss) = max_rss_kib(imgctl(&root).args([
             "size",
             "--format",
             "json",
@@ -105,7 +110,7 @@ fn registry_images_stream_without_touching_the_store() {
             "quiet",
             &format!("{}/nginx:latest", reg.addr),
         ]));
-        assert_eq!(listing(&fresh), before, "the store changed");
+        assert_eq!(listing(&root), before, "the store changed");
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["dive"]["inefficient_bytes"], 3483720);
         assert!(

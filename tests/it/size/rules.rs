@@ -91,7 +91,7 @@ fn every_rule_passes_and_fails_with_its_exit_code() {
     // Errors are not rule failures.
     let (code, err) = exit_of(imgctl(t.path()).args(["size", &img, "--max-growth", "1"]));
     assert_eq!(code, 125, "max-growth without --compare: {err}");
-    let (code, err) = exit_of(imgctl(t.path()).args(["size", "no-such-image"]));
+    let (code, err) = exit_of(imgctl(&t.path().join("store")).args(["size", "no-such-image"]));
     assert_eq!(code, 125);
     assert!(err.contains("no such image"), "{err}");
     let (code, _) = exit_of(imgctl(t.path()).args(["size", &img, "--max-size", "3 parsecs"]));
