@@ -42,6 +42,9 @@ pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
         cgroup_root,
     } = req;
     let id = preq.flags.id.clone();
+    // Held until everything below is gone: if this process is killed, the next
+    // imgctl command cleans up after it (super::owner).
+    let owner = super::owner::claim(&preq.root, &id, remove, &cgroup_root)?;
     let name_lease = match &name {
         Some(n) => Some(state::reserve_name(&preq.root, n, &id)?),
         None => None,
@@ -110,6 +113,7 @@ pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
             tracing::warn!("release the rootfs of {}: {e}", &id[..12.min(id.len())]);
         }
     }
+    drop(owner);
     result
 }
 

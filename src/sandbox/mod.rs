@@ -1,22 +1,22 @@
 //! The sandbox: run ONE process from an OCI runtime spec and a rootfs directory.
 //!
-//! It knows nothing of images or the store. [`run`] is the whole lifecycle, in the
-//! foreground: resolve the spec into plain values (seccomp filter, capability
-//! masks, argv) while still in the caller, create the cgroup, `clone` the child
-//! straight into its new namespaces, map its user namespace and move it into the
-//! cgroup, let it build its root (`mounts`) and identity (`child`) and `execve` the
-//! command, then forward signals, proxy a pty, wait, report OOM and remove the
-//! cgroup.
+//! It knows nothing of images or the store. [`Container`] is the lifecycle
+//! (create → start → wait / signal → delete, see `handle`); [`run`] is the
+//! foreground use of it: create, start, forward signals, proxy a pty, wait,
+//! report OOM and remove the cgroup. The spec is resolved into plain values
+//! (seccomp filter, capability masks, argv) by [`prepare`]: checked in the caller,
+//! compiled for good in the child.
 //!
 //! Safety rules it keeps:
-//! - never fork from a multi-threaded process ([`Error::MultiThreaded`]): the child is
-//!   cloned straight from the single-threaded CLI, and nothing from the host is
-//!   executed from inside the container;
-//! - no process of the container runs imgctl's file: the child is non-dumpable
-//!   during setup and then `execve`s the container's own binary; the `--init`
-//!   runs from a sealed in-memory copy ([`init`]); so `/proc/1/exe` never leads to
-//!   imgctl on the host (CVE-2019-5736); the parent lives in the host PID
-//!   namespace, out of the container's `/proc`;
+//! - safe from any caller thread: the cloned child runs only async-signal-safe
+//!   system calls and then re-executes the runtime binary (`spawn`), which does
+//!   the setup; nothing from the host is executed from inside the container;
+//! - no process of the container runs imgctl's file on the host: the setup runs
+//!   from a read-only detached bind mount of the binary (or a sealed memfd), is
+//!   non-dumpable, and then `execve`s the container's own binary; the `--init`
+//!   runs from a sealed in-memory copy ([`init`]); so neither `/proc/self/exe`
+//!   nor `/proc/1/exe` can be opened for writing (CVE-2019-5736); the caller lives
+//!   in the host PID namespace, out of the container's `/proc`;
 //! - paths inside the rootfs are resolved with openat2(RESOLVE_IN_ROOT) and
 //!   mounted through `/proc/self/fd/N` (CVE-2021-30465 class); the old root is
 //!   detached after pivot_root;
@@ -37,7 +37,7 @@ mod spawn;
 
 pub use caps::{all_caps, docker_default_caps, parse_cap, ALL_CAPS};
 pub use child::rlimit_resource;
-pub use handle::{Container, Stdio};
+pub use handle::{destroy_cgroup, Container, Signaller, Stdio};
 pub use spawn::{entry as child_entry, set_runtime_binary};
 
 use std::io::Write as _;
@@ -68,8 +68,6 @@ pub enum Error {
     SeccompProfile { origin: String, reason: String },
     #[error("unknown capability {name:?} (e.g. CAP_NET_ADMIN or NET_ADMIN)")]
     Capability { name: String },
-    #[error("refusing to fork: this process has {threads} threads (the sandbox must start from a single-threaded process)")]
-    MultiThreaded { threads: usize },
     #[error("{step}: {source}")]
     Setup {
         step: String,
