@@ -6,8 +6,10 @@
 #
 # Host quirks handled here, not hidden:
 # - crun 1.8 refuses hybrid cgroup hosts ("cgroups in hybrid mode not supported, drop
-#   all controllers from cgroupv2"); it is run inside a private mount namespace in
-#   which the hugetlb-only /sys/fs/cgroup/unified is unmounted (no per-run cost).
+#   all controllers from cgroupv2"); so ALL the commands compared (imgctl, crun, podman)
+#   run through the same wrapper: one private mount namespace (`unshare -m`) in which
+#   the hugetlb-only /sys/fs/cgroup/unified is unmounted (no per-run cost), one
+#   hyperfine run. The last line is imgctl's mean over crun's (goal: <= 1.25).
 # - podman asks crun/runc for RLIMIT_NOFILE 1048576 and RLIMIT_NPROC above the hard
 #   limit, which fails without CAP_SYS_RESOURCE; explicit --ulimit values are given,
 #   and runc is used because crun refuses the hybrid host.
@@ -37,9 +39,16 @@ echo "image: $image (busybox test image, pulled)"
 nofile=$(ulimit -Hn)
 unshare -m sh -c "
   if grep -q ' /sys/fs/cgroup/unified ' /proc/self/mountinfo; then umount /sys/fs/cgroup/unified; fi
-  hyperfine -N --warmup 5 --runs ${RUNS:-50} --export-markdown '$work/result.md' \
+  hyperfine -N --warmup 5 --runs ${RUNS:-50} --export-markdown '$work/result.md' --export-json '$work/result.json' \
     -n 'imgctl run --rm' '$IMGCTL run --rm $image /bin/true' \
     -n 'crun run' 'crun --cgroup-manager=cgroupfs run --bundle $work/bundle bench-crun' \
     -n 'podman run --rm (runc)' '$P --runtime runc run --rm --ulimit nofile=$nofile:$nofile --ulimit nproc=1024:1024 $image /bin/true'
 "
 cat "$work/result.md"
+python3 - "$work/result.json" <<'PY'
+import json, sys
+res = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+i, c = res["imgctl run --rm"], res["crun run"]
+for k in ("mean", "median", "min"):
+    print(f"ratio imgctl run --rm / crun run ({k}): {i[k] / c[k]:.2f}")
+PY

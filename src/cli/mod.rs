@@ -139,6 +139,8 @@ pub fn main() -> ExitCode {
     let globals = Globals {
         root: cli.root.clone(),
     };
+    // Containers of an imgctl that was killed: clean what they left behind.
+    crate::container::reap_stale(&globals.root);
     match dispatch(&globals, cli.command) {
         Ok(code) => code,
         Err(err) => report(err),

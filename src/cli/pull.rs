@@ -50,13 +50,7 @@ pub struct Args {
 pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
     let reference = Reference::parse(&a.reference)?;
     let platform = a.platform.as_deref().map(Platform::parse).transpose()?;
-    let progress: Arc<dyn Progress> = if a.quiet {
-        Arc::new(())
-    } else if std::io::stderr().is_terminal() {
-        Arc::new(Bars::default())
-    } else {
-        Arc::new(Lines)
-    };
+    let progress = progress_sink(a.quiet, false);
     let req = PullRequest {
         reference: reference.clone(),
         platform,
@@ -83,16 +77,35 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Plain one-line events on stdout for logs (stderr is not a terminal); stderr
-/// stays reserved for the one-line error.
-struct Lines;
+/// The progress `pull` shows: bars on a terminal (stderr), else one line per
+/// event, on stdout for `pull` or on stderr (`to_stderr`) for commands whose
+/// stdout is something else (`run` pulling a missing image).
+pub(crate) fn progress_sink(quiet: bool, to_stderr: bool) -> Arc<dyn Progress> {
+    if quiet {
+        Arc::new(())
+    } else if std::io::stderr().is_terminal() {
+        Arc::new(Bars::default())
+    } else {
+        Arc::new(Lines { to_stderr })
+    }
+}
+
+/// Plain one-line events for logs (stderr is not a terminal): on stdout for
+/// `pull`, where stderr stays reserved for the one-line error.
+struct Lines {
+    to_stderr: bool,
+}
 
 impl Progress for Lines {
     fn event(&self, e: &Event) {
         // Progress is best effort: a closed stdout must not fail the pull.
         macro_rules! println {
             ($($t:tt)*) => {{
-                let _ = writeln!(std::io::stdout(), $($t)*);
+                let _ = if self.to_stderr {
+                    writeln!(std::io::stderr(), $($t)*)
+                } else {
+                    writeln!(std::io::stdout(), $($t)*)
+                };
             }};
         }
         match e {

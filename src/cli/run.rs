@@ -7,6 +7,7 @@
 //! executable, 127 command not found, otherwise the container's status (137 after
 //! an OOM kill).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,9 +30,12 @@ pub struct ContainerArgs {
     /// Allocate a pseudo-terminal.
     #[arg(short = 't', long)]
     pub tty: bool,
-    /// Keep stdin open (stdin is always passed through; accepted for Docker compatibility).
+    /// Pass stdin to the container (without it the container reads /dev/null).
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Pull the image before running: missing (when not in the store), always, never.
+    #[arg(long, value_name = "POLICY", default_value = "missing", value_parser = ["missing", "always", "never"])]
+    pub pull: String,
     /// Run a tiny init as PID 1 that reaps zombies and forwards signals.
     #[arg(long)]
     pub init: bool,
@@ -179,9 +183,37 @@ pub(crate) fn rootfs_source(
     let Some(name) = image else {
         anyhow::bail!("no image given: imgctl run [OPTIONS] IMAGE [COMMAND...] (or --rootfs DIR)");
     };
-    Ok(RootfsSource::Image(crate::image::resolve_image(
-        &g.root, name,
+    let policy = crate::image::PullPolicy::parse(&c.pull).map_err(anyhow::Error::msg)?;
+    let progress = super::pull::progress_sink(false, true);
+    let progress: std::sync::Arc<dyn crate::image::Progress> =
+        if policy == crate::image::PullPolicy::Missing {
+            std::sync::Arc::new(Announce {
+                name: name.to_string(),
+                said: std::sync::Once::new(),
+                inner: progress,
+            })
+        } else {
+            progress
+        };
+    Ok(RootfsSource::Image(crate::image::resolve_or_pull(
+        &g.root, name, policy, progress,
     )?))
+}
+
+/// Docker's "Unable to find image 'X' locally" on stderr before the first pull
+/// event (with `--pull missing` a pull happens only for a missing image).
+struct Announce {
+    name: String,
+    said: std::sync::Once,
+    inner: std::sync::Arc<dyn crate::image::Progress>,
+}
+
+impl crate::image::Progress for Announce {
+    fn event(&self, e: &crate::image::Event) {
+        self.said
+            .call_once(|| eprintln!("Unable to find image '{}' locally", self.name));
+        self.inner.event(e);
+    }
 }
 
 /// Split the positional arguments into (image, command).
@@ -372,6 +404,15 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
     if let Some(n) = &a.name {
         container::state::check_name(n)?;
     }
+    // Docker's check, before anything is pulled or made: a terminal fed from a
+    // pipe or file cannot work.
+    if a.c.tty && a.c.interactive && !std::io::stdin().is_terminal() {
+        return Err(Exit {
+            code: 1,
+            message: Some("the input device is not a TTY".into()),
+        }
+        .into());
+    }
     let (image, cmd) = image_and_command(&a.c, a.args);
     let id = container::new_id();
     let flags = run_flags(&a.c, &id, cmd)?;
@@ -387,6 +428,7 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
         image_name: image,
         remove: a.rm,
         init: a.c.init,
+        interactive: a.c.interactive,
         cgroup_root: a.cgroup_root.clone(),
     };
     match container::run_foreground(req) {

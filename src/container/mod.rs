@@ -6,6 +6,7 @@
 //! process. The result runs in [`crate::sandbox`] or, written as a bundle, in crun
 //! or runc.
 
+pub mod owner;
 pub mod parse;
 mod prepare;
 mod run;
@@ -13,6 +14,7 @@ pub mod shifted;
 pub mod state;
 pub mod user;
 
+pub use owner::reap_stale;
 pub use prepare::{
     prepare, read_image_config_file, HeldView, PrepareRequest, Prepared, RootfsSource,
 };
@@ -422,45 +424,64 @@ pub fn allocate_userns(lock_dir: &Path) -> Result<(u32, UsernsLease), Error> {
     for i in 0..slices {
         let base = start + i * 65_536;
         let p = lock_dir.join(base.to_string());
-        match std::fs::OpenOptions::new()
+        // A slice is taken while its file is flock'ed by its holder: the kernel
+        // drops the lock when the holder dies, and a lock looks the same from every
+        // PID namespace (a pid does not).
+        let f = std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
-            .create_new(true)
+            .create(true)
+            .truncate(false)
             .open(&p)
-        {
-            Ok(_) => return Ok((base, UsernsLease { path: p })),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                // A stale lease of a process that is gone may be reclaimed.
-                let pid = std::fs::read_to_string(&p)
-                    .ok()
-                    .and_then(|s| s.trim().parse::<i32>().ok());
-                if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
-                    let _ = std::fs::remove_file(&p);
-                }
-            }
-            Err(e) => return Err(io(&p, e)),
+            .map_err(|e| io(&p, e))?;
+        if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            continue;
         }
+        // Removed by its last holder between our open and our lock: try again.
+        let same = matches!((f.metadata(), std::fs::metadata(&p)),
+            (Ok(a), Ok(b)) if std::os::unix::fs::MetadataExt::ino(&a) == std::os::unix::fs::MetadataExt::ino(&b));
+        if !same {
+            continue;
+        }
+        return Ok((
+            base,
+            UsernsLease {
+                path: p,
+                file: Some(f),
+            },
+        ));
     }
     Err(Error::Spec(
         "--userns=auto: every id range from /etc/subuid is in use".into(),
     ))
 }
 
-/// A claimed id range; released on drop.
+/// A claimed id range (its lock file, flock'ed); released on drop.
 #[derive(Debug)]
 pub struct UsernsLease {
     path: PathBuf,
+    file: Option<std::fs::File>,
 }
 
 impl UsernsLease {
-    /// Record the owning process so a crashed run's lease can be reclaimed.
+    /// Record the owning process (informational: the lock is what holds the range).
     pub fn set_owner(&self, pid: u32) {
-        let _ = std::fs::write(&self.path, pid.to_string());
+        if let Some(f) = &self.file {
+            use std::io::Write;
+            let _ = f.set_len(0);
+            let _ = (&*f).write_all(pid.to_string().as_bytes());
+        }
     }
 }
 
 impl Drop for UsernsLease {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        // Unlink before unlocking (closing): whoever locks the old file next sees
+        // it is no longer the one at the path.
+        if let Some(f) = self.file.take() {
+            let _ = std::fs::remove_file(&self.path);
+            drop(f);
+        }
     }
 }
 

@@ -22,6 +22,8 @@ pub struct RunRequest {
     pub remove: bool,
     /// Run a tiny init as PID 1.
     pub init: bool,
+    /// Pass the caller's stdin to the container (`-i`); else it reads `/dev/null`.
+    pub interactive: bool,
     /// Where cgroupfs is mounted.
     pub cgroup_root: PathBuf,
 }
@@ -36,9 +38,13 @@ pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
         image_name,
         remove,
         init,
+        interactive,
         cgroup_root,
     } = req;
     let id = preq.flags.id.clone();
+    // Held until everything below is gone: if this process is killed, the next
+    // imgctl command cleans up after it (super::owner).
+    let owner = super::owner::claim(&preq.root, &id, remove, &cgroup_root)?;
     let name_lease = match &name {
         Some(n) => Some(state::reserve_name(&preq.root, n, &id)?),
         None => None,
@@ -76,7 +82,12 @@ pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
             rootfs_shifted: p.rootfs_shifted.clone(),
             cgroup_root,
         };
-        Ok(sandbox::run(&p.spec, &p.rootfs, &opts)?)
+        Ok(sandbox::run_with_stdin(
+            &p.spec,
+            &p.rootfs,
+            &opts,
+            interactive,
+        )?)
     })();
     let started = result.is_ok();
     // With --rm the state is about to go: nothing to record.
@@ -102,6 +113,7 @@ pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
             tracing::warn!("release the rootfs of {}: {e}", &id[..12.min(id.len())]);
         }
     }
+    drop(owner);
     result
 }
 

@@ -172,3 +172,25 @@ fn unreadable_seccomp_profile_names_the_file() {
         .to_string();
     assert!(e.contains("/nonexistent/profile.json"), "{e}");
 }
+
+/// Issue 8 defect: a userns slice is held by a lock, not judged by a pid. A
+/// held slice is skipped; a leftover file of a dead holder (whatever pid it
+/// names, in whatever PID namespace) is taken over; a released one is free.
+#[test]
+fn userns_slices_are_held_by_a_lock() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, la) = allocate_userns(t.path()).unwrap();
+    la.set_owner(1);
+    let (b, lb) = allocate_userns(t.path()).unwrap();
+    assert_eq!(b, a + 65_536, "a held slice was handed out twice");
+    drop(lb);
+    assert!(!t.path().join(b.to_string()).exists());
+    // A file left by a killed holder: pid 1 is alive here, and still the
+    // slice is free because nobody holds its lock.
+    std::fs::write(t.path().join(b.to_string()), "1").unwrap();
+    let (c, _lc) = allocate_userns(t.path()).unwrap();
+    assert_eq!(c, b);
+    drop(la);
+    let (d, _ld) = allocate_userns(t.path()).unwrap();
+    assert_eq!(d, a);
+}

@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod commit;
+mod ensure;
 mod export;
 pub mod ocidir;
 mod pull;
@@ -18,11 +19,12 @@ use crate::oci::{Descriptor, Digest, MediaType, Platform};
 use crate::snapshot::{self, Overlay, Snapshotter};
 use crate::store::BlobReader;
 
+pub use ensure::{resolve_or_pull, PullPolicy};
 pub use export::{export_tar, flatten_to_dir};
 pub use ocidir::OciDir;
 pub use pull::{login, logout, pull, Credentials, Event, Progress, PullRequest, PulledImage};
 pub use resolve::{read_config, read_manifest, resolve_image, ImageManifest, ResolvedImage};
-pub use view::{changes, mount, release, view_key, MountOptions, View};
+pub use view::{changes, mount, mount_as, release, view_key, MountOptions, View};
 
 /// Errors of image unpacking.
 #[derive(Debug, thiserror::Error)]

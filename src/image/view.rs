@@ -46,6 +46,17 @@ fn new_key(prefix: &str) -> String {
 /// Unpack `image` into the store at `root` and mount a fresh writable snapshot of
 /// it (its own upper dir; the image's layers are never written).
 pub fn mount(root: &Path, image: &ResolvedImage, opts: MountOptions) -> Result<View, ImageError> {
+    mount_as(root, image, opts, &new_key("mount"))
+}
+
+/// [`mount`] under a snapshot key chosen by the caller (a container's views are
+/// named after it, so its leftovers can be found from its id alone).
+pub fn mount_as(
+    root: &Path,
+    image: &ResolvedImage,
+    opts: MountOptions,
+    key: &str,
+) -> Result<View, ImageError> {
     let uo = UnpackOptions {
         dedup: opts.dedup,
         format: if opts.erofs {
@@ -57,7 +68,7 @@ pub fn mount(root: &Path, image: &ResolvedImage, opts: MountOptions) -> Result<V
     };
     let unpacked = unpack_resolved(image.blobs(), image.resolved(), root, &uo)?;
     let snaps = Overlay::open(root)?;
-    let key = new_key("mount");
+    let key = key.to_string();
     let mounts = snaps.prepare(&key, unpacked.chain_id.as_ref())?;
     let merged = snaps.merged_dir(&key);
     if let Err(e) = snapshot::mount_all(&mounts, &merged) {
@@ -96,7 +107,8 @@ pub fn release(root: &Path, key: &str) -> Result<(), ImageError> {
     match crate::sys::fs::unmount(&merged, false) {
         Ok(()) => {}
         // Not mounted (already unmounted by hand): just drop the snapshot.
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+        // (ENOENT: a view whose making was killed before its merged dir existed.)
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) => {}
         Err(e) => {
             return Err(ImageError::Io {
                 path: merged,

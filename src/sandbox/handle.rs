@@ -359,6 +359,20 @@ impl Container {
         Ok(())
     }
 
+    /// A handle that signals this container from any thread while another waits
+    /// for it (a pidfd: once the process is reaped, signals fail with ESRCH
+    /// instead of reaching a recycled pid).
+    pub fn signaller(&self) -> Result<Signaller, Error> {
+        match &self.pidfd {
+            Some(fd) => Ok(Signaller {
+                pidfd: fd.try_clone().map_err(setup("dup the pidfd"))?,
+            }),
+            None => Err(Error::Unsupported {
+                what: "signalling from another thread needs pidfd_open (Linux 5.3)".into(),
+            }),
+        }
+    }
+
     /// Kill the process if it is still there, reap it and remove the cgroup.
     pub fn delete(mut self) -> Result<(), Error> {
         self.done = true;
@@ -391,6 +405,32 @@ impl Container {
     }
 }
 
+/// Signals one container from any thread; see [`Container::signaller`].
+#[derive(Debug)]
+pub struct Signaller {
+    pidfd: OwnedFd,
+}
+
+impl Signaller {
+    /// Send `sig`; ESRCH once the container's process is gone.
+    pub fn signal(&self, sig: i32) -> Result<(), Error> {
+        // SAFETY: pidfd_send_signal on our own pidfd.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.pidfd.as_raw_fd(),
+                sig,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if r < 0 {
+            return Err(io_last(&format!("signal {sig} to the container")));
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Container {
     fn drop(&mut self) {
         if !self.done {
@@ -420,4 +460,15 @@ pub(crate) fn kill_members(g: &dyn cgroup::Cgroup) {
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
+}
+
+/// Kill every process left in the cgroup at `path` (e.g. `/imgctl/ID`) and remove
+/// it; nothing to do when it does not exist. For leftovers of a dead owner.
+pub fn destroy_cgroup(cgroup_root: &Path, path: &Path) -> Result<(), Error> {
+    let g = cgroup::Hierarchy::detect(cgroup_root)?.group(path);
+    if g.mount_sources().is_empty() {
+        return Ok(());
+    }
+    kill_members(g.as_ref());
+    g.remove()
 }

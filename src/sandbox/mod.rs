@@ -1,22 +1,22 @@
 //! The sandbox: run ONE process from an OCI runtime spec and a rootfs directory.
 //!
-//! It knows nothing of images or the store. [`run`] is the whole lifecycle, in the
-//! foreground: resolve the spec into plain values (seccomp filter, capability
-//! masks, argv) while still in the caller, create the cgroup, `clone` the child
-//! straight into its new namespaces, map its user namespace and move it into the
-//! cgroup, let it build its root (`mounts`) and identity (`child`) and `execve` the
-//! command, then forward signals, proxy a pty, wait, report OOM and remove the
-//! cgroup.
+//! It knows nothing of images or the store. [`Container`] is the lifecycle
+//! (create → start → wait / signal → delete, see `handle`); [`run`] is the
+//! foreground use of it: create, start, forward signals, proxy a pty, wait,
+//! report OOM and remove the cgroup. The spec is resolved into plain values
+//! (seccomp filter, capability masks, argv) by [`prepare`]: checked in the caller,
+//! compiled for good in the child.
 //!
 //! Safety rules it keeps:
-//! - never fork from a multi-threaded process ([`Error::MultiThreaded`]): the child is
-//!   cloned straight from the single-threaded CLI, and nothing from the host is
-//!   executed from inside the container;
-//! - no process of the container runs imgctl's file: the child is non-dumpable
-//!   during setup and then `execve`s the container's own binary; the `--init`
-//!   runs from a sealed in-memory copy ([`init`]); so `/proc/1/exe` never leads to
-//!   imgctl on the host (CVE-2019-5736); the parent lives in the host PID
-//!   namespace, out of the container's `/proc`;
+//! - safe from any caller thread: the cloned child runs only async-signal-safe
+//!   system calls and then re-executes the runtime binary (`spawn`), which does
+//!   the setup; nothing from the host is executed from inside the container;
+//! - no process of the container runs imgctl's file on the host: the setup runs
+//!   from a read-only detached bind mount of the binary (or a sealed memfd), is
+//!   non-dumpable, and then `execve`s the container's own binary; the `--init`
+//!   runs from a sealed in-memory copy ([`init`]); so neither `/proc/self/exe`
+//!   nor `/proc/1/exe` can be opened for writing (CVE-2019-5736); the caller lives
+//!   in the host PID namespace, out of the container's `/proc`;
 //! - paths inside the rootfs are resolved with openat2(RESOLVE_IN_ROOT) and
 //!   mounted through `/proc/self/fd/N` (CVE-2021-30465 class); the old root is
 //!   detached after pivot_root;
@@ -37,7 +37,7 @@ mod spawn;
 
 pub use caps::{all_caps, docker_default_caps, parse_cap, ALL_CAPS};
 pub use child::rlimit_resource;
-pub use handle::{Container, Stdio};
+pub use handle::{destroy_cgroup, Container, Signaller, Stdio};
 pub use spawn::{entry as child_entry, set_runtime_binary};
 
 use std::io::Write as _;
@@ -68,8 +68,6 @@ pub enum Error {
     SeccompProfile { origin: String, reason: String },
     #[error("unknown capability {name:?} (e.g. CAP_NET_ADMIN or NET_ADMIN)")]
     Capability { name: String },
-    #[error("refusing to fork: this process has {threads} threads (the sandbox must start from a single-threaded process)")]
-    MultiThreaded { threads: usize },
     #[error("{step}: {source}")]
     Setup {
         step: String,
@@ -333,6 +331,20 @@ pub(crate) fn prepare(
 /// caller's stdio (or a pty when `process.terminal`), signals forwarded, the
 /// cgroup removed at the end. Built on [`Container`].
 pub fn run(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<Outcome, Error> {
+    run_with_stdin(spec, rootfs, opts, true)
+}
+
+/// [`run`], choosing whether the container gets the caller's stdin (Docker's
+/// `-i`): without it the container's stdin is `/dev/null` (or, with a pty, a
+/// terminal nobody types into), so it never eats input meant for the caller.
+/// A third SIGINT within [`INTERRUPT_WINDOW`] kills the container (a PID 1
+/// without a handler ignores SIGINT).
+pub fn run_with_stdin(
+    spec: &Spec,
+    rootfs: &Path,
+    opts: &Options,
+    stdin: bool,
+) -> Result<Outcome, Error> {
     let terminal = spec
         .process()
         .as_ref()
@@ -347,11 +359,27 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &Options) -> Result<Outcome, Error>
     )
     .map_err(nix_setup("sigprocmask"))?;
     let result = (|| {
-        let stdio = if terminal { Stdio::Pty } else { Stdio::Inherit };
+        let stdio = if terminal {
+            Stdio::Pty
+        } else if stdin {
+            Stdio::Inherit
+        } else {
+            let dup = |fd: i32| {
+                // SAFETY: 1 and 2 are open for the life of the process; the copy
+                // is owned here.
+                let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                b.try_clone_to_owned().map_err(setup("dup stdout/stderr"))
+            };
+            Stdio::Fds {
+                stdin: None,
+                stdout: dup(1)?,
+                stderr: dup(2)?,
+            }
+        };
         let mut c = Container::create(spec, rootfs, opts, stdio)?;
         c.start()?;
         let pty = c.take_pty_master();
-        let status = wait_loop(Pid::from_raw(c.pid()), &sigs, pty)?;
+        let status = wait_loop(Pid::from_raw(c.pid()), &sigs, pty, stdin)?;
         let outcome = c.reaped(status);
         if let Err(e) = c.delete() {
             tracing::warn!("{e}");
@@ -432,12 +460,40 @@ fn send_fd(sock: &UnixStream, fd: std::os::fd::BorrowedFd<'_>) -> Result<(), Err
     Ok(())
 }
 
-fn wait_loop(pid: Pid, sigs: &SigSet, pty_master: Option<OwnedFd>) -> Result<Outcome, Error> {
+/// Three SIGINTs within this window kill the container (Docker's rule).
+pub const INTERRUPT_WINDOW: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Counts interrupts: true when this one is the third within [`INTERRUPT_WINDOW`].
+#[derive(Debug, Default)]
+pub struct Interrupts {
+    seen: Vec<std::time::Instant>,
+}
+
+impl Interrupts {
+    pub fn third_within_window(&mut self, now: std::time::Instant) -> bool {
+        self.seen
+            .retain(|t| now.saturating_duration_since(*t) < INTERRUPT_WINDOW);
+        self.seen.push(now);
+        self.seen.len() >= 3
+    }
+}
+
+fn wait_loop(
+    pid: Pid,
+    sigs: &SigSet,
+    pty_master: Option<OwnedFd>,
+    forward_stdin: bool,
+) -> Result<Outcome, Error> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     let sfd = SignalFd::with_flags(sigs, SfdFlags::SFD_CLOEXEC).map_err(nix_setup("signalfd"))?;
-    let raw = pty_master.as_ref().map(|m| RawTty::enter(m.as_raw_fd()));
-    let mut stdin_open = pty_master.is_some();
+    // The host terminal goes raw only when what is typed goes to the container.
+    let raw = pty_master
+        .as_ref()
+        .filter(|_| forward_stdin)
+        .map(|m| RawTty::enter(m.as_raw_fd()));
+    let mut stdin_open = pty_master.is_some() && forward_stdin;
+    let mut interrupts = Interrupts::default();
     let mut buf = [0u8; 8192];
     loop {
         // Reap first: the child may have exited before the signalfd existed.
@@ -493,6 +549,11 @@ fn wait_loop(pid: Pid, sigs: &SigSet, pty_master: Option<OwnedFd>) -> Result<Out
                         // SAFETY: TIOCSWINSZ reads the winsize we pass.
                         unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
                     }
+                } else if sig == libc::SIGINT
+                    && interrupts.third_within_window(std::time::Instant::now())
+                {
+                    eprintln!("imgctl: third interrupt within 3 s: killing the container");
+                    let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
                 } else if sig != libc::SIGCHLD {
                     if let Ok(s) = Signal::try_from(sig) {
                         let _ = nix::sys::signal::kill(pid, s);
@@ -598,5 +659,27 @@ mod tests {
             .exit_code(),
             125
         );
+    }
+}
+
+#[cfg(test)]
+mod interrupt_tests {
+    use super::Interrupts;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn only_a_third_interrupt_within_three_seconds_counts() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut i = Interrupts::default();
+        assert!(!i.third_within_window(at(0)));
+        assert!(!i.third_within_window(at(1000)));
+        assert!(i.third_within_window(at(2900)));
+
+        // Spread out over more than 3 s: never three in the window.
+        let mut i = Interrupts::default();
+        for n in 0..6 {
+            assert!(!i.third_within_window(at(n * 1600)), "interrupt {n}");
+        }
     }
 }

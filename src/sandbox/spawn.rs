@@ -187,6 +187,25 @@ pub(super) fn pre_exec(x: &PreExec) -> ! {
             libc::write(x.sock, out.as_ptr().cast(), n + 1);
             libc::_exit(125)
         };
+        // Nothing else of the caller's, from the start: above all no lock it
+        // holds (an owner lock must be free the moment the caller dies), not its
+        // end of our socket (EOF when it dies), no other container's socket.
+        close_all_but(&[
+            Some(x.sock),
+            Some(x.exe),
+            x.stdio[0],
+            x.stdio[1],
+            x.stdio[2],
+        ]);
+        if x.deathsig {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+        }
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
         // Wait until the caller has written the id maps and moved us into the cgroup.
         let mut b = 0u8;
@@ -242,6 +261,30 @@ pub(super) fn pre_exec(x: &PreExec) -> ! {
         );
         fail(b"exec the sealed copy of the runtime binary")
     }
+}
+
+/// Close every descriptor from 3 up except `keep`. Async-signal-safe (no
+/// allocation: the list is sorted in place on the stack).
+fn close_all_but(keep: &[Option<RawFd>; 5]) {
+    let mut k = [libc::c_int::MAX; 5];
+    let mut n = 0;
+    for fd in keep.iter().flatten() {
+        if *fd >= 3 && !k[..n].contains(fd) {
+            k[n] = *fd;
+            n += 1;
+        }
+    }
+    k[..n].sort_unstable();
+    let mut first = 3;
+    for &fd in &k[..n] {
+        if first < fd {
+            // SAFETY: close_range with plain integers.
+            unsafe { libc::syscall(libc::SYS_close_range, first as u32, (fd - 1) as u32, 0u32) };
+        }
+        first = fd + 1;
+    }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_close_range, first as u32, u32::MAX, 0u32) };
 }
 
 /// Make every permitted capability inheritable and ambient. Async-signal-safe.

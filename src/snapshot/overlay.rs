@@ -547,7 +547,10 @@ impl Snapshotter for Overlay {
         }
         let _l = self.lock()?;
         let meta = self.active_meta(key);
-        if !meta.exists() {
+        // Without its metadata, the directory of a `prepare` that was killed half
+        // way is removed all the same.
+        let partial = !meta.exists() && self.dir.join("active").join(key).exists();
+        if !meta.exists() && !partial {
             return Err(SnapshotError::NotFound {
                 key: key.to_string(),
             });
@@ -557,7 +560,21 @@ impl Snapshotter for Overlay {
         let _ = sfs::unmount(&merged, true);
         let active = sfs::open_dir_path(&self.dir.join("active")).map_err(io_err(key))?;
         sfs::remove_all_at(active.as_fd(), key.as_bytes()).map_err(io_err(key))?;
-        fs::remove_file(&meta).map_err(io_err(key))
+        // Temporary files of a metadata write that was cut short.
+        let tmp = format!(".{key}.json.tmp.");
+        for e in fs::read_dir(self.dir.join("active"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if e.file_name().to_string_lossy().starts_with(&tmp) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        match fs::remove_file(&meta) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && partial => Ok(()),
+            r => r.map_err(io_err(key)),
+        }
     }
 
     fn stat(&self, key: &str) -> Result<Option<Info>, SnapshotError> {

@@ -397,6 +397,20 @@ fn add_url_checksum_last_modified_and_unpack() {
     let d = copy::inputs_digest(&Source::Context(&c.context()), &s).unwrap();
     assert_eq!(d.files[0].digest.as_deref(), Some(sum.as_str()));
 
+    // Without --checksum the key's download is the one copied, even if the server
+    // changes the file in between (the layer holds what the cache key says).
+    let mut s2 = spec(&[&http.url("file.txt")], "/same/");
+    s2.add = true;
+    let d = copy::inputs_digest(&Source::Context(&c.context()), &s2).unwrap();
+    fs::write(served.join("file.txt"), b"changed on the server\n").unwrap();
+    c.copy(&s2).unwrap();
+    assert_eq!(
+        fs::read(c.root.join("same/file.txt")).unwrap(),
+        b"downloaded\n"
+    );
+    assert_eq!(d.files[0].digest.as_deref(), Some(sum.as_str()));
+    fs::write(served.join("file.txt"), b"downloaded\n").unwrap();
+
     // A wrong checksum fails with one line and writes nothing.
     s.dest = "/bad/".into();
     s.checksum = Some(format!("sha256:{}", "0".repeat(64)));

@@ -158,7 +158,8 @@ fn run_on_a_pulled_image_and_clean_up() {
     // 127 for a missing command, 125 for an unknown image.
     let (code, err) = fails(imgctl(&store).args(["run", "--rm", &image, "no-such-command"]));
     assert_eq!(code, 127, "{err}");
-    let (code, err) = fails(imgctl(&store).args(["run", "--rm", "no-such-image:1"]));
+    let (code, err) =
+        fails(imgctl(&store).args(["run", "--rm", "--pull", "never", "no-such-image:1"]));
     assert_eq!(code, 125);
     assert!(
         err.contains("no such image") && err.lines().count() == 1,

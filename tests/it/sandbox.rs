@@ -534,7 +534,7 @@ fn bad_input_one_line_errors_and_nothing_left_behind() {
         );
     }
     let mut c = imgctl(t.path());
-    c.args(["run", "--rm", "no-such-image"]);
+    c.args(["run", "--rm", "--pull", "never", "no-such-image"]);
     let (code, e) = fails(&mut c);
     assert_eq!(code, 125);
     assert!(e.contains("no-such-image"), "{e}");
@@ -738,7 +738,7 @@ fn same_report(ours: &serde_json::Value, theirs: &serde_json::Value, who: &str) 
     assert_eq!(ns(ours), ns(theirs), "same namespaces shared with the host");
 }
 
-fn validator(name: &str) -> jsonschema::Validator {
+pub(crate) fn validator(name: &str) -> jsonschema::Validator {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("schemas")
         .join(name);
@@ -746,7 +746,7 @@ fn validator(name: &str) -> jsonschema::Validator {
     jsonschema::validator_for(&v).unwrap_or_else(|e| panic!("{name} is not a valid schema: {e}"))
 }
 
-fn assert_valid(v: &jsonschema::Validator, doc: &serde_json::Value, what: &str) {
+pub(crate) fn assert_valid(v: &jsonschema::Validator, doc: &serde_json::Value, what: &str) {
     let errors: Vec<String> = v
         .iter_errors(doc)
         .map(|e| format!("{} at {}", e, e.instance_path))

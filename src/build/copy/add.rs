@@ -343,7 +343,18 @@ pub(super) fn url(
     url: &str,
     owner: (u32, u32),
 ) -> Result<(), BuildError> {
-    let mut got = fetch(spec, url)?;
+    // The download the cache key was computed from, when there was one: the layer then
+    // holds exactly what the key says, and the URL is fetched once.
+    // With --checksum nothing is prefetched, and the download is verified here.
+    let prefetched = spec
+        .checksum
+        .is_none()
+        .then(|| take_prefetched(url))
+        .flatten();
+    let mut got = match prefetched {
+        Some(f) => f,
+        None => fetch(spec, url)?,
+    };
     if spec.unpack == Some(true) {
         if let Some(kind) =
             sniff_file(&mut got.file).map_err(|e| spec.err(format!("ADD {url}: {e}")))?
@@ -383,7 +394,25 @@ pub(super) fn url_digest(spec: &CopySpec, url: &str) -> Result<String, BuildErro
         }
     }
     let f = fetch(spec, url)?;
-    Ok(format!("sha256:{}", f.digest))
+    let digest = format!("sha256:{}", f.digest);
+    if let Ok(mut m) = prefetched().lock() {
+        m.insert(url.to_string(), f);
+    }
+    Ok(digest)
+}
+
+/// URLs downloaded for a cache key (no `--checksum`), kept as unnamed temporary files
+/// until the copy of the same step takes them.
+fn prefetched() -> &'static std::sync::Mutex<std::collections::HashMap<String, Fetched>> {
+    static M: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, Fetched>>> =
+        std::sync::OnceLock::new();
+    M.get_or_init(Default::default)
+}
+
+fn take_prefetched(url: &str) -> Option<Fetched> {
+    let mut f = prefetched().lock().ok()?.remove(url)?;
+    f.file.rewind().ok()?;
+    Some(f)
 }
 
 /// RFC 7231 IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) to seconds since the epoch.

@@ -1,0 +1,245 @@
+//! Who owns a container's leftovers, whatever PID namespace they look from.
+//!
+//! The process that makes a container (`imgctl run` today, the monitor of
+//! `run -d` later) first takes an exclusive `flock` on
+//! `<root>/locks/containers/<id>` ([`claim`]) and keeps it until the container's
+//! cgroup, image view and (with `--rm`) state directory are gone; then it removes
+//! the file. The kernel drops the lock when its holder dies, even by SIGKILL, and
+//! a lock is seen the same from every PID namespace (a pid is not: two imgctl
+//! processes in different PID namespaces sharing a store would each take the
+//! other's pids for dead). So a lock file that can be locked belongs to a dead
+//! owner, and [`reap_stale`] (called by every imgctl command at start-up) cleans
+//! what it made: kills what is left in its cgroup and removes it, unmounts and
+//! removes its view (snapshot key [`view_key`]), and removes its state directory
+//! (`--rm`) or records it as stopped with an unknown exit code.
+//!
+//! The file also records the owner's pid, PID-namespace inode and start time, for
+//! people reading it; liveness is judged by the lock alone.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::state::{self, State, Status};
+use super::Error;
+
+/// The snapshot key of a container's image view.
+pub fn view_key(id: &str) -> String {
+    format!("ctr-{id}")
+}
+
+fn locks_dir(root: &Path) -> PathBuf {
+    root.join("locks").join("containers")
+}
+
+/// What the lock file says (informational, and how to clean up).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OwnerInfo {
+    pub pid: u32,
+    /// Inode of the owner's PID namespace (`/proc/self/ns/pid`).
+    pub pid_ns: u64,
+    /// The owner's start time in clock ticks since boot (`/proc/self/stat` field 22).
+    pub start_time: u64,
+    /// `--rm`: the state directory goes with the container.
+    pub remove: bool,
+    /// Where the container's cgroup lives.
+    pub cgroup_root: PathBuf,
+}
+
+impl OwnerInfo {
+    fn of_self(remove: bool, cgroup_root: &Path) -> OwnerInfo {
+        let start_time = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| {
+                // Fields after the command name (which may hold spaces) in parentheses.
+                let rest = s.rsplit_once(')')?.1;
+                rest.split_whitespace().nth(19)?.parse().ok()
+            })
+            .unwrap_or(0);
+        OwnerInfo {
+            pid: std::process::id(),
+            pid_ns: std::fs::metadata("/proc/self/ns/pid")
+                .map(|m| m.ino())
+                .unwrap_or(0),
+            start_time,
+            remove,
+            cgroup_root: cgroup_root.to_path_buf(),
+        }
+    }
+}
+
+/// The held owner lock of one container; dropping it removes the lock file (the
+/// owner has cleaned up by then).
+#[derive(Debug)]
+pub struct OwnerLock {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl Drop for OwnerLock {
+    fn drop(&mut self) {
+        // Unlink before unlocking (closing): a reaper that locks the old file
+        // next sees it is no longer the one at the path.
+        if let Some(f) = self.file.take() {
+            let _ = std::fs::remove_file(&self.path);
+            drop(f);
+        }
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Become the owner of container `id`: before anything of it is made.
+pub fn claim(root: &Path, id: &str, remove: bool, cgroup_root: &Path) -> Result<OwnerLock, Error> {
+    let dir = locks_dir(root);
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let path = dir.join(id);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io(&path))?;
+    rustix::fs::flock(
+        file.as_fd(),
+        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+    )
+    .map_err(|e| Error::Io {
+        path: path.clone(),
+        source: e.into(),
+    })?;
+    let body = serde_json::to_vec(&OwnerInfo::of_self(remove, cgroup_root))
+        .map_err(|e| Error::Spec(e.to_string()))?;
+    if let Err(e) = file.write_all(&body) {
+        let _ = std::fs::remove_file(&path);
+        return Err(io(&path)(e));
+    }
+    Ok(OwnerLock {
+        path,
+        file: Some(file),
+    })
+}
+
+/// Clean what containers of dead owners left in the store at `root`; returns
+/// their ids. Never fails: what cannot be cleaned now is logged and tried again
+/// next time (the lock file stays).
+pub fn reap_stale(root: &Path) -> Vec<String> {
+    let dir = locks_dir(root);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut reaped = Vec::new();
+    for e in entries.flatten() {
+        let path = e.path();
+        let Some(id) = path.file_name().and_then(|n| n.to_str()).map(String::from) else {
+            continue;
+        };
+        if id.starts_with('.') {
+            continue;
+        }
+        let Ok(file) = std::fs::OpenOptions::new().read(true).open(&path) else {
+            continue;
+        };
+        if rustix::fs::flock(
+            file.as_fd(),
+            rustix::fs::FlockOperation::NonBlockingLockExclusive,
+        )
+        .is_err()
+        {
+            continue; // held: the owner is alive (in whatever PID namespace)
+        }
+        // Locked after another reaper finished and removed it: nothing to do.
+        let same = match (file.metadata(), std::fs::metadata(&path)) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        };
+        if !same {
+            continue;
+        }
+        let info: OwnerInfo = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        match clean(root, &id, &info) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&path);
+                tracing::info!(
+                    "cleaned up container {} of a dead imgctl (pid {})",
+                    &id[..12.min(id.len())],
+                    info.pid
+                );
+                reaped.push(id);
+            }
+            Err(e) => tracing::warn!(
+                "container {} of a dead imgctl: {e}",
+                &id[..12.min(id.len())]
+            ),
+        }
+    }
+    reaped
+}
+
+fn clean(root: &Path, id: &str, info: &OwnerInfo) -> Result<(), Error> {
+    let state_dir = state::containers_dir(root).join(id);
+    // Every step is tried; the first error is returned (the lock file then stays,
+    // and the next command tries again).
+    let mut first: Result<(), Error> = Ok(());
+    let mut note = |r: Result<(), Error>| {
+        if let Err(e) = r {
+            tracing::debug!("container {id}: {e}");
+            if first.is_ok() {
+                first = Err(e);
+            }
+        }
+    };
+    // The cgroup is made only after config.json is written.
+    if let Ok(body) = std::fs::read(state_dir.join("config.json")) {
+        match serde_json::from_slice::<oci_spec::runtime::Spec>(&body) {
+            Ok(spec) => {
+                if let Some(cg) = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
+                    let croot = if info.cgroup_root.as_os_str().is_empty() {
+                        PathBuf::from("/sys/fs/cgroup")
+                    } else {
+                        info.cgroup_root.clone()
+                    };
+                    note(crate::sandbox::destroy_cgroup(&croot, &cg).map_err(Error::from));
+                }
+            }
+            Err(e) => note(Err(Error::Spec(format!("config.json: {e}")))),
+        }
+    }
+    // Also a view whose making was cut short (no metadata yet); an error counts
+    // only when the view is still there afterwards.
+    let key = view_key(id);
+    if let Err(e) = crate::image::release(root, &key) {
+        if crate::image::view_key(root, &key).is_ok() {
+            note(Err(e.into()));
+        }
+    }
+    if info.remove || !state_dir.join("state.json").exists() {
+        match std::fs::remove_dir_all(&state_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => note(Err(io(&state_dir)(e))),
+        }
+    } else if let Ok(mut st) = State::load(&state_dir) {
+        if st.status != Status::Stopped {
+            st.status = Status::Stopped;
+            st.pid = None;
+            st.exit_code = None;
+            st.finished = Some(state::now());
+            note(st.save(&state_dir));
+        }
+    }
+    first
+}
