@@ -197,12 +197,7 @@ pub(super) fn stream_layer<R: Read + Send>(
         let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(16);
         let max_bytes = opts.limits.max_bytes;
         let producer = s.spawn(move || pump(dec, tx, max_bytes));
-        let reader = ChannelReader {
-            rx,
-            cur: Vec::new(),
-            pos: 0,
-        };
-        let result = consume(reader);
+        let result = consume(ChannelReader::new(rx));
         // The producer ends when it hits EOF, or when the receiver is gone.
         let pumped = producer.join();
         // A size limit hit while decompressing is the real cause of whatever the tar
@@ -378,10 +373,22 @@ fn pump(
     }
 }
 
-pub(super) struct ChannelReader {
+/// A reader over chunks sent by another thread (a decoder or a download); a sent error
+/// is returned once, a closed channel is the end of the stream.
+pub struct ChannelReader {
     rx: mpsc::Receiver<io::Result<Vec<u8>>>,
     cur: Vec<u8>,
     pos: usize,
+}
+
+impl ChannelReader {
+    pub fn new(rx: mpsc::Receiver<io::Result<Vec<u8>>>) -> ChannelReader {
+        ChannelReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+        }
+    }
 }
 
 impl Read for ChannelReader {

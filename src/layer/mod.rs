@@ -12,7 +12,9 @@ mod compress;
 mod diff;
 mod erofs;
 
-pub use apply::{apply, unpack_new, Applied, ApplyMode, ApplyOptions, DevicePolicy, Limits};
+pub use apply::{
+    apply, unpack_new, Applied, ApplyMode, ApplyOptions, ChannelReader, DevicePolicy, Limits,
+};
 pub use compress::{decoder, Compression, Encoder};
 pub use diff::{
     changes, write_layer, Change, ChangeKind, DiffOptions, LayerOutput, WhiteoutFormat,

@@ -253,13 +253,29 @@ impl Client {
         opts: &PullOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<PulledImage, RegistryError> {
+        self.each_endpoint(reference, |ep| {
+            let progress = progress.clone();
+            async move { self.pull_from(store, reference, &ep, opts, progress).await }
+        })
+        .await
+    }
+
+    /// Try `attempt` on each endpoint of `reference`'s registry (its mirrors first, the
+    /// registry itself last): the first success wins; a failed mirror is logged and the
+    /// next one tried; when all fail, the first error is the one reported.
+    pub(crate) async fn each_endpoint<T, F, Fut>(
+        &self,
+        reference: &Reference,
+        mut attempt: F,
+    ) -> Result<T, RegistryError>
+    where
+        F: FnMut(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RegistryError>>,
+    {
         let endpoints = self.config().endpoints(reference.registry());
         let mut first_err = None;
-        for ep in &endpoints {
-            match self
-                .pull_from(store, reference, ep, opts, progress.clone())
-                .await
-            {
+        for ep in endpoints {
+            match attempt(ep.clone()).await {
                 Ok(p) => return Ok(p),
                 Err(e) if ep != reference.registry() => {
                     tracing::warn!(mirror = %ep, error = %e, "mirror failed; trying the next endpoint");

@@ -35,22 +35,10 @@ impl Client {
         reference: &Reference,
         platform: &Platform,
     ) -> Result<RemoteImage, RegistryError> {
-        let endpoints = self.config().endpoints(reference.registry());
-        let mut first_err = None;
-        for ep in &endpoints {
-            match self.resolve_at(reference, ep, platform).await {
-                Ok(r) => return Ok(r),
-                Err(e) if ep != reference.registry() => {
-                    tracing::warn!(mirror = %ep, error = %e, "mirror failed; trying the next endpoint");
-                    first_err.get_or_insert(e);
-                }
-                Err(e) => return Err(first_err.unwrap_or(e)),
-            }
-        }
-        Err(first_err.unwrap_or(RegistryError::Unreachable {
-            registry: reference.registry().to_string(),
-            detail: "no endpoint".into(),
-        }))
+        self.each_endpoint(reference, |ep| async move {
+            self.resolve_at(reference, &ep, platform).await
+        })
+        .await
     }
 
     async fn resolve_at(

@@ -18,7 +18,7 @@ use rustix::fs::{FileType, Stat};
 use super::tree::{self, file_type};
 use super::{CopySpec, Plan};
 use crate::build::BuildError;
-use crate::layer::{apply, ApplyMode, ApplyOptions, Compression};
+use crate::layer::{apply, ApplyMode, ApplyOptions, ChannelReader, Compression};
 
 /// How a local archive is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,11 +135,7 @@ fn extract_file(
 }
 
 /// An xz stream decoded on its own thread (lzma-rs decodes into a writer).
-struct XzReader {
-    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
-    cur: Vec<u8>,
-    pos: usize,
-}
+struct XzReader;
 
 struct ChanWriter(mpsc::SyncSender<io::Result<Vec<u8>>>);
 
@@ -156,7 +152,7 @@ impl Write for ChanWriter {
 }
 
 impl XzReader {
-    fn spawn(file: File) -> XzReader {
+    fn spawn(file: File) -> ChannelReader {
         let (tx, rx) = mpsc::sync_channel(16);
         std::thread::spawn(move || {
             let mut input = BufReader::new(file);
@@ -168,30 +164,7 @@ impl XzReader {
                 let _ = tx.send(Err(e));
             }
         });
-        XzReader {
-            rx,
-            cur: Vec::new(),
-            pos: 0,
-        }
-    }
-}
-
-impl Read for XzReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos >= self.cur.len() {
-            match self.rx.recv() {
-                Ok(Ok(v)) => {
-                    self.cur = v;
-                    self.pos = 0;
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.cur.len() - self.pos);
-        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
+        ChannelReader::new(rx)
     }
 }
 
