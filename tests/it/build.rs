@@ -821,3 +821,38 @@ fn a_killed_build_is_cleaned_up_by_the_next_one() {
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn add_unpack_flag_reaches_the_executor() {
+    let t = common::tempdir();
+    let Some(store) = store_with_busybox(t.path()) else {
+        return;
+    };
+    let _serial = common::sandbox::serial();
+    let ctx = t.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    // A local tar holding one file: ADD extracts it by default, `--unpack=false` copies it.
+    let mut tar = tar::Builder::new(Vec::new());
+    let body = b"inside the archive\n";
+    let mut h = tar::Header::new_gnu();
+    h.set_size(body.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "inner.txt", &body[..]).unwrap();
+    fs::write(ctx.join("a.tar"), tar.into_inner().unwrap()).unwrap();
+    fs::write(
+        ctx.join("Buildfile"),
+        "FROM busybox\nADD a.tar /x/\nADD --unpack=false a.tar /y/\n",
+    )
+    .unwrap();
+    build_ok(&store, &["-q", "-t", "unpack:1", ctx.to_str().unwrap()]);
+    let out = ok(imgctl(&store).args([
+        "run",
+        "--rm",
+        "unpack:1",
+        "sh",
+        "-c",
+        "cat /x/inner.txt; ls /y",
+    ]));
+    assert_eq!(out, "inside the archive\na.tar\n");
+}

@@ -456,6 +456,7 @@ fn copy_spec(
             link,
             checksum,
             exclude,
+            unpack,
             ..
         } => {
             spec.srcs = sources.clone();
@@ -464,6 +465,7 @@ fn copy_spec(
             spec.exclude = exclude.clone();
             spec.add = true;
             spec.checksum = checksum.clone();
+            spec.unpack = *unpack;
             (chown, chmod)
         }
         _ => {
