@@ -45,6 +45,19 @@ fn store_with_busybox(dir: &Path) -> Option<PathBuf> {
     Some(store)
 }
 
+/// What most build tests start from: a temp dir, a store in it holding `busybox`, and the
+/// sandbox tests' lock (builds start containers). `None` when a prerequisite is missing.
+fn busybox_build() -> Option<(
+    tempfile::TempDir,
+    PathBuf,
+    std::sync::MutexGuard<'static, ()>,
+)> {
+    let t = common::tempdir();
+    let store = store_with_busybox(t.path())?;
+    let serial = common::sandbox::serial();
+    Some((t, store, serial))
+}
+
 fn multistage_context(dir: &Path) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/build/multistage");
     let ctx = dir.join("ctx");
@@ -88,11 +101,9 @@ fn images(store: &Path) -> String {
 
 #[test]
 fn multistage_builds_runs_and_target_stops_at_builder() {
-    let t = common::tempdir();
-    let Some(store) = store_with_busybox(t.path()) else {
+    let Some((t, store, _serial)) = busybox_build() else {
         return;
     };
-    let _serial = common::sandbox::serial();
     let ctx = multistage_context(t.path());
     let ctx_s = ctx.to_str().unwrap();
     let err = build_ok(&store, &["--progress", "plain", "-t", "app:1", ctx_s]);
@@ -151,11 +162,9 @@ fn multistage_builds_runs_and_target_stops_at_builder() {
 
 #[test]
 fn cache_is_keyed_by_content_explains_misses_and_survives_restarts() {
-    let t = common::tempdir();
-    let Some(store) = store_with_busybox(t.path()) else {
+    let Some((t, store, _serial)) = busybox_build() else {
         return;
     };
-    let _serial = common::sandbox::serial();
     let ctx = t.path().join("ctx");
     fs::create_dir_all(&ctx).unwrap();
     fs::write(ctx.join("a.txt"), "a1\n").unwrap();
@@ -261,11 +270,9 @@ fn files_containing(dir: &Path, needle: &[u8], found: &mut Vec<PathBuf>) {
 
 #[test]
 fn secrets_never_reach_layers_cache_history_or_progress() {
-    let t = common::tempdir();
-    let Some(store) = store_with_busybox(t.path()) else {
+    let Some((t, store, _serial)) = busybox_build() else {
         return;
     };
-    let _serial = common::sandbox::serial();
     let secret = "s3cr3t-T0KEN-9f8e7d6c";
     let ctx = t.path().join("ctx");
     fs::create_dir_all(&ctx).unwrap();
@@ -316,11 +323,9 @@ fn secrets_never_reach_layers_cache_history_or_progress() {
 
 #[test]
 fn hostile_steps_fail_cleanly_leaving_nothing_tagged_or_mounted() {
-    let t = common::tempdir();
-    let Some(store) = store_with_busybox(t.path()) else {
+    let Some((t, store, _serial)) = busybox_build() else {
         return;
     };
-    let _serial = common::sandbox::serial();
     let ctx = t.path().join("ctx");
     fs::create_dir_all(&ctx).unwrap();
     let c = ctx.to_str().unwrap();
@@ -480,11 +485,9 @@ fn inspect(store: &Path, name: &str) -> serde_json::Value {
 
 #[test]
 fn config_instructions_mounts_onbuild_and_flags() {
-    let t = common::tempdir();
-    let Some(store) = store_with_busybox(t.path()) else {
+    let Some((t, store, _serial)) = busybox_build() else {
         return;
     };
-    let _serial = common::sandbox::serial();
     let ctx = t.path().join("ctx");
     fs::create_dir_all(ctx.join("src")).unwrap();
     fs::write(ctx.join("src/input.txt"), "from the context\n").unwrap();
@@ -666,11 +669,9 @@ ENTRYPOINT ["/bin/echo"]
 
 #[test]
 fn independent_stages_run_at_the_same_time() {
-    let t = common::tempdir();
-    let Some(store) = store_with_busybox(t.path()) else {
+    let Some((t, store, _serial)) = busybox_build() else {
         return;
     };
-    let _serial = common::sandbox::serial();
     let ctx = t.path().join("ctx");
     fs::create_dir_all(&ctx).unwrap();
     let step =
@@ -778,11 +779,9 @@ fn base_image_is_pulled_when_missing() {
 
 #[test]
 fn a_killed_build_is_cleaned_up_by_the_next_one() {
-    let t = common::tempdir();
-    let Some(store) = store_with_busybox(t.path()) else {
+    let Some((t, store, _serial)) = busybox_build() else {
         return;
     };
-    let _serial = common::sandbox::serial();
     let ctx = t.path().join("ctx");
     fs::create_dir_all(&ctx).unwrap();
     fs::write(ctx.join("Buildfile"), "FROM busybox\nRUN sleep 60\n").unwrap();
@@ -824,11 +823,9 @@ fn a_killed_build_is_cleaned_up_by_the_next_one() {
 
 #[test]
 fn add_unpack_flag_reaches_the_executor() {
-    let t = common::tempdir();
-    let Some(store) = store_with_busybox(t.path()) else {
+    let Some((t, store, _serial)) = busybox_build() else {
         return;
     };
-    let _serial = common::sandbox::serial();
     let ctx = t.path().join("ctx");
     fs::create_dir_all(&ctx).unwrap();
     // A local tar holding one file: ADD extracts it by default, `--unpack=false` copies it.
