@@ -240,7 +240,7 @@ pub fn parse_rate(s: &str) -> Result<u64, Error> {
         _ => return Err(bad()),
     };
     let bits = n * mult;
-    if !bits.is_finite() || bits < 8000.0 || bits > 1e12 {
+    if !bits.is_finite() || !(8000.0..=1e12).contains(&bits) {
         return Err(Error::BadValue {
             what: "rate".into(),
             value: s.into(),
@@ -252,7 +252,7 @@ pub fn parse_rate(s: &str) -> Result<u64, Error> {
 
 /// A rate for people and `tc`: whole kbit.
 pub fn rate_text(bits: u64) -> String {
-    if bits % 1_000_000 == 0 {
+    if bits.is_multiple_of(1_000_000) {
         format!("{}mbit", bits / 1_000_000)
     } else {
         format!("{}kbit", bits.div_ceil(1000))
