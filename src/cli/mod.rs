@@ -18,6 +18,7 @@ mod export;
 mod images;
 mod login;
 mod mount;
+mod network;
 mod pull;
 mod run;
 mod size;
@@ -97,6 +98,9 @@ pub enum Command {
     Buildfile(buildfile::Cmd),
     /// Report an image's size: layers, wasted bytes, dive efficiency, CI rules.
     Size(size::Args),
+    /// Manage bridge networks: create, ls, rm, inspect.
+    #[command(subcommand)]
+    Network(network::Cmd),
 }
 
 /// An error that carries the exit code imgctl should end with.
@@ -178,6 +182,7 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Build(a) => build::run(g, a),
         Command::Buildfile(c) => buildfile::run(g, c),
         Command::Size(a) => size::run(g, a),
+        Command::Network(c) => network::run(g, c),
     }
 }
 
