@@ -142,14 +142,20 @@ pub fn push(
         .map_err(store_err(&req.image))?;
     let dest = match &req.dest {
         Some(d) => d.clone(),
-        None => Reference::parse(&req.image).map_err(|e| ImageError::Invalid {
-            digest: found.descriptor.digest.clone(),
-            what: "push destination",
-            reason: format!(
-                "{e}; name one: imgctl push {} REGISTRY/REPOSITORY[:TAG]",
-                req.image
-            ),
-        })?,
+        None => {
+            // Only a name goes to its registry: an image found by ID needs one.
+            let named = Reference::parse(&req.image)
+                .ok()
+                .filter(|r| found.names.iter().any(|n| *n == r.to_string()));
+            named.ok_or_else(|| ImageError::Invalid {
+                digest: found.descriptor.digest.clone(),
+                what: "push destination",
+                reason: format!(
+                    "{} is not an image name; name the destination: imgctl push {} REGISTRY/REPOSITORY[:TAG]",
+                    req.image, req.image
+                ),
+            })?
+        }
     };
     let _lease = store.lease().map_err(store_err(&req.image))?;
     let (media_type, manifest) =
