@@ -15,6 +15,7 @@ mod habits;
 mod layer;
 mod lifecycle;
 mod push;
+mod push_build;
 mod registry;
 mod sandbox;
 mod size;

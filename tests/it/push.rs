@@ -317,6 +317,15 @@ fn killed_push_is_completed_by_the_next_push_without_sending_finished_blobs_agai
         "killed before the manifest"
     );
     let sent_before = before.iter().filter(|a| a.method == "PATCH").count();
+    // The session is remembered for the next push.
+    let states: Vec<_> = std::fs::read_dir(root.join("uploads"))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert_eq!(states.len(), 1, "{states:?}");
+    crate::store::check_schema(
+        "upload-state",
+        &json_of(&std::fs::read_to_string(&states[0]).unwrap()),
+    );
     reg.clear_log();
 
     let out = ok(push(&[]).env("IMGCTL_LOG", "debug"));
