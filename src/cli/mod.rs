@@ -20,6 +20,7 @@ mod login;
 mod mount;
 mod network;
 mod pull;
+mod push;
 mod run;
 mod size;
 mod store_cmds;
@@ -61,6 +62,8 @@ pub struct Globals {
 pub enum Command {
     /// Pull an image from a registry into the store.
     Pull(pull::Args),
+    /// Push an image from the store to a registry.
+    Push(push::Args),
     /// Log in to a registry (writes ~/.docker/config.json).
     Login(login::LoginArgs),
     /// Log out of a registry.
@@ -164,6 +167,7 @@ fn init_logging(level: &str) {
 fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Pull(a) => pull::run(g, a),
+        Command::Push(a) => push::run(g, a),
         Command::Login(a) => login::login(g, a),
         Command::Logout(a) => login::logout(g, a),
         Command::Images(a) => images::images(g, a),

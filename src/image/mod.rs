@@ -8,6 +8,7 @@ mod ensure;
 mod export;
 pub mod ocidir;
 mod pull;
+pub mod push;
 mod resolve;
 mod view;
 
@@ -23,6 +24,7 @@ pub use ensure::{resolve_or_pull, PullPolicy};
 pub use export::{export_tar, flatten_to_dir};
 pub use ocidir::OciDir;
 pub use pull::{login, logout, pull, Credentials, Event, Progress, PullRequest, PulledImage};
+pub use push::{push, PushEvent, PushFormat, PushProgress, PushRequest, Pushed};
 pub use resolve::{read_config, read_manifest, resolve_image, ImageManifest, ResolvedImage};
 pub use view::{changes, mount, mount_as, release, view_key, MountOptions, View};
 

@@ -14,6 +14,8 @@ mod e2e;
 mod habits;
 mod layer;
 mod lifecycle;
+mod push;
+mod push_build;
 mod registry;
 mod sandbox;
 mod size;
