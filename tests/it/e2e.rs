@@ -67,10 +67,41 @@ fn pulled_nginx_is_unpacked_and_mounts_like_umoci() {
     }
     let reg = Registry::open();
     push(&layout, &reg, "library/nginx:latest");
+    let image = format!("{}/library/nginx:latest", reg.addr);
+    // Both snapshotters (issue 10), each with a fresh store.
+    for backend in ["files", "erofs"] {
+        if backend == "erofs"
+            && !require(
+                std::fs::read_to_string("/proc/filesystems")
+                    .map(|s| s.contains("erofs"))
+                    .unwrap_or(false),
+                "erofs in /proc/filesystems",
+            )
+        {
+            continue;
+        }
+        pulled_nginx_mounts_like_umoci(&layout, &image, backend);
+    }
+}
+
+fn pulled_nginx_mounts_like_umoci(layout: &Path, image: &str, backend: &str) {
     let t = common::tempdir();
     let store = t.path().join("store");
-    let image = format!("{}/library/nginx:latest", reg.addr);
-    ok(imgctl(&store).args(["pull", "--quiet", &image]));
+    let imgctl = |store: &Path| {
+        let mut c = imgctl(store);
+        c.env("IMGCTL_SNAPSHOTTER", backend);
+        c
+    };
+    ok(imgctl(&store).args(["pull", "--quiet", image]));
+    assert_eq!(
+        std::fs::read_dir(store.join("snapshots/layers"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().join("layer.erofs").is_file())
+            .count(),
+        if backend == "erofs" { 2 } else { 0 },
+        "{backend}: layers kept as EROFS images"
+    );
     // Pull unpacked both layers into snapshots.
     assert_eq!(
         entries(&store.join("snapshots/layers")),
@@ -78,10 +109,10 @@ fn pulled_nginx_is_unpacked_and_mounts_like_umoci() {
         "two layer snapshots after pull"
     );
 
-    let merged = PathBuf::from(ok(imgctl(&store).args(["mount", &image])).trim());
+    let merged = PathBuf::from(ok(imgctl(&store).args(["mount", image])).trim());
     let mounted = tree(&merged, false);
     let by_umoci = tree(
-        &umoci_unpack(&layout, "latest", &t.path().join("bundle")),
+        &umoci_unpack(layout, "latest", &t.path().join("bundle")),
         false,
     );
     assert!(
@@ -92,7 +123,7 @@ fn pulled_nginx_is_unpacked_and_mounts_like_umoci() {
     assert_same_tree(
         &mounted,
         &by_umoci,
-        "pulled nginx: imgctl mount vs umoci unpack",
+        &format!("pulled nginx ({backend}): imgctl mount vs umoci unpack"),
     );
     ok(imgctl(&store).args(["umount"]).arg(&merged));
     assert!(
