@@ -1495,12 +1495,24 @@ pub(super) fn join(comps: &[&[u8]]) -> Vec<u8> {
 
 /// Split an entry name into components: leading `/` and `.` components dropped, `..`
 /// refused (SECURITY-TESTS A1: reject rather than clamp, so a hostile layer is noticed).
+/// The longest file name component Linux file systems take.
+pub(super) const NAME_MAX: usize = 255;
+
 pub(super) fn normalize(raw: &[u8]) -> Result<Vec<&[u8]>, Failure> {
     let mut comps = Vec::new();
     for c in raw.split(|b| *b == b'/') {
         match c {
             b"" | b"." => {}
             b".." => return invalid("path has a '..' component"),
+            // No file system here takes a longer name; refusing it up front gives
+            // one clear error in every snapshotter (the EROFS writer cannot place a
+            // dirent longer than a block at all).
+            c if c.len() > NAME_MAX => {
+                return invalid(format!(
+                    "a path component is {} bytes long; the limit is {NAME_MAX} (NAME_MAX)",
+                    c.len()
+                ))
+            }
             c => comps.push(c),
         }
     }
@@ -1534,6 +1546,9 @@ mod tests {
         for bad in ["../x", "/../x", "a/../../x", "./../x", "..", "a/.."] {
             assert!(ok(bad).is_none(), "{bad}");
         }
+        let longest = "n".repeat(NAME_MAX);
+        assert!(ok(&format!("a/{longest}/b")).is_some());
+        assert!(ok(&format!("a/{longest}n/b")).is_none());
     }
 
     #[test]

@@ -297,3 +297,111 @@ fn erofs_views_racing_layer_detach_always_see_their_layer() {
     );
     Overlay::open(&store).unwrap().unmount_layers().unwrap();
 }
+
+/// ROOT/snapshots/config.json (the snapshotter setting and the cached probe) matches
+/// schemas/snapshot-config.schema.json, and the probe result is kept: a second
+/// unpack does not probe again (the file is not rewritten).
+#[test]
+fn snapshot_config_matches_its_schema_and_caches_the_probe() {
+    use imgctl::image::{self, LayerFormat};
+    let schema: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/snapshot-config.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let t = common::tempdir();
+    let root = t.path();
+    let chosen = image::layer_format(root, None).unwrap();
+    let path = root.join("snapshots/config.json");
+    let first = std::fs::read(&path).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&first).unwrap();
+    assert!(validator.is_valid(&v), "{v}");
+    assert_eq!(
+        v["detected"]["erofs"].as_bool(),
+        Some(chosen == LayerFormat::Erofs),
+        "{v}"
+    );
+    if common::is_root() && have_erofs() {
+        assert_eq!(
+            chosen,
+            LayerFormat::Erofs,
+            "root on a kernel with EROFS: {v}"
+        );
+    }
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    assert_eq!(image::layer_format(root, None).unwrap(), chosen);
+    assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), mtime);
+    image::set_store_snapshotter(root, Some(LayerFormat::Files)).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(validator.is_valid(&v), "{v}");
+    assert_eq!(image::layer_format(root, None).unwrap(), LayerFormat::Files);
+    assert!(!validator.is_valid(&serde_json::json!({"snapshotter": "zfs"})));
+}
+
+/// issue 10: names up to the kernel's 255-byte limit unpack on every snapshotter,
+/// also when dedup links identical files under them (dedup's temporary name used to
+/// add to the file's name: "File name too long"); a longer component (the EROFS
+/// writer used to loop forever on one past 4084 bytes) fails fast with one line.
+#[test]
+fn long_names_work_up_to_name_max_and_fail_fast_beyond() {
+    use crate::common::layer::{dir, file, tar_of, write_oci};
+    if !require(common::is_root(), "root (imgctl mount)") {
+        return;
+    }
+    let t = common::tempdir();
+    let longest = "n".repeat(255);
+    let other = "m".repeat(254);
+    let big = vec![7u8; 64 << 10];
+    let layout = t.path().join("oci");
+    write_oci(
+        &layout,
+        "ok",
+        &[tar_of(&[
+            dir(&longest),
+            file(&format!("{longest}/{longest}"), &big),
+            file(&format!("{longest}/{other}"), &big),
+        ])],
+        Z::Gzip,
+    );
+    for (tag, name) in [("long256", "x".repeat(256)), ("long5000", "y".repeat(5000))] {
+        write_oci(&layout, tag, &[tar_of(&[file(&name, b"z")])], Z::Zstd);
+    }
+    for backend in backends() {
+        let store = t.path().join(format!("store-{backend}"));
+        let merged = common::ok(
+            common::imgctl(&store)
+                .args(["mount", "--snapshotter", backend])
+                .arg(format!("oci:{}:ok", layout.display())),
+        );
+        let merged = Path::new(merged.trim());
+        for n in [&longest, &other] {
+            assert_eq!(
+                std::fs::read(merged.join(&longest).join(n)).unwrap(),
+                big,
+                "{backend}: {}-byte name",
+                n.len()
+            );
+        }
+        common::ok(common::imgctl(&store).arg("umount").arg(merged));
+        for tag in ["long256", "long5000"] {
+            let started = std::time::Instant::now();
+            let (code, err) = common::fails(
+                common::imgctl(&store)
+                    .args(["mount", "--snapshotter", backend])
+                    .arg(format!("oci:{}:{tag}", layout.display())),
+            );
+            assert_eq!(code, 125, "{backend} {tag}: {err}");
+            assert!(
+                err.contains("NAME_MAX") && err.trim().lines().count() == 1,
+                "{backend} {tag}: one clear line: {err}"
+            );
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "{backend} {tag}: fails fast"
+            );
+        }
+    }
+}
