@@ -48,6 +48,18 @@ pub struct Cli {
     #[arg(long, global = true, env = "IMGCTL_LOG", default_value = "warn")]
     pub log_level: String,
 
+    /// How new layers are unpacked: `erofs` (one EROFS image per layer, mounted on
+    /// demand) or `files` (extracted files). Default: the store setting in
+    /// ROOT/snapshots/config.json, else EROFS where this kernel mounts EROFS files.
+    /// Used by pull, run, build and mount.
+    #[arg(
+        long,
+        global = true,
+        env = "IMGCTL_SNAPSHOTTER",
+        value_name = "files|erofs"
+    )]
+    pub snapshotter: Option<crate::image::LayerFormat>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -143,6 +155,9 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(&cli.log_level);
+    if let Some(s) = cli.snapshotter {
+        crate::image::set_process_snapshotter(s);
+    }
     let globals = Globals {
         root: cli.root.clone(),
     };
