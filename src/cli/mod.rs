@@ -20,6 +20,7 @@ mod login;
 mod mount;
 mod pull;
 mod run;
+mod runtime;
 mod size;
 mod store_cmds;
 
@@ -97,6 +98,9 @@ pub enum Command {
     Buildfile(buildfile::Cmd),
     /// Report an image's size: layers, wasted bytes, dive efficiency, CI rules.
     Size(size::Args),
+    /// OCI runtime command line, like runc: create, start, state, kill, delete
+    /// containers from bundles (`imgctl runtime --help`; own `--root`).
+    Runtime(runtime::Passthrough),
 }
 
 /// An error that carries the exit code imgctl should end with.
@@ -122,6 +126,12 @@ pub fn main() -> ExitCode {
     // `imgctl run --init` re-executes a sealed copy of this binary as the
     // container's PID 1; that copy never returns from here.
     crate::container::init_entry();
+    // The OCI runtime command line has runc's flags (its own `--root`): it
+    // parses everything after `runtime` itself.
+    let mut argv = std::env::args_os();
+    if argv.nth(1).is_some_and(|a| a == "runtime") {
+        return runtime::main(argv.collect());
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -178,6 +188,7 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Build(a) => build::run(g, a),
         Command::Buildfile(c) => buildfile::run(g, c),
         Command::Size(a) => size::run(g, a),
+        Command::Runtime(a) => Ok(runtime::main(a.args)),
     }
 }
 
