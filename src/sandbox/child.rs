@@ -320,8 +320,16 @@ fn wait_for_fifo(p: &mut Prepared, sock: &UnixStream) -> Result<(), Fail> {
         rustix::io::write(f, &[0]).map_err(ctx("answer on the exec fifo"))?;
     }
     p.exec_fifo = None;
-    if let Some(d) = &p.detach {
-        super::hooks::run_all("startContainer", &d.start_container, &p.hook_state)
+    if let Some(d) = p.detach.as_ref().filter(|d| !d.start_container.is_empty()) {
+        // The state the creator sent, as of now: created.
+        let state = match serde_json::from_slice::<serde_json::Value>(&p.hook_state) {
+            Ok(mut v) => {
+                v["status"] = "created".into();
+                serde_json::to_vec(&v).unwrap_or_default()
+            }
+            Err(_) => p.hook_state.clone(),
+        };
+        super::hooks::run_all("startContainer", &d.start_container, &state)
             .map_err(|e| f125(e.to_string()))?;
     }
     Ok(())

@@ -15,6 +15,7 @@ mod habits;
 mod layer;
 mod lifecycle;
 mod registry;
+mod runtime_cli;
 mod sandbox;
 mod size;
 mod store;
