@@ -22,6 +22,7 @@ mod network;
 mod pull;
 mod push;
 mod run;
+mod runtime;
 mod size;
 mod store_cmds;
 
@@ -116,6 +117,9 @@ pub enum Command {
     /// Manage bridge networks: create, ls, rm, inspect.
     #[command(subcommand)]
     Network(network::Cmd),
+    /// OCI runtime command line, like runc: create, start, state, kill, delete
+    /// containers from bundles (`imgctl runtime --help`; own `--root`).
+    Runtime(runtime::Passthrough),
 }
 
 /// An error that carries the exit code imgctl should end with.
@@ -141,6 +145,12 @@ pub fn main() -> ExitCode {
     // `imgctl run --init` re-executes a sealed copy of this binary as the
     // container's PID 1; that copy never returns from here.
     crate::container::init_entry();
+    // The OCI runtime command line has runc's flags (its own `--root`): it
+    // parses everything after `runtime` itself.
+    let mut argv = std::env::args_os();
+    if argv.nth(1).is_some_and(|a| a == "runtime") {
+        return runtime::main(argv.collect());
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -202,6 +212,7 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Buildfile(c) => buildfile::run(g, c),
         Command::Size(a) => size::run(g, a),
         Command::Network(c) => network::run(g, c),
+        Command::Runtime(a) => Ok(runtime::main(a.args)),
     }
 }
 

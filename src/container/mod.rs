@@ -11,6 +11,7 @@ pub mod owner;
 pub mod parse;
 mod prepare;
 mod run;
+pub mod runtime;
 pub mod shifted;
 pub mod state;
 pub mod user;

@@ -29,6 +29,7 @@ pub mod cgroup;
 mod child;
 pub mod devfilter;
 mod handle;
+pub mod hooks;
 pub mod idshift;
 pub mod init;
 mod mounts;
@@ -37,7 +38,9 @@ mod spawn;
 
 pub use caps::{all_caps, docker_default_caps, parse_cap, ALL_CAPS};
 pub use child::rlimit_resource;
-pub use handle::{destroy_cgroup, Container, Signaller, Stdio};
+pub use handle::{
+    destroy_cgroup, signal_cgroup, start_created, Container, Detach, Signaller, Stdio,
+};
 pub use spawn::{entry as child_entry, set_runtime_binary};
 
 use std::io::Write as _;
@@ -77,6 +80,13 @@ pub enum Error {
     /// (125 setup, 126 not executable, 127 not found).
     #[error("{message}")]
     Child { code: u8, message: String },
+    /// An OCI hook failed (runtime-spec config.md, hooks).
+    #[error("{kind} hook {}: {reason}", path.display())]
+    Hook {
+        kind: String,
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 impl Error {
@@ -182,6 +192,16 @@ pub(crate) struct Prepared {
     pub selinux: Option<String>,
     /// `--init`: the sealed copy of imgctl the init runs from (close-on-exec).
     pub init_exe: Option<OwnedFd>,
+    /// A container that outlives its creator (the OCI runtime CLI): waits on
+    /// its exec fifo instead of the sync socket; see [`Detach`].
+    pub detach: Option<spawn::DetachRequest>,
+    /// The exec fifo, opened O_PATH before any namespace is joined.
+    pub exec_fifo: Option<OwnedFd>,
+    /// The exec fifo opened for writing, once `start` opened it: failures after
+    /// that point are reported on it (the creator is gone).
+    pub started: Option<OwnedFd>,
+    /// The state JSON the in-container hooks get on stdin.
+    pub hook_state: Vec<u8>,
 }
 
 fn ns_flag(t: LinuxNamespaceType) -> nix::sched::CloneFlags {
@@ -343,6 +363,10 @@ pub(crate) fn prepare(
         apparmor,
         selinux,
         init_exe: None,
+        detach: None,
+        exec_fifo: None,
+        started: None,
+        hook_state: Vec::new(),
     };
     Ok((prepared, clone_flags))
 }

@@ -18,6 +18,7 @@ mod lifecycle;
 mod push;
 mod push_build;
 mod registry;
+mod runtime_cli;
 mod sandbox;
 mod size;
 mod store;
