@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod archive;
 mod build;
 mod buildfile;
 mod bundle;
@@ -97,6 +98,12 @@ pub enum Command {
     Buildfile(buildfile::Cmd),
     /// Report an image's size: layers, wasted bytes, dive efficiency, CI rules.
     Size(size::Args),
+    /// Save images to a tar archive (docker-archive or oci-archive).
+    Save(archive::SaveArgs),
+    /// Load images from a tar archive (docker-archive or oci-archive, maybe compressed).
+    Load(archive::LoadArgs),
+    /// Make a one-layer image from a root filesystem tar or directory.
+    Import(archive::ImportArgs),
 }
 
 /// An error that carries the exit code imgctl should end with.
@@ -178,6 +185,9 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Build(a) => build::run(g, a),
         Command::Buildfile(c) => buildfile::run(g, c),
         Command::Size(a) => size::run(g, a),
+        Command::Save(a) => archive::save(g, a),
+        Command::Load(a) => archive::load(g, a),
+        Command::Import(a) => archive::import(g, a),
     }
 }
 

@@ -2,6 +2,7 @@
 //! place that joins the blob store, layer application and snapshots), and flattening
 //! an image into one directory for export.
 
+pub mod archive;
 pub mod catalog;
 pub mod commit;
 mod ensure;
