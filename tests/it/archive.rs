@@ -960,3 +960,66 @@ fn imgctl_loads_skopeo_archives_and_umoci_unpacks_imgctl_oci_archives() {
     assert!(bundle.join("rootfs/bin/busybox").exists() || bundle.join("rootfs/bin").is_dir());
     assert!(bundle.join("config.json").is_file());
 }
+
+/// Issue 15 item 7: `export` without `-o` writes to stdout, refuses a terminal, and
+/// ends quietly (no scratch directory left) when the reader goes away.
+#[test]
+fn export_writes_to_stdout_refuses_a_terminal_and_ends_quietly_on_a_closed_pipe() {
+    let t = common::tempdir();
+    if !require(is_root(), "root (export applies layers with their owners)") {
+        return;
+    }
+    let Some(a) = seeded(t.path()) else { return };
+    let out = output(imgctl(&a).args(["export", "busybox"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names: Vec<String> = read_tar(&out.stdout).into_iter().map(|e| e.0).collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.trim_start_matches("./") == "bin/busybox"),
+        "{names:?}"
+    );
+    let mut child = imgctl(&a)
+        .args(["export", "busybox"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 512];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "closed stdout: {:?}", out.status);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    let left: Vec<_> = fs::read_dir(a.join("tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "scratch left behind: {left:?}");
+    if have("script") {
+        let out = output(
+            Command::new("script")
+                .arg("-qec")
+                .arg(format!(
+                    "'{}' --root '{}' export busybox",
+                    common::imgctl_bin().display(),
+                    a.display()
+                ))
+                .arg("/dev/null"),
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{text}");
+        assert!(text.contains("refusing to export to a terminal"), "{text}");
+        assert_eq!(text.trim_end().lines().count(), 1, "{text}");
+    }
+}
