@@ -1023,3 +1023,36 @@ fn export_writes_to_stdout_refuses_a_terminal_and_ends_quietly_on_a_closed_pipe(
         assert_eq!(text.trim_end().lines().count(), 1, "{text}");
     }
 }
+
+/// A blob changed on disk after its commit fails the save (hashed while copied),
+/// and `-o FILE` then leaves no file under that name.
+#[test]
+fn save_refuses_a_blob_changed_on_disk() {
+    let t = common::tempdir();
+    let Some(a) = seeded(t.path()) else { return };
+    let layer = fs::read_dir(a.join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+        .max_by_key(|e| e.metadata().unwrap().len())
+        .unwrap()
+        .path();
+    let mut data = fs::read(&layer).unwrap();
+    let n = data.len();
+    data[n / 2] ^= 0x01;
+    let mut perm = fs::metadata(&layer).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o644);
+    fs::set_permissions(&layer, perm).unwrap();
+    fs::write(&layer, &data).unwrap();
+    let dest = t.path().join("out.tar");
+    let (code, err) = fails(imgctl(&a).args(["save", "-o"]).arg(&dest).arg("busybox"));
+    assert_eq!(code, 125);
+    assert!(err.contains("changed on disk"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(!dest.exists());
+    let stray: Vec<_> = fs::read_dir(t.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+}
