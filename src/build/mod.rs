@@ -12,6 +12,7 @@ pub mod config;
 pub mod context;
 pub mod copy;
 mod exec;
+pub mod import;
 pub mod output;
 pub mod progress;
 pub mod remote;

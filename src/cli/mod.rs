@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod archive;
 mod build;
 mod buildfile;
 mod bundle;
@@ -120,6 +121,12 @@ pub enum Command {
     /// OCI runtime command line, like runc: create, start, state, kill, delete
     /// containers from bundles (`imgctl runtime --help`; own `--root`).
     Runtime(runtime::Passthrough),
+    /// Save images to a tar archive (docker-archive or oci-archive).
+    Save(archive::SaveArgs),
+    /// Load images from a tar archive (docker-archive or oci-archive, maybe compressed).
+    Load(archive::LoadArgs),
+    /// Make a one-layer image from a root filesystem tar or directory.
+    Import(archive::ImportArgs),
 }
 
 /// An error that carries the exit code imgctl should end with.
@@ -213,6 +220,9 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Size(a) => size::run(g, a),
         Command::Network(c) => network::run(g, c),
         Command::Runtime(a) => Ok(runtime::main(a.args)),
+        Command::Save(a) => archive::save(g, a),
+        Command::Load(a) => archive::load(g, a),
+        Command::Import(a) => archive::import(g, a),
     }
 }
 

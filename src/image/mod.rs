@@ -3,6 +3,7 @@
 //! an image into one directory for export.
 
 mod backend;
+pub mod archive;
 pub mod catalog;
 pub mod commit;
 mod ensure;

@@ -40,7 +40,7 @@ use crate::oci::{AnyManifest, Descriptor, Digest, Index, MediaType};
 pub use fsutil::{write_atomic, write_atomic_via, write_atomic_volatile};
 pub use images::{ImageRecord, Resolved};
 pub use ingest::{BlobWriter, IngestStart};
-pub use writer::UnknownBlob;
+pub use writer::{SealedBlob, UnknownBlob};
 
 /// The `imageLayoutVersion` this store writes and reads.
 pub const LAYOUT_VERSION: &str = "1.0.0";

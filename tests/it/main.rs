@@ -4,6 +4,7 @@
 
 mod common;
 
+mod archive;
 mod build;
 mod build_compat;
 mod build_copy;
