@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod aliases;
 mod build;
 mod buildfile;
 mod bundle;
@@ -97,6 +98,15 @@ pub enum Command {
     Buildfile(buildfile::Cmd),
     /// Report an image's size: layers, wasted bytes, dive efficiency, CI rules.
     Size(size::Args),
+    /// Manage images (`image ls|rm|prune`).
+    #[command(subcommand)]
+    Image(aliases::ImageCmd),
+    /// Manage containers (`container prune`).
+    #[command(subcommand)]
+    Container(aliases::ContainerCmd),
+    /// Store-wide commands (`system df|prune`).
+    #[command(subcommand)]
+    System(aliases::SystemCmd),
 }
 
 /// An error that carries the exit code imgctl should end with.
@@ -178,6 +188,9 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Build(a) => build::run(g, a),
         Command::Buildfile(c) => buildfile::run(g, c),
         Command::Size(a) => size::run(g, a),
+        Command::Image(c) => aliases::image(g, c),
+        Command::Container(c) => aliases::container(g, c),
+        Command::System(c) => aliases::system(g, c),
     }
 }
 

@@ -6,6 +6,7 @@
 //! process. The result runs in [`crate::sandbox`] or, written as a bundle, in crun
 //! or runc.
 
+pub mod gc;
 pub mod owner;
 pub mod parse;
 mod prepare;
@@ -70,6 +71,9 @@ pub enum Error {
     Image(#[from] crate::image::ImageError),
     #[error("the name {name:?} is already used by container {id} (remove it to reuse the name)")]
     NameInUse { name: String, id: String },
+    /// Docker's "conflict: …" refusals (`rmi` of an image in use, …).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl Error {

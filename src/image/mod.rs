@@ -7,6 +7,7 @@ pub mod commit;
 mod ensure;
 mod export;
 pub mod ocidir;
+pub mod prune;
 mod pull;
 mod resolve;
 mod view;

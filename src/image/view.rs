@@ -66,6 +66,16 @@ pub fn mount_as(
         },
         ..UnpackOptions::default()
     };
+    // A prune waits while this lease is held: the layers and chain unpacked here
+    // are not referenced by anything until the snapshot below is prepared.
+    let store = crate::store::Store::open(root).map_err(|source| ImageError::Store {
+        name: image.name.clone(),
+        source,
+    })?;
+    let _lease = store.lease().map_err(|source| ImageError::Store {
+        name: image.name.clone(),
+        source,
+    })?;
     let unpacked = unpack_resolved(image.blobs(), image.resolved(), root, &uo)?;
     let snaps = Overlay::open(root)?;
     let key = key.to_string();
