@@ -14,6 +14,7 @@ mod aliases;
 mod build;
 mod buildfile;
 mod bundle;
+mod check;
 mod diff;
 mod export;
 mod images;
@@ -98,6 +99,8 @@ pub enum Command {
     Buildfile(buildfile::Cmd),
     /// Report an image's size: layers, wasted bytes, dive efficiency, CI rules.
     Size(size::Args),
+    /// Verify blobs and unpacked layers against their digests; --repair re-creates bad ones.
+    Check(check::Args),
     /// Manage images (`image ls|rm|prune`).
     #[command(subcommand)]
     Image(aliases::ImageCmd),
@@ -188,6 +191,7 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Build(a) => build::run(g, a),
         Command::Buildfile(c) => buildfile::run(g, c),
         Command::Size(a) => size::run(g, a),
+        Command::Check(a) => check::run(g, a),
         Command::Image(c) => aliases::image(g, c),
         Command::Container(c) => aliases::container(g, c),
         Command::System(c) => aliases::system(g, c),

@@ -3,6 +3,7 @@
 //! an image into one directory for export.
 
 pub mod catalog;
+pub mod check;
 pub mod commit;
 mod ensure;
 mod export;
@@ -10,6 +11,7 @@ pub mod ocidir;
 pub mod prune;
 mod pull;
 mod resolve;
+mod verify;
 mod view;
 
 use std::path::{Path, PathBuf};

@@ -207,3 +207,28 @@ pub fn logout(host: &str) -> Result<bool, ImageError> {
             source: e,
         })
 }
+
+/// Fetch one blob of `reference`'s repository into the store (its mirrors first),
+/// verified like every download. For `check --repair`.
+pub(super) fn fetch_blob(
+    store: &Store,
+    reference: &Reference,
+    desc: &crate::oci::Descriptor,
+) -> Result<(), ImageError> {
+    let client = client()?;
+    let rt = runtime()?;
+    let repo = reference.repository().to_string();
+    rt.block_on(client.each_endpoint(reference, |host| {
+        let (client, repo, desc, store) = (&client, repo.clone(), desc.clone(), store.clone());
+        async move {
+            client
+                .fetch_blob(&store, &host, &repo, &desc, &())
+                .await
+                .map(|_| ())
+        }
+    }))
+    .map_err(|e| ImageError::Registry {
+        what: format!("fetch {} from {}", desc.digest, reference.registry()),
+        source: e,
+    })
+}
