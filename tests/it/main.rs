@@ -11,6 +11,7 @@ mod buildfile;
 mod cli;
 mod defects;
 mod e2e;
+mod gc;
 mod habits;
 mod layer;
 mod lifecycle;
