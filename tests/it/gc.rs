@@ -487,7 +487,10 @@ fn rand_below(seed: &mut u64, n: u64) -> u64 {
 /// After a kill -9: no layer is half-published (every layer directory verifies
 /// against its blob), every active snapshot has a live owner once the next command
 /// reaped the dead ones, and nothing stays mounted under the store.
-fn assert_consistent(root: &Path, home: &Path, what: &str, layers: &[(&Layer, &[(&str, &[u8])])]) {
+/// A layer of the fixture with the files it holds.
+type Expected<'a> = (&'a Layer, &'a [(&'a str, &'a [u8])]);
+
+fn assert_consistent(root: &Path, home: &Path, what: &str, layers: &[Expected<'_>]) {
     // `check` (like every command) reaps what dead owners left first.
     let (c, out, err) = code(ic(root, home).arg("check"));
     assert_eq!(c, 0, "{what}: {out}{err}");
@@ -500,7 +503,11 @@ fn assert_consistent(root: &Path, home: &Path, what: &str, layers: &[(&Layer, &[
         "{what}: active snapshots without an owner: {left:?}"
     );
     let layers_dir = root.join("snapshots/layers");
-    for e in std::fs::read_dir(&layers_dir).into_iter().flatten().flatten() {
+    for e in std::fs::read_dir(&layers_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let n = e.file_name().to_string_lossy().into_owned();
         assert!(
             !n.starts_with('.') || n.starts_with(".tmp-"),
