@@ -615,3 +615,58 @@ fn kill_9_at_random_points_of_pull_and_run_leaves_no_half_published_layer_or_mou
         );
     }
 }
+
+/// `prune` on a terminal (made by script(1)) asks first: "n" keeps everything and
+/// exits 1, "y" removes; `-f` never asks; off a terminal it does not ask.
+#[test]
+fn prune_asks_on_a_terminal_unless_forced() {
+    if !require(have("script"), "script (util-linux)") {
+        return;
+    }
+    let t = tempdir();
+    let Some(root) = busybox_store(t.path()) else {
+        return;
+    };
+    ok(imgctl(&root).args(["rmi", "busybox"]));
+    let blobs = || {
+        std::fs::read_dir(root.join("blobs/sha256"))
+            .unwrap()
+            .count()
+    };
+    let before = blobs();
+    assert!(before > 0);
+    let on_tty = |args: &str, typed: &[u8]| {
+        use std::io::Write;
+        let cmd = format!("{} prune {args}", imgctl_bin().display());
+        let mut c = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("IMGCTL_ROOT", &root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn script");
+        let mut input = c.stdin.take().expect("stdin");
+        input.write_all(typed).expect("type");
+        drop(input);
+        let o = c.wait_with_output().expect("wait script");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    let (c, out) = on_tty("", b"n\n");
+    assert_eq!(c, Some(1), "{out}");
+    assert!(
+        out.contains("WARNING! This will remove") && out.contains("[y/N]"),
+        "{out}"
+    );
+    assert_eq!(blobs(), before, "answered no: {out}");
+    let (c, out) = on_tty("", b"y\n");
+    assert_eq!(c, Some(0), "{out}");
+    assert_eq!(blobs(), 0, "{out}");
+    // Nothing to ask with -f, even on a terminal.
+    let (c, out) = on_tty("-f", b"");
+    assert_eq!(c, Some(0), "{out}");
+    assert!(!out.contains("WARNING"), "{out}");
+}
