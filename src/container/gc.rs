@@ -164,14 +164,25 @@ fn image_err(what: &str) -> impl FnOnce(StoreError) -> Error + '_ {
 }
 
 /// The image IDs (config digests) containers of the store use, with the container
-/// ids and whether one of them is running.
+/// ids and whether one of them is running. The ID recorded in the state (`image_id`)
+/// wins; older states only have the name typed, resolved now.
 fn images_in_use(root: &Path, store: &Store) -> Vec<(Digest, String, bool)> {
     let mut out = Vec::new();
     for (id, st) in containers(root) {
-        let Some(image) = &st.image else { continue };
-        if let Ok(r) = store.find_image(image) {
+        let recorded = std::fs::read(state::containers_dir(root).join(&id).join("state.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("image_id")?.as_str()?.parse::<Digest>().ok());
+        let image = recorded.or_else(|| {
+            let name = st.image.as_ref()?;
+            store
+                .find_image(name)
+                .ok()
+                .map(|r| r.manifest.config.digest.clone())
+        });
+        if let Some(image) = image {
             let running = st.status == Status::Running && owner_alive(root, &id);
-            out.push((r.manifest.config.digest.clone(), id, running));
+            out.push((image, id, running));
         }
     }
     out

@@ -451,6 +451,10 @@ fn rmi_refuses_an_image_a_container_uses_until_container_prune_or_force() {
     };
     let parent = crate::common::sandbox::cgroup_parent();
     ok(imgctl(&root).args(["run", "--cgroup-parent", &parent, "busybox", "true"]));
+    // -a removes images no container uses: this one is used.
+    ok(imgctl(&root).args(["image", "prune", "-a", "-f"]));
+    let ids = ok(imgctl(&root).args(["image", "ls", "-q"]));
+    assert_eq!(ids.trim().lines().count(), 1, "{ids}");
     let (c, _, err) = code(imgctl(&root).args(["rmi", "busybox"]));
     assert_eq!(c, 125, "{err}");
     assert!(
@@ -468,7 +472,11 @@ fn rmi_refuses_an_image_a_container_uses_until_container_prune_or_force() {
         .unwrap()
         .next()
         .is_none());
-    ok(imgctl(&root).args(["rmi", "bb:2"]));
+    let out = ok(imgctl(&root).args(["image", "prune", "-a", "-f"]));
+    assert!(out.contains("Untagged: docker.io/library/bb:2"), "{out}");
+    assert!(ok(imgctl(&root).args(["image", "ls", "-q"]))
+        .trim()
+        .is_empty());
     ok(imgctl(&root).args(["system", "prune", "-f"]));
     let v = json_of(&ok(imgctl(&root).args(["system", "df", "--format", "json"])));
     assert_eq!(v["layers"], 0, "{v:#}");
