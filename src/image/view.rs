@@ -112,6 +112,18 @@ pub fn view_key(root: &Path, target: &str) -> Result<String, ImageError> {
 /// Unmount the view `key` made by [`mount`] and remove its snapshot; layers no
 /// other view uses are detached too.
 pub fn release(root: &Path, key: &str) -> Result<(), ImageError> {
+    // A prune must not judge the view stale between the unmount and the removal.
+    let store = crate::store::Store::open_existing(root).map_err(|source| ImageError::Store {
+        name: key.to_string(),
+        source,
+    })?;
+    let _lease = match root.join("locks").is_dir() {
+        true => Some(store.lease().map_err(|source| ImageError::Store {
+            name: key.to_string(),
+            source,
+        })?),
+        false => None,
+    };
     let snaps = Overlay::open(root)?;
     let merged = snaps.merged_dir(key);
     match crate::sys::fs::unmount(&merged, false) {
@@ -126,7 +138,11 @@ pub fn release(root: &Path, key: &str) -> Result<(), ImageError> {
             })
         }
     }
-    snaps.remove(key)?;
+    match snaps.remove(key) {
+        // Removed meanwhile by another cleaner (a prune, a reaper): nothing left to do.
+        Err(snapshot::SnapshotError::NotFound { .. }) => {}
+        r => r?,
+    }
     snaps.unmount_unused_layers()?;
     Ok(())
 }

@@ -678,3 +678,46 @@ fn prune_asks_on_a_terminal_unless_forced() {
     assert_eq!(c, Some(0), "{out}");
     assert!(!out.contains("WARNING"), "{out}");
 }
+
+/// A prune looping beside pulls and mounts never deletes what they are about to use
+/// (their leases hold it off): every pull, mount and read succeeds and `check` stays
+/// clean.
+#[test]
+fn prune_racing_pulls_and_mounts_deletes_nothing_they_use() {
+    if !ready() {
+        return;
+    }
+    let Fixture { reg, a, t, .. } = fixture();
+    let home = t.path().to_path_buf();
+    let root = t.path().join("root");
+    let na = format!("{}/fixture/a:1", reg.addr);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pruner = {
+        let (root, home, stop) = (root.clone(), home.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let o = output(ic(&root, &home).args(["prune", "-f"]));
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                n += 1;
+            }
+            n
+        })
+    };
+    for i in 0..5 {
+        ok(ic(&root, &home).args(["pull", &na]));
+        let m = ok(ic(&root, &home).args(["mount", &na]));
+        let big = std::fs::read(Path::new(m.trim()).join("usr/lib/big.so")).unwrap();
+        assert_eq!(big, noise(64 * 1024, 7), "round {i}");
+        ok(ic(&root, &home).args(["umount", m.trim()]));
+        if i % 2 == 0 {
+            ok(ic(&root, &home).args(["rmi", &na]));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let prunes = pruner.join().unwrap();
+    assert!(prunes > 0);
+    let (c, out, _) = code(ic(&root, &home).arg("check"));
+    assert_eq!(c, 0, "{out}");
+    let _ = a;
+}
