@@ -11,9 +11,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod archive;
+mod aliases;
 mod build;
 mod buildfile;
 mod bundle;
+mod check;
 mod diff;
 mod export;
 mod images;
@@ -127,6 +129,17 @@ pub enum Command {
     Load(archive::LoadArgs),
     /// Make a one-layer image from a root filesystem tar or directory.
     Import(archive::ImportArgs),
+    /// Verify blobs and unpacked layers against their digests; --repair re-creates bad ones.
+    Check(check::Args),
+    /// Manage images (`image ls|rm|prune`).
+    #[command(subcommand)]
+    Image(aliases::ImageCmd),
+    /// Manage containers (`container prune`).
+    #[command(subcommand)]
+    Container(aliases::ContainerCmd),
+    /// Store-wide commands (`system df|prune`).
+    #[command(subcommand)]
+    System(aliases::SystemCmd),
 }
 
 /// An error that carries the exit code imgctl should end with.
@@ -223,6 +236,10 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Save(a) => archive::save(g, a),
         Command::Load(a) => archive::load(g, a),
         Command::Import(a) => archive::import(g, a),
+        Command::Check(a) => check::run(g, a),
+        Command::Image(c) => aliases::image(g, c),
+        Command::Container(c) => aliases::container(g, c),
+        Command::System(c) => aliases::system(g, c),
     }
 }
 

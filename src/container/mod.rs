@@ -7,6 +7,7 @@
 //! or runc.
 
 pub mod net;
+pub mod gc;
 pub mod owner;
 pub mod parse;
 mod prepare;
@@ -74,6 +75,9 @@ pub enum Error {
     NameInUse { name: String, id: String },
     #[error(transparent)]
     Network(#[from] crate::network::Error),
+    /// Docker's "conflict: …" refusals (`rmi` of an image in use, …).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl Error {

@@ -5,13 +5,16 @@
 mod backend;
 pub mod archive;
 pub mod catalog;
+pub mod check;
 pub mod commit;
 mod ensure;
 mod export;
 pub mod ocidir;
+pub mod prune;
 mod pull;
 pub mod push;
 mod resolve;
+mod verify;
 mod view;
 
 use std::path::{Path, PathBuf};

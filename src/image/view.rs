@@ -62,6 +62,16 @@ pub fn mount_as(
         format: opts.snapshotter,
         ..UnpackOptions::default()
     };
+    // A prune waits while this lease is held: the layers and chain unpacked here
+    // are not referenced by anything until the snapshot below is prepared.
+    let store = crate::store::Store::open(root).map_err(|source| ImageError::Store {
+        name: image.name.clone(),
+        source,
+    })?;
+    let _lease = store.lease().map_err(|source| ImageError::Store {
+        name: image.name.clone(),
+        source,
+    })?;
     let unpacked = unpack_resolved(image.blobs(), image.resolved(), root, &uo)?;
     let snaps = Overlay::open(root)?;
     let key = key.to_string();
@@ -98,6 +108,18 @@ pub fn view_key(root: &Path, target: &str) -> Result<String, ImageError> {
 /// Unmount the view `key` made by [`mount`] and remove its snapshot; layers no
 /// other view uses are detached too.
 pub fn release(root: &Path, key: &str) -> Result<(), ImageError> {
+    // A prune must not judge the view stale between the unmount and the removal.
+    let store = crate::store::Store::open_existing(root).map_err(|source| ImageError::Store {
+        name: key.to_string(),
+        source,
+    })?;
+    let _lease = match root.join("locks").is_dir() {
+        true => Some(store.lease().map_err(|source| ImageError::Store {
+            name: key.to_string(),
+            source,
+        })?),
+        false => None,
+    };
     let snaps = Overlay::open(root)?;
     let merged = snaps.merged_dir(key);
     match crate::sys::fs::unmount(&merged, false) {
@@ -112,7 +134,11 @@ pub fn release(root: &Path, key: &str) -> Result<(), ImageError> {
             })
         }
     }
-    snaps.remove(key)?;
+    match snaps.remove(key) {
+        // Removed meanwhile by another cleaner (a prune, a reaper): nothing left to do.
+        Err(snapshot::SnapshotError::NotFound { .. }) => {}
+        r => r?,
+    }
     snaps.unmount_unused_layers()?;
     Ok(())
 }

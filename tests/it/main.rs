@@ -12,6 +12,7 @@ mod buildfile;
 mod cli;
 mod defects;
 mod e2e;
+mod gc;
 mod habits;
 mod hostile;
 mod layer;
