@@ -26,6 +26,7 @@
 
 mod caps;
 pub mod cgroup;
+pub mod cgstats;
 mod child;
 pub mod devfilter;
 mod handle;

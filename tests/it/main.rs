@@ -15,6 +15,7 @@ mod habits;
 mod layer;
 mod lifecycle;
 mod registry;
+mod resources;
 mod sandbox;
 mod size;
 mod store;
