@@ -19,7 +19,7 @@ pub use owner::reap_stale;
 pub use prepare::{
     prepare, read_image_config_file, HeldView, PrepareRequest, Prepared, RootfsSource,
 };
-pub use resources::host_devices;
+pub use resources::{check_devices, host_devices};
 pub use run::{run_foreground, write_bundle, Outcome, RunRequest};
 pub use state::{NameLease, State, Status};
 

@@ -354,6 +354,16 @@ pub(super) fn devices(f: &RunFlags) -> Result<Vec<LinuxDevice>, Error> {
     Ok(out)
 }
 
+/// Check `--device` values before anything runs (a build checks them once, not at
+/// its first RUN step).
+pub fn check_devices(list: &[super::parse::DeviceFlag]) -> Result<(), Error> {
+    devices(&RunFlags {
+        devices: list.to_vec(),
+        ..Default::default()
+    })
+    .map(drop)
+}
+
 /// Every device node under the host's `/dev`, except those a container gets its
 /// own of (pts, shm, mqueue, console and the like), as Docker's `--privileged`.
 pub fn host_devices() -> Vec<LinuxDevice> {

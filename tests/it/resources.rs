@@ -401,3 +401,69 @@ fn oom_score_adj_and_shm_size() {
     assert!(shm.contains("size=8192k"), "{shm}");
     assert!(leftover_cgroups().is_empty());
 }
+
+/// `imgctl build --device` (Docker allows it on build): every RUN step has the
+/// node; without the flag the same step fails; `--shm-size` reaches the steps.
+#[test]
+fn build_run_steps_get_devices_and_shm_size() {
+    let layout = Path::new(
+        &std::env::var("IMGCTL_TESTDATA").unwrap_or_else(|_| "/var/cache/imgctl-testdata".into()),
+    )
+    .join("busybox-oci");
+    if !ready()
+        || !require(crate::common::have("skopeo"), "skopeo")
+        || !require(layout.join("index.json").is_file(), "the busybox fixture")
+        || !require(Path::new("/dev/loop-control").exists(), "/dev/loop-control")
+    {
+        return;
+    }
+    let _g = serial();
+    let t = tempdir();
+    let store = t.path().join("store");
+    crate::common::ok(
+        Command::new("skopeo")
+            .args(["copy", "--quiet"])
+            .arg(format!("oci:{}:latest", layout.display()))
+            .arg(format!(
+                "oci:{}:docker.io/library/busybox:latest",
+                store.display()
+            )),
+    );
+    let ctx = t.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Buildfile"),
+        "FROM busybox\nRUN test -c /dev/lc && grep ' /dev/shm ' /proc/mounts > /shm\n",
+    )
+    .unwrap();
+    let build = |extra: &[&str], tag: &str| {
+        let mut c = crate::common::imgctl(&store);
+        c.args(["build", "--no-cache", "-t", tag])
+            .args(extra)
+            .arg(&ctx);
+        crate::common::output(&mut c)
+    };
+    let out = build(
+        &["--device", "/dev/loop-control:/dev/lc", "--shm-size", "4m"],
+        "dev:1",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shm = crate::common::ok(
+        crate::common::imgctl(&store).args(["run", "--rm", "dev:1", "cat", "/shm"]),
+    );
+    assert!(shm.contains("size=4096k"), "{shm}");
+    let out = build(&[], "dev:2");
+    assert!(!out.status.success(), "the step passed without --device");
+    let (code, err) = crate::common::fails(
+        crate::common::imgctl(&store)
+            .args(["build", "--device", "/etc/passwd", "-t", "dev:3"])
+            .arg(&ctx),
+    );
+    assert_eq!(code, 125, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("--device"), "{err}");
+}
