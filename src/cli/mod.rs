@@ -21,6 +21,7 @@ mod mount;
 mod pull;
 mod run;
 mod size;
+mod stats;
 mod store_cmds;
 
 /// Default store root for root; rootless mode will use `$XDG_DATA_HOME/imgctl`.
@@ -97,6 +98,8 @@ pub enum Command {
     Buildfile(buildfile::Cmd),
     /// Report an image's size: layers, wasted bytes, dive efficiency, CI rules.
     Size(size::Args),
+    /// Show what running containers use: CPU, memory, net and block I/O, PIDs.
+    Stats(stats::Args),
 }
 
 /// An error that carries the exit code imgctl should end with.
@@ -178,6 +181,7 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Build(a) => build::run(g, a),
         Command::Buildfile(c) => buildfile::run(g, c),
         Command::Size(a) => size::run(g, a),
+        Command::Stats(a) => stats::run(g, a),
     }
 }
 

@@ -190,6 +190,10 @@ pub struct Args {
     /// Where cgroupfs is mounted; v1 or v2 is detected there.
     #[arg(long, value_name = "DIR", default_value = "/sys/fs/cgroup")]
     pub cgroup_root: PathBuf,
+    /// When the container exits, write what it used (CPU time, peak memory, I/O
+    /// bytes, PIDs, wall time) to FILE as JSON (schemas/run-stats.schema.json).
+    #[arg(long, value_name = "FILE")]
+    pub stats_file: Option<PathBuf>,
     #[command(flatten)]
     pub c: ContainerArgs,
     /// IMAGE [COMMAND [ARG...]] (with --rootfs: COMMAND [ARG...]). Options go
@@ -511,7 +515,11 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
         interactive: a.c.interactive,
         cgroup_root: a.cgroup_root.clone(),
     };
-    match container::run_foreground(req) {
+    let result = container::run_foreground_report(req);
+    if let (Some(file), Ok((outcome, report))) = (&a.stats_file, &result) {
+        container::stats::write_file(file, &id, outcome, report)?;
+    }
+    match result.map(|(o, _)| o) {
         Ok(container::Outcome::OomKilled) => Err(Exit {
             code: 137,
             message: Some(format!(

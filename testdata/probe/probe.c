@@ -11,7 +11,10 @@
  *   probe exit N          exit with status N
  *   probe sleep S         sleep S seconds (signal tests)
  *   probe fifo            start a SCHED_FIFO thread; print {"fifo":errno}
- *   probe dwrite DEV MS   O_DIRECT 4 KiB writes to DEV for MS ms; {"writes":n,"errno":e}
+ *   probe dwrite DEV MS   O_DIRECT 4 KiB writes to DEV (or a new file) for MS ms;
+ *                         {"writes":n,"errno":e}
+ *   probe hold MIB S      allocate and touch MIB MiB, print "holding", sleep S s
+ *   probe spin MS         print "spinning", keep one CPU busy for MS ms of wall time
  *   probe open PATH       open PATH read-write, write and read a byte;
  *                         {"open":e,"write":e,"read":e} (errno, 0 = worked)
  *   probe mknod PATH T MAJ MIN  make a node (T: c or b) and open it read-only;
@@ -378,7 +381,7 @@ static int extra_modes(int argc, char **argv) {
         return 0;
     }
     if (argc >= 4 && !strcmp(argv[1], "dwrite")) {
-        int fd = open(argv[2], O_WRONLY | O_DIRECT | O_CLOEXEC);
+        int fd = open(argv[2], O_WRONLY | O_CREAT | O_DIRECT | O_CLOEXEC, 0644);
         long n = 0, until = now_ms() + atol(argv[3]);
         int e = fd < 0 ? errno : 0;
         void *buf = NULL;
@@ -389,6 +392,26 @@ static int extra_modes(int argc, char **argv) {
             n++;
         }
         printf("{\"writes\":%ld,\"errno\":%d}\n", n, e);
+        return 0;
+    }
+    if (argc >= 3 && !strcmp(argv[1], "spin")) {
+        puts("spinning");
+        fflush(stdout);
+        long until = now_ms() + atol(argv[2]);
+        volatile unsigned long x = 0;
+        while (now_ms() < until) for (int i = 0; i < 100000; i++) x++;
+        return 0;
+    }
+    if (argc >= 4 && !strcmp(argv[1], "hold")) {
+        long mib = atol(argv[2]);
+        for (long i = 0; i < mib; i++) {
+            char *p = malloc(1 << 20);
+            if (!p) { puts("malloc failed"); return 1; }
+            memset(p, 1, 1 << 20);
+        }
+        puts("holding");
+        fflush(stdout);
+        sleep(atoi(argv[3]));
         return 0;
     }
     if (argc >= 3 && !strcmp(argv[1], "open")) {

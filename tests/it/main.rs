@@ -18,4 +18,5 @@ mod registry;
 mod resources;
 mod sandbox;
 mod size;
+mod stats;
 mod store;

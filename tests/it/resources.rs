@@ -22,10 +22,10 @@ fn json(out: &std::process::Output) -> serde_json::Value {
 }
 
 /// A loop device over a file in `dir`, detached on drop.
-struct Loop(String);
+pub(crate) struct Loop(pub(crate) String);
 
 impl Loop {
-    fn new(dir: &Path) -> Option<Loop> {
+    pub(crate) fn new(dir: &Path) -> Option<Loop> {
         let f = dir.join("loop.img");
         std::fs::write(&f, vec![0u8; 4 << 20]).unwrap();
         let out = Command::new("losetup")
