@@ -27,6 +27,7 @@ mod push;
 mod run;
 mod runtime;
 mod size;
+mod stats;
 mod store_cmds;
 
 /// Default store root for root; rootless mode will use `$XDG_DATA_HOME/imgctl`.
@@ -140,6 +141,8 @@ pub enum Command {
     /// Store-wide commands (`system df|prune`).
     #[command(subcommand)]
     System(aliases::SystemCmd),
+    /// Show what running containers use: CPU, memory, net and block I/O, PIDs.
+    Stats(stats::Args),
 }
 
 /// An error that carries the exit code imgctl should end with.
@@ -240,6 +243,7 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Image(c) => aliases::image(g, c),
         Command::Container(c) => aliases::container(g, c),
         Command::System(c) => aliases::system(g, c),
+        Command::Stats(a) => stats::run(g, a),
     }
 }
 

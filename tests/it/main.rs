@@ -21,6 +21,8 @@ mod push;
 mod push_build;
 mod registry;
 mod runtime_cli;
+mod resources;
 mod sandbox;
 mod size;
+mod stats;
 mod store;
