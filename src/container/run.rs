@@ -72,22 +72,24 @@ pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
             path: config,
             source,
         })?;
-        // A foreground container starts right away: one durable write as running
-        // (a detached one would be saved as created first).
+        // A foreground container starts right away: recorded running with its
+        // pid once its command runs (`exec` and `ps` read it).
         st.status = Status::Running;
         st.started = Some(state::now());
-        st.save_with(&p.state_dir, durable)?;
         let opts = sandbox::Options {
             init,
             rootfs_shifted: p.rootfs_shifted.clone(),
             cgroup_root,
         };
-        Ok(sandbox::run_with_stdin(
-            &p.spec,
-            &p.rootfs,
-            &opts,
-            interactive,
-        )?)
+        let state_dir = p.state_dir.clone();
+        let mut saved: Result<(), Error> = Ok(());
+        let outcome = sandbox::run_notify(&p.spec, &p.rootfs, &opts, interactive, &mut |pid| {
+            st.pid = u32::try_from(pid).ok();
+            saved = st.save_with(&state_dir, durable);
+        })?;
+        saved?;
+        st.pid = None;
+        Ok(outcome)
     })();
     let started = result.is_ok();
     // With --rm the state is about to go: nothing to record.

@@ -28,6 +28,7 @@ mod caps;
 pub mod cgroup;
 mod child;
 pub mod devfilter;
+pub mod exec;
 mod handle;
 pub mod idshift;
 pub mod init;
@@ -345,6 +346,18 @@ pub fn run_with_stdin(
     opts: &Options,
     stdin: bool,
 ) -> Result<Outcome, Error> {
+    run_notify(spec, rootfs, opts, stdin, &mut |_| {})
+}
+
+/// [`run_with_stdin`], calling `started` with the host pid of the container's
+/// process once its command runs (the caller records it).
+pub fn run_notify(
+    spec: &Spec,
+    rootfs: &Path,
+    opts: &Options,
+    stdin: bool,
+    started: &mut dyn FnMut(i32),
+) -> Result<Outcome, Error> {
     let terminal = spec
         .process()
         .as_ref()
@@ -378,6 +391,7 @@ pub fn run_with_stdin(
         };
         let mut c = Container::create(spec, rootfs, opts, stdio)?;
         c.start()?;
+        started(c.pid());
         let pty = c.take_pty_master();
         let status = wait_loop(Pid::from_raw(c.pid()), &sigs, pty, stdin)?;
         let outcome = c.reaped(status);
