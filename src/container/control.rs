@@ -425,6 +425,11 @@ pub fn restart(root: &Path, id: &str, timeout: Option<u64>) -> Result<(), Error>
 /// first): its view, state directory and name. Nothing is left.
 pub fn remove(root: &Path, id: &str, force: bool) -> Result<(), Error> {
     let dir = state_dir(root, id);
+    // A monitor finishing up after the exit holds it a moment longer.
+    let stopped = State::load(&dir).is_ok_and(|s| s.status != Status::Running);
+    if stopped {
+        wait_unowned(root, id, Duration::from_secs(10));
+    }
     if owner::is_owned(root, id) {
         if !force {
             return Err(Error::Running { id: short(id) });

@@ -14,6 +14,7 @@ mod e2e;
 mod habits;
 mod layer;
 mod lifecycle;
+mod lifecycle_d;
 mod registry;
 mod sandbox;
 mod size;
