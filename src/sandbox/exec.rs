@@ -16,6 +16,7 @@ use std::ffi::CString;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
@@ -83,6 +84,52 @@ fn cstrings(v: &[String], what: &str) -> Result<Vec<CString>, Error> {
         .collect()
 }
 
+/// In the container's mount namespace: a new pty from its `/dev/ptmx`; the
+/// master goes to the caller over `sock`, the slave is returned.
+fn open_pty_here(sock: &UnixStream, ws: Option<&nix::pty::Winsize>) -> std::io::Result<OwnedFd> {
+    use nix::fcntl::OFlag;
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)?;
+    nix::pty::grantpt(&master)?;
+    nix::pty::unlockpt(&master)?;
+    let name = nix::pty::ptsname_r(&master)?;
+    let slave = nix::fcntl::open(
+        name.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    // SAFETY: a new descriptor from open.
+    let slave = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(slave) };
+    if let Some(ws) = ws {
+        // SAFETY: TIOCSWINSZ reads the winsize we pass.
+        unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, ws as *const _) };
+    }
+    // SAFETY: the master's descriptor is valid while `master` lives.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(master.as_raw_fd()) };
+    super::send_fd(sock, fd).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(slave)
+}
+
+fn recv_fd(sock: &UnixStream) -> Option<OwnedFd> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut buf = RecvAncillaryBuffer::new(&mut space);
+    let mut b = [0u8; 1];
+    rustix::net::recvmsg(
+        sock,
+        &mut [std::io::IoSliceMut::new(&mut b)],
+        &mut buf,
+        RecvFlags::CMSG_CLOEXEC,
+    )
+    .ok()?;
+    let mut found = None;
+    for m in buf.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = m {
+            found = found.or(fds.next());
+        }
+    }
+    found
+}
+
 /// Run the command in the container; its outcome (or, detached, `Exited(0)`
 /// once it runs).
 pub fn exec(req: &ExecRequest<'_>) -> Result<Outcome, Error> {
@@ -120,9 +167,11 @@ pub fn exec(req: &ExecRequest<'_>) -> Result<Outcome, Error> {
             nix::sched::setns(fd.as_fd(), *flag).map_err(nix_setup("join the pid namespace"))?;
         }
     }
-    let pty = if req.tty {
-        let ws = super::winsize_of_stdin();
-        Some(nix::pty::openpty(ws.as_ref(), None).map_err(nix_setup("openpty"))?)
+    // With a tty the child opens the pty in the container's devpts (so the
+    // command can name its terminal, /dev/pts/N) and sends the master back.
+    let winsize = super::winsize_of_stdin();
+    let pty_sock = if req.tty {
+        Some(UnixStream::pair().map_err(setup("socketpair"))?)
     } else {
         None
     };
@@ -155,13 +204,17 @@ pub fn exec(req: &ExecRequest<'_>) -> Result<Outcome, Error> {
                 }
                 drop(ns);
                 // Standard descriptors.
-                if let Some(pty) = &pty {
+                if let Some((_, theirs)) = &pty_sock {
+                    let slave = match open_pty_here(theirs, winsize.as_ref()) {
+                        Ok(s) => s,
+                        Err(e) => return f125(format!("open a pty in the container: {e}")),
+                    };
                     let _ = nix::unistd::setsid();
                     // SAFETY: ioctl on the pty slave we own.
-                    unsafe { libc::ioctl(pty.slave.as_raw_fd(), libc::TIOCSCTTY, 0) };
+                    unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) };
                     for fd in 0..3 {
                         // SAFETY: dup2 onto the standard descriptors.
-                        unsafe { libc::dup2(pty.slave.as_raw_fd(), fd) };
+                        unsafe { libc::dup2(slave.as_raw_fd(), fd) };
                     }
                 } else if req.detach || !req.stdin {
                     if let Ok(null) = std::fs::OpenOptions::new()
@@ -176,10 +229,10 @@ pub fn exec(req: &ExecRequest<'_>) -> Result<Outcome, Error> {
                         }
                     }
                 }
-                if req.detach {
+                if req.detach && pty_sock.is_none() {
                     let _ = nix::unistd::setsid();
                 }
-                drop(pty);
+                drop(pty_sock);
                 // No host descriptor reaches the container (CVE-2024-21626).
                 if let Err(e) = crate::sys::mount::close_fds_from(3, &[wr.as_raw_fd() as u32]) {
                     return f125(format!("close inherited descriptors: {e}"));
@@ -266,10 +319,13 @@ pub fn exec(req: &ExecRequest<'_>) -> Result<Outcome, Error> {
         nix::unistd::ForkResult::Parent { child } => child,
     };
     drop(wr);
-    let slave_master = pty.map(|p| {
-        drop(p.slave);
-        p.master
-    });
+    let master = match pty_sock {
+        Some((ours, theirs)) => {
+            drop(theirs);
+            recv_fd(&ours)
+        }
+        None => None,
+    };
     let mut report = Vec::new();
     let _ = std::fs::File::from(rd).read_to_end(&mut report);
     if let Some((&code, msg)) = report.split_first() {
@@ -290,12 +346,7 @@ pub fn exec(req: &ExecRequest<'_>) -> Result<Outcome, Error> {
         Some(&mut old),
     )
     .map_err(nix_setup("sigprocmask"))?;
-    let r = super::wait_loop(
-        Pid::from_raw(child.as_raw()),
-        &sigs,
-        slave_master,
-        req.stdin,
-    );
+    let r = super::wait_loop(Pid::from_raw(child.as_raw()), &sigs, master, req.stdin);
     let _ = nix::sys::signal::pthread_sigmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
         Some(&old),

@@ -280,6 +280,15 @@ fn detached_container_commands_end_to_end() {
         .trim(),
         "/tmp y"
     );
+    // -t: a pty of the container's own devpts (the command can name it).
+    let tty = ok(imgctl(&store).args(["exec", "-t", "web", "tty"]));
+    assert!(tty.trim().starts_with("/dev/pts/"), "{tty:?}");
+    // A working directory through a descriptor of imgctl's is refused (CVE-2024-21626).
+    for n in 3..8 {
+        let w = format!("/proc/self/fd/{n}");
+        let e = im(&store, &["exec", "-w", &w, "web", "pwd"]);
+        assert_eq!(e.status.code(), Some(125), "exec -w {w}: {}", stdout(&e));
+    }
     let nf = im(&store, &["exec", "web", "no-such-cmd"]);
     assert_eq!(nf.status.code(), Some(127), "{}", stderr(&nf));
     // Names are unique; IDs by prefix; one-line errors for unknown references.
