@@ -338,7 +338,7 @@ mod tests {
         assert_eq!(a.args, ["img", "ls", "-l", "--rm"]);
         for bad in [
             &["imgctl", "run", "--bogus", "img"][..],
-            &["imgctl", "run", "-p", "80:80", "img"],
+            &["imgctl", "run", "--publish-everything-twice", "img"],
         ] {
             let e = Cli::try_parse_from(bad).expect_err("unknown flag");
             assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument, "{bad:?}");
