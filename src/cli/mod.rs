@@ -18,6 +18,7 @@ mod export;
 mod images;
 mod login;
 mod mount;
+mod network;
 mod pull;
 mod push;
 mod run;
@@ -46,6 +47,18 @@ pub struct Cli {
     /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
     #[arg(long, global = true, env = "IMGCTL_LOG", default_value = "warn")]
     pub log_level: String,
+
+    /// How new layers are unpacked: `erofs` (one EROFS image per layer, mounted on
+    /// demand) or `files` (extracted files). Default: the store setting in
+    /// ROOT/snapshots/config.json, else EROFS where this kernel mounts EROFS files.
+    /// Used by pull, run, build and mount.
+    #[arg(
+        long,
+        global = true,
+        env = "IMGCTL_SNAPSHOTTER",
+        value_name = "files|erofs"
+    )]
+    pub snapshotter: Option<crate::image::LayerFormat>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -100,6 +113,9 @@ pub enum Command {
     Buildfile(buildfile::Cmd),
     /// Report an image's size: layers, wasted bytes, dive efficiency, CI rules.
     Size(size::Args),
+    /// Manage bridge networks: create, ls, rm, inspect.
+    #[command(subcommand)]
+    Network(network::Cmd),
 }
 
 /// An error that carries the exit code imgctl should end with.
@@ -139,6 +155,9 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(&cli.log_level);
+    if let Some(s) = cli.snapshotter {
+        crate::image::set_process_snapshotter(s);
+    }
     let globals = Globals {
         root: cli.root.clone(),
     };
@@ -182,6 +201,7 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Build(a) => build::run(g, a),
         Command::Buildfile(c) => buildfile::run(g, c),
         Command::Size(a) => size::run(g, a),
+        Command::Network(c) => network::run(g, c),
     }
 }
 

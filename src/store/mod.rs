@@ -161,7 +161,7 @@ pub enum OpenMode {
 
 /// Entries imgctl itself puts in a store root (besides the layout), plus what a
 /// dedicated filesystem holds: a directory with only these may become a store.
-const OWN_ENTRIES: [&str; 12] = [
+const OWN_ENTRIES: [&str; 13] = [
     "oci-layout",
     "index.json",
     "blobs",
@@ -171,6 +171,7 @@ const OWN_ENTRIES: [&str; 12] = [
     "snapshots",
     "containers",
     "container-names",
+    "networks",
     "cache",
     "mounts",
     "lost+found",

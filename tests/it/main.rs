@@ -12,6 +12,7 @@ mod cli;
 mod defects;
 mod e2e;
 mod habits;
+mod hostile;
 mod layer;
 mod lifecycle;
 mod push;
