@@ -547,7 +547,7 @@ mod tests {
         );
         let dry = reclaimable(&o, std::slice::from_ref(&ca), &live).unwrap();
         assert!(o.layer_dir(&b).is_dir(), "a dry run removes nothing");
-        let done = collect(&o, &[ca.clone()], &live, &GcOptions::default()).unwrap();
+        let done = collect(&o, std::slice::from_ref(&ca), &live, &GcOptions::default()).unwrap();
         assert_eq!(dry, done);
         assert_eq!(done.count(ItemKind::Active), (1, 0));
         assert_eq!(done.count(ItemKind::Chain).0, 1);
