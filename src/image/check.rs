@@ -464,11 +464,11 @@ fn recreate_layer(
         crate::sys::fs::remove_all_at(fd.as_fd(), gone.as_bytes()).map_err(|e| e.to_string())?;
     }
     let opts = UnpackOptions {
-        format: if erofs {
+        format: Some(if erofs {
             LayerFormat::Erofs
         } else {
             LayerFormat::Files
-        },
+        }),
         ..UnpackOptions::default()
     };
     unpack_layer(store, snaps, desc, diff, &opts).map_err(|e| e.to_string())?;

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod archive;
 mod build;
 mod build_compat;
 mod build_copy;
@@ -13,9 +14,13 @@ mod defects;
 mod e2e;
 mod gc;
 mod habits;
+mod hostile;
 mod layer;
 mod lifecycle;
+mod push;
+mod push_build;
 mod registry;
+mod runtime_cli;
 mod sandbox;
 mod size;
 mod store;
