@@ -402,6 +402,10 @@ pub fn collect(
         if !opts.dry_run {
             let fsdir = layers_dir.join(&c.name).join("fs");
             if sfs::is_mount_point(&fsdir).unwrap_or(false) {
+                // Under its mount lock, as `Overlay::unmount_unused_layers` does.
+                let _m = super::erofs_mount_lock(&layers_dir.join(&c.name).join(EROFS_IMAGE))
+                    .and_then(|f| super::Flock::take(f, true))
+                    .map_err(io_err(&c.name))?;
                 sfs::unmount(&fsdir, true).map_err(io_err(&c.name))?;
             }
             // Renamed first, so a crash half-way leaves a temporary directory (removed
