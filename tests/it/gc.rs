@@ -491,12 +491,17 @@ fn rmi_refuses_an_image_a_container_uses_until_container_prune_or_force() {
     ok(imgctl(&root).args(["tag", "busybox", "bb:2"]));
     let (c, _, err) = code(imgctl(&root).args(["rmi", "busybox:latest"]));
     assert_eq!(c, 0, "another name remains, so untagging is fine: {err}");
+    let ls = ok(imgctl(&root).args(["container", "ls", "-a", "-q"]));
+    assert_eq!(ls.trim().lines().count(), 1, "{ls}");
     let out = ok(imgctl(&root).args(["container", "prune", "-f"]));
     assert!(out.contains("Deleted Containers:"), "{out}");
     assert!(std::fs::read_dir(root.join("containers"))
         .unwrap()
         .next()
         .is_none());
+    assert!(ok(imgctl(&root).args(["container", "ls", "-a", "-q"]))
+        .trim()
+        .is_empty());
     let out = ok(imgctl(&root).args(["image", "prune", "-a", "-f"]));
     assert!(out.contains("Untagged: docker.io/library/bb:2"), "{out}");
     assert!(ok(imgctl(&root).args(["image", "ls", "-q"]))
