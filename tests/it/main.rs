@@ -14,6 +14,7 @@ mod e2e;
 mod habits;
 mod layer;
 mod lifecycle;
+mod network;
 mod registry;
 mod sandbox;
 mod size;
