@@ -10,8 +10,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod archive;
 mod aliases;
+mod archive;
 mod build;
 mod buildfile;
 mod bundle;

@@ -6,8 +6,8 @@
 //! process. The result runs in [`crate::sandbox`] or, written as a bundle, in crun
 //! or runc.
 
-pub mod net;
 pub mod gc;
+pub mod net;
 pub mod owner;
 pub mod parse;
 mod prepare;

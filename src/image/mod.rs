@@ -2,8 +2,8 @@
 //! place that joins the blob store, layer application and snapshots), and flattening
 //! an image into one directory for export.
 
-mod backend;
 pub mod archive;
+mod backend;
 pub mod catalog;
 pub mod check;
 pub mod commit;

@@ -609,3 +609,55 @@ fn time_offset_shifts_boottime_in_a_time_namespace() {
     let up: f64 = plain.split_whitespace().next().unwrap().parse().unwrap();
     assert!(up < after + 60.0, "{plain}");
 }
+
+/// RUN steps default to the bridge network: their own namespace (eth0 + lo)
+/// with a route out (here: an HTTP server of the host on the gateway);
+/// `--network none` has only lo and no way out; `host` is the host's stack.
+#[test]
+fn build_run_steps_default_to_the_bridge_network() {
+    if !(ready() && require(have("skopeo"), "skopeo")) {
+        return;
+    }
+    let Some(bb) = fixture("busybox-oci") else {
+        return;
+    };
+    let t = tempdir();
+    let store = t.path().join("store");
+    ok(Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("{bb}:latest"))
+        .arg(format!(
+            "oci:{}:docker.io/library/busybox:latest",
+            store.display()
+        )));
+    let gw = gateway(&store);
+    let server = TcpListener::bind((gw, 0)).unwrap();
+    let port = server.local_addr().unwrap().port();
+    let serve = std::thread::spawn(move || {
+        // One answer per build that reaches it (the none build never does).
+        let (mut s, _) = server.accept().unwrap();
+        let mut req = [0u8; 1024];
+        let _ = s.read(&mut req);
+        let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 9\r\n\r\nfrom-host");
+    });
+    let ctx = t.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Buildfile"),
+        format!(
+            "FROM busybox\nRUN ls /sys/class/net > /nets && wget -qO /got http://{gw}:{port}/\n"
+        ),
+    )
+    .unwrap();
+    let c = ctx.to_str().unwrap();
+    ok(imgctl(&store).args(["build", "--progress", "plain", "-t", "net:1", c]));
+    serve.join().unwrap();
+    let got = ok(imgctl(&store)
+        .args(["run", "--rm", "--network", "none", "net:1"])
+        .args(["sh", "-c", "cat /nets; cat /got"]));
+    assert_eq!(got, "eth0\nlo\nfrom-host", "{got}");
+    // none: the same step cannot get out.
+    let (code, err) =
+        fails(imgctl(&store).args(["build", "--no-cache", "--network", "none", "-t", "net:2", c]));
+    assert_ne!(code, 0, "{err}");
+}
