@@ -6,7 +6,13 @@
 //! process. The result runs in [`crate::sandbox`] or, written as a bundle, in crun
 //! or runc.
 
+pub mod control;
+pub mod exec;
 pub mod gc;
+pub mod health;
+pub mod inspect;
+pub mod logs;
+pub mod monitor;
 pub mod net;
 pub mod owner;
 pub mod parse;
@@ -33,6 +39,7 @@ pub use state::{NameLease, State, Status};
 pub fn init_entry() {
     crate::sandbox::init::entry();
     crate::sandbox::child_entry();
+    monitor::entry();
 }
 
 use std::collections::HashMap;
@@ -80,6 +87,14 @@ pub enum Error {
     /// Docker's "conflict: …" refusals (`rmi` of an image in use, …).
     #[error("{0}")]
     Conflict(String),
+    #[error("no such container: {reference} (see `imgctl ps -a`)")]
+    NoSuchContainer { reference: String },
+    #[error("container reference {reference:?} is ambiguous: {count} containers start with it (give more digits or the name)")]
+    Ambiguous { reference: String, count: usize },
+    #[error("container {id} is not running")]
+    NotRunning { id: String },
+    #[error("container {id} is running: stop it first or use rm -f")]
+    Running { id: String },
 }
 
 impl Error {
@@ -94,7 +109,7 @@ impl Error {
 }
 
 /// `--network`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Network {
     /// A new network namespace with only `lo` (Docker's `none`).
     #[default]
@@ -116,7 +131,7 @@ impl Network {
 }
 
 /// `--userns` and `--uidmap/--gidmap`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Userns {
     /// No user namespace.
     #[default]
@@ -131,7 +146,8 @@ pub enum Userns {
 }
 
 /// What the user asked for on the command line (already parsed into values).
-#[derive(Debug, Clone, Default)]
+/// Serialisable: a detached container's monitor receives it (and `start` reuses it).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RunFlags {
     pub id: String,
     pub hostname: Option<String>,

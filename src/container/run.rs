@@ -82,11 +82,10 @@ pub fn run_foreground_report(req: RunRequest) -> Result<(Outcome, sandbox::RunRe
             path: config,
             source,
         })?;
-        // A foreground container starts right away: one durable write as running
-        // (a detached one would be saved as created first).
+        // A foreground container starts right away: recorded running with its
+        // pid once its command runs (`exec` and `ps` read it).
         st.status = Status::Running;
         st.started = Some(state::now());
-        st.save_with(&p.state_dir, durable)?;
         let opts = sandbox::Options {
             init,
             rootfs_shifted: p.rootfs_shifted.clone(),

@@ -29,6 +29,7 @@ pub mod cgroup;
 pub mod cgstats;
 mod child;
 pub mod devfilter;
+pub mod exec;
 mod handle;
 pub mod hooks;
 pub mod idshift;
