@@ -661,3 +661,36 @@ fn build_run_steps_default_to_the_bridge_network() {
         fails(imgctl(&store).args(["build", "--no-cache", "--network", "none", "-t", "net:2", c]));
     assert_ne!(code, 0, "{err}");
 }
+
+/// `-P` publishes what the image EXPOSEs (nginx: 80/tcp) on a free host port,
+/// recorded in the state.
+#[test]
+fn publish_all_maps_the_exposed_port_to_a_free_host_port() {
+    if !ready() {
+        return;
+    }
+    let Some(nginx) = fixture("nginx-oci") else {
+        return;
+    };
+    let t = tempdir();
+    let mut child = imgctl(t.path())
+        .args(["run", "--rm", "--name", "webp", "-P"])
+        .arg(&nginx)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn imgctl run");
+    let id = wait_running(t.path(), "webp", &mut child, Duration::from_secs(180));
+    let ports = state_of(t.path(), &id)["network"]["ports"].clone();
+    assert_eq!(ports[0]["container_port"], 80, "{ports}");
+    assert_eq!(ports[0]["proto"], "tcp", "{ports}");
+    let port = u16::try_from(ports[0]["host_port"].as_u64().unwrap()).unwrap();
+    let body = wait_http(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        "/",
+        Duration::from_secs(30),
+    );
+    assert!(body.contains("nginx"), "{body}");
+    terminate(&mut child);
+    assert_eq!(leaks(&id), Vec::<String>::new());
+}
