@@ -204,6 +204,8 @@ pub struct RunFlags {
     pub ulimits: Vec<(String, u64, u64)>,
     /// `-p`: published ports (bridge networks only).
     pub ports: Vec<crate::network::PortMap>,
+    /// `-P`: publish every port the image EXPOSEs on a free host port.
+    pub publish_all: bool,
     /// `--network-rate-in` / `--network-rate-out`, bits per second.
     pub rate_in: Option<u64>,
     pub rate_out: Option<u64>,

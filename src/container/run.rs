@@ -51,7 +51,14 @@ pub fn run_foreground_report(req: RunRequest) -> Result<(Outcome, sandbox::RunRe
     let id = preq.flags.id.clone();
     super::net::check(&preq.root, &preq.flags)?;
     let root = preq.root.clone();
-    let net_flags = preq.flags.clone();
+    let mut net_flags = preq.flags.clone();
+    if net_flags.publish_all {
+        let config = match &preq.rootfs {
+            RootfsSource::Image(img) => img.run_config(),
+            RootfsSource::Dir { config, .. } => config.as_ref(),
+        };
+        super::net::publish_exposed(&mut net_flags, config)?;
+    }
     // Held until everything below is gone: if this process is killed, the next
     // imgctl command cleans up after it (super::owner).
     let owner = super::owner::claim(&preq.root, &id, remove, &cgroup_root)?;
