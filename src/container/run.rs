@@ -60,6 +60,9 @@ fn run_inner(req: RunRequest, silent: bool) -> Result<(Outcome, sandbox::RunRepo
         cgroup_root,
     } = req;
     let id = preq.flags.id.clone();
+    super::net::check(&preq.root, &preq.flags)?;
+    let root = preq.root.clone();
+    let net_flags = preq.flags.clone();
     // Held until everything below is gone: if this process is killed, the next
     // imgctl command cleans up after it (super::owner).
     let owner = super::owner::claim(&preq.root, &id, remove, &cgroup_root)?;
@@ -100,20 +103,42 @@ fn run_inner(req: RunRequest, silent: bool) -> Result<(Outcome, sandbox::RunRepo
             rootfs_shifted: p.rootfs_shifted.clone(),
             cgroup_root,
         };
+        // Between create and start: the network (its namespace exists now),
+        // recorded with the pid so `--network container:` can find it.
+        let mut before_start = |pid: i32| -> Result<(), sandbox::Error> {
+            let as_setup = |e: Error| sandbox::Error::Setup {
+                step: "network".into(),
+                source: std::io::Error::other(e.to_string()),
+            };
+            let ep = super::net::attach(&root, &net_flags, st.name.as_deref(), &p.state_dir, pid)
+                .map_err(as_setup)?;
+            st.pid = u32::try_from(pid).ok();
+            st.network = ep;
+            st.save_with(&p.state_dir, durable).map_err(as_setup)
+        };
         if silent {
-            return Ok(run_null(&p.spec, &p.rootfs, &opts)?);
+            return Ok(run_null(&p.spec, &p.rootfs, &opts, &mut before_start)?);
         }
-        Ok(sandbox::run_with_report(
+        Ok(sandbox::run_with_hook_report(
             &p.spec,
             &p.rootfs,
             &opts,
             interactive,
+            &mut before_start,
         )?)
     })();
+    if let Err(e) = super::net::detach(&root, &id) {
+        tracing::warn!(
+            "container {}: network cleanup: {e}",
+            &id[..12.min(id.len())]
+        );
+    }
     let started = result.is_ok();
     // With --rm the state is about to go: nothing to record.
     if let (Ok((outcome, _)), false) = (&result, remove) {
         st.status = Status::Stopped;
+        st.pid = None;
+        st.network = None;
         st.finished = Some(state::now());
         st.exit_code = Some(outcome.exit_code());
         st.oom_killed = *outcome == Outcome::OomKilled;
@@ -143,9 +168,11 @@ fn run_null(
     spec: &oci_spec::runtime::Spec,
     rootfs: &Path,
     opts: &sandbox::Options,
+    before_start: &mut dyn FnMut(i32) -> Result<(), sandbox::Error>,
 ) -> Result<(Outcome, sandbox::RunReport), sandbox::Error> {
     let began = std::time::Instant::now();
     let mut c = sandbox::Container::create(spec, rootfs, opts, sandbox::Stdio::Null)?;
+    before_start(c.pid())?;
     c.start()?;
     let outcome = c.wait()?;
     let report = sandbox::RunReport {

@@ -573,7 +573,14 @@ pub(crate) fn preopen(p: &Prepared) -> R<Preopened> {
     })
 }
 
-pub(crate) fn setup(p: &Prepared, idmapped: Option<OwnedFd>, pre: &Preopened) -> R<()> {
+/// `before_pivot` runs once the root and its mounts are built, before
+/// pivot_root (a detached container's hooks).
+pub(crate) fn setup(
+    p: &Prepared,
+    idmapped: Option<OwnedFd>,
+    pre: &Preopened,
+    before_pivot: &mut dyn FnMut() -> R<()>,
+) -> R<()> {
     use rustix::mount::{move_mount, MoveMountFlags};
     let rootfs = &p.rootfs;
     // Nothing we mount may propagate back to the host.
@@ -645,6 +652,7 @@ pub(crate) fn setup(p: &Prepared, idmapped: Option<OwnedFd>, pre: &Preopened) ->
         mount_one(&root, m, p, pre)?;
     }
     make_devices(&root, p)?;
+    before_pivot()?;
 
     rustix::process::fchdir(&root).map_err(|e| msg("chdir rootfs", e))?;
     nix::unistd::pivot_root(".", ".").map_err(|e| msg("pivot_root", e))?;
