@@ -195,6 +195,19 @@ fn device_passthrough_and_refusal() {
         &["/probe", "mknod", "/dev/lc", "c", "10", "237"],
     ));
     assert_eq!(other["open"], libc::EPERM, "{other}");
+    // A block device made inside (SECURITY-TESTS 13): mknod is allowed, opening
+    // it is not.
+    let block = json(&run(
+        &store,
+        &r,
+        &[],
+        &["/probe", "mknod", "/dev/blk", "b", "7", "0"],
+    ));
+    assert_eq!(
+        (&block["mknod"], &block["open"]),
+        (&0.into(), &libc::EPERM.into()),
+        "{block}"
+    );
     assert!(leftover_cgroups().is_empty());
 }
 

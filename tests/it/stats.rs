@@ -196,3 +196,64 @@ fn stats_file_matches_the_cgroup_counters() {
     assert_eq!(v["cgroup_version"], 1);
     assert!(leftover_cgroups().is_empty());
 }
+
+/// Net I/O: a container on the default bridge network pings its gateway; `stats`
+/// shows the bytes its eth0 sent and received (from the container's own
+/// `/proc/PID/net/dev`, `lo` left out).
+#[test]
+fn stats_shows_net_io_of_a_bridged_container() {
+    if !ready() {
+        return;
+    }
+    let _g = serial();
+    let t = tempdir();
+    let r = rootfs(t.path());
+    for a in ["ping", "ip", "sed"] {
+        let _ = std::os::unix::fs::symlink("busybox", r.join("bin").join(a));
+    }
+    let store = t.path().join("store");
+    let script = "gw=$(ip route | sed -n 's/^default via \\([0-9.]*\\).*/\\1/p'); \
+                  ping -c 3 -i 0.2 -W 1 \"$gw\" >/dev/null 2>&1; echo \"gw=$gw\"; sleep 4";
+    let mut c = imgctl(&store);
+    c.args([
+        "run",
+        "--rm",
+        "--name",
+        "pinger",
+        "--cgroup-parent",
+        &cgroup_parent(),
+        "--rootfs",
+    ])
+    .arg(&r)
+    .args(["--network", "bridge", "/bin/sh", "-c", script])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("start imgctl run");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if line.is_empty() {
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "bridged run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        line.trim().len() > "gw=".len(),
+        "no default route inside: {line}"
+    );
+    let v = stats_json(&store, "pinger");
+    eprintln!("stats of a bridged container after 3 pings: {v}");
+    let (rx, tx) = (
+        v["net_rx_bytes"].as_u64().unwrap(),
+        v["net_tx_bytes"].as_u64().unwrap(),
+    );
+    // Three ICMP echo requests of 98 bytes on the wire (plus ARP) went out, and
+    // their replies came back.
+    assert!(tx >= 3 * 98, "tx {tx}: {v}");
+    assert!(rx >= 3 * 98, "rx {rx}: {v}");
+    let _ = child.wait();
+    assert!(leftover_cgroups().is_empty());
+}
