@@ -203,6 +203,11 @@ pub struct Args {
     /// Remove the container's state when it exits.
     #[arg(long)]
     pub rm: bool,
+    /// Run in the background (a monitor process keeps it) and print its ID.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    #[command(flatten)]
+    pub d: DetachArgs,
     /// A name for the container.
     #[arg(long)]
     pub name: Option<String>,
@@ -219,6 +224,126 @@ pub struct Args {
     /// before IMAGE; everything after it is the command, options included.
     #[arg(trailing_var_arg = true, value_name = "ARG")]
     pub args: Vec<String>,
+}
+
+/// Flags of detached containers (`-d`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct DetachArgs {
+    /// Restart policy: no, on-failure[:N], always, unless-stopped (with -d).
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    /// Set a label KEY=VALUE (repeatable).
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// Healthcheck command (run with /bin/sh -c in the container).
+    #[arg(long, value_name = "CMD")]
+    pub health_cmd: Option<String>,
+    /// Time between healthchecks (e.g. 30s, 500ms).
+    #[arg(long, value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Time one healthcheck may take.
+    #[arg(long, value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Failures not counted after the start (e.g. 5s).
+    #[arg(long, value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+    /// Failures in a row that make it unhealthy.
+    #[arg(long, value_name = "N")]
+    pub health_retries: Option<u32>,
+    /// Disable the image's HEALTHCHECK.
+    #[arg(long)]
+    pub no_healthcheck: bool,
+    /// Signal `stop` sends first (default: the image's STOPSIGNAL, else SIGTERM).
+    #[arg(long, value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (default 10).
+    #[arg(long, value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
+    /// Log options: max-size=SIZE (e.g. 10m), max-file=N.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub log_opt: Vec<String>,
+}
+
+fn duration_flag(flag: &str, v: &Option<String>) -> anyhow::Result<Option<std::time::Duration>> {
+    v.as_deref()
+        .map(|s| {
+            crate::container::logs::parse_duration(s)
+                .filter(|n| *n >= 0)
+                .map(|n| std::time::Duration::from_nanos(n as u64))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "invalid {flag} {s:?}: expected a duration such as 30s or 500ms"
+                    )
+                })
+        })
+        .transpose()
+}
+
+/// `run -d`: hand the container to a monitor, print its ID.
+fn run_detached(
+    g: &Globals,
+    a: &Args,
+    flags: RunFlags,
+    rootfs: RootfsSource,
+    image: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let d = &a.d;
+    let mut labels = std::collections::BTreeMap::new();
+    for l in &d.label {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        if k.is_empty() {
+            anyhow::bail!("invalid --label {l:?}: expected KEY=VALUE");
+        }
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let (mut max_size, mut max_files) = (None, None);
+    for o in &d.log_opt {
+        match o.split_once('=') {
+            Some(("max-size", v)) => max_size = Some(parse::bytes("--log-opt max-size", v)? as u64),
+            Some(("max-file", v)) => {
+                max_files = Some(v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    anyhow::anyhow!("invalid --log-opt {o:?}: max-file must be a positive number")
+                })?)
+            }
+            _ => anyhow::bail!("invalid --log-opt {o:?}: expected max-size=SIZE or max-file=N"),
+        }
+    }
+    let req = container::control::DetachRequest {
+        root: g.root.clone(),
+        flags,
+        rootfs,
+        name: a.name.clone(),
+        image_name: image,
+        labels,
+        remove: a.rm,
+        init: a.c.init,
+        interactive: a.c.interactive,
+        cgroup_root: a.cgroup_root.clone(),
+        restart: container::monitor::RestartPolicy::parse(&d.restart)?,
+        health: container::control::HealthFlags {
+            cmd: d.health_cmd.clone(),
+            interval: duration_flag("--health-interval", &d.health_interval)?,
+            timeout: duration_flag("--health-timeout", &d.health_timeout)?,
+            start_period: duration_flag("--health-start-period", &d.health_start_period)?,
+            retries: d.health_retries,
+            none: d.no_healthcheck,
+        },
+        stop_signal: d.stop_signal.clone(),
+        stop_timeout: d.stop_timeout,
+        log_max_size: max_size,
+        log_max_files: max_files,
+    };
+    match container::control::run_detached(req) {
+        Ok(id) => {
+            println!("{id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(Exit {
+            code: e.exit_code(),
+            message: Some(e.to_string()),
+        }
+        .into()),
+    }
 }
 
 /// The container's root filesystem: `--rootfs DIR [--image-config FILE]` as it
@@ -522,17 +647,29 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
     }
     // Docker's check, before anything is pulled or made: a terminal fed from a
     // pipe or file cannot work.
-    if a.c.tty && a.c.interactive && !std::io::stdin().is_terminal() {
+    if !a.detach && a.c.tty && a.c.interactive && !std::io::stdin().is_terminal() {
         return Err(Exit {
             code: 1,
             message: Some("the input device is not a TTY".into()),
         }
         .into());
     }
-    let (image, cmd) = image_and_command(&a.c, a.args);
+    let (image, cmd) = image_and_command(&a.c, a.args.clone());
     let id = container::new_id();
     let flags = run_flags(&a.c, &id, cmd)?;
+    if a.detach {
+        // Flag errors first, before anything is pulled.
+        container::monitor::RestartPolicy::parse(&a.d.restart)?;
+        if let Some(s) = &a.d.stop_signal {
+            container::control::parse_signal(s)?;
+        }
+    } else if a.d.restart != "no" {
+        anyhow::bail!("--restart needs -d (a monitor keeps the policy)");
+    }
     let rootfs = rootfs_source(g, image.as_deref(), &a.c)?;
+    if a.detach {
+        return run_detached(g, &a, flags, rootfs, image);
+    }
     let req = RunRequest {
         prepare: container::PrepareRequest {
             root: g.root.clone(),

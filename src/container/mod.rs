@@ -6,7 +6,13 @@
 //! process. The result runs in [`crate::sandbox`] or, written as a bundle, in crun
 //! or runc.
 
+pub mod control;
+pub mod exec;
 pub mod gc;
+pub mod health;
+pub mod inspect;
+pub mod logs;
+pub mod monitor;
 pub mod net;
 pub mod owner;
 pub mod parse;
@@ -35,6 +41,7 @@ pub use state::{NameLease, State, Status};
 pub fn init_entry() {
     crate::sandbox::init::entry();
     crate::sandbox::child_entry();
+    monitor::entry();
 }
 
 use std::collections::HashMap;
@@ -82,6 +89,14 @@ pub enum Error {
     /// Docker's "conflict: …" refusals (`rmi` of an image in use, …).
     #[error("{0}")]
     Conflict(String),
+    #[error("no such container: {reference} (see `imgctl ps -a`)")]
+    NoSuchContainer { reference: String },
+    #[error("container reference {reference:?} is ambiguous: {count} containers start with it (give more digits or the name)")]
+    Ambiguous { reference: String, count: usize },
+    #[error("container {id} is not running")]
+    NotRunning { id: String },
+    #[error("container {id} is running: stop it first or use rm -f")]
+    Running { id: String },
 }
 
 impl Error {
@@ -96,7 +111,7 @@ impl Error {
 }
 
 /// `--network`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Network {
     /// A new network namespace with only `lo` (Docker's `none`).
     #[default]
@@ -118,7 +133,7 @@ impl Network {
 }
 
 /// `--userns` and `--uidmap/--gidmap`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Userns {
     /// No user namespace.
     #[default]
@@ -133,7 +148,8 @@ pub enum Userns {
 }
 
 /// What the user asked for on the command line (already parsed into values).
-#[derive(Debug, Clone, Default)]
+/// Serialisable: a detached container's monitor receives it (and `start` reuses it).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RunFlags {
     pub id: String,
     pub hostname: Option<String>,

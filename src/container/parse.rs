@@ -126,7 +126,7 @@ pub fn device_weight(s: &str) -> Result<(PathBuf, u16), Error> {
 }
 
 /// `--device HOST[:CONTAINER][:PERMISSIONS]`, Docker's syntax.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceFlag {
     pub host: PathBuf,
     pub container: PathBuf,

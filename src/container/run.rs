@@ -93,11 +93,10 @@ fn run_inner(req: RunRequest, silent: bool) -> Result<(Outcome, sandbox::RunRepo
             path: config,
             source,
         })?;
-        // A foreground container starts right away: one durable write as running
-        // (a detached one would be saved as created first).
+        // A foreground container starts right away: recorded running with its
+        // pid once its command runs (`exec` and `ps` read it).
         st.status = Status::Running;
         st.started = Some(state::now());
-        st.save_with(&p.state_dir, durable)?;
         let opts = sandbox::Options {
             init,
             rootfs_shifted: p.rootfs_shifted.clone(),
@@ -119,7 +118,7 @@ fn run_inner(req: RunRequest, silent: bool) -> Result<(Outcome, sandbox::RunRepo
         if silent {
             return Ok(run_null(&p.spec, &p.rootfs, &opts, &mut before_start)?);
         }
-        Ok(sandbox::run_with_hook_report(
+        Ok(sandbox::run_with_report(
             &p.spec,
             &p.rootfs,
             &opts,

@@ -87,6 +87,51 @@ pub fn mount_as(
     Ok(View { key, merged })
 }
 
+/// Mount again the existing active snapshot `key` (a stopped container's view,
+/// its upper dir kept): the image's layers below it, its own changes on top.
+pub fn remount(root: &Path, key: &str) -> Result<View, ImageError> {
+    let snaps = Overlay::open(root)?;
+    let mounts = snaps.mounts(key)?;
+    let merged = snaps.merged_dir(key);
+    if crate::sys::fs::is_mount_point(&merged).unwrap_or(false) {
+        return Ok(View {
+            key: key.to_string(),
+            merged,
+        });
+    }
+    snapshot::mount_all(&mounts, &merged).map_err(|e| ImageError::Io {
+        path: merged.clone(),
+        source: std::io::Error::other(format!("mount {key}: {e}")),
+    })?;
+    Ok(View {
+        key: key.to_string(),
+        merged,
+    })
+}
+
+/// Unmount the view `key` but keep its snapshot (a stopped container keeps its
+/// changes until it is removed). Not mounted is not an error.
+pub fn unmount(root: &Path, key: &str) -> Result<(), ImageError> {
+    let snaps = Overlay::open(root)?;
+    let merged = snaps.merged_dir(key);
+    match crate::sys::fs::unmount(&merged, false) {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) => Ok(()),
+        Err(e) => Err(ImageError::Io {
+            path: merged,
+            source: e,
+        }),
+    }
+}
+
+/// Whether the active snapshot `key` exists.
+pub fn has_view(root: &Path, key: &str) -> bool {
+    Overlay::open(root)
+        .ok()
+        .and_then(|s| s.stat(key).ok().flatten())
+        .is_some()
+}
+
 /// The active snapshot key named by a merged path or a key.
 pub fn view_key(root: &Path, target: &str) -> Result<String, ImageError> {
     let snaps = Overlay::open(root)?;

@@ -29,6 +29,7 @@ pub mod cgroup;
 pub mod cgstats;
 mod child;
 pub mod devfilter;
+pub mod exec;
 mod handle;
 pub mod hooks;
 pub mod idshift;
@@ -390,7 +391,7 @@ pub fn run_with_stdin(
     opts: &Options,
     stdin: bool,
 ) -> Result<Outcome, Error> {
-    run_with_hook(spec, rootfs, opts, stdin, &mut |_| Ok(()))
+    run_with_report(spec, rootfs, opts, stdin, &mut |_| Ok(())).map(|(o, _)| o)
 }
 
 /// What a foreground run used, read from its cgroup after the process was reaped
@@ -404,32 +405,12 @@ pub struct RunReport {
     pub took: std::time::Duration,
 }
 
-/// [`run_with_stdin`], also returning the final figures of the container's cgroup.
-pub fn run_with_report(
-    spec: &Spec,
-    rootfs: &Path,
-    opts: &Options,
-    stdin: bool,
-) -> Result<(Outcome, RunReport), Error> {
-    run_with_hook_report(spec, rootfs, opts, stdin, &mut |_| Ok(()))
-}
-
 /// [`run_with_stdin`], calling `before_start(pid)` once the container is
 /// created (its namespaces exist, `/proc/PID/ns/*` can be joined) and before
-/// its command runs: where the caller attaches the container to a network. An
-/// error from it deletes the container and is returned.
-pub fn run_with_hook(
-    spec: &Spec,
-    rootfs: &Path,
-    opts: &Options,
-    stdin: bool,
-    before_start: &mut dyn FnMut(i32) -> Result<(), Error>,
-) -> Result<Outcome, Error> {
-    run_with_hook_report(spec, rootfs, opts, stdin, before_start).map(|(o, _)| o)
-}
-
-/// [`run_with_hook`], also returning the final figures of the container's cgroup.
-pub fn run_with_hook_report(
+/// its command runs: where the caller attaches the container to a network (an
+/// error from it deletes the container and is returned); also returns the final
+/// figures of the container's cgroup.
+pub fn run_with_report(
     spec: &Spec,
     rootfs: &Path,
     opts: &Options,

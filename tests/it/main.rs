@@ -17,6 +17,7 @@ mod habits;
 mod hostile;
 mod layer;
 mod lifecycle;
+mod lifecycle_d;
 mod push;
 mod push_build;
 mod registry;
