@@ -257,3 +257,50 @@ fn stats_shows_net_io_of_a_bridged_container() {
     let _ = child.wait();
     assert!(leftover_cgroups().is_empty());
 }
+
+/// A detached container (`run -d`, watched by its monitor) is found by `stats`
+/// like a foreground one: through its state and its cgroup.
+#[test]
+fn stats_finds_detached_containers() {
+    if !ready() {
+        return;
+    }
+    let _g = serial();
+    let t = tempdir();
+    let r = rootfs(t.path());
+    let store = t.path().join("store");
+    ok(imgctl(&store)
+        .args([
+            "run",
+            "-d",
+            "--name",
+            "bg",
+            "--network",
+            "none",
+            "--cgroup-parent",
+            &cgroup_parent(),
+            "--rootfs",
+        ])
+        .arg(&r)
+        .args(["/probe", "hold", "30", "10"]));
+    // The probe has allocated once it printed; wait for the line in its log.
+    let mut held = false;
+    for _ in 0..100 {
+        let logs = crate::common::output(imgctl(&store).args(["logs", "bg"]));
+        if String::from_utf8_lossy(&logs.stdout).contains("holding") {
+            held = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(held, "the detached probe never said it was holding");
+    let v = stats_json(&store, "bg");
+    let mem = v["memory_bytes"].as_u64().unwrap() as f64 / (1u64 << 20) as f64;
+    eprintln!("stats of a detached container holding 30 MiB: {mem:.1} MiB");
+    assert!((27.0..=33.0).contains(&mem), "memory {mem} MiB: {v}");
+    assert_eq!(v["pids"], 1, "{v}");
+    ok(imgctl(&store).args(["rm", "-f", "bg"]));
+    let (code, _) = crate::common::fails(imgctl(&store).args(["stats", "--no-stream", "bg"]));
+    assert_eq!(code, 125);
+    assert!(leftover_cgroups().is_empty());
+}
