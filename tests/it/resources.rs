@@ -313,6 +313,31 @@ fn hugetlb_limit_on_cgroup2() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "8388608");
     assert!(leftover_cgroups().is_empty());
+    if unified.exists() {
+        // The same mount driven by the v2 manager itself (it holds no pids
+        // controller, hence no pids limit): hugetlb.2MB.max written by the v2 code
+        // on a real kernel, the eBPF device filter attached, the group seen inside.
+        let out = run(
+            &store,
+            &r,
+            &[
+                "--cgroup-root",
+                "/sys/fs/cgroup/unified",
+                "--pids-limit",
+                "-1",
+                "--hugetlb",
+                "2MB:6m",
+            ],
+            &["/bin/cat", "/sys/fs/cgroup/hugetlb.2MB.max"],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "6291456");
+        assert!(leftover_cgroups().is_empty());
+    }
     refused(&store, &r, &["--hugetlb", "3MB:8m"], "--hugetlb");
 }
 
