@@ -30,7 +30,9 @@ pub use prepare::{
     prepare, read_image_config_file, HeldView, PrepareRequest, Prepared, RootfsSource,
 };
 pub use resources::{check_devices, host_devices};
-pub use run::{run_foreground, run_foreground_report, write_bundle, Outcome, RunRequest};
+pub use run::{
+    run_foreground, run_foreground_report, run_silent_report, write_bundle, Outcome, RunRequest,
+};
 pub use state::{NameLease, State, Status};
 
 /// `imgctl run --init` re-executes a sealed copy of the binary as the container's
