@@ -793,9 +793,11 @@ impl<'o> Extractor<'o> {
             }
         }
         let full = join(&comps);
+        let mut repeated = false;
 
         if self.pool.is_some() {
             self.poll(false)?;
+            repeated = self.seen.contains(&full);
             // Anything that may touch a path still being written waits for it: a
             // repeated path, a parent that is a pending file, whiteouts and links.
             let mut conflict = self.seen.contains(&full)
@@ -828,6 +830,9 @@ impl<'o> Extractor<'o> {
                 if self.pool.is_some() && entry.size() <= PARALLEL_MAX_FILE =>
             {
                 let parent = self.parent(parents, true)?.ok_or_else(not_found)?;
+                if repeated {
+                    self.clear_for_worker(&parent, name)?;
+                }
                 self.dispatch(entry, &parent, name, &full, &raw_path, meta)?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -849,6 +854,9 @@ impl<'o> Extractor<'o> {
                 }
                 let parent = self.parent(parents, true)?.ok_or_else(not_found)?;
                 if self.pool.is_some() {
+                    if repeated {
+                        self.clear_for_worker(&parent, name)?;
+                    }
                     self.send_job(&parent, name, &full, &raw_path, target, true, meta)?;
                 } else {
                     self.create_retrying(&parent, name, |p| {
@@ -985,6 +993,19 @@ impl<'o> Extractor<'o> {
                 self.remove_existing(parent, name)?;
                 create(parent.fd.as_fd()).map_err(Failure::from)
             }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Before a worker writes `name` again (the path was seen before, and every
+    /// pending write has finished): a directory in the way goes now, on this thread.
+    /// Workers only replace non-directories, and the result must not depend on how
+    /// many of them there are (issue 10: "Is a directory" with workers only).
+    fn clear_for_worker(&mut self, parent: &Parent, name: &[u8]) -> Result<(), Failure> {
+        match sfs::lstat_at(parent.fd.as_fd(), name) {
+            Ok(st) if sfs::is_dir(&st) => self.remove_existing(parent, name),
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
         }
     }

@@ -405,3 +405,59 @@ fn long_names_work_up_to_name_max_and_fail_fast_beyond() {
         }
     }
 }
+
+/// issue 10: a directory replaced by a file (or a symlink) later in the same layer
+/// gives the same tree whatever the number of writer threads (it failed with "Is a
+/// directory" when a worker wrote the file), and the same as flatten mode.
+#[test]
+fn dir_replaced_by_file_in_one_layer_is_independent_of_worker_count() {
+    use crate::common::layer::{dir, file, symlink, tar_of, tree};
+    use imgctl::layer::{self, ApplyMode, ApplyOptions, Compression};
+    let tar = tar_of(&[
+        dir("a"),
+        dir("a/sub"),
+        file("a/x", b"small file in the directory"),
+        file("a/sub/y", b"deeper"),
+        file("a", b"now a file"),
+        dir("l"),
+        file("l/z", b"z"),
+        symlink("l", "a"),
+        file("big", &vec![1u8; 300 << 10]),
+        dir("big"),
+        file("big/in", b"in"),
+    ]);
+    let t = common::tempdir();
+    let mut trees = Vec::new();
+    for (mode, workers) in [
+        (ApplyMode::Overlay, 0),
+        (ApplyMode::Overlay, 1),
+        (ApplyMode::Overlay, 4),
+        (ApplyMode::Flatten, 0),
+    ] {
+        let target = t.path().join(format!("{mode:?}-{workers}"));
+        std::fs::create_dir(&target).unwrap();
+        let mut o = ApplyOptions::new(mode, "dir-to-file");
+        o.workers = workers;
+        layer::apply(&tar[..], Compression::None, &target, &o)
+            .unwrap_or_else(|e| panic!("{mode:?} with {workers} workers: {e}"));
+        assert_eq!(
+            std::fs::read(target.join("a")).unwrap(),
+            b"now a file",
+            "{mode:?}/{workers}"
+        );
+        assert_eq!(
+            std::fs::read_link(target.join("l")).unwrap(),
+            Path::new("a"),
+            "{mode:?}/{workers}"
+        );
+        assert_eq!(
+            std::fs::read(target.join("big/in")).unwrap(),
+            b"in",
+            "{mode:?}/{workers}"
+        );
+        trees.push(((mode, workers), tree(&target, true)));
+    }
+    for (k, tr) in &trees[1..] {
+        crate::common::layer::assert_same_tree(&trees[0].1, tr, &format!("{k:?} vs 0 workers"));
+    }
+}
