@@ -11,7 +11,7 @@
 # Prints per-tool times, medians and ratios to docker pull (targets: default <= 0.5,
 # files <= 1.0). Then the bytes file-level dedup saves for two images that share
 # files but no layer (files snapshotter).
-#   Usage: scripts/bench-pull-unpack.sh [RUNS]     (default 5; needs root)
+#   Usage: [IMGCTL_BIN=path] scripts/bench-pull-unpack.sh [RUNS]   (default 5; needs root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
@@ -19,8 +19,9 @@ runs=${1:-5}
 for t in skopeo podman dockerd docker jq bc; do
   command -v "$t" >/dev/null || { echo "bench-pull-unpack: $t missing (scripts/install-deps.sh)" >&2; exit 1; }
 done
-cargo build --release --quiet
-bin=${CARGO_TARGET_DIR:-$PWD/target}/release/imgctl
+# IMGCTL_BIN: benchmark that binary instead of building this tree's release build.
+if [ -z "${IMGCTL_BIN:-}" ]; then cargo build --release --quiet; fi
+bin=${IMGCTL_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/imgctl}
 nginx=$(./scripts/fixtures/nginx.sh)
 cache=${IMGCTL_TESTDATA:-/var/cache/imgctl-testdata}
 # Every store lives on the same file system (inode creation dominates here).
