@@ -36,6 +36,11 @@ fn locks_dir(root: &Path) -> PathBuf {
     root.join("locks").join("containers")
 }
 
+/// The owner lock file of container `id`.
+pub fn lock_path(root: &Path, id: &str) -> PathBuf {
+    locks_dir(root).join(id)
+}
+
 /// What the lock file says (informational, and how to clean up).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct OwnerInfo {
@@ -130,6 +135,32 @@ pub fn claim(root: &Path, id: &str, remove: bool, cgroup_root: &Path) -> Result<
     })
 }
 
+/// Where container `id`'s cgroup lives, as its owner recorded
+/// (`/sys/fs/cgroup` when unknown).
+pub fn cgroup_root(root: &Path, id: &str) -> PathBuf {
+    std::fs::read(locks_dir(root).join(id))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<OwnerInfo>(&b).ok())
+        .map(|i| i.cgroup_root)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))
+}
+
+/// Whether a live process owns container `id` (its lock file is held).
+pub fn is_owned(root: &Path, id: &str) -> bool {
+    let path = locks_dir(root).join(id);
+    let Ok(file) = std::fs::OpenOptions::new().read(true).open(&path) else {
+        return false;
+    };
+    match rustix::fs::flock(
+        file.as_fd(),
+        rustix::fs::FlockOperation::NonBlockingLockShared,
+    ) {
+        Ok(()) => false,
+        Err(_) => true,
+    }
+}
+
 /// Clean what containers of dead owners left in the store at `root`; returns
 /// their ids. Never fails: what cannot be cleaned now is logged and tried again
 /// next time (the lock file stays).
@@ -218,6 +249,8 @@ fn clean(root: &Path, id: &str, info: &OwnerInfo) -> Result<(), Error> {
             Err(e) => note(Err(Error::Spec(format!("config.json: {e}")))),
         }
     }
+    // Network: veth, DNAT chains, address and port leases (found by id).
+    note(super::net::detach(root, id));
     // Also a view whose making was cut short (no metadata yet); an error counts
     // only when the view is still there afterwards.
     let key = view_key(id);

@@ -20,6 +20,8 @@
 //! (`image::layer_format`), and both stack in the same chains.
 
 pub mod dedup;
+pub mod durable;
+pub mod gc;
 pub mod overlay;
 
 use std::path::{Path, PathBuf};
