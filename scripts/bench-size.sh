@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Side-by-side figures for `imgctl size` on the nginx fixture, in one run (release
 # build, hyperfine):
-#   imgctl size nginx (from the store)           vs  gzip -dc of its layers > /dev/null
+#   imgctl size nginx (from the store; its layers indexed by an earlier report, and
+#   "cold": with cache/size removed first, so every layer is decompressed)
+#                                                vs  gzip -dc of its layers > /dev/null
 #                                                     (the decompression floor)
 #   imgctl size nginx (store / OCI layout)       vs  dive --ci on the docker-archive of the
 #                                                     same image (archive made beforehand),
@@ -45,6 +47,7 @@ cd "$work"
 
 cmds=(
   -n "imgctl size (store)" "$bin --root $work/store size --progress quiet nginx:bench"
+  -n "imgctl size (store, cold)" "sh -c 'rm -rf $work/store/cache/size && exec $bin --root $work/store size --progress quiet nginx:bench'"
   -n "imgctl size (oci layout)" "$bin --root $work/store size --progress quiet oci:$nginx:latest"
   -n "gzip -dc layers" "gzip -dc ${layers[*]} > /dev/null"
   -n "dive --ci (archive)" "$dive --source docker-archive $work/nginx.tar --ci --lowestEfficiency 0 --highestUserWastedPercent 1"
@@ -77,6 +80,9 @@ me = r["imgctl size (store)"]
 print(f"  imgctl / gzip -dc floor       = {me / r['gzip -dc layers']:.2f}x  (target <= 1.5x)")
 print(f"  imgctl / dive --ci (archive)  = {me / r['dive --ci (archive)']:.2f}x  (target <= 0.25x)")
 print(f"  imgctl / skopeo copy + dive   = {me / r['skopeo copy + dive --ci']:.2f}x")
+cold = r["imgctl size (store, cold)"]
+print(f"  cold (no layer index) / gzip -dc floor = {cold / r['gzip -dc layers']:.2f}x")
+print(f"  cold (no layer index) / dive --ci      = {cold / r['dive --ci (archive)']:.2f}x")
 if "imgctl size (registry)" in r:
     print(f"  registry / store              = {r['imgctl size (registry)'] / me:.2f}x")
 print(f"peak RSS: imgctl (store) {rss_store} KiB, dive {rss_dive} KiB, imgctl (registry) {rss_reg} KiB (target < 65536)")

@@ -14,6 +14,7 @@ pub mod copy;
 mod exec;
 pub mod output;
 pub mod progress;
+pub mod remote;
 pub mod run;
 
 use std::path::PathBuf;
@@ -210,6 +211,12 @@ pub struct BuildOptions {
     pub output: Option<Output>,
     /// Where cgroupfs is mounted.
     pub cgroup_root: PathBuf,
+    /// `--cache-to`: where to export this build's cache records.
+    pub cache_to: Vec<remote::CacheExport>,
+    /// `--cache-from`: caches to take steps from when the local cache misses.
+    pub cache_from: Vec<remote::CacheRef>,
+    /// `--push`: push every tag after the build.
+    pub push: bool,
 }
 
 impl BuildOptions {
@@ -236,6 +243,9 @@ impl BuildOptions {
             compression: Compression::Gzip,
             output: None,
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            cache_to: Vec::new(),
+            cache_from: Vec::new(),
+            push: false,
         }
     }
 }
@@ -249,6 +259,8 @@ pub struct Built {
     /// Steps run and steps taken from the cache.
     pub steps_run: usize,
     pub steps_cached: usize,
+    /// `--push`: where each tag went and the manifest digest the registry has.
+    pub pushed: Vec<(Reference, Digest)>,
 }
 
 /// Build the Buildfile in `opts` into the store. Nothing is tagged unless every

@@ -76,6 +76,17 @@ pub struct Args {
     /// Say for each step that missed the cache which input changed.
     #[arg(long)]
     pub explain: bool,
+    /// Export the build cache: type=registry,ref=REGISTRY/REPO:TAG[,mode=min|max] or
+    /// type=local,dest=DIR[,mode=min|max] (min: the final stage's steps; max: all).
+    #[arg(long = "cache-to", value_name = "type=registry,ref=REF[,mode=max]")]
+    pub cache_to: Vec<String>,
+    /// Take steps from a build cache when the local one misses (only their layers are
+    /// downloaded): type=registry,ref=REGISTRY/REPO:TAG or type=local,src=DIR.
+    #[arg(long = "cache-from", value_name = "type=registry,ref=REF")]
+    pub cache_from: Vec<String>,
+    /// Push every -t name to its registry after the build.
+    #[arg(long)]
+    pub push: bool,
     /// The build context directory.
     #[arg(default_value = ".")]
     pub context: PathBuf,
@@ -153,6 +164,19 @@ fn options(g: &Globals, a: &Args) -> anyhow::Result<BuildOptions> {
     } else {
         crate::build::Compression::Gzip
     };
+    for c in &a.cache_to {
+        o.cache_to
+            .push(build::remote::CacheExport::parse(c).map_err(anyhow::Error::msg)?);
+    }
+    for c in &a.cache_from {
+        o.cache_from
+            .push(build::remote::CacheRef::parse_from(c).map_err(anyhow::Error::msg)?);
+    }
+    anyhow::ensure!(
+        !a.push || !a.tags.is_empty(),
+        "--push needs a name to push: add -t REGISTRY/REPOSITORY[:TAG]"
+    );
+    o.push = a.push;
     if let Some(out) = &a.output {
         let mut kind = None;
         let mut dest = None;

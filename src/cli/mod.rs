@@ -18,7 +18,9 @@ mod export;
 mod images;
 mod login;
 mod mount;
+mod network;
 mod pull;
+mod push;
 mod run;
 mod runtime;
 mod size;
@@ -47,6 +49,18 @@ pub struct Cli {
     #[arg(long, global = true, env = "IMGCTL_LOG", default_value = "warn")]
     pub log_level: String,
 
+    /// How new layers are unpacked: `erofs` (one EROFS image per layer, mounted on
+    /// demand) or `files` (extracted files). Default: the store setting in
+    /// ROOT/snapshots/config.json, else EROFS where this kernel mounts EROFS files.
+    /// Used by pull, run, build and mount.
+    #[arg(
+        long,
+        global = true,
+        env = "IMGCTL_SNAPSHOTTER",
+        value_name = "files|erofs"
+    )]
+    pub snapshotter: Option<crate::image::LayerFormat>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -61,6 +75,8 @@ pub struct Globals {
 pub enum Command {
     /// Pull an image from a registry into the store.
     Pull(pull::Args),
+    /// Push an image from the store to a registry.
+    Push(push::Args),
     /// Log in to a registry (writes ~/.docker/config.json).
     Login(login::LoginArgs),
     /// Log out of a registry.
@@ -101,6 +117,9 @@ pub enum Command {
     /// OCI runtime command line, like runc: create, start, state, kill, delete
     /// containers from bundles (`imgctl runtime --help`; own `--root`).
     Runtime(runtime::Passthrough),
+    /// Manage bridge networks: create, ls, rm, inspect.
+    #[command(subcommand)]
+    Network(network::Cmd),
 }
 
 /// An error that carries the exit code imgctl should end with.
@@ -146,6 +165,9 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(&cli.log_level);
+    if let Some(s) = cli.snapshotter {
+        crate::image::set_process_snapshotter(s);
+    }
     let globals = Globals {
         root: cli.root.clone(),
     };
@@ -170,6 +192,7 @@ fn init_logging(level: &str) {
 fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Pull(a) => pull::run(g, a),
+        Command::Push(a) => push::run(g, a),
         Command::Login(a) => login::login(g, a),
         Command::Logout(a) => login::logout(g, a),
         Command::Images(a) => images::images(g, a),
@@ -189,6 +212,7 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Buildfile(c) => buildfile::run(g, c),
         Command::Size(a) => size::run(g, a),
         Command::Runtime(a) => Ok(runtime::main(a.args)),
+        Command::Network(c) => network::run(g, c),
     }
 }
 

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::{Exit, Globals};
-use crate::container::{self, parse, Network, RootfsSource, RunFlags, RunRequest, Userns};
+use crate::container::{self, net, parse, RootfsSource, RunFlags, RunRequest, Userns};
 
 /// Flags shared by `run` and `bundle` (Docker's names).
 #[derive(clap::Args, Debug, Clone)]
@@ -57,9 +57,28 @@ pub struct ContainerArgs {
     /// Override the image's ENTRYPOINT ("" clears it).
     #[arg(long)]
     pub entrypoint: Option<String>,
-    /// Network: none (a private namespace with only lo) or host.
-    #[arg(long, default_value = "none", value_parser = ["none", "host"])]
+    /// Network: bridge (the default network, imgctl0), none (a private namespace
+    /// with only lo), host, a network made with `imgctl network create`, or
+    /// container:NAME (share that running container's network namespace).
+    #[arg(long, visible_alias = "net", default_value = "bridge")]
     pub network: String,
+    /// Publish a container's port on the host: [IP:]HOST_PORT:CONTAINER_PORT[/udp]
+    /// (ranges 8000-8001:80-81; reachable on 127.0.0.1 too). Bridge networks only.
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "[IP:]HOST:CONTAINER[/PROTO]"
+    )]
+    pub publish: Vec<String>,
+    /// Limit the bandwidth into the container (e.g. 8mbit, 500kbit, 2mbps).
+    #[arg(long, value_name = "RATE")]
+    pub network_rate_in: Option<String>,
+    /// Limit the bandwidth out of the container (e.g. 8mbit, 500kbit, 2mbps).
+    #[arg(long, value_name = "RATE")]
+    pub network_rate_out: Option<String>,
+    /// A time namespace with clock offsets in seconds: monotonic=S,boottime=S.
+    #[arg(long, value_name = "monotonic=S,boottime=S")]
+    pub time_offset: Option<String>,
     /// User namespace: host (none), auto (a free range from /etc/subuid), or set with --uidmap.
     #[arg(long, value_parser = ["host", "auto", ""])]
     pub userns: Option<String>,
@@ -275,11 +294,24 @@ pub(crate) fn run_flags(c: &ContainerArgs, id: &str, cmd: Vec<String>) -> anyhow
         entrypoint: c.entrypoint.clone(),
         cmd,
         tty: c.tty,
-        network: if c.network == "host" {
-            Network::Host
-        } else {
-            Network::None
-        },
+        network: net::parse_network(&c.network)?,
+        ports: net::parse_publish(&c.publish)?,
+        rate_in: c
+            .network_rate_in
+            .as_deref()
+            .map(|r| net::parse_rate("--network-rate-in", r))
+            .transpose()?,
+        rate_out: c
+            .network_rate_out
+            .as_deref()
+            .map(|r| net::parse_rate("--network-rate-out", r))
+            .transpose()?,
+        time_offsets: c
+            .time_offset
+            .as_deref()
+            .map(net::parse_time_offset)
+            .transpose()?
+            .unwrap_or_default(),
         memory: opt_bytes("--memory", &c.memory)?,
         memory_reservation: opt_bytes("--memory-reservation", &c.memory_reservation)?,
         memory_swappiness: c.memory_swappiness,

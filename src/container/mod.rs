@@ -6,6 +6,7 @@
 //! process. The result runs in [`crate::sandbox`] or, written as a bundle, in crun
 //! or runc.
 
+pub mod net;
 pub mod owner;
 pub mod parse;
 mod prepare;
@@ -71,6 +72,8 @@ pub enum Error {
     Image(#[from] crate::image::ImageError),
     #[error("the name {name:?} is already used by container {id} (remove it to reuse the name)")]
     NameInUse { name: String, id: String },
+    #[error(transparent)]
+    Network(#[from] crate::network::Error),
 }
 
 impl Error {
@@ -85,13 +88,25 @@ impl Error {
 }
 
 /// `--network`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Network {
     /// A new network namespace with only `lo` (Docker's `none`).
     #[default]
     None,
     /// The host's network namespace.
     Host,
+    /// A new network namespace on a bridge network (`bridge`, the default
+    /// one, or a user-defined network's name): see [`net`].
+    Bridge(String),
+    /// The network namespace of another, running container (name or id).
+    Container(String),
+}
+
+impl Network {
+    /// The container gets a network namespace of its own.
+    pub fn own_netns(&self) -> bool {
+        matches!(self, Network::None | Network::Bridge(_))
+    }
 }
 
 /// `--userns` and `--uidmap/--gidmap`.
@@ -149,6 +164,14 @@ pub struct RunFlags {
     /// Parent cgroup (Docker's `--cgroup-parent`); default `imgctl`.
     pub cgroup_parent: Option<String>,
     pub ulimits: Vec<(String, u64, u64)>,
+    /// `-p`: published ports (bridge networks only).
+    pub ports: Vec<crate::network::PortMap>,
+    /// `--network-rate-in` / `--network-rate-out`, bits per second.
+    pub rate_in: Option<u64>,
+    pub rate_out: Option<u64>,
+    /// `--time-offset monotonic=S,boottime=S`: a time namespace with these
+    /// offsets (clock name, seconds).
+    pub time_offsets: Vec<(String, i64)>,
 }
 
 /// Default pids limit (podman's): a fork bomb stays contained (SECURITY-TESTS 45).
@@ -594,20 +617,33 @@ fn resources(f: &RunFlags) -> Result<LinuxResources, Error> {
 pub fn write_etc_files(
     state_dir: &Path,
     hostname: &str,
-    network: Network,
+    network: &Network,
 ) -> Result<Vec<Mount>, Error> {
     let io = |p: &Path, e| Error::Io {
         path: p.to_path_buf(),
         source: e,
     };
     std::fs::create_dir_all(state_dir).map_err(|e| io(state_dir, e))?;
-    let hosts = match network {
-        Network::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
-        Network::None => format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\t{hostname}\n"
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let (hosts, resolv) = match network {
+        Network::Host => (
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+            host_resolv,
         ),
+        Network::None => (
+            format!(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\t{hostname}\n"
+            ),
+            host_resolv,
+        ),
+        // The address is added by net::attach, which rewrites the file in place.
+        Network::Bridge(_) => (
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string(),
+            crate::network::resolv_conf(&host_resolv),
+        ),
+        // Filled from the other container's files by prepare.
+        Network::Container(_) => (String::new(), crate::network::resolv_conf(&host_resolv)),
     };
-    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let mut mounts = Vec::new();
     for (name, content) in [
         ("hostname", format!("{hostname}\n")),
@@ -779,8 +815,24 @@ pub fn runtime_spec(
         LinuxNamespaceType::Mount,
         LinuxNamespaceType::Cgroup,
     ];
-    if flags.network == Network::None {
+    if flags.network != Network::Host {
+        // A container:X namespace is given its path by prepare.
         ns_types.push(LinuxNamespaceType::Network);
+    }
+    if !flags.time_offsets.is_empty() {
+        ns_types.push(LinuxNamespaceType::Time);
+        linux.set_time_offsets(Some(
+            flags
+                .time_offsets
+                .iter()
+                .map(|(clock, secs)| {
+                    let mut o = oci_spec::runtime::LinuxTimeOffset::default();
+                    o.set_secs(Some(*secs));
+                    o.set_nanosecs(Some(0));
+                    (clock.clone(), o)
+                })
+                .collect(),
+        ));
     }
     let maps = match &flags.userns {
         Userns::Host => None,
@@ -857,7 +909,7 @@ pub fn runtime_spec(
     let mut sysctl = HashMap::new();
     // Unprivileged ICMP sockets, as Docker; the range must be mapped gids, so not
     // with a user namespace.
-    if flags.network == Network::None && maps.is_none() {
+    if flags.network.own_netns() && maps.is_none() {
         sysctl.insert(
             "net.ipv4.ping_group_range".to_string(),
             "0 2147483647".to_string(),

@@ -42,6 +42,9 @@ pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
         cgroup_root,
     } = req;
     let id = preq.flags.id.clone();
+    super::net::check(&preq.root, &preq.flags)?;
+    let root = preq.root.clone();
+    let net_flags = preq.flags.clone();
     // Held until everything below is gone: if this process is killed, the next
     // imgctl command cleans up after it (super::owner).
     let owner = super::owner::claim(&preq.root, &id, remove, &cgroup_root)?;
@@ -82,17 +85,39 @@ pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
             rootfs_shifted: p.rootfs_shifted.clone(),
             cgroup_root,
         };
-        Ok(sandbox::run_with_stdin(
+        // Between create and start: the network (its namespace exists now),
+        // recorded with the pid so `--network container:` can find it.
+        let mut before_start = |pid: i32| -> Result<(), sandbox::Error> {
+            let as_setup = |e: Error| sandbox::Error::Setup {
+                step: "network".into(),
+                source: std::io::Error::other(e.to_string()),
+            };
+            let ep = super::net::attach(&root, &net_flags, st.name.as_deref(), &p.state_dir, pid)
+                .map_err(as_setup)?;
+            st.pid = u32::try_from(pid).ok();
+            st.network = ep;
+            st.save_with(&p.state_dir, durable).map_err(as_setup)
+        };
+        Ok(sandbox::run_with_hook(
             &p.spec,
             &p.rootfs,
             &opts,
             interactive,
+            &mut before_start,
         )?)
     })();
+    if let Err(e) = super::net::detach(&root, &id) {
+        tracing::warn!(
+            "container {}: network cleanup: {e}",
+            &id[..12.min(id.len())]
+        );
+    }
     let started = result.is_ok();
     // With --rm the state is about to go: nothing to record.
     if let (Ok(outcome), false) = (&result, remove) {
         st.status = Status::Stopped;
+        st.pid = None;
+        st.network = None;
         st.finished = Some(state::now());
         st.exit_code = Some(outcome.exit_code());
         st.oom_killed = *outcome == Outcome::OomKilled;

@@ -68,6 +68,9 @@ pub struct State {
     pub started: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished: Option<u64>,
+    /// The bridge-network endpoint while attached (address, ports, rates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<super::net::NetState>,
 }
 
 /// Seconds since the Unix epoch, now.
@@ -91,6 +94,7 @@ impl State {
             created: now(),
             started: None,
             finished: None,
+            network: None,
         }
     }
 

@@ -26,7 +26,7 @@ pub struct PullRequest {
 }
 
 /// A tokio runtime for network work (a few threads: downloads are I/O bound).
-fn runtime() -> Result<tokio::runtime::Runtime, ImageError> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, ImageError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -37,7 +37,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, ImageError> {
         })
 }
 
-fn client() -> Result<Client, ImageError> {
+pub(super) fn client() -> Result<Client, ImageError> {
     Ok(Client::new(
         RegistryConfig::load().map_err(|e| ImageError::Registry {
             what: "registry configuration".into(),

@@ -14,15 +14,15 @@ use crate::snapshot::{self, Overlay, Snapshotter};
 pub struct MountOptions {
     /// Hardlink identical files into the store's dedup pool while unpacking.
     pub dedup: bool,
-    /// Keep new layers as EROFS images (Linux 6.12+).
-    pub erofs: bool,
+    /// How new layers are kept; `None`: the store's choice ([`super::layer_format`]).
+    pub snapshotter: Option<LayerFormat>,
 }
 
 impl Default for MountOptions {
     fn default() -> MountOptions {
         MountOptions {
             dedup: true,
-            erofs: false,
+            snapshotter: None,
         }
     }
 }
@@ -59,11 +59,7 @@ pub fn mount_as(
 ) -> Result<View, ImageError> {
     let uo = UnpackOptions {
         dedup: opts.dedup,
-        format: if opts.erofs {
-            LayerFormat::Erofs
-        } else {
-            LayerFormat::Files
-        },
+        format: opts.snapshotter,
         ..UnpackOptions::default()
     };
     let unpacked = unpack_resolved(image.blobs(), image.resolved(), root, &uo)?;
@@ -132,5 +128,16 @@ pub fn changes(root: &Path, key: &str) -> Result<Vec<Change>, ImageError> {
         Some(p) => snaps.lowers(p)?,
         None => Vec::new(),
     };
+    // EROFS lowers are read through their mounts: make sure they are there (a
+    // reboot or `unmount_layers` may have detached them since the view was made).
+    let erofs: Vec<snapshot::Mount> = snaps
+        .mounts(key)?
+        .into_iter()
+        .filter(|m| matches!(m, snapshot::Mount::Erofs { .. }))
+        .collect();
+    snapshot::mount_all(&erofs, Path::new("/")).map_err(|source| ImageError::Io {
+        path: PathBuf::from(key),
+        source,
+    })?;
     Ok(layer::changes(&snaps.upper_dir(key), &lowers)?)
 }

@@ -11,6 +11,7 @@
 
 mod compare;
 mod dive;
+pub mod index;
 mod render;
 mod rules;
 mod scan;

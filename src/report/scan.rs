@@ -1,12 +1,13 @@
-//! Reading one layer: the tar stream is decompressed, hashed (diff ID) and listed
-//! entry by entry, with a sha256 of every regular file's content. Nothing is written
-//! anywhere; memory is one small record per entry.
+//! Reading one layer: the tar stream is decompressed, hashed (diff ID, unless the
+//! store already vouches for it) and listed entry by entry, with a BLAKE3 hash of
+//! every regular file's content (only compared with other files of the report, never
+//! printed: BLAKE3 is collision-resistant and some 4x faster than sha256 here, which
+//! is what keeps the listing thread below the decompression thread). Nothing is
+//! written anywhere; memory is one small record per entry.
 
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::sync::mpsc;
-
-use sha2::{Digest as _, Sha256};
 
 use super::ReportError;
 use crate::layer::{self, Compression};
@@ -36,7 +37,7 @@ pub struct Entry {
     pub kind: Kind,
     /// The header's size (content bytes of regular files; 0 for the rest).
     pub size: u64,
-    /// sha256 of the content (regular files, and hardlinks to a file of the same layer).
+    /// BLAKE3 of the content (regular files, and hardlinks to a file of the same layer).
     pub content: Option<[u8; 32]>,
 }
 
@@ -63,6 +64,7 @@ pub struct Scanned {
     pub uncompressed: u64,
     /// Bytes of the compressed blob as read.
     pub compressed: u64,
+    /// sha256 of the uncompressed stream; `None` when it was not computed.
     pub diff_id: Option<Digest>,
 }
 
@@ -102,16 +104,20 @@ pub fn clean(name: &str) -> String {
     out.join("/")
 }
 
-/// A reader that counts and hashes what passes through it.
+/// A reader that counts what passes through it and hashes it when asked to.
 struct Tee<R> {
     inner: R,
-    digester: Digester,
+    digester: Option<Digester>,
+    len: u64,
 }
 
 impl<R: Read> Read for Tee<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.digester.update(&buf[..n]);
+        self.len += n as u64;
+        if let Some(d) = &mut self.digester {
+            d.update(&buf[..n]);
+        }
         Ok(n)
     }
 }
@@ -166,15 +172,26 @@ pub trait Tick: Sync {
     fn bytes(&self, layer: usize, compressed: u64);
 }
 
-/// Read one layer blob. `blob` yields the compressed bytes; `verify` checks them
-/// against the descriptor digest (not needed for store blobs, verified at commit).
+/// How much of a layer's own hashes to check while reading it.
+#[derive(Debug, Clone)]
+pub struct Checks {
+    /// Check the compressed bytes against this digest (not needed for store blobs,
+    /// verified at commit).
+    pub blob: Option<Digest>,
+    /// Compute the diff ID of the uncompressed stream (not needed when the store
+    /// already verified it, i.e. the layer is unpacked under that diff ID).
+    pub diff_id: bool,
+}
+
+/// Read one layer blob. `blob` yields the compressed bytes.
 pub fn scan<R: Read + Send>(
     blob: R,
     compression: Compression,
     name: &str,
-    verify: Option<Digest>,
+    checks: Checks,
     progress: Option<(&dyn Tick, usize)>,
 ) -> Result<Scanned, ReportError> {
+    let verify = checks.blob;
     let counted = Counted {
         inner: Verify::new(blob, verify),
         progress,
@@ -205,7 +222,7 @@ pub fn scan<R: Read + Send>(
             pos: 0,
             done: false,
         };
-        list(reader, name)
+        list(reader, name, checks.diff_id)
     })
 }
 
@@ -260,14 +277,15 @@ impl Read for Chunks {
 }
 
 /// List the decompressed tar stream `raw`.
-fn list<R: Read>(raw: R, name: &str) -> Result<Scanned, ReportError> {
+fn list<R: Read>(raw: R, name: &str, diff_id: bool) -> Result<Scanned, ReportError> {
     let io_err = |source: io::Error| ReportError::Layer {
         layer: name.to_string(),
         source,
     };
     let tee = Tee {
         inner: raw,
-        digester: Digester::new(),
+        digester: diff_id.then(Digester::new),
+        len: 0,
     };
     let mut archive = tar::Archive::new(tee);
     let mut entries = Vec::new();
@@ -309,7 +327,7 @@ fn list<R: Read>(raw: R, name: &str) -> Result<Scanned, ReportError> {
             Kind::File
         };
         let content = if kind == Kind::File {
-            let mut h = Sha256::new();
+            let mut h = blake3::Hasher::new();
             loop {
                 let n = e.read(&mut buf).map_err(io_err)?;
                 if n == 0 {
@@ -338,13 +356,11 @@ fn list<R: Read>(raw: R, name: &str) -> Result<Scanned, ReportError> {
     // uncompressed size and diff ID cover the whole stream.
     let mut tee = archive.into_inner();
     io::copy(&mut tee, &mut io::sink()).map_err(io_err)?;
-    let uncompressed = tee.digester.len();
-    let diff_id = tee.digester.finish();
     Ok(Scanned {
         entries,
-        uncompressed,
+        uncompressed: tee.len,
         compressed: 0,
-        diff_id: Some(diff_id),
+        diff_id: tee.digester.map(Digester::finish),
     })
 }
 

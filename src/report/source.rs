@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::scan::{self, Scanned, Tick};
+use super::index;
+use super::scan::{self, Checks, Scanned, Tick};
 use super::{Progress, ReportError, SizeOptions};
 use crate::image::{self, ImageError, OciDir};
 use crate::layer::Compression;
@@ -214,11 +215,29 @@ fn scan_one(img: &Opened, i: usize, tick: &TickTo<'_>) -> Result<Scanned, Report
         layer: name.clone(),
         source,
     };
-    let mut s = match &img.blobs {
+    let s = match &img.blobs {
         Blobs::Local { image, verified } => {
+            // Store images: the layer index recorded by an earlier report, if any.
+            let cache = image.store().map(|st| st.root().to_path_buf());
+            let need_diff_id = !(*verified && unpacked(image, &img.config.rootfs.diff_ids[i]));
+            if let Some(hit) = cache.as_deref().and_then(|r| index::load(r, &d.digest)) {
+                if hit.diff_id.is_some() || !need_diff_id {
+                    tick.bytes(i, d.size);
+                    return check_diff_id(img, i, name, with_size(hit, d.size));
+                }
+            }
             let f = image.blobs().open_blob(&d.digest).map_err(io_err)?;
-            let verify = (!verified).then(|| d.digest.clone());
-            scan::scan(f, compression, &name, verify, Some((tick, i)))?
+            let checks = Checks {
+                blob: (!verified).then(|| d.digest.clone()),
+                // A layer the store unpacked had its diff ID checked then.
+                diff_id: need_diff_id,
+            };
+            let s = scan::scan(f, compression, &name, checks, Some((tick, i)))?;
+            let s = check_diff_id(img, i, name, with_size(s, d.size))?;
+            if let Some(root) = &cache {
+                index::save(root, &d.digest, &s);
+            }
+            return Ok(s);
         }
         Blobs::Remote {
             client,
@@ -238,25 +257,44 @@ fn scan_one(img: &Opened, i: usize, tick: &TickTo<'_>) -> Result<Scanned, Report
                 chunk: None,
                 pos: 0,
             };
-            scan::scan(
-                body,
-                compression,
-                &name,
-                Some(d.digest.clone()),
-                Some((tick, i)),
-            )?
+            let checks = Checks {
+                blob: Some(d.digest.clone()),
+                diff_id: true,
+            };
+            scan::scan(body, compression, &name, checks, Some((tick, i)))?
         }
     };
-    s.compressed = d.size;
+    check_diff_id(img, i, name, with_size(s, d.size))
+}
+
+fn with_size(mut s: Scanned, compressed: u64) -> Scanned {
+    s.compressed = compressed;
+    s
+}
+
+/// `s` when its diff ID (if computed) is the one layer `i` of the config names.
+fn check_diff_id(img: &Opened, i: usize, name: String, s: Scanned) -> Result<Scanned, ReportError> {
     let expected = &img.config.rootfs.diff_ids[i];
-    if s.diff_id.as_ref() != Some(expected) {
-        return Err(ReportError::DiffId {
+    match &s.diff_id {
+        Some(found) if found != expected => Err(ReportError::DiffId {
             layer: name,
             expected: expected.clone(),
-            found: s.diff_id.clone().unwrap_or_else(|| expected.clone()),
-        });
+            found: found.clone(),
+        }),
+        _ => Ok(s),
     }
-    Ok(s)
+}
+
+/// Whether the store holds layer `diff_id` unpacked (files or EROFS), i.e. checked
+/// its diff ID when it unpacked it.
+fn unpacked(image: &image::ResolvedImage, diff_id: &Digest) -> bool {
+    let Some(store) = image.store() else {
+        return false;
+    };
+    match crate::snapshot::Overlay::open(store.root()) {
+        Ok(o) => o.layer_dir(diff_id).is_dir() || o.erofs_image(diff_id).is_file(),
+        Err(_) => false,
+    }
 }
 
 /// Read every layer, `jobs` at a time; results in layer order.

@@ -44,7 +44,7 @@ pub struct Waste {
     /// For duplicates: the visible path holding the kept copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub same_as: Option<String>,
-    /// The content's sha256 (not printed).
+    /// The content's BLAKE3 hash (not printed).
     #[serde(skip)]
     pub content: Option<[u8; 32]>,
 }
@@ -281,12 +281,11 @@ mod tests {
     use super::*;
 
     fn file(name: &str, data: &[u8]) -> Entry {
-        use sha2::Digest as _;
         Entry {
             name: name.into(),
             kind: Kind::File,
             size: data.len() as u64,
-            content: Some(sha2::Sha256::digest(data).into()),
+            content: Some(blake3::hash(data).into()),
         }
     }
     fn mark(name: &str, kind: Kind) -> Entry {

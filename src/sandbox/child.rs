@@ -102,6 +102,16 @@ fn setup_and_exec(p: &mut Prepared, sock: &UnixStream) -> Result<std::convert::I
         nix::sched::setns(f, *flag)
             .map_err(|e| f125(format!("join namespace {}: {e}", path.display())))?;
     }
+    if let Some(offsets) = &p.time_offsets {
+        // Our children and our execve enter the new namespace; the offsets are
+        // written while nobody is in it yet (time_namespaces(7)).
+        nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(
+            libc::CLONE_NEWTIME,
+        ))
+        .map_err(ctx("time namespace"))?;
+        std::fs::write("/proc/self/timens_offsets", offsets)
+            .map_err(|e| f125(format!("time namespace offsets {offsets:?}: {e}")))?;
+    }
     let pre = mounts::preopen(p).map_err(f125)?;
     if p.userns {
         nix::unistd::setresgid(0.into(), 0.into(), 0.into())

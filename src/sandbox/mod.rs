@@ -173,6 +173,9 @@ pub(crate) struct Prepared {
     /// shifted rootfs.
     pub overlay_rw: Option<PathBuf>,
     pub netns_new: bool,
+    /// A new time namespace with these offsets (`/proc/PID/timens_offsets`
+    /// text): unshared by the child, which enters it at its execve.
+    pub time_offsets: Option<String>,
     pub cgroupns: bool,
     pub cgroup_version: u8,
     /// (name under /sys/fs/cgroup, host directory) of the container's group.
@@ -252,6 +255,22 @@ pub(crate) fn prepare(
     }
     let cgroupns = clone_flags.contains(nix::sched::CloneFlags::CLONE_NEWCGROUP);
     clone_flags.remove(nix::sched::CloneFlags::CLONE_NEWCGROUP);
+    // CLONE_NEWTIME (0x80) lies in clone()'s exit-signal byte: it cannot be
+    // passed to clone, and its offsets must be written before any process is
+    // in it. The child unshares it and writes them (see child.rs).
+    let newtime = nix::sched::CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
+    let time_offsets = clone_flags.contains(newtime).then(|| {
+        let mut text = String::new();
+        for (clock, off) in linux.time_offsets().iter().flatten() {
+            text.push_str(&format!(
+                "{clock} {} {}\n",
+                off.secs().unwrap_or(0),
+                off.nanosecs().unwrap_or(0)
+            ));
+        }
+        text
+    });
+    clone_flags.remove(newtime);
     let userns = clone_flags.contains(nix::sched::CloneFlags::CLONE_NEWUSER);
     if !join.is_empty()
         && join
@@ -330,6 +349,7 @@ pub(crate) fn prepare(
         idmap: userns && opts.rootfs_shifted.is_none(),
         overlay_rw: opts.rootfs_shifted.clone(),
         netns_new: clone_flags.contains(nix::sched::CloneFlags::CLONE_NEWNET),
+        time_offsets,
         cgroupns,
         cgroup_version,
         cgroup_dirs: Vec::new(),
@@ -369,6 +389,20 @@ pub fn run_with_stdin(
     opts: &Options,
     stdin: bool,
 ) -> Result<Outcome, Error> {
+    run_with_hook(spec, rootfs, opts, stdin, &mut |_| Ok(()))
+}
+
+/// [`run_with_stdin`], calling `before_start(pid)` once the container is
+/// created (its namespaces exist, `/proc/PID/ns/*` can be joined) and before
+/// its command runs: where the caller attaches the container to a network. An
+/// error from it deletes the container and is returned.
+pub fn run_with_hook(
+    spec: &Spec,
+    rootfs: &Path,
+    opts: &Options,
+    stdin: bool,
+    before_start: &mut dyn FnMut(i32) -> Result<(), Error>,
+) -> Result<Outcome, Error> {
     let terminal = spec
         .process()
         .as_ref()
@@ -401,6 +435,7 @@ pub fn run_with_stdin(
             }
         };
         let mut c = Container::create(spec, rootfs, opts, stdio)?;
+        before_start(c.pid())?;
         c.start()?;
         let pty = c.take_pty_master();
         let status = wait_loop(Pid::from_raw(c.pid()), &sigs, pty, stdin)?;

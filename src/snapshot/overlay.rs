@@ -153,7 +153,33 @@ impl Overlay {
     }
 
     /// Detach mounted EROFS layers that no active snapshot or view uses any more.
+    ///
+    /// Each layer is checked and detached under its mount lock (exclusive), and the
+    /// users are listed after taking it: a `mount_all` either finished (its snapshot
+    /// is listed, or its overlay already holds the layer) or waits and mounts the
+    /// layer again.
     pub fn unmount_unused_layers(&self) -> Result<(), SnapshotError> {
+        let rd = fs::read_dir(self.dir.join("layers")).map_err(io_err("layers"))?;
+        for e in rd {
+            let dir = e.map_err(io_err("layers"))?.path();
+            let fsdir = dir.join("fs");
+            if !fsdir.is_dir() || !sfs::is_mount_point(&fsdir).unwrap_or(false) {
+                continue;
+            }
+            let lock = super::erofs_mount_lock(&dir.join(EROFS_IMAGE))
+                .and_then(|f| super::Flock::take(f, true))
+                .map_err(io_err("layers"))?;
+            if !self.used_lowers()?.contains(&fsdir) && sfs::is_mount_point(&fsdir).unwrap_or(false)
+            {
+                sfs::unmount(&fsdir, true).map_err(io_err("layers"))?;
+            }
+            drop(lock);
+        }
+        Ok(())
+    }
+
+    /// The layer directories active snapshots and views use.
+    fn used_lowers(&self) -> Result<std::collections::HashSet<PathBuf>, SnapshotError> {
         let mut used = std::collections::HashSet::new();
         for info in self.list()? {
             if info.kind != Kind::Committed {
@@ -162,17 +188,7 @@ impl Overlay {
                 }
             }
         }
-        let rd = fs::read_dir(self.dir.join("layers")).map_err(io_err("layers"))?;
-        for e in rd {
-            let fsdir = e.map_err(io_err("layers"))?.path().join("fs");
-            if !used.contains(&fsdir)
-                && fsdir.is_dir()
-                && sfs::is_mount_point(&fsdir).unwrap_or(false)
-            {
-                sfs::unmount(&fsdir, true).map_err(io_err("layers"))?;
-            }
-        }
-        Ok(())
+        Ok(used)
     }
 
     /// The dedup pool directory.

@@ -13,6 +13,9 @@
 //! locks/                  lock files (std `File::lock`; released by the kernel when
 //!                         the holder dies, so a kill -9 never leaves a stale lock)
 //! tmp/                    temp files for atomic replace of index.json
+//! sources/<hex>           registry repositories a blob is known to live in (push
+//!                         mounts from them); see [`Store::blob_sources`]
+//! uploads/<key>.json      resumable push uploads (the registry's upload location)
 //! ```
 //!
 //! Every directory the store creates is 0700 and blobs are made 0444 after commit.
@@ -24,6 +27,7 @@
 pub mod fsutil;
 mod images;
 mod ingest;
+mod sources;
 mod writer;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -157,7 +161,7 @@ pub enum OpenMode {
 
 /// Entries imgctl itself puts in a store root (besides the layout), plus what a
 /// dedicated filesystem holds: a directory with only these may become a store.
-const OWN_ENTRIES: [&str; 12] = [
+const OWN_ENTRIES: [&str; 13] = [
     "oci-layout",
     "index.json",
     "blobs",
@@ -167,6 +171,7 @@ const OWN_ENTRIES: [&str; 12] = [
     "snapshots",
     "containers",
     "container-names",
+    "networks",
     "cache",
     "mounts",
     "lost+found",
@@ -508,6 +513,7 @@ impl Store {
             }
             let path = self.blob_path(&d);
             fs::remove_file(&path).map_err(io_err("remove", &path))?;
+            self.remove_blob_sources(&d);
             report.removed.push((d, size));
         }
         report.ingest_removed = ingest::remove_idle(self)?;

@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::common::layer::{dir, file, gzip, tar_of, whiteout};
 use crate::common::registry::{noise, registry_tools, Registry};
 use crate::common::*;
+use crate::store::check_schema;
 
 use super::fixtures::*;
 
@@ -328,4 +329,71 @@ fn progress_plain_reports_each_layer_and_quiet_says_nothing() {
     }
     let out = output(imgctl(t.path()).args(["size", "--progress", "quiet", &img]));
     assert!(out.status.success() && out.stderr.is_empty());
+}
+
+/// A store image's layers are decompressed once: the first report records each
+/// layer's index under cache/size (schema-checked), the next reads it instead (a
+/// doctored index shows in the report, so it is really what is read), a damaged
+/// index is ignored, and the figures never change.
+#[test]
+fn store_reports_read_the_layer_index() {
+    if !require(registry_tools(), "skopeo") {
+        return;
+    }
+    let t = tempdir();
+    let layout = t.path().join("img");
+    waste_image(&layout);
+    let root = t.path().join("store");
+    ok(imgctl(&root).arg("images"));
+    ok(Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("oci:{}:waste:v1", root.display())));
+    let first = size_json(&root, "waste:v1", &[]);
+    assert_eq!(first["image"]["source"], "store");
+    let dir = root.join("cache/size");
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let layers = first["layers"].as_array().unwrap();
+    assert_eq!(files.len(), layers.len(), "one index per layer blob");
+    for f in &files {
+        let v: Value = serde_json::from_slice(&fs::read(f).unwrap()).unwrap();
+        check_schema("size-layer-index", &v);
+    }
+    let second = size_json(&root, "waste:v1", &[]);
+    for k in ["dive", "wasted", "totals", "layers", "largest_files"] {
+        assert_eq!(first[k], second[k], "{k} differs on the second report");
+    }
+    // Doctor the index of the layer holding /copy/one: the report follows it.
+    let biggest = first["largest_files"][0]["path"].as_str().unwrap();
+    let name = biggest.trim_start_matches('/');
+    let doctored = files
+        .iter()
+        .find(|f| {
+            let v: Value = serde_json::from_slice(&fs::read(f).unwrap()).unwrap();
+            v["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e[0] == name)
+        })
+        .expect("an index lists the largest file");
+    let mut v: Value = serde_json::from_slice(&fs::read(doctored).unwrap()).unwrap();
+    for e in v["entries"].as_array_mut().unwrap() {
+        if e[0] == name {
+            e[2] = Value::from(123_456_789u64);
+        }
+    }
+    fs::write(doctored, serde_json::to_vec(&v).unwrap()).unwrap();
+    let third = size_json(&root, "waste:v1", &[]);
+    assert_eq!(third["largest_files"][0]["bytes"], 123_456_789u64);
+    // A damaged index is read past: the layer is decompressed again and re-indexed.
+    fs::write(doctored, b"{\"version\": 1, \"entr").unwrap();
+    let fourth = size_json(&root, "waste:v1", &[]);
+    assert_eq!(fourth["largest_files"], first["largest_files"]);
+    let v: Value = serde_json::from_slice(&fs::read(doctored).unwrap()).unwrap();
+    check_schema("size-layer-index", &v);
 }
