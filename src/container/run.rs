@@ -33,7 +33,7 @@ pub struct RunRequest {
 /// start; the image view and id lease are always released before returning.
 pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
     let RunRequest {
-        prepare: preq,
+        prepare: mut preq,
         name,
         image_name,
         remove,
@@ -45,6 +45,7 @@ pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
     super::net::check(&preq.root, &preq.flags)?;
     let root = preq.root.clone();
     let net_flags = preq.flags.clone();
+    preq.flags.volatile |= remove;
     // Held until everything below is gone: if this process is killed, the next
     // imgctl command cleans up after it (super::owner).
     let owner = super::owner::claim(&preq.root, &id, remove, &cgroup_root)?;

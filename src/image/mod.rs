@@ -31,7 +31,7 @@ pub use ocidir::OciDir;
 pub use pull::{login, logout, pull, Credentials, Event, Progress, PullRequest, PulledImage};
 pub use push::{push, PushEvent, PushFormat, PushProgress, PushRequest, Pushed};
 pub use resolve::{read_config, read_manifest, resolve_image, ImageManifest, ResolvedImage};
-pub use view::{changes, mount, mount_as, release, view_key, MountOptions, View};
+pub use view::{changes, mount, mount_as, mount_as_with, release, view_key, MountOptions, View};
 
 /// Errors of image unpacking.
 #[derive(Debug, thiserror::Error)]
