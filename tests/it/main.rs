@@ -21,4 +21,5 @@ mod registry;
 mod runtime_cli;
 mod sandbox;
 mod size;
+mod startup;
 mod store;
