@@ -289,6 +289,15 @@ impl Container {
                 tracing::debug!("{e}; reading the child's report");
             }
         }
+        // The seccomp filter, compiled here while the child builds its mounts
+        // (it reads it just before loading it); empty: none.
+        let bpf = match linux.seccomp() {
+            Some(s) => super::seccomp::compile_bpf(s)?,
+            None => Vec::new(),
+        };
+        if let Err(e) = spawn::send_bytes(&sock, &bpf) {
+            tracing::debug!("{e}; reading the child's report");
+        }
         // One zero byte: set up and waiting. A one (detached, with hooks): the
         // namespaces exist, run the creator's hooks and answer with the state.
         // Anything else is a failure report.

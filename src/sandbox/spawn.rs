@@ -456,6 +456,7 @@ pub fn entry() {
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     );
     let prepared = read_request(&sock).and_then(|req| {
+        // The seccomp filter comes compiled from the creator (later, on the socket).
         let (mut p, _) = super::prepare(
             &req.spec,
             &req.rootfs,
@@ -464,7 +465,7 @@ pub fn entry() {
                 init: req.init,
                 rootfs_shifted: req.rootfs_shifted.clone(),
             },
-            true,
+            false,
         )
         .map_err(|e| e.to_string())?;
         p.cgroup_dirs = req.cgroup_dirs;
