@@ -294,7 +294,7 @@ pub fn compile_bpf(s: &LinuxSeccomp) -> Result<Vec<u8>, Error> {
     f.rewind()
         .and_then(|_| f.read_to_end(&mut bpf))
         .map_err(|e| scmp_err("read the filter back", e))?;
-    if bpf.is_empty() || bpf.len() % 8 != 0 || bpf.len() / 8 > u16::MAX as usize {
+    if bpf.is_empty() || !bpf.len().is_multiple_of(8) || bpf.len() / 8 > u16::MAX as usize {
         return Err(scmp_err(
             "export the filter",
             format!("{} bytes", bpf.len()),
@@ -307,7 +307,7 @@ pub fn compile_bpf(s: &LinuxSeccomp) -> Result<Vec<u8>, Error> {
 /// `seccomp_load` does with its default attributes (no flags; the caller has
 /// set no_new_privs or holds CAP_SYS_ADMIN).
 pub fn load_bpf(bpf: &[u8]) -> std::io::Result<()> {
-    if bpf.is_empty() || bpf.len() % 8 != 0 || bpf.len() / 8 > u16::MAX as usize {
+    if bpf.is_empty() || !bpf.len().is_multiple_of(8) || bpf.len() / 8 > u16::MAX as usize {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!("a seccomp filter of {} bytes", bpf.len()),
