@@ -152,6 +152,9 @@ pub enum Userns {
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RunFlags {
     pub id: String,
+    /// Nothing of the container outlives it (`run --rm`): its rootfs view's
+    /// metadata is written without fsync.
+    pub volatile: bool,
     pub hostname: Option<String>,
     pub env: Vec<String>,
     pub workdir: Option<String>,

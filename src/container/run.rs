@@ -51,7 +51,7 @@ pub fn run_silent_report(req: RunRequest) -> Result<(Outcome, sandbox::RunReport
 
 fn run_inner(req: RunRequest, silent: bool) -> Result<(Outcome, sandbox::RunReport), Error> {
     let RunRequest {
-        prepare: preq,
+        prepare: mut preq,
         name,
         image_name,
         remove,
@@ -70,6 +70,7 @@ fn run_inner(req: RunRequest, silent: bool) -> Result<(Outcome, sandbox::RunRepo
         };
         super::net::publish_exposed(&mut net_flags, config)?;
     }
+    preq.flags.volatile |= remove;
     // Held until everything below is gone: if this process is killed, the next
     // imgctl command cleans up after it (super::owner).
     let owner = super::owner::claim(&preq.root, &id, remove, &cgroup_root)?;

@@ -27,4 +27,5 @@ mod runtime_cli;
 mod sandbox;
 mod size;
 mod stats;
+mod startup;
 mod store;
