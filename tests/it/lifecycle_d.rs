@@ -643,8 +643,28 @@ fn twenty_detached_containers_in_ps_and_attach() {
     assert_eq!(out.status.code(), Some(4));
     assert_eq!(stdout(&out), "hello\n");
     assert_eq!(stderr(&out), "oops\n");
+    // attach to a `-i` container: what is typed reaches its stdin.
+    let b = run_d(
+        &store,
+        &["-i"],
+        &["sh", "-c", "read x; echo got $x; exit 3"],
+    );
+    let mut child = imgctl(&store)
+        .args(["attach", &b])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.as_mut().unwrap().write_all(b"yo\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got yo\n");
     let mut all = ids.clone();
     all.push(a.clone());
+    all.push(b.clone());
     let mut args = vec!["rm".to_string(), "-f".to_string()];
     args.extend(all.iter().cloned());
     ok(imgctl(&store).args(&args));
