@@ -7,7 +7,7 @@
 //! |---|---|
 //! | 0 | [`oci`], [`sys`], [`buildfile`] |
 //! | 1 | [`store`], [`sandbox`] |
-//! | 2 | [`layer`], [`snapshot`], [`registry`] |
+//! | 2 | [`layer`], [`snapshot`], [`registry`], [`network`] |
 //! | 3 | [`image`] |
 //! | 4 | [`container`] (and `report`) |
 //! | 5 | `build` (uses `container` for Docker's step defaults and users) |
@@ -21,6 +21,7 @@ pub mod sandbox;
 pub mod store;
 
 pub mod layer;
+pub mod network;
 pub mod registry;
 pub mod snapshot;
 

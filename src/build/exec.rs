@@ -52,6 +52,10 @@ struct Exec<'a> {
     /// Images pulled by this build (`--pull` refreshes each once).
     pulled: Mutex<std::collections::HashSet<String>>,
     secrets: Vec<Vec<u8>>,
+    /// `--cache-from` records.
+    imported: Vec<super::remote::Imported>,
+    /// (stage, record) of every layer step, for `--cache-to`.
+    records: Mutex<Vec<(usize, super::remote::Record)>>,
 }
 
 fn other(what: &str) -> impl Fn(&dyn std::fmt::Display) -> BuildError + '_ {
@@ -173,7 +177,7 @@ pub(super) fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Buil
         }
     }
     let n = resolved.stages.len();
-    let x = Exec {
+    let mut x = Exec {
         opts,
         progress,
         file,
@@ -193,7 +197,10 @@ pub(super) fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Buil
         unpack: Mutex::new(()),
         pulled: Mutex::new(Default::default()),
         secrets,
+        imported: Vec::new(),
+        records: Mutex::new(Vec::new()),
     };
+    x.imported = x.import_caches()?;
     x.run_plan(&plan)?;
     let last = *plan
         .last()
@@ -253,14 +260,22 @@ pub(super) fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<Buil
         n,
         took: t.elapsed(),
     });
+    x.export_caches(last)?;
+    let pushed = if opts.push {
+        x.push_tags()?
+    } else {
+        Vec::new()
+    };
     Ok(Built {
         id: committed.config,
         manifest: committed.manifest,
         steps_run: x.steps_run.load(Ordering::SeqCst),
         steps_cached: x.steps_cached.load(Ordering::SeqCst),
+        pushed,
     })
 }
 
+mod remote;
 mod snap;
 mod step;
 

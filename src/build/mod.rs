@@ -12,8 +12,10 @@ pub mod config;
 pub mod context;
 pub mod copy;
 mod exec;
+pub mod import;
 pub mod output;
 pub mod progress;
+pub mod remote;
 pub mod run;
 
 use std::path::PathBuf;
@@ -153,13 +155,19 @@ pub enum Network {
     None,
 }
 
-/// Resource limits applied to every RUN step.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Resource limits and devices applied to every RUN step.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Limits {
     pub memory: Option<i64>,
     pub cpu_quota: Option<i64>,
     pub cpu_period: Option<u64>,
     pub pids: Option<i64>,
+    /// `--device`: host devices every RUN step gets (as `docker build --device`).
+    pub devices: Vec<crate::container::parse::DeviceFlag>,
+    /// `--shm-size` of RUN steps' /dev/shm.
+    pub shm_size: Option<i64>,
+    /// `--ulimit name=soft[:hard]` of RUN steps.
+    pub ulimits: Vec<(String, u64, u64)>,
 }
 
 /// `--output type=oci|docker,dest=F`.
@@ -210,6 +218,12 @@ pub struct BuildOptions {
     pub output: Option<Output>,
     /// Where cgroupfs is mounted.
     pub cgroup_root: PathBuf,
+    /// `--cache-to`: where to export this build's cache records.
+    pub cache_to: Vec<remote::CacheExport>,
+    /// `--cache-from`: caches to take steps from when the local cache misses.
+    pub cache_from: Vec<remote::CacheRef>,
+    /// `--push`: push every tag after the build.
+    pub push: bool,
 }
 
 impl BuildOptions {
@@ -236,6 +250,9 @@ impl BuildOptions {
             compression: Compression::Gzip,
             output: None,
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            cache_to: Vec::new(),
+            cache_from: Vec::new(),
+            push: false,
         }
     }
 }
@@ -249,6 +266,8 @@ pub struct Built {
     /// Steps run and steps taken from the cache.
     pub steps_run: usize,
     pub steps_cached: usize,
+    /// `--push`: where each tag went and the manifest digest the registry has.
+    pub pushed: Vec<(Reference, Digest)>,
 }
 
 /// Build the Buildfile in `opts` into the store. Nothing is tagged unless every

@@ -386,17 +386,20 @@ pub fn step_spec(
         env: c.extra_env.clone(),
         entrypoint: Some(String::new()),
         cmd: c.argv.clone(),
-        network,
+        network: network.clone(),
         memory: c.limits.memory,
         // No swap beyond the limit: a step over its memory fails instead of swapping.
         memory_swap: c.limits.memory,
         cpu_quota: c.limits.cpu_quota,
         cpu_period: c.limits.cpu_period,
         pids_limit: c.limits.pids,
+        devices: c.limits.devices.clone(),
+        shm_size: c.limits.shm_size,
+        ulimits: c.limits.ulimits.clone(),
         cgroup_parent: Some("imgctl-build".into()),
         ..Default::default()
     };
-    let etc = container::write_etc_files(c.state_dir, "buildkitsandbox", network)
+    let etc = container::write_etc_files(c.state_dir, "buildkitsandbox", &network)
         .map_err(|e| BuildError::Other(format!("prepare step: {e}")))?;
     let mut spec = container::runtime_spec(c.image, &flags, rootfs, etc, None)
         .map_err(|e| BuildError::Other(format!("runtime spec: {e}")))?;

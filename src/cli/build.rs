@@ -67,6 +67,15 @@ pub struct Args {
     /// Process limit of every RUN step.
     #[arg(long)]
     pub pids_limit: Option<i64>,
+    /// A host device for every RUN step: HOST[:CONTAINER][:rwm] (as `run --device`).
+    #[arg(long, value_name = "HOST[:CONTAINER][:rwm]")]
+    pub device: Vec<String>,
+    /// Size of /dev/shm in RUN steps (default 64m).
+    #[arg(long, value_name = "SIZE")]
+    pub shm_size: Option<String>,
+    /// Resource limit of RUN steps: name=soft[:hard], capped at the current hard limit.
+    #[arg(long)]
+    pub ulimit: Vec<String>,
     /// Network of RUN steps: host or none.
     #[arg(long, default_value = "host", value_parser = ["host", "none"])]
     pub network: String,
@@ -76,6 +85,17 @@ pub struct Args {
     /// Say for each step that missed the cache which input changed.
     #[arg(long)]
     pub explain: bool,
+    /// Export the build cache: type=registry,ref=REGISTRY/REPO:TAG[,mode=min|max] or
+    /// type=local,dest=DIR[,mode=min|max] (min: the final stage's steps; max: all).
+    #[arg(long = "cache-to", value_name = "type=registry,ref=REF[,mode=max]")]
+    pub cache_to: Vec<String>,
+    /// Take steps from a build cache when the local one misses (only their layers are
+    /// downloaded): type=registry,ref=REGISTRY/REPO:TAG or type=local,src=DIR.
+    #[arg(long = "cache-from", value_name = "type=registry,ref=REF")]
+    pub cache_from: Vec<String>,
+    /// Push every -t name to its registry after the build.
+    #[arg(long)]
+    pub push: bool,
     /// The build context directory.
     #[arg(default_value = ".")]
     pub context: PathBuf,
@@ -143,6 +163,18 @@ fn options(g: &Globals, a: &Args) -> anyhow::Result<BuildOptions> {
         o.limits.cpu_period = Some(period);
     }
     o.limits.pids = a.pids_limit;
+    for d in &a.device {
+        o.limits.devices.push(crate::container::parse::device(d)?);
+    }
+    crate::container::check_devices(&o.limits.devices)?;
+    o.limits.shm_size = a
+        .shm_size
+        .as_deref()
+        .map(|s| crate::container::parse::bytes("--shm-size", s))
+        .transpose()?;
+    for u in &a.ulimit {
+        o.limits.ulimits.push(crate::container::parse::ulimit(u)?);
+    }
     o.network = if a.network == "none" {
         Network::None
     } else {
@@ -153,6 +185,19 @@ fn options(g: &Globals, a: &Args) -> anyhow::Result<BuildOptions> {
     } else {
         crate::build::Compression::Gzip
     };
+    for c in &a.cache_to {
+        o.cache_to
+            .push(build::remote::CacheExport::parse(c).map_err(anyhow::Error::msg)?);
+    }
+    for c in &a.cache_from {
+        o.cache_from
+            .push(build::remote::CacheRef::parse_from(c).map_err(anyhow::Error::msg)?);
+    }
+    anyhow::ensure!(
+        !a.push || !a.tags.is_empty(),
+        "--push needs a name to push: add -t REGISTRY/REPOSITORY[:TAG]"
+    );
+    o.push = a.push;
     if let Some(out) = &a.output {
         let mut kind = None;
         let mut dest = None;

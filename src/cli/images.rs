@@ -72,6 +72,9 @@ pub struct RmiArgs {
     /// Blobs are freed by `imgctl prune`.
     #[arg(required = true)]
     pub images: Vec<String>,
+    /// Remove an image ID several names point at, or one a stopped container uses.
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 /// Repository and tag columns for an index name.
@@ -362,7 +365,7 @@ pub fn tag(g: &Globals, a: TagArgs) -> anyhow::Result<ExitCode> {
 pub fn rmi(g: &Globals, a: RmiArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     for q in &a.images {
-        let removed = catalog::untag(&g.root, q)?;
+        let removed = crate::container::gc::remove_image(&g.root, q, a.force)?;
         if removed.is_empty() {
             bail!("rmi {q}: image has no name to remove");
         }

@@ -10,19 +10,26 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod aliases;
+mod archive;
 mod build;
 mod buildfile;
 mod bundle;
+mod check;
 mod ctl;
 mod diff;
 mod export;
 mod images;
 mod login;
 mod mount;
+mod network;
 mod ps;
 mod pull;
+mod push;
 mod run;
+mod runtime;
 mod size;
+mod stats;
 mod store_cmds;
 pub mod template;
 
@@ -49,6 +56,18 @@ pub struct Cli {
     #[arg(long, global = true, env = "IMGCTL_LOG", default_value = "warn")]
     pub log_level: String,
 
+    /// How new layers are unpacked: `erofs` (one EROFS image per layer, mounted on
+    /// demand) or `files` (extracted files). Default: the store setting in
+    /// ROOT/snapshots/config.json, else EROFS where this kernel mounts EROFS files.
+    /// Used by pull, run, build and mount.
+    #[arg(
+        long,
+        global = true,
+        env = "IMGCTL_SNAPSHOTTER",
+        value_name = "files|erofs"
+    )]
+    pub snapshotter: Option<crate::image::LayerFormat>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -65,6 +84,8 @@ pub struct Globals {
 pub enum Command {
     /// Pull an image from a registry into the store.
     Pull(pull::Args),
+    /// Push an image from the store to a registry.
+    Push(push::Args),
     /// Log in to a registry (writes ~/.docker/config.json).
     Login(login::LoginArgs),
     /// Log out of a registry.
@@ -122,6 +143,31 @@ pub enum Command {
     Exec(ctl::ExecArgs),
     /// Attach to a running container's output (and input with run -i).
     Attach(ctl::AttachArgs),
+    /// Manage bridge networks: create, ls, rm, inspect.
+    #[command(subcommand)]
+    Network(network::Cmd),
+    /// OCI runtime command line, like runc: create, start, state, kill, delete
+    /// containers from bundles (`imgctl runtime --help`; own `--root`).
+    Runtime(runtime::Passthrough),
+    /// Save images to a tar archive (docker-archive or oci-archive).
+    Save(archive::SaveArgs),
+    /// Load images from a tar archive (docker-archive or oci-archive, maybe compressed).
+    Load(archive::LoadArgs),
+    /// Make a one-layer image from a root filesystem tar or directory.
+    Import(archive::ImportArgs),
+    /// Verify blobs and unpacked layers against their digests; --repair re-creates bad ones.
+    Check(check::Args),
+    /// Manage images (`image ls|rm|prune`).
+    #[command(subcommand)]
+    Image(aliases::ImageCmd),
+    /// Manage containers (`container prune`).
+    #[command(subcommand)]
+    Container(aliases::ContainerCmd),
+    /// Store-wide commands (`system df|prune`).
+    #[command(subcommand)]
+    System(aliases::SystemCmd),
+    /// Show what running containers use: CPU, memory, net and block I/O, PIDs.
+    Stats(stats::Args),
 }
 
 /// An error that carries the exit code imgctl should end with.
@@ -147,6 +193,12 @@ pub fn main() -> ExitCode {
     // `imgctl run --init` re-executes a sealed copy of this binary as the
     // container's PID 1; that copy never returns from here.
     crate::container::init_entry();
+    // The OCI runtime command line has runc's flags (its own `--root`): it
+    // parses everything after `runtime` itself.
+    let mut argv = std::env::args_os();
+    if argv.nth(1).is_some_and(|a| a == "runtime") {
+        return runtime::main(argv.collect());
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -161,6 +213,9 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(&cli.log_level);
+    if let Some(s) = cli.snapshotter {
+        crate::image::set_process_snapshotter(s);
+    }
     let globals = Globals {
         root: cli.root.clone(),
     };
@@ -185,6 +240,7 @@ fn init_logging(level: &str) {
 fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Pull(a) => pull::run(g, a),
+        Command::Push(a) => push::run(g, a),
         Command::Login(a) => login::login(g, a),
         Command::Logout(a) => login::logout(g, a),
         Command::Images(a) => images::images(g, a),
@@ -213,6 +269,16 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Wait(a) => ctl::wait(g, a),
         Command::Exec(a) => ctl::exec(g, a),
         Command::Attach(a) => ctl::attach(g, a),
+        Command::Network(c) => network::run(g, c),
+        Command::Runtime(a) => Ok(runtime::main(a.args)),
+        Command::Save(a) => archive::save(g, a),
+        Command::Load(a) => archive::load(g, a),
+        Command::Import(a) => archive::import(g, a),
+        Command::Check(a) => check::run(g, a),
+        Command::Image(c) => aliases::image(g, c),
+        Command::Container(c) => aliases::container(g, c),
+        Command::System(c) => aliases::system(g, c),
+        Command::Stats(a) => stats::run(g, a),
     }
 }
 

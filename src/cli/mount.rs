@@ -13,9 +13,8 @@ pub struct MountArgs {
     /// Do not hardlink identical files into the store's dedup pool while unpacking.
     #[arg(long)]
     pub no_dedup: bool,
-    /// Keep new layers as EROFS images mounted on demand instead of extracted files
-    /// (needs Linux 6.12+; much faster where creating files is slow).
-    #[arg(long)]
+    /// Same as `--snapshotter erofs` (kept for scripts written before it).
+    #[arg(long, hide = true)]
     pub erofs: bool,
 }
 
@@ -29,7 +28,7 @@ pub fn mount(g: &Globals, a: MountArgs) -> anyhow::Result<ExitCode> {
     let img = image::resolve_image(&g.root, &a.image)?;
     let opts = MountOptions {
         dedup: !a.no_dedup,
-        erofs: a.erofs,
+        snapshotter: a.erofs.then_some(image::LayerFormat::Erofs),
     };
     let view = image::mount(&g.root, &img, opts)?;
     writeln!(std::io::stdout().lock(), "{}", view.merged.display())?;

@@ -200,6 +200,7 @@ pub fn health_config(
 /// `run -d`: start a monitor that prepares and runs the container; returns its
 /// id once the command runs (or the error that kept it from running).
 pub fn run_detached(req: DetachRequest) -> Result<String, Error> {
+    super::net::check(&req.root, &req.flags)?;
     let (image, image_id, run_config) = match req.rootfs {
         RootfsSource::Image(img) => {
             let id = img.id().to_string();

@@ -88,9 +88,9 @@ pub fn ps_row(s: &Summary, now: u64) -> Value {
         "State": docker_status(st),
         "Names": st.name.clone().unwrap_or_default(),
         "Labels": labels,
-        "Ports": "",
+        "Ports": st.network.as_ref().map(|n| n.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
         "Mounts": "",
-        "Networks": "",
+        "Networks": st.network.as_ref().map(|n| n.network.clone()).unwrap_or_default(),
         "Size": "",
     })
 }
@@ -194,6 +194,35 @@ pub fn inspect(root: &Path, id: &str) -> Result<Value, Error> {
         .and_then(|s| s.hostname().clone())
         .unwrap_or_default();
     let log_path = dir.join(super::logs::LOG_FILE);
+    let network = st.network.as_ref().map(|n| {
+        let mut ports = serde_json::Map::new();
+        for p in &n.ports {
+            let key = format!("{}/{}", p.container_port, p.proto.as_str());
+            let bind = json!({
+                "HostIp": p.host_ip.map(|i| i.to_string()).unwrap_or_else(|| "0.0.0.0".into()),
+                "HostPort": p.host_port.to_string(),
+            });
+            match ports.get_mut(&key).and_then(|v| v.as_array_mut()) {
+                Some(a) => a.push(bind),
+                None => {
+                    ports.insert(key, json!([bind]));
+                }
+            }
+        }
+        json!({
+            "IPAddress": n.ip.to_string(),
+            "IPPrefixLen": n.prefix,
+            "Gateway": n.gateway.to_string(),
+            "MacAddress": n.mac,
+            "Ports": ports,
+            "Networks": { n.network.clone(): {
+                "IPAddress": n.ip.to_string(),
+                "IPPrefixLen": n.prefix,
+                "Gateway": n.gateway.to_string(),
+                "MacAddress": n.mac,
+            }},
+        })
+    });
     Ok(json!({
         "Id": st.id,
         "Created": rfc3339(Some(st.created)),
@@ -203,6 +232,10 @@ pub fn inspect(root: &Path, id: &str) -> Result<Value, Error> {
         "Image": st.image_id.clone().unwrap_or_default(),
         "Name": format!("/{}", st.name.clone().unwrap_or_default()),
         "RestartCount": st.restart_count,
+        "NetworkSettings": network.unwrap_or_else(|| json!({
+            "IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": "",
+            "Ports": {}, "Networks": {},
+        })),
         "LogPath": if log_path.exists() { log_path.display().to_string() } else { String::new() },
         "HostConfig": {
             "RestartPolicy": { "Name": restart.name(), "MaximumRetryCount": restart.max_retries() },

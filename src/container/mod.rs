@@ -8,23 +8,29 @@
 
 pub mod control;
 pub mod exec;
+pub mod gc;
 pub mod health;
 pub mod inspect;
 pub mod logs;
 pub mod monitor;
+pub mod net;
 pub mod owner;
 pub mod parse;
 mod prepare;
+mod resources;
 mod run;
+pub mod runtime;
 pub mod shifted;
 pub mod state;
+pub mod stats;
 pub mod user;
 
 pub use owner::reap_stale;
 pub use prepare::{
     prepare, read_image_config_file, HeldView, PrepareRequest, Prepared, RootfsSource,
 };
-pub use run::{run_foreground, write_bundle, Outcome, RunRequest};
+pub use resources::{check_devices, host_devices};
+pub use run::{run_foreground, run_foreground_report, write_bundle, Outcome, RunRequest};
 pub use state::{NameLease, State, Status};
 
 /// `imgctl run --init` re-executes a sealed copy of the binary as the container's
@@ -40,10 +46,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capability, LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxIdMapping,
-    LinuxIdMappingBuilder, LinuxMemory, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPids,
-    LinuxResources, LinuxThrottleDevice, LinuxThrottleDeviceBuilder, Mount, PosixRlimit,
-    PosixRlimitBuilder, PosixRlimitType, Spec,
+    Capability, LinuxDeviceCgroup, LinuxDeviceType, LinuxIdMapping, LinuxIdMappingBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, Mount, PosixRlimit, PosixRlimitBuilder,
+    PosixRlimitType, Spec,
 };
 
 use crate::sandbox::{self, seccomp};
@@ -85,6 +90,11 @@ pub enum Error {
     NotRunning { id: String },
     #[error("container {id} is running: stop it first or use rm -f")]
     Running { id: String },
+    #[error(transparent)]
+    Network(#[from] crate::network::Error),
+    /// Docker's "conflict: …" refusals (`rmi` of an image in use, …).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl Error {
@@ -99,13 +109,25 @@ impl Error {
 }
 
 /// `--network`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Network {
     /// A new network namespace with only `lo` (Docker's `none`).
     #[default]
     None,
     /// The host's network namespace.
     Host,
+    /// A new network namespace on a bridge network (`bridge`, the default
+    /// one, or a user-defined network's name): see [`net`].
+    Bridge(String),
+    /// The network namespace of another, running container (name or id).
+    Container(String),
+}
+
+impl Network {
+    /// The container gets a network namespace of its own.
+    pub fn own_netns(&self) -> bool {
+        matches!(self, Network::None | Network::Bridge(_))
+    }
 }
 
 /// `--userns` and `--uidmap/--gidmap`.
@@ -150,6 +172,22 @@ pub struct RunFlags {
     pub blkio_weight: Option<u16>,
     pub device_read_bps: Vec<(PathBuf, u64)>,
     pub device_write_bps: Vec<(PathBuf, u64)>,
+    pub device_read_iops: Vec<(PathBuf, u64)>,
+    pub device_write_iops: Vec<(PathBuf, u64)>,
+    pub blkio_weight_device: Vec<(PathBuf, u16)>,
+    /// `--cpu-rt-runtime` / `--cpu-rt-period` (µs; cgroup v1 only).
+    pub cpu_rt_runtime: Option<i64>,
+    pub cpu_rt_period: Option<u64>,
+    pub oom_kill_disable: bool,
+    pub oom_score_adj: Option<i32>,
+    /// `/dev/shm` size in bytes (default 64 MiB).
+    pub shm_size: Option<i64>,
+    /// `--device`: nodes created inside and allowed.
+    pub devices: Vec<parse::DeviceFlag>,
+    /// `--device-cgroup-rule`: (type, major, minor, access).
+    pub device_cgroup_rules: Vec<(char, Option<i64>, Option<i64>, String)>,
+    /// `--hugetlb`: (page size like `2MB`, limit in bytes).
+    pub hugetlb: Vec<(String, i64)>,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub privileged: bool,
@@ -164,6 +202,14 @@ pub struct RunFlags {
     /// Parent cgroup (Docker's `--cgroup-parent`); default `imgctl`.
     pub cgroup_parent: Option<String>,
     pub ulimits: Vec<(String, u64, u64)>,
+    /// `-p`: published ports (bridge networks only).
+    pub ports: Vec<crate::network::PortMap>,
+    /// `--network-rate-in` / `--network-rate-out`, bits per second.
+    pub rate_in: Option<u64>,
+    pub rate_out: Option<u64>,
+    /// `--time-offset monotonic=S,boottime=S`: a time namespace with these
+    /// offsets (clock name, seconds).
+    pub time_offsets: Vec<(String, i64)>,
 }
 
 /// Default pids limit (podman's): a fork bomb stays contained (SECURITY-TESTS 45).
@@ -205,8 +251,9 @@ fn mnt(dest: &str, typ: &str, source: &str, opts: &[&str]) -> Mount {
     m
 }
 
-fn default_mounts(privileged: bool) -> Vec<Mount> {
+fn default_mounts(privileged: bool, shm_size: Option<i64>) -> Vec<Mount> {
     let sys_rw = if privileged { "rw" } else { "ro" };
+    let shm = format!("size={}k", (shm_size.unwrap_or(64 << 20) + 1023) / 1024);
     vec![
         mnt("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
         mnt(
@@ -250,7 +297,7 @@ fn default_mounts(privileged: bool) -> Vec<Mount> {
             "/dev/shm",
             "tmpfs",
             "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+            &["nosuid", "noexec", "nodev", "mode=1777", &shm],
         ),
     ]
 }
@@ -510,119 +557,38 @@ fn id_mapping(c: u32, h: u32, s: u32) -> LinuxIdMapping {
         .unwrap_or_default()
 }
 
-fn device_numbers(p: &Path) -> Result<(i64, i64), Error> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let m = std::fs::metadata(p).map_err(|e| Error::Io {
-        path: p.to_path_buf(),
-        source: e,
-    })?;
-    if !m.file_type().is_block_device() {
-        return Err(Error::BadFlag {
-            flag: "--device-read-bps/--device-write-bps".into(),
-            value: p.display().to_string(),
-            hint: "a block device".into(),
-        });
-    }
-    let r = m.rdev();
-    Ok((libc::major(r) as i64, libc::minor(r) as i64))
-}
-
-fn throttles(list: &[(PathBuf, u64)]) -> Result<Option<Vec<LinuxThrottleDevice>>, Error> {
-    if list.is_empty() {
-        return Ok(None);
-    }
-    let mut out = Vec::new();
-    for (p, rate) in list {
-        let (maj, min) = device_numbers(p)?;
-        out.push(
-            LinuxThrottleDeviceBuilder::default()
-                .major(maj)
-                .minor(min)
-                .rate(*rate)
-                .build()
-                .map_err(|e| Error::Spec(e.to_string()))?,
-        );
-    }
-    Ok(Some(out))
-}
-
-fn resources(f: &RunFlags) -> Result<LinuxResources, Error> {
-    let mut r = LinuxResources::default();
-    r.set_devices(Some(if f.privileged {
-        vec![dev_rule(true, None, None, None, "rwm")]
-    } else {
-        default_device_rules()
-    }));
-    let mut m = LinuxMemory::default();
-    m.set_limit(f.memory);
-    m.set_reservation(f.memory_reservation);
-    m.set_swappiness(f.memory_swappiness);
-    if let Some(s) = f.memory_swap {
-        if let Some(l) = f.memory {
-            if s >= 0 && s < l {
-                return Err(Error::BadFlag {
-                    flag: "--memory-swap".into(),
-                    value: s.to_string(),
-                    hint: "a value not below --memory (it counts memory plus swap), or -1".into(),
-                });
-            }
-        } else {
-            return Err(Error::BadFlag {
-                flag: "--memory-swap".into(),
-                value: s.to_string(),
-                hint: "--memory to be set too".into(),
-            });
-        }
-        m.set_swap(Some(s));
-    }
-    if m != LinuxMemory::default() {
-        r.set_memory(Some(m));
-    }
-    let mut c = LinuxCpu::default();
-    c.set_quota(f.cpu_quota);
-    c.set_period(f.cpu_period.or(f.cpu_quota.map(|_| 100_000)));
-    c.set_shares(f.cpu_shares);
-    c.set_cpus(f.cpuset_cpus.clone());
-    c.set_mems(f.cpuset_mems.clone());
-    if c != LinuxCpu::default() {
-        r.set_cpu(Some(c));
-    }
-    // 0 or -1: unlimited (Docker), i.e. no pids limit at all.
-    let pids = f.pids_limit.unwrap_or(DEFAULT_PIDS_LIMIT);
-    if pids > 0 {
-        let mut p = LinuxPids::default();
-        p.set_limit(pids);
-        r.set_pids(Some(p));
-    }
-    let mut b = LinuxBlockIo::default();
-    b.set_weight(f.blkio_weight);
-    b.set_throttle_read_bps_device(throttles(&f.device_read_bps)?);
-    b.set_throttle_write_bps_device(throttles(&f.device_write_bps)?);
-    if b != LinuxBlockIo::default() {
-        r.set_block_io(Some(b));
-    }
-    Ok(r)
-}
-
 /// The files `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` for a
 /// container, written into `state_dir` and bound in read-write.
 pub fn write_etc_files(
     state_dir: &Path,
     hostname: &str,
-    network: Network,
+    network: &Network,
 ) -> Result<Vec<Mount>, Error> {
     let io = |p: &Path, e| Error::Io {
         path: p.to_path_buf(),
         source: e,
     };
     std::fs::create_dir_all(state_dir).map_err(|e| io(state_dir, e))?;
-    let hosts = match network {
-        Network::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
-        Network::None => format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\t{hostname}\n"
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let (hosts, resolv) = match network {
+        Network::Host => (
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+            host_resolv,
         ),
+        Network::None => (
+            format!(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\t{hostname}\n"
+            ),
+            host_resolv,
+        ),
+        // The address is added by net::attach, which rewrites the file in place.
+        Network::Bridge(_) => (
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string(),
+            crate::network::resolv_conf(&host_resolv),
+        ),
+        // Filled from the other container's files by prepare.
+        Network::Container(_) => (String::new(), crate::network::resolv_conf(&host_resolv)),
     };
-    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let mut mounts = Vec::new();
     for (name, content) in [
         ("hostname", format!("{hostname}\n")),
@@ -757,9 +723,9 @@ pub fn runtime_spec(
     });
     process.set_apparmor_profile(flags.apparmor.clone());
     process.set_selinux_label(flags.label.clone());
-    process.set_oom_score_adj(None);
+    process.set_oom_score_adj(flags.oom_score_adj);
 
-    let mut mounts = default_mounts(flags.privileged);
+    let mut mounts = default_mounts(flags.privileged, flags.shm_size);
     mounts.extend(etc_mounts);
     for (src, dst, ro) in &flags.binds {
         if !src.exists() {
@@ -794,8 +760,24 @@ pub fn runtime_spec(
         LinuxNamespaceType::Mount,
         LinuxNamespaceType::Cgroup,
     ];
-    if flags.network == Network::None {
+    if flags.network != Network::Host {
+        // A container:X namespace is given its path by prepare.
         ns_types.push(LinuxNamespaceType::Network);
+    }
+    if !flags.time_offsets.is_empty() {
+        ns_types.push(LinuxNamespaceType::Time);
+        linux.set_time_offsets(Some(
+            flags
+                .time_offsets
+                .iter()
+                .map(|(clock, secs)| {
+                    let mut o = oci_spec::runtime::LinuxTimeOffset::default();
+                    o.set_secs(Some(*secs));
+                    o.set_nanosecs(Some(0));
+                    (clock.clone(), o)
+                })
+                .collect(),
+        ));
     }
     let maps = match &flags.userns {
         Userns::Host => None,
@@ -831,7 +813,9 @@ pub fn runtime_spec(
         );
     }
     linux.set_namespaces(Some(namespaces));
-    linux.set_resources(Some(resources(flags)?));
+    linux.set_resources(Some(resources::resources(flags)?));
+    let nodes = resources::devices(flags)?;
+    linux.set_devices((!nodes.is_empty()).then_some(nodes));
     let parent = flags
         .cgroup_parent
         .as_deref()
@@ -872,7 +856,7 @@ pub fn runtime_spec(
     let mut sysctl = HashMap::new();
     // Unprivileged ICMP sockets, as Docker; the range must be mapped gids, so not
     // with a user namespace.
-    if flags.network == Network::None && maps.is_none() {
+    if flags.network.own_netns() && maps.is_none() {
         sysctl.insert(
             "net.ipv4.ping_group_range".to_string(),
             "0 2147483647".to_string(),

@@ -550,14 +550,36 @@ fn run_once(
             stderr: err_w,
         },
     )?;
+    // Between create and start: the network (its namespace exists now). An
+    // error drops `c`: the process is killed and the cgroup removed.
+    let endpoint = super::net::attach(
+        &shared.cfg.root,
+        &shared.cfg.flags,
+        shared.cfg.name.as_deref(),
+        &shared.state_dir,
+        c.pid(),
+    );
+    let endpoint = match endpoint {
+        Ok(e) => e,
+        Err(e) => {
+            drop(c);
+            let _ = super::net::detach(&shared.cfg.root, &shared.cfg.id);
+            return Err(e);
+        }
+    };
     let pumps = [(out_r, "stdout", 1u8), (err_r, "stderr", 2u8)].map(|(fd, name, n)| {
         let s = shared.clone();
         let log = log.clone();
         std::thread::spawn(move || pump(fd, name, n, &s, &log))
     });
-    c.start()?;
+    if let Err(e) = c.start() {
+        drop(c);
+        let _ = super::net::detach(&shared.cfg.root, &shared.cfg.id);
+        return Err(e.into());
+    }
     let generation = {
         let mut g = shared.lock();
+        g.state.network = endpoint;
         g.signaller = c.signaller().ok();
         g.stdin = stdin_w.map(std::fs::File::from);
         g.state.status = Status::Running;
@@ -583,10 +605,15 @@ fn run_once(
         let s = shared.clone();
         std::thread::spawn(move || health_loop(&s, &h, generation));
     }
-    let outcome = c.wait()?;
+    let outcome = c.wait();
     if let Err(e) = c.delete() {
         tracing::warn!("{e}");
     }
+    if let Err(e) = super::net::detach(&shared.cfg.root, &shared.cfg.id) {
+        tracing::warn!("network cleanup: {e}");
+    }
+    shared.lock().state.network = None;
+    let outcome = outcome?;
     for p in pumps {
         let _ = p.join();
     }

@@ -36,6 +36,11 @@ fn locks_dir(root: &Path) -> PathBuf {
     root.join("locks").join("containers")
 }
 
+/// The owner lock file of container `id`.
+pub fn lock_path(root: &Path, id: &str) -> PathBuf {
+    locks_dir(root).join(id)
+}
+
 /// What the lock file says (informational, and how to clean up).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct OwnerInfo {
@@ -244,6 +249,8 @@ fn clean(root: &Path, id: &str, info: &OwnerInfo) -> Result<(), Error> {
             Err(e) => note(Err(Error::Spec(format!("config.json: {e}")))),
         }
     }
+    // Network: veth, DNAT chains, address and port leases (found by id).
+    note(super::net::detach(root, id));
     // Also a view whose making was cut short (no metadata yet); an error counts
     // only when the view is still there afterwards.
     let key = view_key(id);

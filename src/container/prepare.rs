@@ -163,8 +163,11 @@ pub fn prepare(req: PrepareRequest) -> Result<Prepared, Error> {
     let made_state_dir = !state_dir.exists();
     let built = (|| -> Result<(Spec, PathBuf, Option<PathBuf>), Error> {
         let hostname = flags.hostname.clone().unwrap_or_default();
-        let etc = write_etc_files(&state_dir, &hostname, flags.network)?;
+        let etc = write_etc_files(&state_dir, &hostname, &flags.network)?;
         let mut spec = runtime_spec(config.as_ref(), &flags, &rootfs, etc, base)?;
+        if let super::Network::Container(target) = &flags.network {
+            super::net::join_container(&root, target, &mut spec, &state_dir)?;
+        }
         let src = match &image_chain {
             Some(chain_id) => CopySource::Image {
                 chain_id: chain_id.as_ref(),

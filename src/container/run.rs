@@ -32,6 +32,13 @@ pub struct RunRequest {
 /// The state directory is removed with `remove` or when the container could not
 /// start; the image view and id lease are always released before returning.
 pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
+    run_foreground_report(req).map(|(o, _)| o)
+}
+
+/// [`run_foreground`], also returning what the container used (its cgroup's
+/// final counters and the time from creation to exit), for `run --stats-file` and
+/// `size --probe`.
+pub fn run_foreground_report(req: RunRequest) -> Result<(Outcome, sandbox::RunReport), Error> {
     let RunRequest {
         prepare: preq,
         name,
@@ -42,6 +49,9 @@ pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
         cgroup_root,
     } = req;
     let id = preq.flags.id.clone();
+    super::net::check(&preq.root, &preq.flags)?;
+    let root = preq.root.clone();
+    let net_flags = preq.flags.clone();
     // Held until everything below is gone: if this process is killed, the next
     // imgctl command cleans up after it (super::owner).
     let owner = super::owner::claim(&preq.root, &id, remove, &cgroup_root)?;
@@ -59,7 +69,7 @@ pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
         }
     };
     let mut st = State::new(&id, name, image_name);
-    let result = (|| -> Result<Outcome, Error> {
+    let result = (|| -> Result<(Outcome, sandbox::RunReport), Error> {
         let config = p.state_dir.join("config.json");
         let body = serde_json::to_vec_pretty(&p.spec).map_err(|e| Error::Spec(e.to_string()))?;
         let durable = !remove;
@@ -81,20 +91,39 @@ pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
             rootfs_shifted: p.rootfs_shifted.clone(),
             cgroup_root,
         };
-        let state_dir = p.state_dir.clone();
-        let mut saved: Result<(), Error> = Ok(());
-        let outcome = sandbox::run_notify(&p.spec, &p.rootfs, &opts, interactive, &mut |pid| {
+        // Between create and start: the network (its namespace exists now),
+        // recorded with the pid so `--network container:` can find it.
+        let mut before_start = |pid: i32| -> Result<(), sandbox::Error> {
+            let as_setup = |e: Error| sandbox::Error::Setup {
+                step: "network".into(),
+                source: std::io::Error::other(e.to_string()),
+            };
+            let ep = super::net::attach(&root, &net_flags, st.name.as_deref(), &p.state_dir, pid)
+                .map_err(as_setup)?;
             st.pid = u32::try_from(pid).ok();
-            saved = st.save_with(&state_dir, durable);
-        })?;
-        saved?;
-        st.pid = None;
-        Ok(outcome)
+            st.network = ep;
+            st.save_with(&p.state_dir, durable).map_err(as_setup)
+        };
+        Ok(sandbox::run_with_report(
+            &p.spec,
+            &p.rootfs,
+            &opts,
+            interactive,
+            &mut before_start,
+        )?)
     })();
+    if let Err(e) = super::net::detach(&root, &id) {
+        tracing::warn!(
+            "container {}: network cleanup: {e}",
+            &id[..12.min(id.len())]
+        );
+    }
     let started = result.is_ok();
     // With --rm the state is about to go: nothing to record.
-    if let (Ok(outcome), false) = (&result, remove) {
+    if let (Ok((outcome, _)), false) = (&result, remove) {
         st.status = Status::Stopped;
+        st.pid = None;
+        st.network = None;
         st.finished = Some(state::now());
         st.exit_code = Some(outcome.exit_code());
         st.oom_killed = *outcome == Outcome::OomKilled;

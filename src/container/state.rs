@@ -83,6 +83,9 @@ pub struct State {
     /// Healthcheck results while a check is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
+    /// The bridge-network endpoint while attached (address, ports, rates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<super::net::NetState>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -153,6 +156,7 @@ impl State {
             restart_count: 0,
             detached: false,
             health: None,
+            network: None,
         }
     }
 

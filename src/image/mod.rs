@@ -2,13 +2,19 @@
 //! place that joins the blob store, layer application and snapshots), and flattening
 //! an image into one directory for export.
 
+pub mod archive;
+mod backend;
 pub mod catalog;
+pub mod check;
 pub mod commit;
 mod ensure;
 mod export;
 pub mod ocidir;
+pub mod prune;
 mod pull;
+pub mod push;
 mod resolve;
+mod verify;
 mod view;
 
 use std::path::{Path, PathBuf};
@@ -19,10 +25,15 @@ use crate::oci::{Descriptor, Digest, MediaType, Platform};
 use crate::snapshot::{self, Overlay, Snapshotter};
 use crate::store::BlobReader;
 
+pub use backend::{
+    layer_format, set_process_snapshotter, set_store_snapshotter, store_config, Detected,
+    StoreConfig,
+};
 pub use ensure::{resolve_or_pull, PullPolicy};
 pub use export::{export_tar, flatten_to_dir};
 pub use ocidir::OciDir;
 pub use pull::{login, logout, pull, Credentials, Event, Progress, PullRequest, PulledImage};
+pub use push::{push, PushEvent, PushFormat, PushProgress, PushRequest, Pushed};
 pub use resolve::{read_config, read_manifest, resolve_image, ImageManifest, ResolvedImage};
 pub use view::{
     changes, has_view, mount, mount_as, release, remount, unmount, view_key, MountOptions, View,
@@ -130,8 +141,9 @@ pub struct UnpackOptions {
     pub dedup_min_size: u64,
     /// Layers unpacked at the same time.
     pub parallel: usize,
-    /// How new layers are stored.
-    pub format: LayerFormat,
+    /// How new layers are stored; `None`: as the store is set up to (see
+    /// [`layer_format`]: EROFS where the kernel mounts EROFS files, files otherwise).
+    pub format: Option<LayerFormat>,
 }
 
 /// How a layer is kept on disk.
@@ -153,7 +165,7 @@ impl Default for UnpackOptions {
                 .map(|n| n.get())
                 .unwrap_or(2)
                 .clamp(1, 8),
-            format: LayerFormat::Files,
+            format: None,
         }
     }
 }
@@ -202,6 +214,10 @@ pub fn unpack_resolved(
     let snaps = Overlay::open(root)?;
     // Leftovers of an unpack that was killed (never visible as layers) go first.
     snaps.cleanup()?;
+    let opts = &UnpackOptions {
+        format: Some(layer_format(root, opts.format)?),
+        ..opts.clone()
+    };
     let work: Vec<(usize, &Descriptor, &Digest)> = resolved
         .layers
         .iter()
@@ -309,6 +325,10 @@ pub fn unpack_as_committed(
 
     let snaps = Overlay::open(root)?;
     snaps.cleanup()?;
+    let opts = &UnpackOptions {
+        format: Some(layer_format(root, opts.format)?),
+        ..opts.clone()
+    };
     let queue = Mutex::new(Queue::default());
     let ready = std::sync::Condvar::new();
     let failed = std::sync::atomic::AtomicBool::new(false);
@@ -434,7 +454,7 @@ fn unpack_layer(
         let mut ao = ApplyOptions::new(ApplyMode::Overlay, desc.digest.to_string());
         ao.limits = opts.limits;
         ao.expected_diff_id = Some(diff_id.clone());
-        if opts.format == LayerFormat::Erofs {
+        if opts.format == Some(LayerFormat::Erofs) {
             let image = dir
                 .parent()
                 .ok_or("layer directory without a parent")?

@@ -14,15 +14,15 @@ use crate::snapshot::{self, Overlay, Snapshotter};
 pub struct MountOptions {
     /// Hardlink identical files into the store's dedup pool while unpacking.
     pub dedup: bool,
-    /// Keep new layers as EROFS images (Linux 6.12+).
-    pub erofs: bool,
+    /// How new layers are kept; `None`: the store's choice ([`super::layer_format`]).
+    pub snapshotter: Option<LayerFormat>,
 }
 
 impl Default for MountOptions {
     fn default() -> MountOptions {
         MountOptions {
             dedup: true,
-            erofs: false,
+            snapshotter: None,
         }
     }
 }
@@ -59,13 +59,19 @@ pub fn mount_as(
 ) -> Result<View, ImageError> {
     let uo = UnpackOptions {
         dedup: opts.dedup,
-        format: if opts.erofs {
-            LayerFormat::Erofs
-        } else {
-            LayerFormat::Files
-        },
+        format: opts.snapshotter,
         ..UnpackOptions::default()
     };
+    // A prune waits while this lease is held: the layers and chain unpacked here
+    // are not referenced by anything until the snapshot below is prepared.
+    let store = crate::store::Store::open(root).map_err(|source| ImageError::Store {
+        name: image.name.clone(),
+        source,
+    })?;
+    let _lease = store.lease().map_err(|source| ImageError::Store {
+        name: image.name.clone(),
+        source,
+    })?;
     let unpacked = unpack_resolved(image.blobs(), image.resolved(), root, &uo)?;
     let snaps = Overlay::open(root)?;
     let key = key.to_string();
@@ -147,6 +153,18 @@ pub fn view_key(root: &Path, target: &str) -> Result<String, ImageError> {
 /// Unmount the view `key` made by [`mount`] and remove its snapshot; layers no
 /// other view uses are detached too.
 pub fn release(root: &Path, key: &str) -> Result<(), ImageError> {
+    // A prune must not judge the view stale between the unmount and the removal.
+    let store = crate::store::Store::open_existing(root).map_err(|source| ImageError::Store {
+        name: key.to_string(),
+        source,
+    })?;
+    let _lease = match root.join("locks").is_dir() {
+        true => Some(store.lease().map_err(|source| ImageError::Store {
+            name: key.to_string(),
+            source,
+        })?),
+        false => None,
+    };
     let snaps = Overlay::open(root)?;
     let merged = snaps.merged_dir(key);
     match crate::sys::fs::unmount(&merged, false) {
@@ -161,7 +179,11 @@ pub fn release(root: &Path, key: &str) -> Result<(), ImageError> {
             })
         }
     }
-    snaps.remove(key)?;
+    match snaps.remove(key) {
+        // Removed meanwhile by another cleaner (a prune, a reaper): nothing left to do.
+        Err(snapshot::SnapshotError::NotFound { .. }) => {}
+        r => r?,
+    }
     snaps.unmount_unused_layers()?;
     Ok(())
 }
@@ -177,5 +199,16 @@ pub fn changes(root: &Path, key: &str) -> Result<Vec<Change>, ImageError> {
         Some(p) => snaps.lowers(p)?,
         None => Vec::new(),
     };
+    // EROFS lowers are read through their mounts: make sure they are there (a
+    // reboot or `unmount_layers` may have detached them since the view was made).
+    let erofs: Vec<snapshot::Mount> = snaps
+        .mounts(key)?
+        .into_iter()
+        .filter(|m| matches!(m, snapshot::Mount::Erofs { .. }))
+        .collect();
+    snapshot::mount_all(&erofs, Path::new("/")).map_err(|source| ImageError::Io {
+        path: PathBuf::from(key),
+        source,
+    })?;
     Ok(layer::changes(&snaps.upper_dir(key), &lowers)?)
 }

@@ -34,7 +34,11 @@ use std::sync::{mpsc, Arc, Mutex};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 
 use super::compress::{decoder, Compression};
+use super::guard::{header_limit, HeaderGuard};
 use super::LayerError;
+
+/// The tar stream as the entry readers see it.
+pub(super) type Stream = HeaderGuard<ChannelReader>;
 use crate::oci::{Digest, Digester};
 use crate::sys::fs as sfs;
 
@@ -320,7 +324,13 @@ pub(super) fn is_limit(e: &io::Error) -> bool {
 }
 
 pub(super) fn stream_error(layer: &str, e: io::Error, limits: &Limits) -> LayerError {
-    if is_limit(&e) {
+    if let Some((what, limit)) = header_limit(&e) {
+        LayerError::LimitExceeded {
+            layer: layer.to_string(),
+            what,
+            limit,
+        }
+    } else if is_limit(&e) {
         LayerError::LimitExceeded {
             layer: layer.to_string(),
             what: "uncompressed size",
@@ -1395,10 +1405,11 @@ pub(super) fn entry_meta<R: Read>(
 pub(super) fn each_entry(
     reader: ChannelReader,
     opts: &ApplyOptions,
-    mut f: impl FnMut(&mut tar::Entry<'_, ChannelReader>) -> Result<(), Failure>,
-) -> Result<(u64, tar::Archive<ChannelReader>), LayerError> {
+    mut f: impl FnMut(&mut tar::Entry<'_, Stream>) -> Result<(), Failure>,
+) -> Result<(u64, tar::Archive<Stream>), LayerError> {
     let layer = || opts.layer.clone();
-    let mut archive = tar::Archive::new(reader);
+    // Header records are bounded before the tar crate reads them whole (A16).
+    let mut archive = tar::Archive::new(HeaderGuard::new(reader, &opts.limits));
     let mut count = 0u64;
     {
         let entries = archive
@@ -1440,7 +1451,9 @@ fn to_layer_error(opts: &ApplyOptions, entry: String, f: Failure) -> LayerError 
             reason,
         },
         Failure::Limit(what, limit) => LayerError::LimitExceeded { layer, what, limit },
-        Failure::Io(e) if is_limit(&e) => stream_error(&opts.layer, e, &opts.limits),
+        Failure::Io(e) if is_limit(&e) || header_limit(&e).is_some() => {
+            stream_error(&opts.layer, e, &opts.limits)
+        }
         Failure::Io(source) => LayerError::Extract {
             layer,
             entry,
@@ -1451,11 +1464,8 @@ fn to_layer_error(opts: &ApplyOptions, entry: String, f: Failure) -> LayerError 
 
 /// Read the stream after the end-of-archive marker to its end, so trailing padding is
 /// hashed into the diff ID too.
-pub(super) fn drain(
-    archive: tar::Archive<ChannelReader>,
-    opts: &ApplyOptions,
-) -> Result<(), LayerError> {
-    let mut rest = archive.into_inner();
+pub(super) fn drain(archive: tar::Archive<Stream>, opts: &ApplyOptions) -> Result<(), LayerError> {
+    let mut rest = archive.into_inner().into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(|e| stream_error(&opts.layer, e, &opts.limits))?;
     Ok(())
 }
@@ -1485,12 +1495,24 @@ pub(super) fn join(comps: &[&[u8]]) -> Vec<u8> {
 
 /// Split an entry name into components: leading `/` and `.` components dropped, `..`
 /// refused (SECURITY-TESTS A1: reject rather than clamp, so a hostile layer is noticed).
+/// The longest file name component Linux file systems take.
+pub(super) const NAME_MAX: usize = 255;
+
 pub(super) fn normalize(raw: &[u8]) -> Result<Vec<&[u8]>, Failure> {
     let mut comps = Vec::new();
     for c in raw.split(|b| *b == b'/') {
         match c {
             b"" | b"." => {}
             b".." => return invalid("path has a '..' component"),
+            // No file system here takes a longer name; refusing it up front gives
+            // one clear error in every snapshotter (the EROFS writer cannot place a
+            // dirent longer than a block at all).
+            c if c.len() > NAME_MAX => {
+                return invalid(format!(
+                    "a path component is {} bytes long; the limit is {NAME_MAX} (NAME_MAX)",
+                    c.len()
+                ))
+            }
             c => comps.push(c),
         }
     }
@@ -1524,6 +1546,9 @@ mod tests {
         for bad in ["../x", "/../x", "a/../../x", "./../x", "..", "a/.."] {
             assert!(ok(bad).is_none(), "{bad}");
         }
+        let longest = "n".repeat(NAME_MAX);
+        assert!(ok(&format!("a/{longest}/b")).is_some());
+        assert!(ok(&format!("a/{longest}n/b")).is_none());
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod apply;
 mod compress;
 mod diff;
 mod erofs;
+mod guard;
 
 pub use apply::{
     apply, unpack_new, Applied, ApplyMode, ApplyOptions, ChannelReader, DevicePolicy, Limits,

@@ -520,6 +520,57 @@ pub fn docker_to_oci(body: &[u8]) -> Result<Vec<u8>, String> {
     serde_json::to_vec(&v).map_err(|e| e.to_string())
 }
 
+/// Rewrite an OCI image manifest as Docker schema 2 (`push --format v2s2`): media
+/// types change, digests and sizes stay. Docker's schema has no annotations, subject
+/// or artifact type, so those are dropped; a layer type Docker has no name for
+/// (zstd) is refused with its media type as the error.
+pub fn oci_to_docker(body: &[u8]) -> Result<Vec<u8>, String> {
+    let mut v: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let map_layer = |mt: &str| -> Result<&'static str, String> {
+        match MediaType::parse(mt) {
+            MediaType::OciLayerGzip | MediaType::DockerLayerGzip => {
+                Ok(MediaType::DockerLayerGzip.as_str_static())
+            }
+            MediaType::OciLayerTar => Ok("application/vnd.docker.image.rootfs.diff.tar"),
+            MediaType::Other(s) if s == "application/vnd.docker.image.rootfs.diff.tar" => {
+                Ok("application/vnd.docker.image.rootfs.diff.tar")
+            }
+            MediaType::Other(s)
+                if s == "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+                    || s == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" =>
+            {
+                Ok("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip")
+            }
+            _ => Err(mt.to_string()),
+        }
+    };
+    let Some(obj) = v.as_object_mut() else {
+        return Err("not a JSON object".into());
+    };
+    for k in ["annotations", "subject", "artifactType"] {
+        obj.remove(k);
+    }
+    v["mediaType"] = MediaType::DockerManifest.as_str().into();
+    match MediaType::parse(v["config"]["mediaType"].as_str().unwrap_or("")) {
+        MediaType::OciConfig | MediaType::DockerConfig => {}
+        other => return Err(format!("config {}", other.as_str())),
+    }
+    v["config"]["mediaType"] = MediaType::DockerConfig.as_str().into();
+    if let Some(c) = v["config"].as_object_mut() {
+        c.remove("annotations");
+    }
+    if let Some(layers) = v["layers"].as_array_mut() {
+        for l in layers {
+            let mt = l["mediaType"].as_str().unwrap_or("").to_string();
+            l["mediaType"] = map_layer(&mt)?.into();
+            if let Some(o) = l.as_object_mut() {
+                o.remove("annotations");
+            }
+        }
+    }
+    serde_json::to_vec(&v).map_err(|e| e.to_string())
+}
+
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize, Default)]
 pub struct RootFs {
     #[serde(rename = "type", default)]

@@ -8,9 +8,9 @@ mod reference;
 
 pub use digest::{chain_id, Digest, DigestError, Digester};
 pub use manifest::{
-    docker_to_oci, go_arch, oci_layer_type, parse_image_config, parse_manifest, AnyManifest,
-    Descriptor, History, ImageConfig, Index, Manifest, ManifestError, MediaType, Platform,
-    PlatformError, RootFs, RunConfig, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE,
+    docker_to_oci, go_arch, oci_layer_type, oci_to_docker, parse_image_config, parse_manifest,
+    AnyManifest, Descriptor, History, ImageConfig, Index, Manifest, ManifestError, MediaType,
+    Platform, PlatformError, RootFs, RunConfig, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE,
 };
 pub use reference::{Reference, ReferenceError, DEFAULT_REGISTRY, DEFAULT_TAG};
 

@@ -10,12 +10,15 @@ use futures_util::StreamExt;
 use reqwest::header::{
     HeaderMap, HeaderValue, AUTHORIZATION, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
 };
-use reqwest::{Response, StatusCode, Url};
+use reqwest::{Method, Response, StatusCode, Url};
 
 use super::auth::{parse_challenge, Challenge, TokenResponse};
 use super::config::RegistryConfig;
 use super::credentials::{Credentials, DockerConfig};
 use super::{RegistryError, MAX_SMALL_BODY};
+
+/// Makes a request body, again for each attempt of the request.
+pub type BodyFn<'a> = &'a (dyn Fn() -> Result<reqwest::Body, RegistryError> + Send + Sync);
 
 /// How long the HTTPS attempt on a host that also allows plain HTTP may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -233,20 +236,61 @@ impl Client {
         scope: &str,
         headers: HeaderMap,
     ) -> Result<Response, RegistryError> {
-        let url = format!("{}{}", self.base_url(host).await?, path);
-        let url = Url::parse(&url).map_err(|e| RegistryError::Status {
-            url: url.clone(),
+        self.send(host, Method::GET, path, scope, headers, None, true)
+            .await
+    }
+
+    /// Send `method` to `target` on `host` (a path starting with `/`, or an absolute
+    /// URL such as an upload `Location`) for `scope`, with auth. The registry's
+    /// `Authorization` header goes only to the registry's own origin. GET and HEAD
+    /// follow redirects. `body` is made again for every attempt (after a 401 and its
+    /// authentication, and for retries). With `retry` false, only authentication
+    /// repeats the request: a half-sent upload is not blindly sent again.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn send(
+        &self,
+        host: &str,
+        method: Method,
+        target: &str,
+        scope: &str,
+        headers: HeaderMap,
+        body: Option<BodyFn<'_>>,
+        retry: bool,
+    ) -> Result<Response, RegistryError> {
+        let base = self.base_url(host).await?;
+        let joined = Url::parse(&format!("{base}/")).and_then(|b| b.join(target));
+        let url = joined.map_err(|e| RegistryError::Status {
+            url: format!("{base}{target}"),
             status: 0,
             detail: format!(": bad URL: {e}"),
         })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(RegistryError::Status {
+                url: url.to_string(),
+                status: 0,
+                detail: ": not an HTTP URL".into(),
+            });
+        }
+        let origin = Url::parse(&format!("{base}/")).map_err(|e| RegistryError::Status {
+            url: base.clone(),
+            status: 0,
+            detail: format!(": bad URL: {e}"),
+        })?;
+        let attempts = if retry { self.inner.retry.attempts } else { 1 };
         let http = self.http(host)?;
         let mut attempt = 0u32;
         let mut authenticated = false;
         loop {
             attempt += 1;
-            let auth = self.auth_header(host, scope)?;
+            let auth = self
+                .auth_header(host, scope)?
+                .filter(|_| same_origin(&url, &origin));
             let sent_auth = auth.is_some();
-            let res = send_following_redirects(&http, &url, auth, &headers).await;
+            let body = match body {
+                Some(make) => Some(make()?),
+                None => None,
+            };
+            let res = send_following_redirects(&http, &method, &url, auth, &headers, body).await;
             let retry_after = match &res {
                 Ok(r) => r
                     .headers()
@@ -283,10 +327,7 @@ impl Client {
                     authenticated = true;
                     attempt -= 1;
                 }
-                Ok(resp)
-                    if is_retryable_status(resp.status())
-                        && attempt < self.inner.retry.attempts =>
-                {
+                Ok(resp) if is_retryable_status(resp.status()) && attempt < attempts => {
                     tracing::debug!(status = %resp.status(), %url, attempt, "retrying");
                     let d = retry_after.unwrap_or_else(|| self.inner.retry.delay(attempt));
                     tokio::time::sleep(d).await;
@@ -304,7 +345,7 @@ impl Client {
                     return Ok(resp);
                 }
                 Ok(resp) => return Ok(resp),
-                Err(e) if e.is_retryable() && attempt < self.inner.retry.attempts => {
+                Err(e) if e.is_retryable() && attempt < attempts => {
                     tracing::debug!(error = %e, attempt, "retrying");
                     tokio::time::sleep(self.inner.retry.delay(attempt)).await;
                 }
@@ -484,23 +525,32 @@ pub fn same_origin(a: &Url, b: &Url) -> bool {
 
 async fn send_following_redirects(
     http: &reqwest::Client,
+    method: &Method,
     origin: &Url,
     auth: Option<HeaderValue>,
     headers: &HeaderMap,
+    body: Option<reqwest::Body>,
 ) -> Result<Response, RegistryError> {
+    let follow = *method == Method::GET || *method == Method::HEAD;
     let mut url = origin.clone();
+    let mut body = body;
     for _ in 0..10 {
-        let mut rb = http.get(url.clone()).headers(headers.clone());
+        let mut rb = http
+            .request(method.clone(), url.clone())
+            .headers(headers.clone());
         if let Some(a) = &auth {
             if same_origin(&url, origin) {
                 rb = rb.header(AUTHORIZATION, a.clone());
             }
         }
+        if let Some(b) = body.take() {
+            rb = rb.body(b);
+        }
         let resp = rb.send().await.map_err(|source| RegistryError::Http {
             url: url.to_string(),
             source,
         })?;
-        if resp.status().is_redirection() {
+        if follow && resp.status().is_redirection() {
             if let Some(loc) = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()) {
                 let next = url.join(loc).map_err(|e| RegistryError::Status {
                     url: url.to_string(),

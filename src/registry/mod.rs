@@ -10,6 +10,7 @@ mod client;
 mod config;
 mod credentials;
 mod pull;
+mod push;
 mod stream;
 
 use std::path::PathBuf;
@@ -18,10 +19,11 @@ use crate::oci::{Digest, ManifestError};
 use crate::store::StoreError;
 
 pub use auth::{parse_challenge, Challenge};
-pub use client::{Client, RetryPolicy};
+pub use client::{BodyFn, Client, RetryPolicy};
 pub use config::{host_without_port, Entry, RegistryConfig, MIRROR_ENV};
 pub use credentials::{Credentials, DockerConfig};
 pub use pull::{Event, Notice, Progress, PullOptions, PulledImage};
+pub use push::{PushEvent, PushOptions, PushProgress, Pushed, Upload, UploadState};
 pub use stream::RemoteImage;
 
 /// The largest token or error body read from a registry (SECURITY-TESTS item 23).

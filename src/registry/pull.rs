@@ -391,9 +391,22 @@ impl Client {
                 blobs.push(l.clone());
             }
         }
+        let digests: Vec<Digest> = blobs.iter().map(|b| b.digest.clone()).collect();
         let downloaded = self
             .fetch_blobs(store, host, repo, blobs, opts, progress)
             .await?;
+        {
+            // Where each blob lives, so a push to another repository of this
+            // registry can mount it instead of uploading (best effort).
+            let (s, source) = (store.clone(), format!("{host}/{repo}"));
+            block(move || {
+                for d in &digests {
+                    if let Err(e) = s.add_blob_source(d, &source) {
+                        tracing::debug!(error = %e, "recording the blob source failed");
+                    }
+                }
+            });
+        }
 
         let config_bytes = {
             let s = store.clone();

@@ -37,7 +37,16 @@ pub(super) fn main(p: &mut Prepared, sock: UnixStream) -> ! {
             let mut out = Vec::with_capacity(f.msg.len() + 1);
             out.push(f.code);
             out.extend_from_slice(f.msg.as_bytes());
-            let _ = (&sock).write_all(&out);
+            // Once started through the exec fifo, the creator is gone: `start`
+            // reads the report there.
+            match &p.started {
+                Some(fifo) => {
+                    let _ = rustix::io::write(fifo, &out);
+                }
+                None => {
+                    let _ = (&sock).write_all(&out);
+                }
+            }
             f.code
         }
     };
@@ -76,11 +85,32 @@ fn setup_and_exec(p: &mut Prepared, sock: &UnixStream) -> Result<std::convert::I
     // for others (CVE-2019-5736). (The parent-death signal was set before the exec.)
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let idmapped = recv_idmapped(sock, p.idmap)?;
+    if let Some(d) = &p.detach {
+        // Before any namespace is joined and while still the host's root: the
+        // fifo is in the runtime's 0700 state directory.
+        let fd = rustix::fs::open(
+            &d.exec_fifo,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| f125(format!("open the exec fifo {}: {e}", d.exec_fifo.display())))?;
+        p.exec_fifo = Some(fd);
+    }
     for (flag, path) in &p.join {
         let f = std::fs::File::open(path)
             .map_err(|e| f125(format!("namespace {}: {e}", path.display())))?;
         nix::sched::setns(f, *flag)
             .map_err(|e| f125(format!("join namespace {}: {e}", path.display())))?;
+    }
+    if let Some(offsets) = &p.time_offsets {
+        // Our children and our execve enter the new namespace; the offsets are
+        // written while nobody is in it yet (time_namespaces(7)).
+        nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(
+            libc::CLONE_NEWTIME,
+        ))
+        .map_err(ctx("time namespace"))?;
+        std::fs::write("/proc/self/timens_offsets", offsets)
+            .map_err(|e| f125(format!("time namespace offsets {offsets:?}: {e}")))?;
     }
     let pre = mounts::preopen(p).map_err(f125)?;
     if p.userns {
@@ -116,8 +146,25 @@ fn setup_and_exec(p: &mut Prepared, sock: &UnixStream) -> Result<std::convert::I
         }
     }
 
-    mounts::setup(p, idmapped, &pre).map_err(f125)?;
+    let mut hook_state = Vec::new();
+    let detach = p.detach.clone();
+    let mut before_pivot = || -> Result<(), String> {
+        if let Some(d) = detach.as_ref().filter(|d| d.sync_hooks) {
+            // The creator runs prestart and createRuntime now, then sends the
+            // state; createContainer runs here, in the container's mount
+            // namespace, before pivot_root (runtime-spec config.md).
+            (&*sock)
+                .write_all(&[super::spawn::HOOKS_POINT])
+                .map_err(|e| format!("ask the creator to run its hooks: {e}"))?;
+            hook_state = super::spawn::read_bytes(sock)?;
+            super::hooks::run_all("createContainer", &d.create_container, &hook_state)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    };
+    mounts::setup(p, idmapped, &pre, &mut before_pivot).map_err(f125)?;
     drop(pre);
+    p.hook_state = hook_state;
 
     let spec = &p.spec;
     if let Some(h) = spec.hostname() {
@@ -181,8 +228,10 @@ fn setup_and_exec(p: &mut Prepared, sock: &UnixStream) -> Result<std::convert::I
 
     // No descriptor of the host may reach the container (CVE-2024-21626): close
     // everything but stdio and the sync socket (close-on-exec) before chdir.
-    crate::sys::mount::close_fds_from(3, &[sock.as_raw_fd() as u32])
-        .map_err(ctx("close inherited descriptors"))?;
+    let mut keep = vec![sock.as_raw_fd() as u32];
+    keep.extend(p.exec_fifo.as_ref().map(|f| f.as_raw_fd() as u32));
+    keep.sort_unstable();
+    crate::sys::mount::close_fds_from(3, &keep).map_err(ctx("close inherited descriptors"))?;
     nix::unistd::chdir(&cwd)
         .map_err(|e| f125(format!("chdir to working directory {}: {e}", cwd.display())))?;
     let here = nix::unistd::getcwd().map_err(ctx("getcwd"))?;
@@ -237,9 +286,63 @@ fn setup_and_exec(p: &mut Prepared, sock: &UnixStream) -> Result<std::convert::I
         }
         load_seccomp(p)?;
     }
-    apply_lsm(p)?;
-    wait_for_start(sock)?;
+    if p.detach.is_some() {
+        // The startContainer hooks exec before the command: the LSM label
+        // (consumed by the next execve) is set after them.
+        wait_for_fifo(p, sock)?;
+        apply_lsm(p)?;
+    } else {
+        apply_lsm(p)?;
+        wait_for_start(sock)?;
+    }
     Err(exec(p))
+}
+
+/// Created, detached: report it to the creator, then block opening the exec
+/// fifo for writing (through `/proc/self/fd`: the O_PATH descriptor opened
+/// before pivot_root, as runc does) until `start` opens it for reading; one
+/// byte tells `start` the open returned; then the `startContainer` hooks.
+fn wait_for_fifo(p: &mut Prepared, sock: &UnixStream) -> Result<(), Fail> {
+    (&*sock)
+        .write_all(&[0])
+        .map_err(ctx("report the container created"))?;
+    let Some(path_fd) = &p.exec_fifo else {
+        return Err(f125("no exec fifo"));
+    };
+    let proc_path = format!("/proc/self/fd/{}", path_fd.as_raw_fd());
+    let fifo = loop {
+        match rustix::fs::open(
+            proc_path.as_str(),
+            rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        ) {
+            Ok(f) => break f,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                return Err(f125(format!(
+                    "reopen the exec fifo through {proc_path} (is /proc mounted?): {e}"
+                )))
+            }
+        }
+    };
+    p.started = Some(fifo);
+    if let Some(f) = &p.started {
+        rustix::io::write(f, &[0]).map_err(ctx("answer on the exec fifo"))?;
+    }
+    p.exec_fifo = None;
+    if let Some(d) = p.detach.as_ref().filter(|d| !d.start_container.is_empty()) {
+        // The state the creator sent, as of now: created.
+        let state = match serde_json::from_slice::<serde_json::Value>(&p.hook_state) {
+            Ok(mut v) => {
+                v["status"] = "created".into();
+                serde_json::to_vec(&v).unwrap_or_default()
+            }
+            Err(_) => p.hook_state.clone(),
+        };
+        super::hooks::run_all("startContainer", &d.start_container, &state)
+            .map_err(|e| f125(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Created: tell the parent (one zero byte, never an exit code) and wait for its

@@ -39,6 +39,27 @@ pub enum Stdio {
     Pty,
 }
 
+/// A container that outlives the process creating it, as an OCI runtime's
+/// `create` makes: no parent-death signal, and once set up the process waits
+/// for its start on `exec_fifo` (opened for writing through `/proc/self/fd`,
+/// which blocks until [`start_created`] opens it for reading, as runc's
+/// `exec.fifo`), not on the creator's socket. After [`Container::detach`] the
+/// creator may exit; whoever reaps orphans reaps the container.
+pub struct Detach<'a> {
+    /// A FIFO the caller made (mode 0622 in a 0700 directory).
+    pub exec_fifo: PathBuf,
+    /// Run in the container's mount namespace before pivot_root.
+    pub create_container: Vec<oci_spec::runtime::Hook>,
+    /// Run in the container after start, before the command's execve.
+    pub start_container: Vec<oci_spec::runtime::Hook>,
+    /// Called in the creator with the container's pid once its namespaces and
+    /// mounts exist, before its pivot_root (the runtime's `prestart` and
+    /// `createRuntime` hooks); returns the state JSON the in-container hooks
+    /// read. Called only when `sync_hooks`.
+    pub on_namespaces: &'a mut dyn FnMut(i32) -> Result<Vec<u8>, Error>,
+    pub sync_hooks: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Created,
@@ -76,6 +97,28 @@ impl Container {
         rootfs: &Path,
         opts: &Options,
         stdio: Stdio,
+    ) -> Result<Container, Error> {
+        Container::create_inner(spec, rootfs, opts, stdio, None)
+    }
+
+    /// [`Container::create`] for a container that outlives its creator; see
+    /// [`Detach`]. Start it with [`start_created`], from any process.
+    pub fn create_detached(
+        spec: &Spec,
+        rootfs: &Path,
+        opts: &Options,
+        stdio: Stdio,
+        detach: Detach<'_>,
+    ) -> Result<Container, Error> {
+        Container::create_inner(spec, rootfs, opts, stdio, Some(detach))
+    }
+
+    fn create_inner(
+        spec: &Spec,
+        rootfs: &Path,
+        opts: &Options,
+        stdio: Stdio,
+        mut detach: Option<Detach<'_>>,
     ) -> Result<Container, Error> {
         let (p, clone_flags) = prepare(spec, rootfs, opts, false)?;
         let linux = spec.linux().clone().unwrap_or_default();
@@ -149,7 +192,13 @@ impl Container {
         let (sock, child_end) = UnixStream::pair().map_err(setup("socketpair"))?;
         let child_sock = dup_high(child_end.as_raw_fd())?;
         drop(child_end);
-        let pre = PreExec::new(exe, child_sock.as_raw_fd(), srcs, p.userns);
+        let pre = PreExec::new(
+            exe,
+            child_sock.as_raw_fd(),
+            srcs,
+            p.userns,
+            detach.is_some(),
+        );
 
         // All signals blocked in this thread across the clone: the child must run
         // no handler before its exec (the mask is restored here at once).
@@ -219,29 +268,57 @@ impl Container {
                 cgroup_root: opts.cgroup_root.clone(),
                 cgroup_dirs,
                 terminal,
+                detach: detach.as_ref().map(|d| spawn::DetachRequest {
+                    exec_fifo: d.exec_fifo.clone(),
+                    sync_hooks: d.sync_hooks,
+                    create_container: d.create_container.clone(),
+                    start_container: d.start_container.clone(),
+                }),
             },
         )?;
         if p.idmap {
             let fd = mounts::idmapped_rootfs(rootfs, Pid::from_raw(c.pid))?;
             super::send_fd(&sock, fd.as_fd())?;
         }
-        // One zero byte: set up and waiting. Anything else is a failure report.
+        // One zero byte: set up and waiting. A one (detached, with hooks): the
+        // namespaces exist, run the creator's hooks and answer with the state.
+        // Anything else is a failure report.
         let mut b = [0u8; 1];
-        match (&sock).read(&mut b) {
-            Ok(1) if b[0] == 0 => {}
-            Ok(1) => {
-                let mut msg = Vec::new();
-                let _ = (&sock).read_to_end(&mut msg);
-                return Err(Error::Child {
-                    code: b[0],
-                    message: String::from_utf8_lossy(&msg).into_owned(),
-                });
+        let mut hooks_point = detach.as_ref().is_some_and(|d| d.sync_hooks);
+        loop {
+            match (&sock).read(&mut b) {
+                Ok(1) if b[0] == spawn::HOOKS_POINT && hooks_point => {
+                    hooks_point = false;
+                    if let Some(d) = detach.as_mut() {
+                        let state = (d.on_namespaces)(c.pid)?;
+                        spawn::send_bytes(&sock, &state)?;
+                    }
+                    continue;
+                }
+                other => {
+                    b[0] = match other {
+                        Ok(1) => b[0],
+                        _ => 255,
+                    };
+                    break;
+                }
             }
-            _ => {
+        }
+        match b[0] {
+            0 => {}
+            255 => {
                 return Err(Error::Child {
                     code: 125,
                     message: "the container's setup process ended without a report".into(),
                 })
+            }
+            code => {
+                let mut msg = Vec::new();
+                let _ = (&sock).read_to_end(&mut msg);
+                return Err(Error::Child {
+                    code,
+                    message: String::from_utf8_lossy(&msg).into_owned(),
+                });
             }
         }
         c.sock = Some(sock);
@@ -279,9 +356,31 @@ impl Container {
         Ok(())
     }
 
+    /// Let the container live on without this handle (made with
+    /// [`Container::create_detached`]): nothing is killed or removed; returns
+    /// its pid.
+    pub fn detach(mut self) -> i32 {
+        self.done = true;
+        self.sock = None;
+        self.pidfd = None;
+        self.pid
+    }
+
     /// Host pid of the container's process.
     pub fn pid(&self) -> i32 {
         self.pid
+    }
+
+    /// The cgroup's usage counters now (CPU time, memory now and peak, I/O bytes,
+    /// pids); `None` when the spec names no cgroup. Read them after
+    /// [`Container::wait`] and before [`Container::delete`] for the final figures.
+    pub fn stats(&self) -> Option<super::cgstats::Stats> {
+        self.group().map(|g| g.stats())
+    }
+
+    /// Cgroup hierarchy version of the container's group (1 or 2), if it has one.
+    pub fn cgroup_version(&self) -> Option<u8> {
+        self.group().map(|g| g.version())
     }
 
     /// The pty's master end (with [`Stdio::Pty`]), once.
@@ -471,4 +570,119 @@ pub fn destroy_cgroup(cgroup_root: &Path, path: &Path) -> Result<(), Error> {
     }
     kill_members(g.as_ref());
     g.remove()
+}
+
+/// Send `sig` to every process in the cgroup at `path` (`kill --all`); returns
+/// how many were signalled.
+pub fn signal_cgroup(cgroup_root: &Path, path: &Path, sig: i32) -> Result<usize, Error> {
+    let g = cgroup::Hierarchy::detect(cgroup_root)?.group(path);
+    let mut pids = std::collections::BTreeSet::new();
+    for (_, dir) in g.mount_sources() {
+        let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) else {
+            continue;
+        };
+        pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    }
+    let mut n = 0;
+    for pid in pids {
+        // SAFETY: kill with plain integers.
+        if unsafe { libc::kill(pid, sig) } == 0 {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// How long [`start_created`] waits for the created process to open its end of
+/// the exec fifo (it is blocked in that open, so this is a bound, not a delay).
+const START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Start a container made by [`Container::create_detached`], from any process:
+/// open its exec fifo for reading (the waiting process's open for writing then
+/// returns), remove the fifo (the container is no longer "created"), and wait
+/// until the command's execve closes the other end, or a failure is reported on
+/// it (a `startContainer` hook, a command not found: Docker's exit code and one
+/// line). `alive` tells whether the container's process still exists.
+pub fn start_created(exec_fifo: &Path, alive: &dyn Fn() -> bool) -> Result<(), Error> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        exec_fifo,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::Setup {
+        step: format!("open {}", exec_fifo.display()),
+        source: e.into(),
+    })?;
+    let _ = std::fs::remove_file(exec_fifo);
+    let read = |buf: &mut [u8]| -> Result<usize, rustix::io::Errno> {
+        loop {
+            match rustix::io::read(&fd, &mut *buf) {
+                Err(rustix::io::Errno::INTR) => {}
+                r => return r,
+            }
+        }
+    };
+    // First the one byte the process writes once its open returned (before it,
+    // a read finds no writer and returns 0 as well).
+    let t0 = std::time::Instant::now();
+    let mut b = [0u8; 1];
+    loop {
+        match read(&mut b) {
+            Ok(1) => break,
+            Ok(_) | Err(rustix::io::Errno::AGAIN) => {}
+            Err(e) => {
+                return Err(Error::Setup {
+                    step: "read the exec fifo".into(),
+                    source: e.into(),
+                })
+            }
+        }
+        if !alive() {
+            return Err(Error::Child {
+                code: 125,
+                message: "the container's process ended before it was started".into(),
+            });
+        }
+        if t0.elapsed() > START_TIMEOUT {
+            return Err(Error::Child {
+                code: 125,
+                message: "the container's process did not answer on its exec fifo".into(),
+            });
+        }
+        let mut pfd = [nix::poll::PollFd::new(
+            fd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(5u8));
+    }
+    // Then, blocking, until EOF: the write end is close-on-exec, and the process
+    // closes it on failure too (it exits).
+    let flags = rustix::fs::fcntl_getfl(&fd).map_err(|e| Error::Setup {
+        step: "exec fifo flags".into(),
+        source: e.into(),
+    })?;
+    let _ = rustix::fs::fcntl_setfl(&fd, flags - OFlags::NONBLOCK);
+    let mut report = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) if report.len() < 64 * 1024 => report.extend_from_slice(&buf[..n]),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Error::Setup {
+                    step: "read the exec fifo".into(),
+                    source: e.into(),
+                })
+            }
+        }
+    }
+    if let Some((&code, msg)) = report.split_first() {
+        return Err(Error::Child {
+            code,
+            message: String::from_utf8_lossy(msg).into_owned(),
+        });
+    }
+    Ok(())
 }

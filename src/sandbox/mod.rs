@@ -26,10 +26,12 @@
 
 mod caps;
 pub mod cgroup;
+pub mod cgstats;
 mod child;
 pub mod devfilter;
 pub mod exec;
 mod handle;
+pub mod hooks;
 pub mod idshift;
 pub mod init;
 mod mounts;
@@ -38,7 +40,9 @@ mod spawn;
 
 pub use caps::{all_caps, docker_default_caps, parse_cap, ALL_CAPS};
 pub use child::rlimit_resource;
-pub use handle::{destroy_cgroup, Container, Signaller, Stdio};
+pub use handle::{
+    destroy_cgroup, signal_cgroup, start_created, Container, Detach, Signaller, Stdio,
+};
 pub use spawn::{entry as child_entry, set_runtime_binary};
 
 use std::io::Write as _;
@@ -78,6 +82,13 @@ pub enum Error {
     /// (125 setup, 126 not executable, 127 not found).
     #[error("{message}")]
     Child { code: u8, message: String },
+    /// An OCI hook failed (runtime-spec config.md, hooks).
+    #[error("{kind} hook {}: {reason}", path.display())]
+    Hook {
+        kind: String,
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 impl Error {
@@ -164,6 +175,9 @@ pub(crate) struct Prepared {
     /// shifted rootfs.
     pub overlay_rw: Option<PathBuf>,
     pub netns_new: bool,
+    /// A new time namespace with these offsets (`/proc/PID/timens_offsets`
+    /// text): unshared by the child, which enters it at its execve.
+    pub time_offsets: Option<String>,
     pub cgroupns: bool,
     pub cgroup_version: u8,
     /// (name under /sys/fs/cgroup, host directory) of the container's group.
@@ -180,6 +194,16 @@ pub(crate) struct Prepared {
     pub selinux: Option<String>,
     /// `--init`: the sealed copy of imgctl the init runs from (close-on-exec).
     pub init_exe: Option<OwnedFd>,
+    /// A container that outlives its creator (the OCI runtime CLI): waits on
+    /// its exec fifo instead of the sync socket; see [`Detach`].
+    pub detach: Option<spawn::DetachRequest>,
+    /// The exec fifo, opened O_PATH before any namespace is joined.
+    pub exec_fifo: Option<OwnedFd>,
+    /// The exec fifo opened for writing, once `start` opened it: failures after
+    /// that point are reported on it (the creator is gone).
+    pub started: Option<OwnedFd>,
+    /// The state JSON the in-container hooks get on stdin.
+    pub hook_state: Vec<u8>,
 }
 
 fn ns_flag(t: LinuxNamespaceType) -> nix::sched::CloneFlags {
@@ -233,6 +257,22 @@ pub(crate) fn prepare(
     }
     let cgroupns = clone_flags.contains(nix::sched::CloneFlags::CLONE_NEWCGROUP);
     clone_flags.remove(nix::sched::CloneFlags::CLONE_NEWCGROUP);
+    // CLONE_NEWTIME (0x80) lies in clone()'s exit-signal byte: it cannot be
+    // passed to clone, and its offsets must be written before any process is
+    // in it. The child unshares it and writes them (see child.rs).
+    let newtime = nix::sched::CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
+    let time_offsets = clone_flags.contains(newtime).then(|| {
+        let mut text = String::new();
+        for (clock, off) in linux.time_offsets().iter().flatten() {
+            text.push_str(&format!(
+                "{clock} {} {}\n",
+                off.secs().unwrap_or(0),
+                off.nanosecs().unwrap_or(0)
+            ));
+        }
+        text
+    });
+    clone_flags.remove(newtime);
     let userns = clone_flags.contains(nix::sched::CloneFlags::CLONE_NEWUSER);
     if !join.is_empty()
         && join
@@ -311,6 +351,7 @@ pub(crate) fn prepare(
         idmap: userns && opts.rootfs_shifted.is_none(),
         overlay_rw: opts.rootfs_shifted.clone(),
         netns_new: clone_flags.contains(nix::sched::CloneFlags::CLONE_NEWNET),
+        time_offsets,
         cgroupns,
         cgroup_version,
         cgroup_dirs: Vec::new(),
@@ -324,6 +365,10 @@ pub(crate) fn prepare(
         apparmor,
         selinux,
         init_exe: None,
+        detach: None,
+        exec_fifo: None,
+        started: None,
+        hook_state: Vec::new(),
     };
     Ok((prepared, clone_flags))
 }
@@ -346,18 +391,33 @@ pub fn run_with_stdin(
     opts: &Options,
     stdin: bool,
 ) -> Result<Outcome, Error> {
-    run_notify(spec, rootfs, opts, stdin, &mut |_| {})
+    run_with_report(spec, rootfs, opts, stdin, &mut |_| Ok(())).map(|(o, _)| o)
 }
 
-/// [`run_with_stdin`], calling `started` with the host pid of the container's
-/// process once its command runs (the caller records it).
-pub fn run_notify(
+/// What a foreground run used, read from its cgroup after the process was reaped
+/// and before the cgroup is removed.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    /// `None` when the spec names no cgroup.
+    pub stats: Option<cgstats::Stats>,
+    pub cgroup_version: Option<u8>,
+    /// From the start of the container's creation to its process reaped.
+    pub took: std::time::Duration,
+}
+
+/// [`run_with_stdin`], calling `before_start(pid)` once the container is
+/// created (its namespaces exist, `/proc/PID/ns/*` can be joined) and before
+/// its command runs: where the caller attaches the container to a network (an
+/// error from it deletes the container and is returned); also returns the final
+/// figures of the container's cgroup.
+pub fn run_with_report(
     spec: &Spec,
     rootfs: &Path,
     opts: &Options,
     stdin: bool,
-    started: &mut dyn FnMut(i32),
-) -> Result<Outcome, Error> {
+    before_start: &mut dyn FnMut(i32) -> Result<(), Error>,
+) -> Result<(Outcome, RunReport), Error> {
+    let began = std::time::Instant::now();
     let terminal = spec
         .process()
         .as_ref()
@@ -390,15 +450,20 @@ pub fn run_notify(
             }
         };
         let mut c = Container::create(spec, rootfs, opts, stdio)?;
+        before_start(c.pid())?;
         c.start()?;
-        started(c.pid());
         let pty = c.take_pty_master();
         let status = wait_loop(Pid::from_raw(c.pid()), &sigs, pty, stdin)?;
         let outcome = c.reaped(status);
+        let report = RunReport {
+            stats: c.stats(),
+            cgroup_version: c.cgroup_version(),
+            took: began.elapsed(),
+        };
         if let Err(e) = c.delete() {
             tracing::warn!("{e}");
         }
-        Ok(outcome)
+        Ok((outcome, report))
     })();
     let _ = nix::sys::signal::pthread_sigmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,

@@ -44,6 +44,22 @@ pub(super) struct Request {
     pub cgroup_dirs: Vec<(String, PathBuf)>,
     /// Standard descriptors 0-2 are a pty slave: become its session leader.
     pub terminal: bool,
+    /// Outlive the creator; see [`super::Detach`].
+    #[serde(default)]
+    pub detach: Option<DetachRequest>,
+}
+
+/// The child's part of [`super::Detach`].
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct DetachRequest {
+    /// Opened for writing (blocking until `start` opens it for reading) between
+    /// "created" and the command's execve.
+    pub exec_fifo: PathBuf,
+    /// Stop before pivot_root and let the creator run its hooks; it answers
+    /// with the state JSON.
+    pub sync_hooks: bool,
+    pub create_container: Vec<oci_spec::runtime::Hook>,
+    pub start_container: Vec<oci_spec::runtime::Hook>,
 }
 
 static RUNTIME_BINARY: OnceLock<PathBuf> = OnceLock::new();
@@ -155,10 +171,17 @@ pub(super) struct PreExec {
 }
 
 impl PreExec {
-    pub fn new(exe: RawFd, sock: RawFd, stdio: [Option<RawFd>; 3], userns: bool) -> PreExec {
+    pub fn new(
+        exe: RawFd,
+        sock: RawFd,
+        stdio: [Option<RawFd>; 3],
+        userns: bool,
+        detached: bool,
+    ) -> PreExec {
         // The parent-death signal follows the creating *thread*: only the main
-        // thread (the CLI) asks for it; a worker thread may end before the container.
-        let deathsig = nix::unistd::gettid() == nix::unistd::getpid();
+        // thread (the CLI) asks for it; a worker thread may end before the
+        // container, and a detached container outlives its creator.
+        let deathsig = !detached && nix::unistd::gettid() == nix::unistd::getpid();
         PreExec {
             exe,
             sock,
@@ -339,6 +362,41 @@ unsafe fn keep_caps_across_exec() -> Result<(), &'static [u8]> {
     Ok(())
 }
 
+/// The byte a detached container's setup sends when its namespaces and mounts
+/// exist (before pivot_root): the creator runs its hooks, then answers with
+/// the state JSON ([`send_bytes`]).
+pub(super) const HOOKS_POINT: u8 = 1;
+
+/// Upper bound of the state JSON sent to the setup process.
+const MAX_STATE: usize = 1 << 20;
+
+/// Send `data`, length-prefixed.
+pub(super) fn send_bytes(sock: &UnixStream, data: &[u8]) -> Result<(), Error> {
+    let mut msg = Vec::with_capacity(data.len() + 4);
+    msg.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    msg.extend_from_slice(data);
+    (&*sock)
+        .write_all(&msg)
+        .map_err(super::setup("send the state to the container"))
+}
+
+/// Read what [`send_bytes`] sent.
+pub(super) fn read_bytes(sock: &UnixStream) -> Result<Vec<u8>, String> {
+    let mut len = [0u8; 4];
+    (&*sock)
+        .read_exact(&mut len)
+        .map_err(|e| format!("read the state: {e}"))?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_STATE {
+        return Err(format!("state of {len} bytes is too large"));
+    }
+    let mut body = vec![0u8; len];
+    (&*sock)
+        .read_exact(&mut body)
+        .map_err(|e| format!("read the state: {e}"))?;
+    Ok(body)
+}
+
 /// Send the request, length-prefixed.
 pub(super) fn send_request(sock: &UnixStream, req: &Request) -> Result<(), Error> {
     let body = serde_json::to_vec(req).map_err(|e| Error::Spec {
@@ -406,6 +464,7 @@ pub fn entry() {
         )
         .map_err(|e| e.to_string())?;
         p.cgroup_dirs = req.cgroup_dirs;
+        p.detach = req.detach;
         if req.terminal {
             p.pty_slave = Some(super::spawn::dup_high(0).map_err(|e| e.to_string())?);
         }

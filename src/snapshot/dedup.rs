@@ -64,6 +64,8 @@ fn pool_key(path: &Path, md: &fs::Metadata) -> io::Result<String> {
     Ok(hex::encode(key.finalize()))
 }
 
+static TMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Deduplicate the regular files of `dir` of at least `min_size` bytes against `pool`.
 pub fn dedup_dir(pool: &Path, dir: &Path, min_size: u64) -> io::Result<DedupStats> {
     let mut stats = DedupStats::default();
@@ -91,10 +93,12 @@ pub fn dedup_dir(pool: &Path, dir: &Path, min_size: u64) -> io::Result<DedupStat
             let pooled = shard.join(&key);
             match fs::symlink_metadata(&pooled) {
                 Ok(_) => {
+                    // A short name of its own: the file's name may already be
+                    // 255 bytes long (issue 10: "File name too long").
                     let tmp = path.with_file_name(format!(
                         ".dedup-{}-{}",
                         std::process::id(),
-                        e.file_name().to_string_lossy()
+                        TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                     ));
                     fs::hard_link(&pooled, &tmp)?;
                     if let Err(err) = fs::rename(&tmp, &path) {

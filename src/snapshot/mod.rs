@@ -19,6 +19,8 @@
 //! image from it) instead of creating files in place.
 
 pub mod dedup;
+pub mod durable;
+pub mod gc;
 pub mod overlay;
 
 use std::path::{Path, PathBuf};
@@ -113,8 +115,48 @@ impl Mount {
     }
 }
 
+/// The lock file next to an EROFS layer image that orders mounting it (shared,
+/// held from "is it mounted?" until the overlay using it is mounted) against
+/// detaching it (exclusive, see [`Overlay::unmount_unused_layers`]).
+pub(crate) fn erofs_mount_lock(image: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(image.with_file_name(".mount.lock"))
+}
+
+/// An flock held until dropped.
+pub(crate) struct Flock(std::fs::File);
+
+impl Flock {
+    pub(crate) fn take(f: std::fs::File, exclusive: bool) -> std::io::Result<Flock> {
+        use rustix::fs::FlockOperation as Op;
+        let op = if exclusive {
+            Op::LockExclusive
+        } else {
+            Op::LockShared
+        };
+        rustix::fs::flock(&f, op)
+            .map_err(|e| std::io::Error::from_raw_os_error(e.raw_os_error()))?;
+        Ok(Flock(f))
+    }
+}
+
+impl Drop for Flock {
+    fn drop(&mut self) {
+        let _ = rustix::fs::flock(&self.0, rustix::fs::FlockOperation::Unlock);
+    }
+}
+
 /// Perform `mounts` on `target` (in order).
+///
+/// An EROFS layer already mounted is shared; its lock is held (shared) until every
+/// mount here is done, so another process cannot detach it between the check and
+/// the overlay mount that uses it (which would give the overlay an empty lower
+/// directory: issue 10). Once the overlay holds it, a detach no longer matters.
 pub fn mount_all(mounts: &[Mount], target: &Path) -> std::io::Result<()> {
+    let mut held = Vec::new();
     for m in mounts {
         match m {
             Mount::Overlay {
@@ -132,12 +174,14 @@ pub fn mount_all(mounts: &[Mount], target: &Path) -> std::io::Result<()> {
                 crate::sys::fs::mount_bind(source, target, *readonly)?
             }
             Mount::Erofs { image, target } => {
+                held.push(Flock::take(erofs_mount_lock(image)?, false)?);
                 if !crate::sys::fs::is_mount_point(target)? {
                     crate::sys::fs::mount_erofs(image, target)?;
                 }
             }
         }
     }
+    drop(held);
     Ok(())
 }
 

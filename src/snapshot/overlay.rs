@@ -50,7 +50,7 @@ fn valid_key(key: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
-struct Lock(fs::File);
+pub(crate) struct Lock(fs::File);
 
 impl Drop for Lock {
     fn drop(&mut self) {
@@ -153,7 +153,33 @@ impl Overlay {
     }
 
     /// Detach mounted EROFS layers that no active snapshot or view uses any more.
+    ///
+    /// Each layer is checked and detached under its mount lock (exclusive), and the
+    /// users are listed after taking it: a `mount_all` either finished (its snapshot
+    /// is listed, or its overlay already holds the layer) or waits and mounts the
+    /// layer again.
     pub fn unmount_unused_layers(&self) -> Result<(), SnapshotError> {
+        let rd = fs::read_dir(self.dir.join("layers")).map_err(io_err("layers"))?;
+        for e in rd {
+            let dir = e.map_err(io_err("layers"))?.path();
+            let fsdir = dir.join("fs");
+            if !fsdir.is_dir() || !sfs::is_mount_point(&fsdir).unwrap_or(false) {
+                continue;
+            }
+            let lock = super::erofs_mount_lock(&dir.join(EROFS_IMAGE))
+                .and_then(|f| super::Flock::take(f, true))
+                .map_err(io_err("layers"))?;
+            if !self.used_lowers()?.contains(&fsdir) && sfs::is_mount_point(&fsdir).unwrap_or(false)
+            {
+                sfs::unmount(&fsdir, true).map_err(io_err("layers"))?;
+            }
+            drop(lock);
+        }
+        Ok(())
+    }
+
+    /// The layer directories active snapshots and views use.
+    fn used_lowers(&self) -> Result<std::collections::HashSet<PathBuf>, SnapshotError> {
         let mut used = std::collections::HashSet::new();
         for info in self.list()? {
             if info.kind != Kind::Committed {
@@ -162,17 +188,7 @@ impl Overlay {
                 }
             }
         }
-        let rd = fs::read_dir(self.dir.join("layers")).map_err(io_err("layers"))?;
-        for e in rd {
-            let fsdir = e.map_err(io_err("layers"))?.path().join("fs");
-            if !used.contains(&fsdir)
-                && fsdir.is_dir()
-                && sfs::is_mount_point(&fsdir).unwrap_or(false)
-            {
-                sfs::unmount(&fsdir, true).map_err(io_err("layers"))?;
-            }
-        }
-        Ok(())
+        Ok(used)
     }
 
     /// The dedup pool directory.
@@ -200,7 +216,7 @@ impl Overlay {
         (it.next()?.as_os_str() == "merged" && it.next().is_none()).then_some(key)
     }
 
-    fn lock(&self) -> Result<Lock, SnapshotError> {
+    pub(crate) fn lock(&self) -> Result<Lock, SnapshotError> {
         let f = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -309,6 +325,9 @@ impl Overlay {
         };
         self.write_info(&meta, &info)?;
         drop(_l);
+        if let Some(p) = parent {
+            super::gc::touch_layers(&self.lowers(p)?);
+        }
         self.mounts(key)
     }
 
@@ -393,8 +412,16 @@ impl Snapshotter for Overlay {
                 source,
             });
         }
+        // Durable before it is visible (see `durable`).
+        if let Err(e) = super::durable::seal(&tmp) {
+            discard(&tmp);
+            return Err(io_err(&key)(e));
+        }
         match fs::rename(&tmp, &dest) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                super::durable::published(&self.dir.join("layers")).map_err(io_err(&key))?;
+                Ok(true)
+            }
             // Another process published the same layer first: keep theirs.
             Err(_) if dest.join("fs").is_dir() => {
                 discard(&tmp);

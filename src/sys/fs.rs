@@ -33,16 +33,38 @@ pub fn open_dir_path(path: &Path) -> io::Result<OwnedFd> {
 /// Resolve `rel` (relative; may be empty for the root itself) inside `root`, treating
 /// `root` as `/` for `..` and for absolute symlinks, and open it as a directory with
 /// `O_PATH`. The result is always a directory inside the root (or an error).
+///
+/// openat2 fails with `EAGAIN` when a rename or mount anywhere on the system raced
+/// with the resolution (its `..` checks cannot tell an escape from a concurrent
+/// change); the resolution is then simply tried again, a bounded number of times.
 pub fn open_dir_in_root(root: BorrowedFd<'_>, rel: &[u8]) -> io::Result<OwnedFd> {
     let rel: &[u8] = if rel.is_empty() { b"." } else { rel };
-    rustix::fs::openat2(
-        root,
-        OsStr::from_bytes(rel),
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
-    )
+    retry_eagain(|| {
+        rustix::fs::openat2(
+            root,
+            OsStr::from_bytes(rel),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
+        )
+    })
     .map_err(to_io)
+}
+
+/// Call `f` again while it fails with `EAGAIN`, at most 64 times (openat2's
+/// documented answer to a racing rename; a live attacker renaming in a loop only
+/// gets the error after that).
+pub fn retry_eagain<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
+    let mut tries = 0;
+    loop {
+        match f() {
+            Err(rustix::io::Errno::AGAIN) if tries < 64 => {
+                tries += 1;
+                std::thread::yield_now();
+            }
+            r => return r,
+        }
+    }
 }
 
 /// Open a directory entry `name` of `dir` for reading its contents or setting its
@@ -417,6 +439,35 @@ pub fn current_umask() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// issue 10: a transient EAGAIN from openat2 is retried; a permanent one ends.
+    #[test]
+    fn eagain_is_retried_a_bounded_number_of_times() {
+        let mut calls = 0;
+        let r = retry_eagain(|| {
+            calls += 1;
+            if calls < 3 {
+                Err(rustix::io::Errno::AGAIN)
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(r, Ok(3));
+        let mut calls = 0;
+        let r: rustix::io::Result<()> = retry_eagain(|| {
+            calls += 1;
+            Err(rustix::io::Errno::AGAIN)
+        });
+        assert_eq!(r, Err(rustix::io::Errno::AGAIN));
+        assert_eq!(calls, 65);
+        // Other errors are not retried.
+        let mut calls = 0;
+        let r: rustix::io::Result<()> = retry_eagain(|| {
+            calls += 1;
+            Err(rustix::io::Errno::NOENT)
+        });
+        assert_eq!((r, calls), (Err(rustix::io::Errno::NOENT), 1));
+    }
 
     #[test]
     fn resolution_stays_in_root() {

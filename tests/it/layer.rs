@@ -264,7 +264,7 @@ fn fixture_mounts_to_expected_tree_and_matches_umoci_and_flatten() {
     if !root_and_tools(&["umoci"]) {
         return;
     }
-    fixture_matches(&[]);
+    fixture_matches(&["--snapshotter", "files"]);
 }
 
 #[test]
@@ -272,7 +272,7 @@ fn erofs_fixture_mounts_to_expected_tree_and_matches_umoci() {
     if !root_and_tools(&["umoci"]) || !have_erofs() {
         return;
     }
-    fixture_matches(&["--erofs"]);
+    fixture_matches(&["--snapshotter", "erofs"]);
 }
 
 fn nginx_matches(flags: &[&str]) {
@@ -330,7 +330,7 @@ fn erofs_nginx_mount_matches_umoci() {
     {
         return;
     }
-    nginx_matches(&["--erofs"]);
+    nginx_matches(&["--snapshotter", "erofs"]);
 }
 
 #[test]
@@ -343,7 +343,7 @@ fn nginx_mount_matches_umoci() {
     {
         return;
     }
-    nginx_matches(&[]);
+    nginx_matches(&["--snapshotter", "files"]);
 }
 
 /// Layout of a malicious-layer case: `$T/root` is extracted into, `$T/host` is the
@@ -998,7 +998,7 @@ fn writes_in_a_mounted_view_go_only_to_its_upper_dir() {
     if !root_and_tools(&[]) {
         return;
     }
-    writes_isolated(&[]);
+    writes_isolated(&["--snapshotter", "files"]);
 }
 
 #[test]
@@ -1006,7 +1006,7 @@ fn erofs_writes_in_a_mounted_view_go_only_to_its_upper_dir() {
     if !root_and_tools(&[]) || !have_erofs() {
         return;
     }
-    writes_isolated(&["--erofs"]);
+    writes_isolated(&["--snapshotter", "erofs"]);
 }
 
 fn writes_isolated(flags: &[&str]) {
@@ -1078,7 +1078,7 @@ fn writes_isolated(flags: &[&str]) {
             .map(|m| {
                 m.into_iter()
                     .filter(|(k, _)| {
-                        !flags.contains(&"--erofs") || !(k == "fs" || k.starts_with("fs/"))
+                        !flags.contains(&"erofs") || !(k == "fs" || k.starts_with("fs/"))
                     })
                     .collect::<std::collections::BTreeMap<_, _>>()
             })

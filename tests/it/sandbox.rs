@@ -29,7 +29,12 @@ fn pid1_hostname_private_mounts_and_only_lo() {
     let _g = serial();
     let t = tempdir();
     let r = rootfs(t.path());
-    let p = probe(t.path(), &r, &["--hostname", "box1"], &[]);
+    let p = probe(
+        t.path(),
+        &r,
+        &["--hostname", "box1", "--network", "none"],
+        &[],
+    );
     assert_eq!(p["pid"], 1);
     assert_eq!(p["hostname"], "box1");
     assert_eq!(p["net_devices"], serde_json::json!(["lo"]));

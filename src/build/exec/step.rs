@@ -171,6 +171,10 @@ impl Exec<'_> {
                 None => true,
             })
         };
+        let hit = match hit {
+            None if !no_cache && !self.imported.is_empty() => self.remote_hit(&step_key)?,
+            h => h,
+        };
         let created_by = match &step.command {
             Command::Run { command, .. } => {
                 let argv = config::run_argv(command, &step.heredocs, &config::shell(image));
@@ -200,6 +204,7 @@ impl Exec<'_> {
         if let Some(e) = hit {
             self.progress.event(&Event::Cached { n });
             self.steps_cached.fetch_add(1, Ordering::SeqCst);
+            self.record(st.index, &step_key, &e);
             self.apply_entry(image, key, &step_key, &e, history);
             return Ok(());
         }
@@ -247,7 +252,7 @@ impl Exec<'_> {
                     argv,
                     image: cfg.as_ref(),
                     extra_env: args.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-                    limits: self.opts.limits,
+                    limits: self.opts.limits.clone(),
                     network,
                     state_dir: &state,
                 };
@@ -373,6 +378,7 @@ impl Exec<'_> {
         drop(active);
         self.cache.put(&step_key, &entry)?;
         self.cache.record_inputs(key, &instruction, &inputs)?;
+        self.record(st.index, &step_key, &entry);
         self.apply_entry(image, key, &step_key, &entry, history);
         Ok(())
     }

@@ -237,18 +237,42 @@ pub enum Z {
 /// Write an OCI layout at `dir` holding one image tagged `tag` made of `layers`
 /// (uncompressed tars). Several calls may add images to one layout.
 pub fn write_oci(dir: &Path, tag: &str, layers: &[Vec<u8>], z: Z) -> String {
+    let raw: Vec<RawLayer> = layers
+        .iter()
+        .map(|l| RawLayer {
+            blob: match z {
+                Z::Gzip => gzip(l),
+                Z::Zstd => zstd(l),
+            },
+            compression: z,
+            diff_id: format!("sha256:{}", sha256_hex(l)),
+        })
+        .collect();
+    write_oci_raw(dir, tag, &raw)
+}
+
+/// A layer blob as it goes into a layout: already compressed (e.g. streamed through
+/// an encoder because the tar would not fit in memory), with its diff ID.
+pub struct RawLayer {
+    pub blob: Vec<u8>,
+    pub compression: Z,
+    pub diff_id: String,
+}
+
+/// [`write_oci`] for layers compressed by the caller.
+pub fn write_oci_raw(dir: &Path, tag: &str, layers: &[RawLayer]) -> String {
     fs::create_dir_all(dir).unwrap();
     fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     let mut descs = Vec::new();
     let mut diff_ids = Vec::new();
     for l in layers {
-        diff_ids.push(format!("sha256:{}", sha256_hex(l)));
-        let (blob, mt) = match z {
-            Z::Gzip => (gzip(l), "application/vnd.oci.image.layer.v1.tar+gzip"),
-            Z::Zstd => (zstd(l), "application/vnd.oci.image.layer.v1.tar+zstd"),
+        diff_ids.push(l.diff_id.clone());
+        let mt = match l.compression {
+            Z::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+            Z::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
         };
-        let d = put_blob(dir, &blob);
-        descs.push(serde_json::json!({"mediaType": mt, "digest": d, "size": blob.len()}));
+        let d = put_blob(dir, &l.blob);
+        descs.push(serde_json::json!({"mediaType": mt, "digest": d, "size": l.blob.len()}));
     }
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux",

@@ -68,6 +68,8 @@ pub enum Auth<'a> {
 pub struct Registry {
     pub addr: String,
     pub storage: PathBuf,
+    /// The registry's stdout: its access log (combined log format) among others.
+    pub log: PathBuf,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -124,7 +126,7 @@ impl Registry {
             None => String::new(),
         };
         let cfg = format!(
-            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{tls_yaml}{auth_yaml}",
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{tls_yaml}{auth_yaml}",
             storage.display()
         );
         let cfg_path = dir.path().join("config.yml");
@@ -133,7 +135,14 @@ impl Registry {
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&cfg_path)
-            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+            // O_APPEND, so `clear_log` truncating it leaves no hole before new lines.
+            .stdout(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            ))
             .stderr(Stdio::from(
                 std::fs::File::create(dir.path().join("registry.err")).unwrap(),
             ))
@@ -143,6 +152,7 @@ impl Registry {
         Registry {
             addr,
             storage,
+            log,
             child,
             _dir: dir,
         }
@@ -150,6 +160,37 @@ impl Registry {
 
     pub fn open() -> Registry {
         Registry::start(Auth::Open, None)
+    }
+
+    /// The requests of the access log so far: (method, path with query, status).
+    pub fn access_log(&self) -> Vec<Access> {
+        let text = std::fs::read(&self.log).unwrap_or_default();
+        String::from_utf8_lossy(&text)
+            .lines()
+            .filter_map(|l| {
+                // ... "METHOD /path HTTP/1.1" STATUS SIZE ...
+                let start = l.find("\"")?;
+                let rest = &l[start + 1..];
+                let end = rest.find('"')?;
+                let mut req = rest[..end].split(' ');
+                let method = req.next()?.to_string();
+                let path = req.next()?.to_string();
+                let status = rest[end + 1..].split_whitespace().next()?.parse().ok()?;
+                path.starts_with("/v2/").then_some(Access {
+                    method,
+                    path,
+                    status,
+                })
+            })
+            .collect()
+    }
+
+    /// Forget the access log so far (the next [`Registry::access_log`] starts here).
+    pub fn clear_log(&self) {
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&self.log);
     }
 
     /// The file holding a blob in the registry's filesystem storage.
@@ -167,6 +208,25 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// One request of a registry's access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+}
+
+impl Access {
+    /// A request on a blob or an upload (not a manifest, not /v2/ itself).
+    pub fn is_blob(&self) -> bool {
+        self.path.contains("/blobs/")
+    }
+
+    pub fn is_upload(&self) -> bool {
+        self.path.contains("/blobs/uploads/")
     }
 }
 
