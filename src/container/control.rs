@@ -478,11 +478,12 @@ pub fn list(root: &Path, all: bool) -> Vec<Summary> {
         .filter_map(|id| {
             let dir = state_dir(root, &id);
             let state = State::load(&dir).ok()?;
-            if !all && state.status != Status::Running {
+            let alive = owner::is_owned(root, &id);
+            // Without `all`: running ones, and those about to be restarted.
+            if !all && state.status != Status::Running && !(state.restarting && alive) {
                 return None;
             }
             let command = read_command(&dir);
-            let alive = owner::is_owned(root, &id);
             Some(Summary {
                 state,
                 command,

@@ -377,6 +377,8 @@ fn run(cfg: MonitorConfig, start: bool, mut report: Option<std::fs::File>) -> Re
             delay = Duration::from_millis(100);
         }
         // Back off; a stop during the wait ends it.
+        g.state.restarting = true;
+        shared.save(&g);
         let deadline = Instant::now() + delay;
         while !g.manual_stop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -389,7 +391,9 @@ fn run(cfg: MonitorConfig, start: bool, mut report: Option<std::fs::File>) -> Re
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+        g.state.restarting = false;
         if g.manual_stop {
+            shared.save(&g);
             break;
         }
         g.state.restart_count += 1;

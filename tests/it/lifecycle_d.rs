@@ -483,9 +483,28 @@ fn killed_container_is_restarted_on_failure_and_stop_is_not_a_failure() {
     });
     assert_eq!(ok(imgctl(&store).args(["logs", &id2])), "run\nrun\nrun\n");
     assert_eq!(inspect(&store, &id2)["State"]["ExitCode"], 3);
-    ok(imgctl(&store).args(["rm", &id, &id2]));
+    // always: a command that keeps failing shows `Restarting (1)` during its
+    // growing back-off, and a stop then ends it for good.
+    let id3 = run_d(&store, &["--restart", "always"], &["false"]);
+    until(Duration::from_secs(15), "Restarting in ps", || {
+        let s = ok(imgctl(&store).args(["ps", "--format", "{{.Status}}|{{.State}}"]));
+        s.lines()
+            .any(|l| l.starts_with("Restarting (1) ") && l.ends_with("|restarting"))
+    });
+    assert_eq!(inspect(&store, &id3)["State"]["Restarting"], true);
+    ok(imgctl(&store).args(["stop", &id3]));
+    let v = inspect(&store, &id3);
+    assert_eq!(
+        (
+            v["State"]["Status"].as_str(),
+            v["State"]["Restarting"].as_bool()
+        ),
+        (Some("exited"), Some(false))
+    );
+    ok(imgctl(&store).args(["rm", &id, &id2, &id3]));
     assert_gone(&store, &id);
     assert_gone(&store, &id2);
+    assert_gone(&store, &id3);
 }
 
 #[test]
