@@ -13,6 +13,7 @@ pub mod health;
 pub mod inspect;
 pub mod logs;
 pub mod monitor;
+mod monitor_config;
 pub mod net;
 pub mod owner;
 pub mod parse;
