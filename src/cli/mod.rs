@@ -102,7 +102,7 @@ pub enum Command {
     Rmi(images::RmiArgs),
     /// Show disk usage of the store.
     Df(store_cmds::DfArgs),
-    /// Remove blobs that no image references.
+    /// Remove what nothing uses: blobs, unpacked layers, chains, dedup-pool files, stale snapshots.
     Prune(store_cmds::PruneArgs),
     /// Mount an image's filesystem and print the merged path.
     Mount(mount::MountArgs),
@@ -123,6 +123,31 @@ pub enum Command {
     Buildfile(buildfile::Cmd),
     /// Report an image's size: layers, wasted bytes, dive efficiency, CI rules.
     Size(size::Args),
+    /// Manage bridge networks: create, ls, rm, inspect.
+    #[command(subcommand)]
+    Network(network::Cmd),
+    /// OCI runtime command line, like runc: create, start, state, kill, delete
+    /// containers from bundles (`imgctl runtime --help`; own `--root`).
+    Runtime(runtime::Passthrough),
+    /// Save images to a tar archive (docker-archive or oci-archive).
+    Save(archive::SaveArgs),
+    /// Load images from a tar archive (docker-archive or oci-archive, maybe compressed).
+    Load(archive::LoadArgs),
+    /// Make a one-layer image from a root filesystem tar or directory.
+    Import(archive::ImportArgs),
+    /// Verify blobs and unpacked layers against their digests; --repair re-creates bad ones.
+    Check(check::Args),
+    /// Manage images (`image ls|rm|prune`).
+    #[command(subcommand)]
+    Image(aliases::ImageCmd),
+    /// Manage containers (`container ls|rm|prune`).
+    #[command(subcommand)]
+    Container(aliases::ContainerCmd),
+    /// Store-wide commands (`system df|prune`).
+    #[command(subcommand)]
+    System(aliases::SystemCmd),
+    /// Show what running containers use: CPU, memory, net and block I/O, PIDs.
+    Stats(stats::Args),
     /// List containers.
     Ps(ps::Args),
     /// Show a container's output (run -d).
@@ -143,31 +168,6 @@ pub enum Command {
     Exec(ctl::ExecArgs),
     /// Attach to a running container's output (and input with run -i).
     Attach(ctl::AttachArgs),
-    /// Manage bridge networks: create, ls, rm, inspect.
-    #[command(subcommand)]
-    Network(network::Cmd),
-    /// OCI runtime command line, like runc: create, start, state, kill, delete
-    /// containers from bundles (`imgctl runtime --help`; own `--root`).
-    Runtime(runtime::Passthrough),
-    /// Save images to a tar archive (docker-archive or oci-archive).
-    Save(archive::SaveArgs),
-    /// Load images from a tar archive (docker-archive or oci-archive, maybe compressed).
-    Load(archive::LoadArgs),
-    /// Make a one-layer image from a root filesystem tar or directory.
-    Import(archive::ImportArgs),
-    /// Verify blobs and unpacked layers against their digests; --repair re-creates bad ones.
-    Check(check::Args),
-    /// Manage images (`image ls|rm|prune`).
-    #[command(subcommand)]
-    Image(aliases::ImageCmd),
-    /// Manage containers (`container prune`).
-    #[command(subcommand)]
-    Container(aliases::ContainerCmd),
-    /// Store-wide commands (`system df|prune`).
-    #[command(subcommand)]
-    System(aliases::SystemCmd),
-    /// Show what running containers use: CPU, memory, net and block I/O, PIDs.
-    Stats(stats::Args),
 }
 
 /// An error that carries the exit code imgctl should end with.
@@ -259,16 +259,6 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Build(a) => build::run(g, a),
         Command::Buildfile(c) => buildfile::run(g, c),
         Command::Size(a) => size::run(g, a),
-        Command::Ps(a) => ps::run(g, a),
-        Command::Logs(a) => ctl::logs(g, a),
-        Command::Stop(a) => ctl::stop(g, a),
-        Command::Kill(a) => ctl::kill(g, a),
-        Command::Rm(a) => ctl::rm(g, a),
-        Command::Start(a) => ctl::start(g, a),
-        Command::Restart(a) => ctl::restart(g, a),
-        Command::Wait(a) => ctl::wait(g, a),
-        Command::Exec(a) => ctl::exec(g, a),
-        Command::Attach(a) => ctl::attach(g, a),
         Command::Network(c) => network::run(g, c),
         Command::Runtime(a) => Ok(runtime::main(a.args)),
         Command::Save(a) => archive::save(g, a),
@@ -279,6 +269,16 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Container(c) => aliases::container(g, c),
         Command::System(c) => aliases::system(g, c),
         Command::Stats(a) => stats::run(g, a),
+        Command::Ps(a) => ps::run(g, a),
+        Command::Logs(a) => ctl::logs(g, a),
+        Command::Stop(a) => ctl::stop(g, a),
+        Command::Kill(a) => ctl::kill(g, a),
+        Command::Rm(a) => ctl::rm(g, a),
+        Command::Start(a) => ctl::start(g, a),
+        Command::Restart(a) => ctl::restart(g, a),
+        Command::Wait(a) => ctl::wait(g, a),
+        Command::Exec(a) => ctl::exec(g, a),
+        Command::Attach(a) => ctl::attach(g, a),
     }
 }
 
@@ -338,7 +338,7 @@ mod tests {
         assert_eq!(a.args, ["img", "ls", "-l", "--rm"]);
         for bad in [
             &["imgctl", "run", "--bogus", "img"][..],
-            &["imgctl", "run", "-p", "80:80", "img"],
+            &["imgctl", "run", "--publish-everything-twice", "img"],
         ] {
             let e = Cli::try_parse_from(bad).expect_err("unknown flag");
             assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument, "{bad:?}");

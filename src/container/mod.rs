@@ -31,7 +31,9 @@ pub use prepare::{
     prepare, read_image_config_file, HeldView, PrepareRequest, Prepared, RootfsSource,
 };
 pub use resources::{check_devices, host_devices};
-pub use run::{run_foreground, run_foreground_report, write_bundle, Outcome, RunRequest};
+pub use run::{
+    run_foreground, run_foreground_report, run_silent_report, write_bundle, Outcome, RunRequest,
+};
 pub use state::{NameLease, State, Status};
 
 /// `imgctl run --init` re-executes a sealed copy of the binary as the container's
@@ -83,6 +85,11 @@ pub enum Error {
     Image(#[from] crate::image::ImageError),
     #[error("the name {name:?} is already used by container {id} (remove it to reuse the name)")]
     NameInUse { name: String, id: String },
+    #[error(transparent)]
+    Network(#[from] crate::network::Error),
+    /// Docker's "conflict: …" refusals (`rmi` of an image in use, …).
+    #[error("{0}")]
+    Conflict(String),
     #[error("no such container: {reference} (see `imgctl ps -a`)")]
     NoSuchContainer { reference: String },
     #[error("container reference {reference:?} is ambiguous: {count} containers start with it (give more digits or the name)")]
@@ -91,11 +98,6 @@ pub enum Error {
     NotRunning { id: String },
     #[error("container {id} is running: stop it first or use rm -f")]
     Running { id: String },
-    #[error(transparent)]
-    Network(#[from] crate::network::Error),
-    /// Docker's "conflict: …" refusals (`rmi` of an image in use, …).
-    #[error("{0}")]
-    Conflict(String),
 }
 
 impl Error {
@@ -205,6 +207,8 @@ pub struct RunFlags {
     pub ulimits: Vec<(String, u64, u64)>,
     /// `-p`: published ports (bridge networks only).
     pub ports: Vec<crate::network::PortMap>,
+    /// `-P`: publish every port the image EXPOSEs on a free host port.
+    pub publish_all: bool,
     /// `--network-rate-in` / `--network-rate-out`, bits per second.
     pub rate_in: Option<u64>,
     pub rate_out: Option<u64>,

@@ -68,6 +68,9 @@ pub struct State {
     pub started: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished: Option<u64>,
+    /// The bridge-network endpoint while attached (address, ports, rates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<super::net::NetState>,
     /// The image ID (config digest) it was created from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_id: Option<String>,
@@ -86,9 +89,6 @@ pub struct State {
     /// Healthcheck results while a check is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
-    /// The bridge-network endpoint while attached (address, ports, rates).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<super::net::NetState>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -154,13 +154,13 @@ impl State {
             created: now(),
             started: None,
             finished: None,
+            network: None,
             image_id: None,
             labels: Default::default(),
             restart_count: 0,
             detached: false,
             restarting: false,
             health: None,
-            network: None,
         }
     }
 

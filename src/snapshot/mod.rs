@@ -14,9 +14,10 @@
 //! * Reference counts: a chain is referenced by the chains and active snapshots built
 //!   on it; `remove` refuses while the count is not zero.
 //!
-//! The overlayfs implementation is [`overlay::Overlay`]. The trait stays open for a
-//! backend that keeps one EROFS image per layer (fill the directory, then build the
-//! image from it) instead of creating files in place.
+//! The overlayfs implementation is [`overlay::Overlay`]. A layer is kept either as
+//! extracted files or as one EROFS image mounted on demand on its directory
+//! ([`Mount::Erofs`]); which one new layers get is decided a level up
+//! (`image::layer_format`), and both stack in the same chains.
 
 pub mod dedup;
 pub mod durable;

@@ -2,7 +2,10 @@
 //!
 //! Layout under `ROOT/snapshots/` (0700):
 //! ```text
-//! layers/<diff-id hex>/fs      one unpacked layer (an overlay lower dir), shared by every chain using it
+//! layers/<diff-id hex>/fs      one unpacked layer (an overlay lower dir), shared by every chain using it,
+//!                              or the mount point of layers/<diff-id hex>/layer.erofs (EROFS snapshotter;
+//!                              layers/<diff-id hex>/.mount.lock orders mounting it against detaching it)
+//! config.json                  snapshotter setting and cached EROFS probe (`image::layer_format`)
 //! chains/<chain-id hex>.json   a committed snapshot: parent chain + diff ID
 //! active/<key>/{upper,work,merged}, active/<key>.json   writable snapshots and views
 //! pool/                        the file-level dedup pool (see `dedup`)

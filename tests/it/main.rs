@@ -18,6 +18,7 @@ mod hostile;
 mod layer;
 mod lifecycle;
 mod lifecycle_d;
+mod network;
 mod push;
 mod push_build;
 mod registry;
