@@ -9,7 +9,7 @@
 # against `docker` (Debian's docker.io with its own dockerd: own --data-root,
 # --exec-root, socket and pidfile, cgroupfs; never the system socket) and `podman`
 # (own --root/--runroot, runc: crun refuses this hybrid cgroup host). Release build.
-# Usage: scripts/bench-lifecycle.sh [RUNS]   (figures printed, never asserted)
+# Usage: [IMGCTL_BIN=…] scripts/bench-lifecycle.sh [RUNS]   (figures printed, never asserted)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-10}
@@ -20,8 +20,13 @@ for t in hyperfine skopeo podman python3 "$dockerd" "$docker"; do
   command -v "$t" >/dev/null || { echo "bench-lifecycle: $t missing (scripts/install-deps.sh)" >&2; exit 1; }
 done
 busybox=$(./scripts/fixtures/busybox.sh)
-cargo build --release --quiet
-bin=$(pwd)/${CARGO_TARGET_DIR:-target}/release/imgctl
+# IMGCTL_BIN=path skips the release build (e.g. a build made elsewhere).
+if [ -z "${IMGCTL_BIN:-}" ]; then
+  cargo build --release --quiet
+  bin=$(pwd)/${CARGO_TARGET_DIR:-target}/release/imgctl
+else
+  bin=$IMGCTL_BIN
+fi
 work=$(mktemp -d /var/tmp/imgctl-bench-life.XXXXXX)
 sock=$work/docker.sock
 dpid=
