@@ -16,11 +16,11 @@ fn unknown_flags_are_reported_as_unknown_flags_not_as_an_image() {
     let t = tempdir();
     let store = t.path().join("store");
     let cases: &[&[&str]] = &[
-        &["run", "-P", "busybox"],
+        &["run", "--isolation", "default", "busybox"],
         &["run", "--gpus", "all", "busybox"],
         &["run", "--mac-address", "02:42:ac:11:00:02", "busybox"],
         &["run", "--sig-proxy", "false", "busybox"],
-        &["run", "--rm", "-d", "--publish-all", "busybox", "true"],
+        &["run", "--rm", "-d", "--gpus", "all", "busybox", "true"],
         &["bundle", "-d", "busybox", "/tmp/x"],
         &["bundle", "--isolation", "default", "busybox", "/tmp/x"],
         &["images", "--bogus"],
