@@ -12,6 +12,7 @@ pub mod config;
 pub mod context;
 pub mod copy;
 mod exec;
+pub mod import;
 pub mod output;
 pub mod progress;
 pub mod remote;
@@ -154,13 +155,19 @@ pub enum Network {
     None,
 }
 
-/// Resource limits applied to every RUN step.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Resource limits and devices applied to every RUN step.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Limits {
     pub memory: Option<i64>,
     pub cpu_quota: Option<i64>,
     pub cpu_period: Option<u64>,
     pub pids: Option<i64>,
+    /// `--device`: host devices every RUN step gets (as `docker build --device`).
+    pub devices: Vec<crate::container::parse::DeviceFlag>,
+    /// `--shm-size` of RUN steps' /dev/shm.
+    pub shm_size: Option<i64>,
+    /// `--ulimit name=soft[:hard]` of RUN steps.
+    pub ulimits: Vec<(String, u64, u64)>,
 }
 
 /// `--output type=oci|docker,dest=F`.

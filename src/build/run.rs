@@ -393,6 +393,9 @@ pub fn step_spec(
         cpu_quota: c.limits.cpu_quota,
         cpu_period: c.limits.cpu_period,
         pids_limit: c.limits.pids,
+        devices: c.limits.devices.clone(),
+        shm_size: c.limits.shm_size,
+        ulimits: c.limits.ulimits.clone(),
         cgroup_parent: Some("imgctl-build".into()),
         ..Default::default()
     };

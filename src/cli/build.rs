@@ -67,6 +67,15 @@ pub struct Args {
     /// Process limit of every RUN step.
     #[arg(long)]
     pub pids_limit: Option<i64>,
+    /// A host device for every RUN step: HOST[:CONTAINER][:rwm] (as `run --device`).
+    #[arg(long, value_name = "HOST[:CONTAINER][:rwm]")]
+    pub device: Vec<String>,
+    /// Size of /dev/shm in RUN steps (default 64m).
+    #[arg(long, value_name = "SIZE")]
+    pub shm_size: Option<String>,
+    /// Resource limit of RUN steps: name=soft[:hard], capped at the current hard limit.
+    #[arg(long)]
+    pub ulimit: Vec<String>,
     /// Network of RUN steps: host or none.
     #[arg(long, default_value = "host", value_parser = ["host", "none"])]
     pub network: String,
@@ -154,6 +163,18 @@ fn options(g: &Globals, a: &Args) -> anyhow::Result<BuildOptions> {
         o.limits.cpu_period = Some(period);
     }
     o.limits.pids = a.pids_limit;
+    for d in &a.device {
+        o.limits.devices.push(crate::container::parse::device(d)?);
+    }
+    crate::container::check_devices(&o.limits.devices)?;
+    o.limits.shm_size = a
+        .shm_size
+        .as_deref()
+        .map(|s| crate::container::parse::bytes("--shm-size", s))
+        .transpose()?;
+    for u in &a.ulimit {
+        o.limits.ulimits.push(crate::container::parse::ulimit(u)?);
+    }
     o.network = if a.network == "none" {
         Network::None
     } else {

@@ -21,9 +21,10 @@ pub enum Format {
 
 #[derive(clap::Args, Debug)]
 pub struct ImagesArgs {
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    /// Output format: table, json, or a Go template (`{{.Repository}}:{{.Tag}}`,
+    /// `table {{.ID}}\t{{.Size}}`).
+    #[arg(long, default_value = "table")]
+    pub format: String,
     /// Show full image IDs.
     #[arg(long)]
     pub no_trunc: bool,
@@ -34,9 +35,15 @@ pub struct ImagesArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct InspectArgs {
-    /// Image names or IDs.
+    /// Container or image names or IDs (a container is looked for first).
     #[arg(required = true)]
     pub images: Vec<String>,
+    /// Only look for: container or image.
+    #[arg(long = "type", value_parser = ["container", "image"])]
+    pub kind: Option<String>,
+    /// Format each object with a Go template (`{{.State.Status}}`, `{{json .Config}}`).
+    #[arg(short, long)]
+    pub format: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -65,6 +72,9 @@ pub struct RmiArgs {
     /// Blobs are freed by `imgctl prune`.
     #[arg(required = true)]
     pub images: Vec<String>,
+    /// Remove an image ID several names point at, or one a stopped container uses.
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 /// Repository and tag columns for an index name.
@@ -108,9 +118,36 @@ pub fn images(g: &Globals, a: ImagesArgs) -> anyhow::Result<ExitCode> {
         }));
     }
     let mut out = std::io::stdout().lock();
-    if a.format == Format::Json {
+    if a.format == "json" {
         serde_json::to_writer_pretty(&mut out, &rows)?;
         writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.format != "table" {
+        let t = super::template::Template::parse(&a.format)?;
+        let trows: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                let id = r["Id"].as_str().unwrap_or("");
+                let short: String = id.trim_start_matches("sha256:").chars().take(12).collect();
+                json!({
+                    "ID": if a.no_trunc { id.to_string() } else { short },
+                    "Repository": r["Repository"],
+                    "Tag": r["Tag"],
+                    "Digest": r["Digest"],
+                    "CreatedAt": r["Created"].as_str().unwrap_or(""),
+                    "CreatedSince": r["Created"].as_str().map(time_ago).unwrap_or_else(|| "N/A".into()),
+                    "Size": human_size(r["Size"].as_u64().unwrap_or(0)),
+                    "Containers": "N/A",
+                })
+            })
+            .collect();
+        let headers = [
+            ("ID", "IMAGE ID"),
+            ("CreatedSince", "CREATED"),
+            ("CreatedAt", "CREATED AT"),
+        ];
+        out.write_all(t.render_all(&trows, &headers)?.as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     }
     let id = |v: &Value| {
@@ -188,6 +225,17 @@ pub(super) fn print_table<const N: usize>(
 pub fn inspect(g: &Globals, a: InspectArgs) -> anyhow::Result<ExitCode> {
     let mut all = Vec::new();
     for q in &a.images {
+        if a.kind.as_deref() != Some("image") {
+            match crate::container::control::lookup(&g.root, q) {
+                Ok(id) => {
+                    all.push(crate::container::inspect::inspect(&g.root, &id)?);
+                    continue;
+                }
+                Err(e) if a.kind.as_deref() == Some("container") => return Err(e.into()),
+                Err(crate::container::Error::Ambiguous { .. }) if q.len() >= 12 => {}
+                Err(_) => {}
+            }
+        }
         let r = image::resolve_image(&g.root, q)?;
         let (manifest, config) = (&r.image.manifest, &r.image.config);
         let tags: Vec<String> = r
@@ -219,6 +267,13 @@ pub fn inspect(g: &Globals, a: InspectArgs) -> anyhow::Result<ExitCode> {
         }));
     }
     let mut out = std::io::stdout().lock();
+    if let Some(f) = &a.format {
+        let t = super::template::Template::parse(f)?;
+        for v in &all {
+            writeln!(out, "{}", t.render(v)?)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     serde_json::to_writer_pretty(&mut out, &all)?;
     writeln!(out)?;
     Ok(ExitCode::SUCCESS)
@@ -310,7 +365,7 @@ pub fn tag(g: &Globals, a: TagArgs) -> anyhow::Result<ExitCode> {
 pub fn rmi(g: &Globals, a: RmiArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     for q in &a.images {
-        let removed = catalog::untag(&g.root, q)?;
+        let removed = crate::container::gc::remove_image(&g.root, q, a.force)?;
         if removed.is_empty() {
             bail!("rmi {q}: image has no name to remove");
         }

@@ -10,21 +10,28 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod aliases;
+mod archive;
 mod build;
 mod buildfile;
 mod bundle;
+mod check;
+mod ctl;
 mod diff;
 mod export;
 mod images;
 mod login;
 mod mount;
 mod network;
+mod ps;
 mod pull;
 mod push;
 mod run;
 mod runtime;
 mod size;
+mod stats;
 mod store_cmds;
+pub mod template;
 
 /// Default store root for root; rootless mode will use `$XDG_DATA_HOME/imgctl`.
 pub const DEFAULT_ROOT: &str = "/var/lib/imgctl";
@@ -71,7 +78,9 @@ pub struct Globals {
     pub root: PathBuf,
 }
 
+/// Parsed once per process, so the size difference of the variants does not matter.
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Pull an image from a registry into the store.
     Pull(pull::Args),
@@ -114,12 +123,51 @@ pub enum Command {
     Buildfile(buildfile::Cmd),
     /// Report an image's size: layers, wasted bytes, dive efficiency, CI rules.
     Size(size::Args),
-    /// OCI runtime command line, like runc: create, start, state, kill, delete
-    /// containers from bundles (`imgctl runtime --help`; own `--root`).
-    Runtime(runtime::Passthrough),
     /// Manage bridge networks: create, ls, rm, inspect.
     #[command(subcommand)]
     Network(network::Cmd),
+    /// OCI runtime command line, like runc: create, start, state, kill, delete
+    /// containers from bundles (`imgctl runtime --help`; own `--root`).
+    Runtime(runtime::Passthrough),
+    /// Save images to a tar archive (docker-archive or oci-archive).
+    Save(archive::SaveArgs),
+    /// Load images from a tar archive (docker-archive or oci-archive, maybe compressed).
+    Load(archive::LoadArgs),
+    /// Make a one-layer image from a root filesystem tar or directory.
+    Import(archive::ImportArgs),
+    /// Verify blobs and unpacked layers against their digests; --repair re-creates bad ones.
+    Check(check::Args),
+    /// Manage images (`image ls|rm|prune`).
+    #[command(subcommand)]
+    Image(aliases::ImageCmd),
+    /// Manage containers (`container prune`).
+    #[command(subcommand)]
+    Container(aliases::ContainerCmd),
+    /// Store-wide commands (`system df|prune`).
+    #[command(subcommand)]
+    System(aliases::SystemCmd),
+    /// Show what running containers use: CPU, memory, net and block I/O, PIDs.
+    Stats(stats::Args),
+    /// List containers.
+    Ps(ps::Args),
+    /// Show a container's output (run -d).
+    Logs(ctl::LogsArgs),
+    /// Stop containers: the stop signal, then SIGKILL after a timeout.
+    Stop(ctl::StopArgs),
+    /// Send a signal to containers (default SIGKILL).
+    Kill(ctl::KillArgs),
+    /// Remove containers.
+    Rm(ctl::RmArgs),
+    /// Start stopped containers (run -d ones) again.
+    Start(ctl::StartArgs),
+    /// Stop then start containers.
+    Restart(ctl::StopArgs),
+    /// Wait for containers to stop; print their exit codes.
+    Wait(ctl::WaitArgs),
+    /// Run a command in a running container.
+    Exec(ctl::ExecArgs),
+    /// Attach to a running container's output (and input with run -i).
+    Attach(ctl::AttachArgs),
 }
 
 /// An error that carries the exit code imgctl should end with.
@@ -211,8 +259,26 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Build(a) => build::run(g, a),
         Command::Buildfile(c) => buildfile::run(g, c),
         Command::Size(a) => size::run(g, a),
-        Command::Runtime(a) => Ok(runtime::main(a.args)),
         Command::Network(c) => network::run(g, c),
+        Command::Runtime(a) => Ok(runtime::main(a.args)),
+        Command::Save(a) => archive::save(g, a),
+        Command::Load(a) => archive::load(g, a),
+        Command::Import(a) => archive::import(g, a),
+        Command::Check(a) => check::run(g, a),
+        Command::Image(c) => aliases::image(g, c),
+        Command::Container(c) => aliases::container(g, c),
+        Command::System(c) => aliases::system(g, c),
+        Command::Stats(a) => stats::run(g, a),
+        Command::Ps(a) => ps::run(g, a),
+        Command::Logs(a) => ctl::logs(g, a),
+        Command::Stop(a) => ctl::stop(g, a),
+        Command::Kill(a) => ctl::kill(g, a),
+        Command::Rm(a) => ctl::rm(g, a),
+        Command::Start(a) => ctl::start(g, a),
+        Command::Restart(a) => ctl::restart(g, a),
+        Command::Wait(a) => ctl::wait(g, a),
+        Command::Exec(a) => ctl::exec(g, a),
+        Command::Attach(a) => ctl::attach(g, a),
     }
 }
 
@@ -271,8 +337,8 @@ mod tests {
         assert!(a.rm);
         assert_eq!(a.args, ["img", "ls", "-l", "--rm"]);
         for bad in [
-            &["imgctl", "run", "-d", "img"][..],
-            &["imgctl", "run", "-p", "80:80", "img"],
+            &["imgctl", "run", "--bogus", "img"][..],
+            &["imgctl", "run", "--publish-everything-twice", "img"],
         ] {
             let e = Cli::try_parse_from(bad).expect_err("unknown flag");
             assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument, "{bad:?}");

@@ -88,55 +88,91 @@ pub struct ContainerArgs {
     /// GID map CONTAINER:HOST:SIZE (default: the uid maps).
     #[arg(long, value_name = "C:H:N")]
     pub gidmap: Vec<String>,
-    /// Memory limit (e.g. 32m, 1g).
+    /// Memory limit (e.g. 32m, 1g). [v1 memory.limit_in_bytes, v2 memory.max]
     #[arg(short = 'm', long)]
     pub memory: Option<String>,
-    /// Memory soft limit.
+    /// Memory soft limit. [v1 memory.soft_limit_in_bytes, v2 memory.low]
     #[arg(long)]
     pub memory_reservation: Option<String>,
-    /// Memory plus swap limit (-1: unlimited swap).
+    /// Memory plus swap limit (-1: unlimited swap). [v1 memory.memsw.limit_in_bytes, v2 memory.swap.max]
     #[arg(long, allow_hyphen_values = true)]
     pub memory_swap: Option<String>,
-    /// Swappiness 0-100.
+    /// Swappiness 0-100. [v1 memory.swappiness; v2: refused, no such knob]
     #[arg(long, value_parser = clap::value_parser!(u64).range(0..=100))]
     pub memory_swappiness: Option<u64>,
-    /// Number of CPUs (e.g. 0.5).
+    /// Number of CPUs (e.g. 0.5). [v1 cpu.cfs_quota_us, v2 cpu.max]
     #[arg(long, allow_hyphen_values = true)]
     pub cpus: Option<String>,
-    /// CPU shares (relative weight).
+    /// CPU shares (relative weight). [v1 cpu.shares, v2 cpu.weight]
     #[arg(short = 'c', long, value_parser = clap::value_parser!(u64).range(2..=262144))]
     pub cpu_shares: Option<u64>,
-    /// CFS period in microseconds.
+    /// CFS period in microseconds. [v1 cpu.cfs_period_us, v2 cpu.max]
     #[arg(long, value_parser = clap::value_parser!(u64).range(1000..=1_000_000))]
     pub cpu_period: Option<u64>,
-    /// CFS quota in microseconds.
+    /// CFS quota in microseconds. [v1 cpu.cfs_quota_us, v2 cpu.max]
     #[arg(long, value_parser = clap::value_parser!(i64).range(1000..))]
     pub cpu_quota: Option<i64>,
-    /// CPUs allowed (0-3, 0,1).
+    /// CPUs allowed (0-3, 0,1). [v1 and v2 cpuset.cpus]
     #[arg(long)]
     pub cpuset_cpus: Option<String>,
-    /// Memory nodes allowed.
+    /// Memory nodes allowed, checked against the host's online nodes. [v1 and v2 cpuset.mems]
     #[arg(long)]
     pub cpuset_mems: Option<String>,
-    /// Maximum number of processes (-1: unlimited; default 2048).
+    /// Maximum number of processes (-1: unlimited; default 2048). [v1 and v2 pids.max]
     #[arg(long, allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
-    /// Block IO weight 10-1000.
+    /// Block IO weight 10-1000. [v1 blkio.weight or blkio.bfq.weight, v2 io.weight or io.bfq.weight]
     #[arg(long, value_parser = clap::value_parser!(u16).range(10..=1000))]
     pub blkio_weight: Option<u16>,
-    /// Limit read rate from a device (DEVICE:RATE, e.g. /dev/sda:1mb).
+    /// Limit read rate from a device (DEVICE:RATE, e.g. /dev/sda:1mb). [v1 blkio.throttle.read_bps_device, v2 io.max rbps]
     #[arg(long)]
     pub device_read_bps: Vec<String>,
-    /// Limit write rate to a device.
+    /// Limit write rate to a device (DEVICE:RATE). [v1 blkio.throttle.write_bps_device, v2 io.max wbps]
     #[arg(long)]
     pub device_write_bps: Vec<String>,
+    /// Limit read operations per second from a block device (DEVICE:IOPS). [v1 blkio.throttle.read_iops_device, v2 io.max riops]
+    #[arg(long, value_name = "DEVICE:IOPS")]
+    pub device_read_iops: Vec<String>,
+    /// Limit write operations per second to a block device (DEVICE:IOPS). [v1 blkio.throttle.write_iops_device, v2 io.max wiops]
+    #[arg(long, value_name = "DEVICE:IOPS")]
+    pub device_write_iops: Vec<String>,
+    /// Block IO weight of one device (DEVICE:WEIGHT, 10-1000). [v1 blkio.weight_device, v2 io.weight or io.bfq.weight]
+    #[arg(long, value_name = "DEVICE:WEIGHT")]
+    pub blkio_weight_device: Vec<String>,
+    /// Real-time CPU time per period in microseconds; SCHED_FIFO/RR inside also needs --cap-add SYS_NICE. [v1 cpu.rt_runtime_us, parents given the budget; v2: refused, no RT group scheduling]
+    #[arg(long, value_name = "MICROSECONDS", value_parser = clap::value_parser!(i64).range(1..))]
+    pub cpu_rt_runtime: Option<i64>,
+    /// Real-time period in microseconds (with --cpu-rt-runtime). [v1 cpu.rt_period_us; v2: refused]
+    #[arg(long, value_name = "MICROSECONDS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub cpu_rt_period: Option<u64>,
+    /// Do not OOM-kill the container's processes at the memory limit (they wait instead). [v1 memory.oom_control; v2: refused]
+    #[arg(long)]
+    pub oom_kill_disable: bool,
+    /// The container's OOM score adjustment, -1000 to 1000. [/proc/PID/oom_score_adj, any cgroup version]
+    #[arg(long, allow_hyphen_values = true, value_parser = clap::value_parser!(i32).range(-1000..=1000))]
+    pub oom_score_adj: Option<i32>,
+    /// Refused, as Docker: kernel memory limits are deprecated (the kernel no longer supports them).
+    #[arg(long, value_name = "BYTES")]
+    pub kernel_memory: Option<String>,
+    /// Size of /dev/shm (default 64m). [tmpfs size, any cgroup version]
+    #[arg(long, value_name = "SIZE")]
+    pub shm_size: Option<String>,
+    /// Add a host device: HOST[:CONTAINER][:rwm]; the node is created inside and allowed. [v1 devices.allow, v2 eBPF device filter]
+    #[arg(long, value_name = "HOST[:CONTAINER][:rwm]")]
+    pub device: Vec<String>,
+    /// Allow a class of devices: 'TYPE MAJOR:MINOR ACCESS', e.g. 'c 1:3 rwm' or 'b 7:* r'. [v1 devices.allow, v2 eBPF device filter]
+    #[arg(long, value_name = "RULE")]
+    pub device_cgroup_rule: Vec<String>,
+    /// Huge page limit PAGESIZE:LIMIT, e.g. 2MB:64m. [v1 hugetlb.SIZE.limit_in_bytes, v2 hugetlb.SIZE.max; on hybrid hosts the cgroup2 mount]
+    #[arg(long, value_name = "SIZE:LIMIT")]
+    pub hugetlb: Vec<String>,
     /// Add a capability (or ALL).
     #[arg(long)]
     pub cap_add: Vec<String>,
     /// Drop a capability (or ALL).
     #[arg(long)]
     pub cap_drop: Vec<String>,
-    /// All capabilities, no seccomp, no masked paths, all devices allowed.
+    /// All capabilities, no seccomp, no masked paths, the host's devices in /dev and all allowed. [v1 devices.allow a, v2 allow-all filter]
     #[arg(long)]
     pub privileged: bool,
     /// no-new-privileges, seccomp=FILE|unconfined, apparmor=PROFILE, label=…
@@ -167,18 +203,147 @@ pub struct Args {
     /// Remove the container's state when it exits.
     #[arg(long)]
     pub rm: bool,
+    /// Run in the background (a monitor process keeps it) and print its ID.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    #[command(flatten)]
+    pub d: DetachArgs,
     /// A name for the container.
     #[arg(long)]
     pub name: Option<String>,
     /// Where cgroupfs is mounted; v1 or v2 is detected there.
     #[arg(long, value_name = "DIR", default_value = "/sys/fs/cgroup")]
     pub cgroup_root: PathBuf,
+    /// When the container exits, write what it used (CPU time, peak memory, I/O
+    /// bytes, PIDs, wall time) to FILE as JSON (schemas/run-stats.schema.json).
+    #[arg(long, value_name = "FILE")]
+    pub stats_file: Option<PathBuf>,
     #[command(flatten)]
     pub c: ContainerArgs,
     /// IMAGE [COMMAND [ARG...]] (with --rootfs: COMMAND [ARG...]). Options go
     /// before IMAGE; everything after it is the command, options included.
     #[arg(trailing_var_arg = true, value_name = "ARG")]
     pub args: Vec<String>,
+}
+
+/// Flags of detached containers (`-d`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct DetachArgs {
+    /// Restart policy: no, on-failure[:N], always, unless-stopped (with -d).
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    /// Set a label KEY=VALUE (repeatable).
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// Healthcheck command (run with /bin/sh -c in the container).
+    #[arg(long, value_name = "CMD")]
+    pub health_cmd: Option<String>,
+    /// Time between healthchecks (e.g. 30s, 500ms).
+    #[arg(long, value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Time one healthcheck may take.
+    #[arg(long, value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Failures not counted after the start (e.g. 5s).
+    #[arg(long, value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+    /// Failures in a row that make it unhealthy.
+    #[arg(long, value_name = "N")]
+    pub health_retries: Option<u32>,
+    /// Disable the image's HEALTHCHECK.
+    #[arg(long)]
+    pub no_healthcheck: bool,
+    /// Signal `stop` sends first (default: the image's STOPSIGNAL, else SIGTERM).
+    #[arg(long, value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (default 10).
+    #[arg(long, value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
+    /// Log options: max-size=SIZE (e.g. 10m), max-file=N.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub log_opt: Vec<String>,
+}
+
+fn duration_flag(flag: &str, v: &Option<String>) -> anyhow::Result<Option<std::time::Duration>> {
+    v.as_deref()
+        .map(|s| {
+            crate::container::logs::parse_duration(s)
+                .filter(|n| *n >= 0)
+                .map(|n| std::time::Duration::from_nanos(n as u64))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "invalid {flag} {s:?}: expected a duration such as 30s or 500ms"
+                    )
+                })
+        })
+        .transpose()
+}
+
+/// `run -d`: hand the container to a monitor, print its ID.
+fn run_detached(
+    g: &Globals,
+    a: &Args,
+    flags: RunFlags,
+    rootfs: RootfsSource,
+    image: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let d = &a.d;
+    let mut labels = std::collections::BTreeMap::new();
+    for l in &d.label {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        if k.is_empty() {
+            anyhow::bail!("invalid --label {l:?}: expected KEY=VALUE");
+        }
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let (mut max_size, mut max_files) = (None, None);
+    for o in &d.log_opt {
+        match o.split_once('=') {
+            Some(("max-size", v)) => max_size = Some(parse::bytes("--log-opt max-size", v)? as u64),
+            Some(("max-file", v)) => {
+                max_files = Some(v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    anyhow::anyhow!("invalid --log-opt {o:?}: max-file must be a positive number")
+                })?)
+            }
+            _ => anyhow::bail!("invalid --log-opt {o:?}: expected max-size=SIZE or max-file=N"),
+        }
+    }
+    let req = container::control::DetachRequest {
+        root: g.root.clone(),
+        flags,
+        rootfs,
+        name: a.name.clone(),
+        image_name: image,
+        labels,
+        remove: a.rm,
+        init: a.c.init,
+        interactive: a.c.interactive,
+        cgroup_root: a.cgroup_root.clone(),
+        restart: container::monitor::RestartPolicy::parse(&d.restart)?,
+        health: container::control::HealthFlags {
+            cmd: d.health_cmd.clone(),
+            interval: duration_flag("--health-interval", &d.health_interval)?,
+            timeout: duration_flag("--health-timeout", &d.health_timeout)?,
+            start_period: duration_flag("--health-start-period", &d.health_start_period)?,
+            retries: d.health_retries,
+            none: d.no_healthcheck,
+        },
+        stop_signal: d.stop_signal.clone(),
+        stop_timeout: d.stop_timeout,
+        log_max_size: max_size,
+        log_max_files: max_files,
+    };
+    match container::control::run_detached(req) {
+        Ok(id) => {
+            println!("{id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(Exit {
+            code: e.exit_code(),
+            message: Some(e.to_string()),
+        }
+        .into()),
+    }
 }
 
 /// The container's root filesystem: `--rootfs DIR [--image-config FILE]` as it
@@ -357,6 +522,7 @@ pub(crate) fn run_flags(c: &ContainerArgs, id: &str, cmd: Vec<String>) -> anyhow
         f.device_write_bps
             .push(parse::device_rate("--device-write-bps", d)?);
     }
+    resource_flags(c, &mut f)?;
     let mut env = env_files(&c.env_file)?;
     env.extend(c.env.iter().cloned());
     f.env = expand_env(env);
@@ -432,23 +598,78 @@ pub(crate) fn run_flags(c: &ContainerArgs, id: &str, cmd: Vec<String>) -> anyhow
     Ok(f)
 }
 
+/// The resource and device flags of issue 14 (`--device*`, real-time CPU, OOM,
+/// shm, hugetlb, iops).
+fn resource_flags(c: &ContainerArgs, f: &mut RunFlags) -> anyhow::Result<()> {
+    if c.kernel_memory.is_some() {
+        anyhow::bail!(
+            "--kernel-memory: Specifying a kernel memory limit is deprecated and no longer supported by the kernel (as Docker); remove the flag"
+        );
+    }
+    for d in &c.device_read_iops {
+        f.device_read_iops
+            .push(parse::device_iops("--device-read-iops", d)?);
+    }
+    for d in &c.device_write_iops {
+        f.device_write_iops
+            .push(parse::device_iops("--device-write-iops", d)?);
+    }
+    for d in &c.blkio_weight_device {
+        f.blkio_weight_device.push(parse::device_weight(d)?);
+    }
+    f.cpu_rt_runtime = c.cpu_rt_runtime;
+    f.cpu_rt_period = c.cpu_rt_period;
+    f.oom_kill_disable = c.oom_kill_disable;
+    f.oom_score_adj = c.oom_score_adj;
+    f.shm_size = c
+        .shm_size
+        .as_deref()
+        .map(|s| parse::bytes("--shm-size", s))
+        .transpose()?;
+    if f.shm_size == Some(0) {
+        anyhow::bail!("invalid value \"0\" for --shm-size: expected a size above zero, e.g. 64m");
+    }
+    for d in &c.device {
+        f.devices.push(parse::device(d)?);
+    }
+    for r in &c.device_cgroup_rule {
+        f.device_cgroup_rules.push(parse::device_cgroup_rule(r)?);
+    }
+    for h in &c.hugetlb {
+        f.hugetlb.push(parse::hugetlb(h)?);
+    }
+    Ok(())
+}
+
 pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
     if let Some(n) = &a.name {
         container::state::check_name(n)?;
     }
     // Docker's check, before anything is pulled or made: a terminal fed from a
     // pipe or file cannot work.
-    if a.c.tty && a.c.interactive && !std::io::stdin().is_terminal() {
+    if !a.detach && a.c.tty && a.c.interactive && !std::io::stdin().is_terminal() {
         return Err(Exit {
             code: 1,
             message: Some("the input device is not a TTY".into()),
         }
         .into());
     }
-    let (image, cmd) = image_and_command(&a.c, a.args);
+    let (image, cmd) = image_and_command(&a.c, a.args.clone());
     let id = container::new_id();
     let flags = run_flags(&a.c, &id, cmd)?;
+    if a.detach {
+        // Flag errors first, before anything is pulled.
+        container::monitor::RestartPolicy::parse(&a.d.restart)?;
+        if let Some(s) = &a.d.stop_signal {
+            container::control::parse_signal(s)?;
+        }
+    } else if a.d.restart != "no" {
+        anyhow::bail!("--restart needs -d (a monitor keeps the policy)");
+    }
     let rootfs = rootfs_source(g, image.as_deref(), &a.c)?;
+    if a.detach {
+        return run_detached(g, &a, flags, rootfs, image);
+    }
     let req = RunRequest {
         prepare: container::PrepareRequest {
             root: g.root.clone(),
@@ -463,7 +684,11 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
         interactive: a.c.interactive,
         cgroup_root: a.cgroup_root.clone(),
     };
-    match container::run_foreground(req) {
+    let result = container::run_foreground_report(req);
+    if let (Some(file), Ok((outcome, report))) = (&a.stats_file, &result) {
+        container::stats::write_file(file, &id, outcome, report)?;
+    }
+    match result.map(|(o, _)| o) {
         Ok(container::Outcome::OomKilled) => Err(Exit {
             code: 137,
             message: Some(format!(

@@ -6,21 +6,31 @@
 //! process. The result runs in [`crate::sandbox`] or, written as a bundle, in crun
 //! or runc.
 
+pub mod control;
+pub mod exec;
+pub mod gc;
+pub mod health;
+pub mod inspect;
+pub mod logs;
+pub mod monitor;
 pub mod net;
 pub mod owner;
 pub mod parse;
 mod prepare;
+mod resources;
 mod run;
 pub mod runtime;
 pub mod shifted;
 pub mod state;
+pub mod stats;
 pub mod user;
 
 pub use owner::reap_stale;
 pub use prepare::{
     prepare, read_image_config_file, HeldView, PrepareRequest, Prepared, RootfsSource,
 };
-pub use run::{run_foreground, write_bundle, Outcome, RunRequest};
+pub use resources::{check_devices, host_devices};
+pub use run::{run_foreground, run_foreground_report, write_bundle, Outcome, RunRequest};
 pub use state::{NameLease, State, Status};
 
 /// `imgctl run --init` re-executes a sealed copy of the binary as the container's
@@ -29,16 +39,16 @@ pub use state::{NameLease, State, Status};
 pub fn init_entry() {
     crate::sandbox::init::entry();
     crate::sandbox::child_entry();
+    monitor::entry();
 }
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capability, LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxIdMapping,
-    LinuxIdMappingBuilder, LinuxMemory, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPids,
-    LinuxResources, LinuxThrottleDevice, LinuxThrottleDeviceBuilder, Mount, PosixRlimit,
-    PosixRlimitBuilder, PosixRlimitType, Spec,
+    Capability, LinuxDeviceCgroup, LinuxDeviceType, LinuxIdMapping, LinuxIdMappingBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, Mount, PosixRlimit, PosixRlimitBuilder,
+    PosixRlimitType, Spec,
 };
 
 use crate::sandbox::{self, seccomp};
@@ -74,6 +84,17 @@ pub enum Error {
     NameInUse { name: String, id: String },
     #[error(transparent)]
     Network(#[from] crate::network::Error),
+    /// Docker's "conflict: …" refusals (`rmi` of an image in use, …).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("no such container: {reference} (see `imgctl ps -a`)")]
+    NoSuchContainer { reference: String },
+    #[error("container reference {reference:?} is ambiguous: {count} containers start with it (give more digits or the name)")]
+    Ambiguous { reference: String, count: usize },
+    #[error("container {id} is not running")]
+    NotRunning { id: String },
+    #[error("container {id} is running: stop it first or use rm -f")]
+    Running { id: String },
 }
 
 impl Error {
@@ -88,7 +109,7 @@ impl Error {
 }
 
 /// `--network`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Network {
     /// A new network namespace with only `lo` (Docker's `none`).
     #[default]
@@ -110,7 +131,7 @@ impl Network {
 }
 
 /// `--userns` and `--uidmap/--gidmap`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Userns {
     /// No user namespace.
     #[default]
@@ -125,7 +146,8 @@ pub enum Userns {
 }
 
 /// What the user asked for on the command line (already parsed into values).
-#[derive(Debug, Clone, Default)]
+/// Serialisable: a detached container's monitor receives it (and `start` reuses it).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RunFlags {
     pub id: String,
     /// Nothing of the container outlives it (`run --rm`): its rootfs view's
@@ -153,6 +175,22 @@ pub struct RunFlags {
     pub blkio_weight: Option<u16>,
     pub device_read_bps: Vec<(PathBuf, u64)>,
     pub device_write_bps: Vec<(PathBuf, u64)>,
+    pub device_read_iops: Vec<(PathBuf, u64)>,
+    pub device_write_iops: Vec<(PathBuf, u64)>,
+    pub blkio_weight_device: Vec<(PathBuf, u16)>,
+    /// `--cpu-rt-runtime` / `--cpu-rt-period` (µs; cgroup v1 only).
+    pub cpu_rt_runtime: Option<i64>,
+    pub cpu_rt_period: Option<u64>,
+    pub oom_kill_disable: bool,
+    pub oom_score_adj: Option<i32>,
+    /// `/dev/shm` size in bytes (default 64 MiB).
+    pub shm_size: Option<i64>,
+    /// `--device`: nodes created inside and allowed.
+    pub devices: Vec<parse::DeviceFlag>,
+    /// `--device-cgroup-rule`: (type, major, minor, access).
+    pub device_cgroup_rules: Vec<(char, Option<i64>, Option<i64>, String)>,
+    /// `--hugetlb`: (page size like `2MB`, limit in bytes).
+    pub hugetlb: Vec<(String, i64)>,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub privileged: bool,
@@ -216,8 +254,9 @@ fn mnt(dest: &str, typ: &str, source: &str, opts: &[&str]) -> Mount {
     m
 }
 
-fn default_mounts(privileged: bool) -> Vec<Mount> {
+fn default_mounts(privileged: bool, shm_size: Option<i64>) -> Vec<Mount> {
     let sys_rw = if privileged { "rw" } else { "ro" };
+    let shm = format!("size={}k", (shm_size.unwrap_or(64 << 20) + 1023) / 1024);
     vec![
         mnt("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
         mnt(
@@ -261,7 +300,7 @@ fn default_mounts(privileged: bool) -> Vec<Mount> {
             "/dev/shm",
             "tmpfs",
             "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+            &["nosuid", "noexec", "nodev", "mode=1777", &shm],
         ),
     ]
 }
@@ -521,100 +560,6 @@ fn id_mapping(c: u32, h: u32, s: u32) -> LinuxIdMapping {
         .unwrap_or_default()
 }
 
-fn device_numbers(p: &Path) -> Result<(i64, i64), Error> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let m = std::fs::metadata(p).map_err(|e| Error::Io {
-        path: p.to_path_buf(),
-        source: e,
-    })?;
-    if !m.file_type().is_block_device() {
-        return Err(Error::BadFlag {
-            flag: "--device-read-bps/--device-write-bps".into(),
-            value: p.display().to_string(),
-            hint: "a block device".into(),
-        });
-    }
-    let r = m.rdev();
-    Ok((libc::major(r) as i64, libc::minor(r) as i64))
-}
-
-fn throttles(list: &[(PathBuf, u64)]) -> Result<Option<Vec<LinuxThrottleDevice>>, Error> {
-    if list.is_empty() {
-        return Ok(None);
-    }
-    let mut out = Vec::new();
-    for (p, rate) in list {
-        let (maj, min) = device_numbers(p)?;
-        out.push(
-            LinuxThrottleDeviceBuilder::default()
-                .major(maj)
-                .minor(min)
-                .rate(*rate)
-                .build()
-                .map_err(|e| Error::Spec(e.to_string()))?,
-        );
-    }
-    Ok(Some(out))
-}
-
-fn resources(f: &RunFlags) -> Result<LinuxResources, Error> {
-    let mut r = LinuxResources::default();
-    r.set_devices(Some(if f.privileged {
-        vec![dev_rule(true, None, None, None, "rwm")]
-    } else {
-        default_device_rules()
-    }));
-    let mut m = LinuxMemory::default();
-    m.set_limit(f.memory);
-    m.set_reservation(f.memory_reservation);
-    m.set_swappiness(f.memory_swappiness);
-    if let Some(s) = f.memory_swap {
-        if let Some(l) = f.memory {
-            if s >= 0 && s < l {
-                return Err(Error::BadFlag {
-                    flag: "--memory-swap".into(),
-                    value: s.to_string(),
-                    hint: "a value not below --memory (it counts memory plus swap), or -1".into(),
-                });
-            }
-        } else {
-            return Err(Error::BadFlag {
-                flag: "--memory-swap".into(),
-                value: s.to_string(),
-                hint: "--memory to be set too".into(),
-            });
-        }
-        m.set_swap(Some(s));
-    }
-    if m != LinuxMemory::default() {
-        r.set_memory(Some(m));
-    }
-    let mut c = LinuxCpu::default();
-    c.set_quota(f.cpu_quota);
-    c.set_period(f.cpu_period.or(f.cpu_quota.map(|_| 100_000)));
-    c.set_shares(f.cpu_shares);
-    c.set_cpus(f.cpuset_cpus.clone());
-    c.set_mems(f.cpuset_mems.clone());
-    if c != LinuxCpu::default() {
-        r.set_cpu(Some(c));
-    }
-    // 0 or -1: unlimited (Docker), i.e. no pids limit at all.
-    let pids = f.pids_limit.unwrap_or(DEFAULT_PIDS_LIMIT);
-    if pids > 0 {
-        let mut p = LinuxPids::default();
-        p.set_limit(pids);
-        r.set_pids(Some(p));
-    }
-    let mut b = LinuxBlockIo::default();
-    b.set_weight(f.blkio_weight);
-    b.set_throttle_read_bps_device(throttles(&f.device_read_bps)?);
-    b.set_throttle_write_bps_device(throttles(&f.device_write_bps)?);
-    if b != LinuxBlockIo::default() {
-        r.set_block_io(Some(b));
-    }
-    Ok(r)
-}
-
 /// The files `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` for a
 /// container, written into `state_dir` and bound in read-write.
 pub fn write_etc_files(
@@ -781,9 +726,9 @@ pub fn runtime_spec(
     });
     process.set_apparmor_profile(flags.apparmor.clone());
     process.set_selinux_label(flags.label.clone());
-    process.set_oom_score_adj(None);
+    process.set_oom_score_adj(flags.oom_score_adj);
 
-    let mut mounts = default_mounts(flags.privileged);
+    let mut mounts = default_mounts(flags.privileged, flags.shm_size);
     mounts.extend(etc_mounts);
     for (src, dst, ro) in &flags.binds {
         if !src.exists() {
@@ -871,7 +816,9 @@ pub fn runtime_spec(
         );
     }
     linux.set_namespaces(Some(namespaces));
-    linux.set_resources(Some(resources(flags)?));
+    linux.set_resources(Some(resources::resources(flags)?));
+    let nodes = resources::devices(flags)?;
+    linux.set_devices((!nodes.is_empty()).then_some(nodes));
     let parent = flags
         .cgroup_parent
         .as_deref()

@@ -135,6 +135,32 @@ pub fn claim(root: &Path, id: &str, remove: bool, cgroup_root: &Path) -> Result<
     })
 }
 
+/// Where container `id`'s cgroup lives, as its owner recorded
+/// (`/sys/fs/cgroup` when unknown).
+pub fn cgroup_root(root: &Path, id: &str) -> PathBuf {
+    std::fs::read(locks_dir(root).join(id))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<OwnerInfo>(&b).ok())
+        .map(|i| i.cgroup_root)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))
+}
+
+/// Whether a live process owns container `id` (its lock file is held).
+pub fn is_owned(root: &Path, id: &str) -> bool {
+    let path = locks_dir(root).join(id);
+    let Ok(file) = std::fs::OpenOptions::new().read(true).open(&path) else {
+        return false;
+    };
+    match rustix::fs::flock(
+        file.as_fd(),
+        rustix::fs::FlockOperation::NonBlockingLockShared,
+    ) {
+        Ok(()) => false,
+        Err(_) => true,
+    }
+}
+
 /// Clean what containers of dead owners left in the store at `root`; returns
 /// their ids. Never fails: what cannot be cleaned now is logged and tried again
 /// next time (the lock file stays).

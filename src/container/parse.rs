@@ -102,6 +102,119 @@ pub fn device_rate(flag: &str, s: &str) -> Result<(PathBuf, u64), Error> {
     Ok((PathBuf::from(dev), bytes(flag, rate)? as u64))
 }
 
+/// `--device-read-iops /dev/sda:1000` -> (device path, operations per second).
+pub fn device_iops(flag: &str, s: &str) -> Result<(PathBuf, u64), Error> {
+    let hint = "DEVICE:IOPS, e.g. /dev/sda:1000";
+    let (dev, rate) = s.rsplit_once(':').ok_or_else(|| bad(flag, s, hint))?;
+    let n: u64 = rate.parse().map_err(|_| bad(flag, s, hint))?;
+    if dev.is_empty() {
+        return Err(bad(flag, s, hint));
+    }
+    Ok((PathBuf::from(dev), n))
+}
+
+/// `--blkio-weight-device /dev/sda:500` -> (device path, weight 10..1000).
+pub fn device_weight(s: &str) -> Result<(PathBuf, u16), Error> {
+    let flag = "--blkio-weight-device";
+    let hint = "DEVICE:WEIGHT with a weight from 10 to 1000, e.g. /dev/sda:500";
+    let (dev, w) = s.rsplit_once(':').ok_or_else(|| bad(flag, s, hint))?;
+    let w: u16 = w.parse().map_err(|_| bad(flag, s, hint))?;
+    if dev.is_empty() || !(10..=1000).contains(&w) {
+        return Err(bad(flag, s, hint));
+    }
+    Ok((PathBuf::from(dev), w))
+}
+
+/// `--device HOST[:CONTAINER][:PERMISSIONS]`, Docker's syntax.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeviceFlag {
+    pub host: PathBuf,
+    pub container: PathBuf,
+    /// Some of `r`, `w`, `m`.
+    pub access: String,
+}
+
+fn is_access(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 3 && s.chars().all(|c| matches!(c, 'r' | 'w' | 'm'))
+}
+
+pub fn device(s: &str) -> Result<DeviceFlag, Error> {
+    let hint = "HOST_PATH[:CONTAINER_PATH][:PERMISSIONS], e.g. /dev/sdc:/dev/xvdc:rwm";
+    let parts: Vec<&str> = s.split(':').collect();
+    let (host, container, access) = match parts.as_slice() {
+        [h] => (*h, *h, "rwm"),
+        [h, a] if is_access(a) => (*h, *h, *a),
+        [h, c] => (*h, *c, "rwm"),
+        [h, c, a] if is_access(a) => (*h, *c, *a),
+        _ => return Err(bad("--device", s, hint)),
+    };
+    if !host.starts_with('/') || !container.starts_with('/') {
+        return Err(bad(
+            "--device",
+            s,
+            "absolute paths (HOST[:CONTAINER][:rwm])",
+        ));
+    }
+    Ok(DeviceFlag {
+        host: PathBuf::from(host),
+        container: PathBuf::from(container),
+        access: access.to_string(),
+    })
+}
+
+/// `--device-cgroup-rule 'c 1:3 rwm'`: (type a|b|c, major, minor, access);
+/// `*` for any major or minor.
+pub fn device_cgroup_rule(s: &str) -> Result<(char, Option<i64>, Option<i64>, String), Error> {
+    let hint = "TYPE MAJOR:MINOR ACCESS, e.g. 'c 1:3 rwm' or 'b 7:* r'";
+    let f: Vec<&str> = s.split_whitespace().collect();
+    let err = || bad("--device-cgroup-rule", s, hint);
+    let [typ, nums, access] = f.as_slice() else {
+        return Err(err());
+    };
+    let typ = match *typ {
+        "a" | "b" | "c" => typ.chars().next().ok_or_else(err)?,
+        _ => return Err(err()),
+    };
+    let (ma, mi) = nums.split_once(':').ok_or_else(err)?;
+    let num = |v: &str| -> Result<Option<i64>, Error> {
+        if v == "*" {
+            Ok(None)
+        } else {
+            v.parse::<u32>()
+                .map(|n| Some(i64::from(n)))
+                .map_err(|_| err())
+        }
+    };
+    if !is_access(access) {
+        return Err(err());
+    }
+    Ok((typ, num(ma)?, num(mi)?, access.to_string()))
+}
+
+/// `--hugetlb 2MB:64m` -> (page size as the kernel names it, limit in bytes).
+pub fn hugetlb(s: &str) -> Result<(String, i64), Error> {
+    let hint = "PAGESIZE:LIMIT, e.g. 2MB:64m or 1GB:2g";
+    let (size, limit) = s.split_once(':').ok_or_else(|| bad("--hugetlb", s, hint))?;
+    let t = size.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad("--hugetlb", s, hint))?;
+    let unit = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "K" => "KB",
+        "M" => "MB",
+        "G" => "GB",
+        _ => return Err(bad("--hugetlb", s, hint)),
+    };
+    if n == 0 {
+        return Err(bad("--hugetlb", s, hint));
+    }
+    Ok((format!("{n}{unit}"), bytes("--hugetlb", limit)?))
+}
+
 /// `--uidmap container:host:size` (several allowed).
 pub fn id_map(flag: &str, s: &str) -> Result<(u32, u32, u32), Error> {
     let hint = "CONTAINER_ID:HOST_ID:SIZE, e.g. 0:100000:65536";
@@ -246,6 +359,44 @@ mod tests {
         let m = mount("type=bind,source=/a,target=/b,readonly").unwrap();
         assert!(m.readonly && m.typ == "bind");
         assert!(mount("type=volume,target=/b").is_err());
+        assert_eq!(
+            device("/dev/null:/dev/mynull:rw").unwrap(),
+            DeviceFlag {
+                host: "/dev/null".into(),
+                container: "/dev/mynull".into(),
+                access: "rw".into()
+            }
+        );
+        assert_eq!(
+            device("/dev/sda:r").unwrap().container,
+            PathBuf::from("/dev/sda")
+        );
+        assert_eq!(device("/dev/sda").unwrap().access, "rwm");
+        assert!(device("dev/sda").is_err());
+        assert!(device("/a:/b:rwx").is_err());
+        assert_eq!(
+            device_cgroup_rule("c 1:3 rwm").unwrap(),
+            ('c', Some(1), Some(3), "rwm".into())
+        );
+        assert_eq!(
+            device_cgroup_rule("b 7:* r").unwrap(),
+            ('b', Some(7), None, "r".into())
+        );
+        for r in ["x 1:3 rwm", "c 1 rwm", "c 1:3", "c 1:3 rwx", "c -1:3 r"] {
+            assert!(device_cgroup_rule(r).is_err(), "{r}");
+        }
+        assert_eq!(
+            device_iops("--device-write-iops", "/dev/loop0:20")
+                .unwrap()
+                .1,
+            20
+        );
+        assert!(device_iops("--device-write-iops", "/dev/loop0:x").is_err());
+        assert_eq!(device_weight("/dev/sda:500").unwrap().1, 500);
+        assert!(device_weight("/dev/sda:5").is_err());
+        assert_eq!(hugetlb("2MB:64m").unwrap(), ("2MB".into(), 64 << 20));
+        assert_eq!(hugetlb("1g:2g").unwrap(), ("1GB".into(), 2 << 30));
+        assert!(hugetlb("2XB:1m").is_err());
         assert_eq!(
             tmpfs("/run:size=64m,mode=755").unwrap().1,
             vec!["size=64m", "mode=755"]

@@ -45,6 +45,29 @@ pub struct HeldView {
 }
 
 impl HeldView {
+    /// Mount again a stopped container's kept view `key` (see [`Self::keep`]).
+    pub fn remount(root: &Path, key: &str) -> Result<HeldView, Error> {
+        let v = image::remount(root, key)?;
+        Ok(HeldView {
+            root: root.to_path_buf(),
+            view: Some(v),
+        })
+    }
+
+    /// The mounted root filesystem.
+    pub fn merged(&self) -> Option<&Path> {
+        self.view.as_ref().map(|v| v.merged.as_path())
+    }
+
+    /// Unmount but keep the snapshot (its upper dir holds the container's
+    /// changes until `rm`).
+    pub fn keep(mut self) -> Result<(), Error> {
+        match self.view.take() {
+            Some(v) => image::unmount(&self.root, &v.key).map_err(Error::from),
+            None => Ok(()),
+        }
+    }
+
     /// Release now, reporting failure (drop only logs it).
     pub fn release(mut self) -> Result<(), Error> {
         match self.view.take() {

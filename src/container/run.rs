@@ -32,6 +32,13 @@ pub struct RunRequest {
 /// The state directory is removed with `remove` or when the container could not
 /// start; the image view and id lease are always released before returning.
 pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
+    run_foreground_report(req).map(|(o, _)| o)
+}
+
+/// [`run_foreground`], also returning what the container used (its cgroup's
+/// final counters and the time from creation to exit), for `run --stats-file` and
+/// `size --probe`.
+pub fn run_foreground_report(req: RunRequest) -> Result<(Outcome, sandbox::RunReport), Error> {
     let RunRequest {
         prepare: mut preq,
         name,
@@ -63,7 +70,7 @@ pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
         }
     };
     let mut st = State::new(&id, name, image_name);
-    let result = (|| -> Result<Outcome, Error> {
+    let result = (|| -> Result<(Outcome, sandbox::RunReport), Error> {
         let config = p.state_dir.join("config.json");
         let body = serde_json::to_vec_pretty(&p.spec).map_err(|e| Error::Spec(e.to_string()))?;
         let durable = !remove;
@@ -76,11 +83,10 @@ pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
             path: config,
             source,
         })?;
-        // A foreground container starts right away: one durable write as running
-        // (a detached one would be saved as created first).
+        // A foreground container starts right away: recorded running with its
+        // pid once its command runs (`exec` and `ps` read it).
         st.status = Status::Running;
         st.started = Some(state::now());
-        st.save_with(&p.state_dir, durable)?;
         let opts = sandbox::Options {
             init,
             rootfs_shifted: p.rootfs_shifted.clone(),
@@ -99,7 +105,7 @@ pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
             st.network = ep;
             st.save_with(&p.state_dir, durable).map_err(as_setup)
         };
-        Ok(sandbox::run_with_hook(
+        Ok(sandbox::run_with_report(
             &p.spec,
             &p.rootfs,
             &opts,
@@ -115,7 +121,7 @@ pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
     }
     let started = result.is_ok();
     // With --rm the state is about to go: nothing to record.
-    if let (Ok(outcome), false) = (&result, remove) {
+    if let (Ok((outcome, _)), false) = (&result, remove) {
         st.status = Status::Stopped;
         st.pid = None;
         st.network = None;

@@ -71,6 +71,63 @@ pub struct State {
     /// The bridge-network endpoint while attached (address, ports, rates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<super::net::NetState>,
+    /// The image ID (config digest) it was created from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// `--label` values.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Times the monitor restarted it (`--restart`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restart_count: u32,
+    /// A detached container: a monitor owns it (`run -d`, `start`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub detached: bool,
+    /// Healthcheck results while a check is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Healthcheck status (Docker's vocabulary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl HealthStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Starting => "starting",
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// One healthcheck run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthProbe {
+    /// Milliseconds since the Unix epoch.
+    pub start: u64,
+    pub end: u64,
+    pub exit_code: i32,
+    pub output: String,
+}
+
+/// The health of a container with a healthcheck.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: HealthStatus,
+    pub failing_streak: u32,
+    /// The last few probes (at most 5, as Docker).
+    pub log: Vec<HealthProbe>,
 }
 
 /// Seconds since the Unix epoch, now.
@@ -95,6 +152,11 @@ impl State {
             started: None,
             finished: None,
             network: None,
+            image_id: None,
+            labels: Default::default(),
+            restart_count: 0,
+            detached: false,
+            health: None,
         }
     }
 
@@ -166,6 +228,24 @@ impl NameLease {
     pub fn free(self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Give back `name` if container `id` holds it (a removed container's name).
+pub fn free_name(root: &Path, name: &str, id: &str) {
+    let path = names_dir(root).join(name);
+    if std::fs::read_to_string(&path).is_ok_and(|owner| owner.trim() == id) {
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// The container id holding `name`, if any.
+pub fn name_owner(root: &Path, name: &str) -> Option<String> {
+    if check_name(name).is_err() {
+        return None;
+    }
+    let owner = std::fs::read_to_string(names_dir(root).join(name)).ok()?;
+    let owner = owner.trim();
+    (!owner.is_empty()).then(|| owner.to_string())
 }
 
 /// Reserve `name` for container `id` (atomically: `O_CREAT|O_EXCL`). A name whose

@@ -2,15 +2,19 @@
 //! place that joins the blob store, layer application and snapshots), and flattening
 //! an image into one directory for export.
 
+pub mod archive;
 mod backend;
 pub mod catalog;
+pub mod check;
 pub mod commit;
 mod ensure;
 mod export;
 pub mod ocidir;
+pub mod prune;
 mod pull;
 pub mod push;
 mod resolve;
+mod verify;
 mod view;
 
 use std::path::{Path, PathBuf};
@@ -31,7 +35,10 @@ pub use ocidir::OciDir;
 pub use pull::{login, logout, pull, Credentials, Event, Progress, PullRequest, PulledImage};
 pub use push::{push, PushEvent, PushFormat, PushProgress, PushRequest, Pushed};
 pub use resolve::{read_config, read_manifest, resolve_image, ImageManifest, ResolvedImage};
-pub use view::{changes, mount, mount_as, mount_as_with, release, view_key, MountOptions, View};
+pub use view::{
+    changes, has_view, mount, mount_as, mount_as_with, release, remount, unmount, view_key,
+    MountOptions, View,
+};
 
 /// Errors of image unpacking.
 #[derive(Debug, thiserror::Error)]

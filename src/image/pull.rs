@@ -65,6 +65,12 @@ pub fn pull(
         name: req.reference.to_string(),
         source,
     })?;
+    // Held until the chain is committed: a prune meanwhile would see the layers
+    // extracted so far as unreferenced.
+    let _lease = store.lease().map_err(|source| ImageError::Store {
+        name: req.reference.to_string(),
+        source,
+    })?;
     let client = client()?;
     let mut opts = PullOptions {
         platform: req.platform.clone().unwrap_or_else(Platform::host),
@@ -82,6 +88,11 @@ pub fn pull(
             .block_on(client.pull(&store, &req.reference, &opts, progress))
             .map_err(pull_err);
     }
+    let prior = store.image_records().ok().and_then(|rs| {
+        rs.into_iter()
+            .find(|r| r.name == req.reference.to_string())
+            .map(|r| r.descriptor)
+    });
     let (tx, rx) = std::sync::mpsc::channel();
     opts.notify = Some(tx);
     let cancel = AtomicBool::new(false);
@@ -97,32 +108,73 @@ pub fn pull(
         (pulled, worker.join())
     });
     let pulled = pulled.map_err(pull_err)?;
-    match early {
-        Ok(r) => {
-            r?;
+    let finish = || -> Result<(), ImageError> {
+        match early {
+            Ok(r) => {
+                r?;
+            }
+            Err(_) => {
+                return Err(ImageError::Io {
+                    path: PathBuf::from(req.reference.to_string()),
+                    source: std::io::Error::other("the unpack thread panicked"),
+                })
+            }
         }
-        Err(_) => {
-            return Err(ImageError::Io {
-                path: PathBuf::from(req.reference.to_string()),
-                source: std::io::Error::other("the unpack thread panicked"),
-            })
+        if pulled.config.rootfs.diff_ids.len() != pulled.manifest.layers.len() {
+            return Err(ImageError::LayerCount {
+                digest: pulled.descriptor.digest.clone(),
+                layers: pulled.manifest.layers.len(),
+                diff_ids: pulled.config.rootfs.diff_ids.len(),
+            });
         }
-    }
-    if pulled.config.rootfs.diff_ids.len() != pulled.manifest.layers.len() {
-        return Err(ImageError::LayerCount {
-            digest: pulled.descriptor.digest.clone(),
-            layers: pulled.manifest.layers.len(),
-            diff_ids: pulled.config.rootfs.diff_ids.len(),
-        });
-    }
-    let resolved = Resolved {
-        manifest: pulled.descriptor.digest.clone(),
-        config: pulled.manifest.config.digest.clone(),
-        layers: pulled.manifest.layers.clone(),
-        diff_ids: pulled.config.rootfs.diff_ids.clone(),
+        let resolved = Resolved {
+            manifest: pulled.descriptor.digest.clone(),
+            config: pulled.manifest.config.digest.clone(),
+            layers: pulled.manifest.layers.clone(),
+            diff_ids: pulled.config.rootfs.diff_ids.clone(),
+        };
+        unpack_resolved(&store, resolved, root, &unpack_opts)?;
+        Ok(())
     };
-    unpack_resolved(&store, resolved, root, &unpack_opts)?;
+    if let Err(e) = finish() {
+        // The name must not point at an image that cannot be used (issue 15 item
+        // 11): give it back what it named before, or remove it. The partial layer is
+        // never published; `prune` reclaims the blobs.
+        restore_name(&store, &req.reference, prior, &pulled.descriptor.digest);
+        return Err(e);
+    }
     Ok(pulled)
+}
+
+/// Undo what a pull did to `name` when its unpack failed: point it back at
+/// `prior`, or remove it, unless another process changed it meanwhile.
+fn restore_name(
+    store: &Store,
+    name: &Reference,
+    prior: Option<crate::oci::Descriptor>,
+    pulled: &crate::oci::Digest,
+) {
+    let full = name.to_string();
+    let now = store
+        .image_records()
+        .ok()
+        .and_then(|rs| rs.into_iter().find(|r| r.name == full));
+    if now.as_ref().map(|r| &r.descriptor.digest) != Some(pulled) {
+        return;
+    }
+    let r = match prior {
+        Some(d) if &d.digest != pulled => {
+            let src = d
+                .annotation(crate::store::ANNOTATION_SOURCE_DIGEST)
+                .and_then(|s| s.parse::<crate::oci::Digest>().ok());
+            store.set_image(name, d, src.as_ref())
+        }
+        Some(_) => Ok(()),
+        None => store.remove_name(&full).map(|_| ()),
+    };
+    if let Err(e) = r {
+        tracing::warn!("pull {name} failed and its name could not be restored: {e}");
+    }
 }
 
 /// Check `creds` against registry `host` and save them in Docker's client config
@@ -154,4 +206,29 @@ pub fn logout(host: &str) -> Result<bool, ImageError> {
             what: format!("logout {host}"),
             source: e,
         })
+}
+
+/// Fetch one blob of `reference`'s repository into the store (its mirrors first),
+/// verified like every download. For `check --repair`.
+pub(super) fn fetch_blob(
+    store: &Store,
+    reference: &Reference,
+    desc: &crate::oci::Descriptor,
+) -> Result<(), ImageError> {
+    let client = client()?;
+    let rt = runtime()?;
+    let repo = reference.repository().to_string();
+    rt.block_on(client.each_endpoint(reference, |host| {
+        let (client, repo, desc, store) = (&client, repo.clone(), desc.clone(), store.clone());
+        async move {
+            client
+                .fetch_blob(&store, &host, &repo, &desc, &())
+                .await
+                .map(|_| ())
+        }
+    }))
+    .map_err(|e| ImageError::Registry {
+        what: format!("fetch {} from {}", desc.digest, reference.registry()),
+        source: e,
+    })
 }

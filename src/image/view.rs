@@ -76,6 +76,16 @@ pub fn mount_as_with(
         format: opts.snapshotter,
         ..UnpackOptions::default()
     };
+    // A prune waits while this lease is held: the layers and chain unpacked here
+    // are not referenced by anything until the snapshot below is prepared.
+    let store = crate::store::Store::open(root).map_err(|source| ImageError::Store {
+        name: image.name.clone(),
+        source,
+    })?;
+    let _lease = store.lease().map_err(|source| ImageError::Store {
+        name: image.name.clone(),
+        source,
+    })?;
     let unpacked = unpack_resolved(image.blobs(), image.resolved(), root, &uo)?;
     let snaps = Overlay::open(root)?;
     let key = key.to_string();
@@ -93,6 +103,51 @@ pub fn mount_as_with(
         });
     }
     Ok(View { key, merged })
+}
+
+/// Mount again the existing active snapshot `key` (a stopped container's view,
+/// its upper dir kept): the image's layers below it, its own changes on top.
+pub fn remount(root: &Path, key: &str) -> Result<View, ImageError> {
+    let snaps = Overlay::open(root)?;
+    let mounts = snaps.mounts(key)?;
+    let merged = snaps.merged_dir(key);
+    if crate::sys::fs::is_mount_point(&merged).unwrap_or(false) {
+        return Ok(View {
+            key: key.to_string(),
+            merged,
+        });
+    }
+    snapshot::mount_all(&mounts, &merged).map_err(|e| ImageError::Io {
+        path: merged.clone(),
+        source: std::io::Error::other(format!("mount {key}: {e}")),
+    })?;
+    Ok(View {
+        key: key.to_string(),
+        merged,
+    })
+}
+
+/// Unmount the view `key` but keep its snapshot (a stopped container keeps its
+/// changes until it is removed). Not mounted is not an error.
+pub fn unmount(root: &Path, key: &str) -> Result<(), ImageError> {
+    let snaps = Overlay::open(root)?;
+    let merged = snaps.merged_dir(key);
+    match crate::sys::fs::unmount(&merged, false) {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) => Ok(()),
+        Err(e) => Err(ImageError::Io {
+            path: merged,
+            source: e,
+        }),
+    }
+}
+
+/// Whether the active snapshot `key` exists.
+pub fn has_view(root: &Path, key: &str) -> bool {
+    Overlay::open(root)
+        .ok()
+        .and_then(|s| s.stat(key).ok().flatten())
+        .is_some()
 }
 
 /// The active snapshot key named by a merged path or a key.
@@ -116,6 +171,18 @@ pub fn view_key(root: &Path, target: &str) -> Result<String, ImageError> {
 /// Unmount the view `key` made by [`mount`] and remove its snapshot; layers no
 /// other view uses are detached too.
 pub fn release(root: &Path, key: &str) -> Result<(), ImageError> {
+    // A prune must not judge the view stale between the unmount and the removal.
+    let store = crate::store::Store::open_existing(root).map_err(|source| ImageError::Store {
+        name: key.to_string(),
+        source,
+    })?;
+    let _lease = match root.join("locks").is_dir() {
+        true => Some(store.lease().map_err(|source| ImageError::Store {
+            name: key.to_string(),
+            source,
+        })?),
+        false => None,
+    };
     let snaps = Overlay::open(root)?;
     let merged = snaps.merged_dir(key);
     match crate::sys::fs::unmount(&merged, false) {
@@ -130,7 +197,11 @@ pub fn release(root: &Path, key: &str) -> Result<(), ImageError> {
             })
         }
     }
-    snaps.remove(key)?;
+    match snaps.remove(key) {
+        // Removed meanwhile by another cleaner (a prune, a reaper): nothing left to do.
+        Err(snapshot::SnapshotError::NotFound { .. }) => {}
+        r => r?,
+    }
     snaps.unmount_unused_layers()?;
     Ok(())
 }

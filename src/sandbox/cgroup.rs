@@ -23,7 +23,7 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
 /// v1 controllers imgctl creates a group in, when the host has them.
 pub const V1_CONTROLLERS: &[&str] = &[
-    "memory", "cpu", "cpuacct", "cpuset", "pids", "blkio", "devices", "freezer",
+    "memory", "cpu", "cpuacct", "cpuset", "pids", "blkio", "devices", "freezer", "hugetlb",
 ];
 
 /// One file write in a cgroup: `(controller, file, value)`; the controller is
@@ -33,6 +33,20 @@ pub struct Write {
     pub controller: &'static str,
     pub file: &'static str,
     pub value: String,
+}
+
+impl Write {
+    /// The file name and value to write: hugetlb limits carry their page size in
+    /// the value (`2MB 67108864`) and go to `hugetlb.2MB.limit_in_bytes` (v1) or
+    /// `hugetlb.2MB.max` (v2).
+    pub fn target(&self) -> (String, String) {
+        if let Some(suffix) = self.file.strip_prefix("hugetlb.") {
+            if let Some((size, limit)) = self.value.split_once(' ') {
+                return (format!("hugetlb.{size}.{suffix}"), limit.to_string());
+            }
+        }
+        (self.file.to_string(), self.value.clone())
+    }
 }
 
 fn w(controller: &'static str, file: &'static str, value: impl ToString) -> Write {
@@ -58,6 +72,8 @@ pub trait Cgroup {
     /// The group's directories as `(name under /sys/fs/cgroup, host path)`, to be
     /// bound into the container.
     fn mount_sources(&self) -> Vec<(String, PathBuf)>;
+    /// The group's usage counters now (see [`super::cgstats`]).
+    fn stats(&self) -> super::cgstats::Stats;
 }
 
 /// The cgroup hierarchy found on this host.
@@ -162,6 +178,9 @@ pub fn v1_writes(r: &LinuxResources) -> Vec<Write> {
         if let Some(s) = m.swappiness() {
             out.push(w("memory", "memory.swappiness", s));
         }
+        if m.disable_oom_killer() == Some(true) {
+            out.push(w("memory", "memory.oom_control", 1));
+        }
     }
     if let Some(c) = r.cpu() {
         if let Some(s) = c.shares() {
@@ -179,6 +198,13 @@ pub fn v1_writes(r: &LinuxResources) -> Vec<Write> {
         if let Some(mems) = c.mems() {
             out.push(w("cpuset", "cpuset.mems", mems));
         }
+        // The period first: the runtime may not exceed it.
+        if let Some(p) = c.realtime_period() {
+            out.push(w("cpu", "cpu.rt_period_us", p));
+        }
+        if let Some(rt) = c.realtime_runtime() {
+            out.push(w("cpu", "cpu.rt_runtime_us", rt));
+        }
     }
     if let Some(p) = r.pids() {
         let v = if p.limit() > 0 {
@@ -188,9 +214,25 @@ pub fn v1_writes(r: &LinuxResources) -> Vec<Write> {
         };
         out.push(w("pids", "pids.max", v));
     }
+    for h in r.hugepage_limits().iter().flatten() {
+        out.push(Write {
+            controller: "hugetlb",
+            file: "hugetlb.limit_in_bytes",
+            value: format!("{} {}", h.page_size(), h.limit()),
+        });
+    }
     if let Some(b) = r.block_io() {
         if let Some(weight) = b.weight() {
             out.push(w("blkio", "blkio.weight", weight));
+        }
+        for d in b.weight_device().iter().flatten() {
+            if let Some(weight) = d.weight() {
+                out.push(w(
+                    "blkio",
+                    "blkio.weight_device",
+                    format!("{}:{} {weight}", d.major(), d.minor()),
+                ));
+            }
         }
         for t in b.throttle_read_bps_device().iter().flatten() {
             out.push(w(
@@ -293,6 +335,13 @@ pub fn v2_writes(r: &LinuxResources) -> Vec<Write> {
         };
         out.push(w("", "pids.max", v));
     }
+    for h in r.hugepage_limits().iter().flatten() {
+        out.push(Write {
+            controller: "",
+            file: "hugetlb.max",
+            value: format!("{} {}", h.page_size(), h.limit()),
+        });
+    }
     if let Some(b) = r.block_io() {
         if let Some(weight) = b.weight() {
             out.push(w(
@@ -300,6 +349,15 @@ pub fn v2_writes(r: &LinuxResources) -> Vec<Write> {
                 "io.weight",
                 format!("default {}", blkio_to_io_weight(weight)),
             ));
+        }
+        for d in b.weight_device().iter().flatten() {
+            if let Some(weight) = d.weight() {
+                out.push(w(
+                    "",
+                    "io.weight",
+                    format!("{}:{} {}", d.major(), d.minor(), blkio_to_io_weight(weight)),
+                ));
+            }
         }
         let mut per_dev: Vec<((i64, i64), String)> = Vec::new();
         let lists = [
@@ -358,6 +416,100 @@ impl V1 {
     fn dir_of(&self, controller: &str) -> PathBuf {
         self.root.join(controller).join(&self.rel)
     }
+
+    /// The group's directory on a hybrid host's cgroup2 mount (`unified`).
+    fn unified_dir(&self) -> PathBuf {
+        self.root.join("unified").join(&self.rel)
+    }
+
+    /// Hybrid hosts: hugetlb lives on the cgroup2 mount at `unified` (with no v1
+    /// hugetlb hierarchy). Create the group there, hugetlb enabled down the path.
+    fn create_unified_hugetlb(&self) -> Result<(), Error> {
+        let uroot = self.root.join("unified");
+        let has = is_cgroup2(&uroot)
+            && fs::read_to_string(uroot.join("cgroup.controllers"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .any(|c| c == "hugetlb");
+        if !has {
+            return Err(Error::Unsupported {
+                what:
+                    "--hugetlb: no hugetlb cgroup controller (neither v1 nor on the cgroup2 mount)"
+                        .into(),
+            });
+        }
+        let dir = self.unified_dir();
+        fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        let mut cur = uroot;
+        for comp in self.rel.components() {
+            write_file(&cur.join("cgroup.subtree_control"), "+hugetlb")?;
+            cur.push(comp);
+        }
+        Ok(())
+    }
+}
+
+/// Real-time budget (cgroup v1 `cpu.rt_runtime_us`): a group may only hand out
+/// what it has, and a new group has none. Each ancestor of the container below
+/// the root is raised, top-down, to what its children then hold: the container's
+/// `runtime` plus the budgets of the other groups beside the path (so containers
+/// running side by side each keep theirs). Budgets are never lowered.
+fn rt_budget(cpu_root: &Path, rel: &Path, runtime: i64) -> Result<(), Error> {
+    let read = |p: &Path| -> Option<i64> {
+        fs::read_to_string(p.join("cpu.rt_runtime_us"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    };
+    let Some(root_budget) = read(cpu_root) else {
+        return Err(Error::Unsupported {
+            what: "--cpu-rt-runtime: the kernel has no real-time group scheduling (CONFIG_RT_GROUP_SCHED)".into(),
+        });
+    };
+    if runtime > root_budget {
+        return Err(Error::Unsupported {
+            what: format!(
+                "--cpu-rt-runtime {runtime}: more than the host's real-time budget ({root_budget} µs per period)"
+            ),
+        });
+    }
+    // The ancestors below the root, top-down (not the container's own group).
+    let comps: Vec<_> = rel.components().collect();
+    let mut chain = Vec::new();
+    let mut cur = cpu_root.to_path_buf();
+    for comp in comps.iter().take(comps.len().saturating_sub(1)) {
+        cur.push(comp);
+        chain.push(cur.clone());
+    }
+    // Bottom-up: what each level must hold.
+    let others = |dir: &Path, except: &Path| -> i64 {
+        fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()) && e.path() != except)
+            .filter_map(|e| read(&e.path()))
+            .sum()
+    };
+    let leaf = cpu_root.join(rel);
+    let mut need = vec![0i64; chain.len()];
+    let mut below = (leaf, runtime);
+    for (i, dir) in chain.iter().enumerate().rev() {
+        need[i] = below.1 + others(dir, &below.0);
+        below = (dir.clone(), need[i]);
+    }
+    for (dir, need) in chain.iter().zip(need) {
+        if read(dir).unwrap_or(0) < need {
+            fs::write(dir.join("cpu.rt_runtime_us"), need.to_string()).map_err(|e| {
+                Error::Unsupported {
+                    what: format!(
+                        "--cpu-rt-runtime {runtime}: cannot give {} a real-time budget of {need} µs ({e}); the parent groups have less to hand out",
+                        dir.display()
+                    ),
+                }
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// A new v1 cpuset group starts with empty `cpus`/`mems`, which makes adding a task
@@ -406,8 +558,40 @@ impl Cgroup for V1 {
             }
         }
         let Some(r) = resources else { return Ok(()) };
+        let hugetlb = r.hugepage_limits().as_ref().is_some_and(|l| !l.is_empty());
+        let unified = hugetlb && !self.root.join("hugetlb").is_dir();
+        if unified {
+            self.create_unified_hugetlb()?;
+        }
+        if let Some(rt) = r.cpu().as_ref().and_then(|c| c.realtime_runtime()) {
+            rt_budget(&self.root.join("cpu"), &self.rel, rt)?;
+        }
         for wr in v1_writes(r) {
-            let mut path = self.dir_of(wr.controller).join(wr.file);
+            let (file, value) = wr.target();
+            if wr.controller == "hugetlb" && unified {
+                let (file, value) = Write {
+                    controller: "",
+                    file: "hugetlb.max",
+                    value: wr.value.clone(),
+                }
+                .target();
+                write_file(&self.unified_dir().join(file), &value)?;
+                continue;
+            }
+            if wr.file == "blkio.weight_device" {
+                let mut path = self.dir_of("blkio").join(wr.file);
+                if !path.exists() {
+                    path = self.dir_of("blkio").join("blkio.bfq.weight_device");
+                }
+                if !path.exists() {
+                    return Err(Error::Unsupported {
+                        what: "--blkio-weight-device: the blkio controller has no weight file (no CFQ/BFQ scheduler)".into(),
+                    });
+                }
+                write_file(&path, &value)?;
+                continue;
+            }
+            let mut path = self.dir_of(wr.controller).join(&file);
             if wr.file == "blkio.weight" && !path.exists() {
                 // With the BFQ scheduler the weight lives in blkio.bfq.weight (as runc does).
                 path = self.dir_of("blkio").join("blkio.bfq.weight");
@@ -423,7 +607,12 @@ impl Cgroup for V1 {
                         .into(),
                 });
             }
-            write_file(&path, &wr.value)?;
+            if wr.file == "cpu.rt_runtime_us" && !path.exists() {
+                return Err(Error::Unsupported {
+                    what: "--cpu-rt-runtime: the kernel has no real-time group scheduling (CONFIG_RT_GROUP_SCHED)".into(),
+                });
+            }
+            write_file(&path, &value)?;
         }
         Ok(())
     }
@@ -431,6 +620,10 @@ impl Cgroup for V1 {
     fn add_pid(&self, pid: i32) -> Result<(), Error> {
         for (_, dir) in self.dirs() {
             write_file(&dir.join("cgroup.procs"), &pid.to_string())?;
+        }
+        let u = self.unified_dir();
+        if u.is_dir() {
+            write_file(&u.join("cgroup.procs"), &pid.to_string())?;
         }
         Ok(())
     }
@@ -443,7 +636,11 @@ impl Cgroup for V1 {
 
     fn remove(&self) -> Result<(), Error> {
         let mut first = Ok(());
-        for (_, dir) in self.dirs() {
+        let mut dirs = self.dirs();
+        if self.unified_dir().is_dir() {
+            dirs.push(("unified", self.unified_dir()));
+        }
+        for (_, dir) in dirs {
             if let Err(e) = remove_dir_retry(&dir) {
                 if first.is_ok() {
                     first = Err(e);
@@ -460,9 +657,14 @@ impl Cgroup for V1 {
     fn mount_sources(&self) -> Vec<(String, PathBuf)> {
         V1_CONTROLLERS
             .iter()
+            .chain(&["unified"])
             .map(|c| (c.to_string(), self.dir_of(c)))
             .filter(|(_, d)| d.is_dir())
             .collect()
+    }
+
+    fn stats(&self) -> super::cgstats::Stats {
+        super::cgstats::v1(|c| self.dir_of(c))
     }
 }
 
@@ -491,6 +693,9 @@ impl V2 {
 
 impl Cgroup for V2 {
     fn create(&self, resources: Option<&LinuxResources>) -> Result<(), Error> {
+        if let Some(r) = resources {
+            v2_refuse(r)?;
+        }
         let dir = self.dir();
         fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
         // Enable every available controller on each ancestor so the leaf has them.
@@ -512,7 +717,33 @@ impl Cgroup for V2 {
             }
         }
         for wr in v2_writes(r) {
-            write_file(&dir.join(wr.file), &wr.value)?;
+            let (file, value) = wr.target();
+            if wr.file == "io.weight"
+                && !dir.join("io.weight").exists()
+                && dir.join("io.bfq.weight").exists()
+            {
+                // BFQ: its own file, with the blkio scale (1..1000), as runc.
+                continue;
+            }
+            if file.starts_with("hugetlb.") && !dir.join(&file).exists() {
+                return Err(Error::Unsupported {
+                    what: format!("--hugetlb: no {file} in the cgroup (no hugetlb controller or no such page size)"),
+                });
+            }
+            write_file(&dir.join(file), &value)?;
+        }
+        if let Some(b) = r.block_io() {
+            if !dir.join("io.weight").exists() && dir.join("io.bfq.weight").exists() {
+                if let Some(weight) = b.weight() {
+                    write_file(&dir.join("io.bfq.weight"), &weight.to_string())?;
+                }
+                for d in b.weight_device().iter().flatten() {
+                    if let Some(weight) = d.weight() {
+                        let v = format!("{}:{} {weight}", d.major(), d.minor());
+                        write_file(&dir.join("io.bfq.weight"), &v)?;
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -536,6 +767,37 @@ impl Cgroup for V2 {
     fn mount_sources(&self) -> Vec<(String, PathBuf)> {
         vec![(String::new(), self.dir())]
     }
+
+    fn stats(&self) -> super::cgstats::Stats {
+        super::cgstats::v2(&self.dir())
+    }
+}
+
+/// What cgroup v2 has no knob for: refused with one line each, before anything is
+/// created (Docker drops some of these with a warning; a silent no-op hides that
+/// the limit is not there).
+fn v2_refuse(r: &LinuxResources) -> Result<(), Error> {
+    let no = |what: &str| {
+        Err(Error::Unsupported {
+            what: what.to_string(),
+        })
+    };
+    if let Some(m) = r.memory() {
+        if m.swappiness().is_some() {
+            return no(
+                "--memory-swappiness: cgroup v2 has no per-group swappiness; remove the flag",
+            );
+        }
+        if m.disable_oom_killer() == Some(true) {
+            return no("--oom-kill-disable: cgroup v2 cannot disable the OOM killer of a group; remove the flag");
+        }
+    }
+    if let Some(c) = r.cpu() {
+        if c.realtime_runtime().is_some() || c.realtime_period().is_some() {
+            return no("--cpu-rt-runtime/--cpu-rt-period: cgroup v2 has no real-time group scheduling; use cgroup v1 or drop the flags");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

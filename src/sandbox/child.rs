@@ -13,9 +13,9 @@ use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal};
 use super::{mounts, Prepared};
 
 /// A failure in the child: Docker's exit code and one line of text.
-struct Fail {
-    code: u8,
-    msg: String,
+pub(super) struct Fail {
+    pub(super) code: u8,
+    pub(super) msg: String,
 }
 
 fn f125(m: impl Into<String>) -> Fail {
@@ -544,17 +544,23 @@ fn loopback_up() -> std::io::Result<()> {
 /// execve the command, searching PATH like execvp. Only returns on failure, with
 /// Docker's code: 127 not found, 126 found but not executable.
 fn exec(p: &Prepared) -> Fail {
-    let Some(arg0) = p.argv.first() else {
+    execvp(&p.argv, &p.env, &p.path_dirs)
+}
+
+/// execve `argv` with `env`, searching `path_dirs` for a bare name (also used
+/// by `exec` into a running container, [`super::exec`]).
+pub(super) fn execvp(argv: &[CString], env: &[CString], path_dirs: &[String]) -> Fail {
+    let Some(arg0) = argv.first() else {
         return f125("no command");
     };
     let name = arg0.to_string_lossy().into_owned();
-    let try_exec = |path: &CString| nix::unistd::execve(path, &p.argv, &p.env).unwrap_err();
+    let try_exec = |path: &CString| nix::unistd::execve(path, argv, env).unwrap_err();
     if name.contains('/') {
         let e = try_exec(arg0);
         return exec_fail(&name, e);
     }
     let mut denied = None;
-    for dir in &p.path_dirs {
+    for dir in path_dirs {
         let full = Path::new(dir).join(&name);
         let Ok(c) = CString::new(full.as_os_str().as_encoded_bytes()) else {
             continue;

@@ -389,6 +389,18 @@ impl Container {
         self.pid
     }
 
+    /// The cgroup's usage counters now (CPU time, memory now and peak, I/O bytes,
+    /// pids); `None` when the spec names no cgroup. Read them after
+    /// [`Container::wait`] and before [`Container::delete`] for the final figures.
+    pub fn stats(&self) -> Option<super::cgstats::Stats> {
+        self.group().map(|g| g.stats())
+    }
+
+    /// Cgroup hierarchy version of the container's group (1 or 2), if it has one.
+    pub fn cgroup_version(&self) -> Option<u8> {
+        self.group().map(|g| g.version())
+    }
+
     /// The pty's master end (with [`Stdio::Pty`]), once.
     pub fn take_pty_master(&mut self) -> Option<OwnedFd> {
         self.pty_master.take()

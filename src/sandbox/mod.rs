@@ -26,8 +26,10 @@
 
 mod caps;
 pub mod cgroup;
+pub mod cgstats;
 mod child;
 pub mod devfilter;
+pub mod exec;
 mod handle;
 pub mod hooks;
 pub mod idshift;
@@ -393,20 +395,33 @@ pub fn run_with_stdin(
     opts: &Options,
     stdin: bool,
 ) -> Result<Outcome, Error> {
-    run_with_hook(spec, rootfs, opts, stdin, &mut |_| Ok(()))
+    run_with_report(spec, rootfs, opts, stdin, &mut |_| Ok(())).map(|(o, _)| o)
+}
+
+/// What a foreground run used, read from its cgroup after the process was reaped
+/// and before the cgroup is removed.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    /// `None` when the spec names no cgroup.
+    pub stats: Option<cgstats::Stats>,
+    pub cgroup_version: Option<u8>,
+    /// From the start of the container's creation to its process reaped.
+    pub took: std::time::Duration,
 }
 
 /// [`run_with_stdin`], calling `before_start(pid)` once the container is
 /// created (its namespaces exist, `/proc/PID/ns/*` can be joined) and before
-/// its command runs: where the caller attaches the container to a network. An
-/// error from it deletes the container and is returned.
-pub fn run_with_hook(
+/// its command runs: where the caller attaches the container to a network (an
+/// error from it deletes the container and is returned); also returns the final
+/// figures of the container's cgroup.
+pub fn run_with_report(
     spec: &Spec,
     rootfs: &Path,
     opts: &Options,
     stdin: bool,
     before_start: &mut dyn FnMut(i32) -> Result<(), Error>,
-) -> Result<Outcome, Error> {
+) -> Result<(Outcome, RunReport), Error> {
+    let began = std::time::Instant::now();
     let terminal = spec
         .process()
         .as_ref()
@@ -444,10 +459,15 @@ pub fn run_with_hook(
         let pty = c.take_pty_master();
         let status = wait_loop(Pid::from_raw(c.pid()), &sigs, pty, stdin)?;
         let outcome = c.reaped(status);
+        let report = RunReport {
+            stats: c.stats(),
+            cgroup_version: c.cgroup_version(),
+            took: began.elapsed(),
+        };
         if let Err(e) = c.delete() {
             tracing::warn!("{e}");
         }
-        Ok(outcome)
+        Ok((outcome, report))
     })();
     let _ = nix::sys::signal::pthread_sigmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,

@@ -432,12 +432,8 @@ fn make_devices(root: &OwnedFd, p: &Prepared) -> R<()> {
         // In a user namespace mknod is refused: bind the host's node instead.
         mkdir_p_in_root(root, &path, false)?;
         let t = open_in_root(root, &path, true).map_err(|e| msg(path.display(), e))?;
-        let host = format!("/dev/{}", name.to_string_lossy());
-        let src = if path.starts_with("/dev") {
-            path.to_string_lossy().into_owned()
-        } else {
-            host
-        };
+        let src = host_node(&path, major, minor, block)
+            .unwrap_or_else(|| format!("/dev/{}", name.to_string_lossy()));
         do_mount(Some(&src), &fd_path(&t), None, MsFlags::MS_BIND, None)
             .map_err(|e| msg(format!("bind {src}"), e))?;
     }
@@ -472,6 +468,39 @@ fn make_devices(root: &OwnedFd, p: &Prepared) -> R<()> {
         .map_err(|e| msg("bind /dev/console", e))?;
     }
     Ok(())
+}
+
+/// The host's node for a device (`--device /dev/null:/dev/mynull` is named
+/// differently inside): the same path when it is that device, else the first node
+/// with those numbers under `/dev`.
+fn host_node(path: &Path, major: u64, minor: u64, block: bool) -> Option<String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let same = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| {
+            let ft = m.file_type();
+            let kind = if block {
+                ft.is_block_device()
+            } else {
+                ft.is_char_device()
+            };
+            kind && libc::major(m.rdev()) as u64 == major && libc::minor(m.rdev()) as u64 == minor
+        })
+    };
+    if same(path) {
+        return Some(path.to_string_lossy().into_owned());
+    }
+    let mut dirs = vec![PathBuf::from("/dev")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() && !t.is_symlink() && dirs.len() < 64 => dirs.push(p),
+                Ok(_) if same(&p) => return Some(p.to_string_lossy().into_owned()),
+                _ => {}
+            }
+        }
+    }
+    None
 }
 
 /// `/dev/null`, verified to be the real character device 1:3 before it is used

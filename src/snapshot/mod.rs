@@ -19,6 +19,8 @@
 //! image from it) instead of creating files in place.
 
 pub mod dedup;
+pub mod durable;
+pub mod gc;
 pub mod overlay;
 
 use std::path::{Path, PathBuf};

@@ -50,7 +50,7 @@ fn valid_key(key: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
-struct Lock(fs::File);
+pub(crate) struct Lock(fs::File);
 
 impl Drop for Lock {
     fn drop(&mut self) {
@@ -216,7 +216,7 @@ impl Overlay {
         (it.next()?.as_os_str() == "merged" && it.next().is_none()).then_some(key)
     }
 
-    fn lock(&self) -> Result<Lock, SnapshotError> {
+    pub(crate) fn lock(&self) -> Result<Lock, SnapshotError> {
         let f = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -357,6 +357,9 @@ impl Overlay {
             crate::store::write_atomic_volatile(&meta, &data, 0o644).map_err(io_err(key))?;
         }
         drop(_l);
+        if let Some(p) = parent {
+            super::gc::touch_layers(&self.lowers(p)?);
+        }
         self.mounts(key)
     }
 
@@ -441,8 +444,16 @@ impl Snapshotter for Overlay {
                 source,
             });
         }
+        // Durable before it is visible (see `durable`).
+        if let Err(e) = super::durable::seal(&tmp) {
+            discard(&tmp);
+            return Err(io_err(&key)(e));
+        }
         match fs::rename(&tmp, &dest) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                super::durable::published(&self.dir.join("layers")).map_err(io_err(&key))?;
+                Ok(true)
+            }
             // Another process published the same layer first: keep theirs.
             Err(_) if dest.join("fs").is_dir() => {
                 discard(&tmp);

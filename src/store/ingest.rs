@@ -194,7 +194,7 @@ impl BlobWriter {
 }
 
 /// Remove partial downloads that no process is writing; returns the bytes freed.
-pub(super) fn remove_idle(store: &Store) -> Result<u64> {
+pub(super) fn remove_idle(store: &Store, dry_run: bool) -> Result<u64> {
     let dir = store.root.join("ingest");
     let mut freed = 0;
     for e in fs::read_dir(&dir).map_err(io_err("list", &dir))? {
@@ -212,7 +212,9 @@ pub(super) fn remove_idle(store: &Store) -> Result<u64> {
             freed += e.metadata().map(|m| m.len()).unwrap_or(0);
             // The lock file stays: deleting it could let two writers lock different
             // inodes of the same name.
-            let _ = fs::remove_file(e.path());
+            if !dry_run {
+                let _ = fs::remove_file(e.path());
+            }
         }
     }
     Ok(freed)

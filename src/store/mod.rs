@@ -40,7 +40,7 @@ use crate::oci::{AnyManifest, Descriptor, Digest, Index, MediaType};
 pub use fsutil::{write_atomic, write_atomic_via, write_atomic_volatile};
 pub use images::{ImageRecord, Resolved};
 pub use ingest::{BlobWriter, IngestStart};
-pub use writer::UnknownBlob;
+pub use writer::{SealedBlob, UnknownBlob};
 
 /// The `imageLayoutVersion` this store writes and reads.
 pub const LAYOUT_VERSION: &str = "1.0.0";
@@ -190,11 +190,19 @@ pub struct Lease {
     _file: File,
 }
 
+/// The exclusive GC lock ([`Store::gc_lock`]); released when dropped.
+#[derive(Debug)]
+pub struct GcLock {
+    _file: File,
+}
+
 /// What `prune` removed.
 #[derive(Debug, Default, Clone)]
 pub struct PruneReport {
     pub removed: Vec<(Digest, u64)>,
     pub ingest_removed: u64,
+    /// Bytes of interrupted atomic writes removed from `tmp/`.
+    pub tmp_removed: u64,
 }
 
 /// Disk usage of the store.
@@ -501,9 +509,26 @@ impl Store {
         if !self.exists() {
             return Ok(PruneReport::default());
         }
+        let lock = self.gc_lock()?;
+        self.prune_locked(&lock, false)
+    }
+
+    /// Take the store's GC lock exclusively: waits until no [`Lease`] is held (no
+    /// pull, build or mount is between writing something and referencing it), and
+    /// keeps new leases out while it is held.
+    pub fn gc_lock(&self) -> Result<GcLock> {
         let p = self.root.join("locks").join("gc.lock");
         let gc = fsutil::open_lock_file(&p).map_err(io_err("open lock", &p))?;
         gc.lock().map_err(io_err("lock", &p))?;
+        Ok(GcLock { _file: gc })
+    }
+
+    /// [`Store::prune`] under a GC lock the caller holds; with `dry_run` only says
+    /// what would go.
+    pub fn prune_locked(&self, _gc: &GcLock, dry_run: bool) -> Result<PruneReport> {
+        if !self.exists() {
+            return Ok(PruneReport::default());
+        }
         let _index_lock = self.lock_exclusive("index")?;
         let keep = self.referenced()?;
         let mut report = PruneReport::default();
@@ -512,20 +537,27 @@ impl Store {
                 continue;
             }
             let path = self.blob_path(&d);
-            fs::remove_file(&path).map_err(io_err("remove", &path))?;
-            self.remove_blob_sources(&d);
+            if !dry_run {
+                fs::remove_file(&path).map_err(io_err("remove", &path))?;
+                self.remove_blob_sources(&d);
+            }
             report.removed.push((d, size));
         }
-        report.ingest_removed = ingest::remove_idle(self)?;
+        report.ingest_removed = ingest::remove_idle(self, dry_run)?;
         // Temp files of atomic writes interrupted by a crash. Every writer of tmp/
         // (index.json, oci-layout) holds the index lock we hold, so nothing in tmp/
         // is in use now.
         let tmp = self.root.join("tmp");
         for e in fs::read_dir(&tmp).map_err(io_err("list", &tmp))?.flatten() {
-            let _ = fs::remove_file(e.path());
+            report.tmp_removed += e.metadata().map(|m| m.len()).unwrap_or(0);
+            if !dry_run {
+                let _ = fs::remove_file(e.path());
+            }
         }
-        let dir = self.root.join("blobs").join("sha256");
-        fsutil::sync_dir(&dir).map_err(io_err("fsync", &dir))?;
+        if !dry_run {
+            let dir = self.root.join("blobs").join("sha256");
+            fsutil::sync_dir(&dir).map_err(io_err("fsync", &dir))?;
+        }
         Ok(report)
     }
 

@@ -64,7 +64,21 @@ impl UnknownBlob {
     /// and publish the blob under its digest. Returns the digest and size. When the
     /// blob is already in the store, the new copy is dropped. On a mismatch nothing
     /// becomes visible.
-    pub fn complete(mut self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+    pub fn complete(self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+        // A second lease bridges the moment between seal (which drops the
+        // writer's) and the rename.
+        let _lease = self.store.lease()?;
+        self.seal(expected)?.publish()
+    }
+
+    /// Verify against `expected`, but do not publish yet: the content stays a
+    /// private temp file in `tmp/` until [`SealedBlob::publish`] (which fsyncs and
+    /// renames it); dropping the sealed blob removes it. For a caller that must
+    /// check several blobs against each other before any becomes visible (`imgctl
+    /// load`). The sealed blob holds no lease and no descriptor (a load may hold
+    /// thousands): the caller holds one [`Store::lease`] until it publishes, so
+    /// `prune` cannot empty `tmp/` meanwhile.
+    pub fn seal(mut self, expected: Option<&Digest>) -> Result<SealedBlob> {
         let out = self.out.take().ok_or_else(|| StoreError::Io {
             op: "complete",
             path: self.path.clone(),
@@ -84,10 +98,54 @@ impl UnknownBlob {
                 });
             }
         }
+        // The sealed blob now owns the temp file.
+        let path = std::mem::take(&mut self.path);
+        drop(f);
+        Ok(SealedBlob {
+            store: self.store.clone(),
+            path,
+            digest: found,
+            len,
+        })
+    }
+}
+
+/// A blob written and verified but not visible yet (see [`UnknownBlob::seal`]).
+pub struct SealedBlob {
+    store: Store,
+    path: PathBuf,
+    digest: Digest,
+    len: u64,
+}
+
+impl SealedBlob {
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Read the content back (e.g. a small JSON document to parse before
+    /// publishing).
+    pub fn open(&self) -> Result<File> {
+        File::open(&self.path).map_err(io_err("open", &self.path))
+    }
+
+    /// fsync, make read-only and rename into `blobs/`. Returns the digest and size.
+    pub fn publish(self) -> Result<(Digest, u64)> {
+        let found = self.digest.clone();
+        let len = self.len;
         let dest = self.store.blob_path(&found);
         if dest.is_file() {
             return Ok((found, len));
         }
+        let f = File::open(&self.path).map_err(io_err("open", &self.path))?;
         f.sync_all().map_err(io_err("fsync", &self.path))?;
         f.set_permissions(fs::Permissions::from_mode(0o444))
             .map_err(io_err("chmod", &self.path))?;
@@ -96,6 +154,15 @@ impl UnknownBlob {
             fsutil::sync_dir(dir).map_err(io_err("fsync", dir))?;
         }
         Ok((found, len))
+    }
+}
+
+impl Drop for SealedBlob {
+    fn drop(&mut self) {
+        // Published: the file was renamed away (or is a duplicate to drop).
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -120,8 +187,10 @@ impl Write for UnknownBlob {
 
 impl Drop for UnknownBlob {
     fn drop(&mut self) {
-        // Completed: the file was renamed away (or is a duplicate to drop).
-        let _ = fs::remove_file(&self.path);
+        // Sealed: the path moved to the SealedBlob (empty here).
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -175,5 +244,33 @@ mod tests {
         drop(w);
         assert!(!tmp.exists());
         assert!(!store.has_blob(&Digest::of(b"dropped")));
+    }
+
+    #[test]
+    fn a_sealed_blob_is_invisible_until_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let _lease = store.lease().unwrap();
+        let mut w = store.blob_writer().unwrap();
+        w.write_all(b"sealed").unwrap();
+        let d = Digest::of(b"sealed");
+        assert!(matches!(
+            store.blob_writer().unwrap().seal(Some(&Digest::of(b"x"))),
+            Err(StoreError::DigestMismatch { .. })
+        ));
+        let s = w.seal(Some(&d)).unwrap();
+        assert_eq!((s.digest(), s.len()), (&d, 6));
+        assert!(!store.has_blob(&d));
+        let tmp = s.path.clone();
+        assert!(tmp.exists());
+        drop(s);
+        assert!(!tmp.exists() && !store.has_blob(&d));
+        let mut w = store.blob_writer().unwrap();
+        w.write_all(b"sealed").unwrap();
+        let s = w.seal(None).unwrap();
+        let tmp = s.path.clone();
+        assert_eq!(s.publish().unwrap(), (d.clone(), 6));
+        assert!(!tmp.exists());
+        assert_eq!(store.read_blob(&d, 100).unwrap(), b"sealed");
     }
 }

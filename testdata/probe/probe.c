@@ -10,11 +10,22 @@
  *   probe touch PATH      create PATH and print its owner
  *   probe exit N          exit with status N
  *   probe sleep S         sleep S seconds (signal tests)
+ *   probe fifo            start a SCHED_FIFO thread; print {"fifo":errno}
+ *   probe dwrite DEV MS   O_DIRECT 4 KiB writes to DEV (or a new file) for MS ms;
+ *                         {"writes":n,"errno":e}
+ *   probe hold MIB S      allocate and touch MIB MiB, print "holding", sleep S s
+ *   probe spin MS         print "spinning", keep one CPU busy for MS ms of wall time
+ *   probe open PATH       open PATH read-write, write and read a byte;
+ *                         {"open":e,"write":e,"read":e} (errno, 0 = worked)
+ *   probe mknod PATH T MAJ MIN  make a node (T: c or b) and open it read-only;
+ *                         {"mknod":e,"open":e}
  *   probe exe             try to open the binaries of /proc/self, /proc/1 and every
  *                         visible process for writing; list the processes seen
  * Build: gcc -static -O2 -o probe probe.c */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <pthread.h>
+#include <sys/sysmacros.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -347,8 +358,90 @@ static void exe_report(void) {
     puts("}");
 }
 
+static void *fifo_thread(void *arg) { (void)arg; return NULL; }
+
+static long now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static int extra_modes(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "fifo")) {
+        pthread_attr_t a;
+        struct sched_param sp = { .sched_priority = 1 };
+        pthread_t t;
+        pthread_attr_init(&a);
+        pthread_attr_setinheritsched(&a, PTHREAD_EXPLICIT_SCHED);
+        pthread_attr_setschedpolicy(&a, SCHED_FIFO);
+        pthread_attr_setschedparam(&a, &sp);
+        int e = pthread_create(&t, &a, fifo_thread, NULL);
+        if (!e) pthread_join(t, NULL);
+        printf("{\"fifo\":%d}\n", e);
+        return 0;
+    }
+    if (argc >= 4 && !strcmp(argv[1], "dwrite")) {
+        int fd = open(argv[2], O_WRONLY | O_CREAT | O_DIRECT | O_CLOEXEC, 0644);
+        long n = 0, until = now_ms() + atol(argv[3]);
+        int e = fd < 0 ? errno : 0;
+        void *buf = NULL;
+        if (posix_memalign(&buf, 4096, 4096)) return 1;
+        memset(buf, 7, 4096);
+        while (!e && now_ms() < until) {
+            if (pwrite(fd, buf, 4096, (n % 256) * 4096) != 4096) { e = errno; break; }
+            n++;
+        }
+        printf("{\"writes\":%ld,\"errno\":%d}\n", n, e);
+        return 0;
+    }
+    if (argc >= 3 && !strcmp(argv[1], "spin")) {
+        puts("spinning");
+        fflush(stdout);
+        long until = now_ms() + atol(argv[2]);
+        volatile unsigned long x = 0;
+        while (now_ms() < until) for (int i = 0; i < 100000; i++) x++;
+        return 0;
+    }
+    if (argc >= 4 && !strcmp(argv[1], "hold")) {
+        long mib = atol(argv[2]);
+        for (long i = 0; i < mib; i++) {
+            char *p = malloc(1 << 20);
+            if (!p) { puts("malloc failed"); return 1; }
+            memset(p, 1, 1 << 20);
+        }
+        puts("holding");
+        fflush(stdout);
+        sleep(atoi(argv[3]));
+        return 0;
+    }
+    if (argc >= 3 && !strcmp(argv[1], "open")) {
+        int fd = open(argv[2], O_RDWR | O_CLOEXEC);
+        int eo = fd < 0 ? errno : 0, ew = -1, er = -1;
+        char c = 0;
+        if (fd >= 0) {
+            ew = write(fd, "x", 1) == 1 ? 0 : errno;
+            er = read(fd, &c, 1) >= 0 ? 0 : errno;
+            close(fd);
+        }
+        printf("{\"open\":%d,\"write\":%d,\"read\":%d}\n", eo, ew, er);
+        return 0;
+    }
+    if (argc >= 6 && !strcmp(argv[1], "mknod")) {
+        mode_t t = argv[3][0] == 'b' ? S_IFBLK : S_IFCHR;
+        int em = mknod(argv[2], t | 0600, makedev(atoi(argv[4]), atoi(argv[5]))) ? errno : 0;
+        int fd = open(argv[2], O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        int eo = fd < 0 ? errno : 0;
+        if (fd >= 0) close(fd);
+        printf("{\"mknod\":%d,\"open\":%d}\n", em, eo);
+        return 0;
+    }
+    return -1;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+    int x = extra_modes(argc, argv);
+    if (x >= 0) return x;
     if (argc >= 3 && !strcmp(argv[1], "alloc")) {
         long mib = atol(argv[2]);
         for (long i = 0; i < mib; i++) {

@@ -16,12 +16,11 @@ fn unknown_flags_are_reported_as_unknown_flags_not_as_an_image() {
     let t = tempdir();
     let store = t.path().join("store");
     let cases: &[&[&str]] = &[
-        &["run", "-d", "busybox"],
         &["run", "-p", "8080:80", "busybox"],
         &["run", "--device", "/dev/null", "busybox"],
         &["run", "--device-read-iops", "/dev/sda:100", "busybox"],
         &["run", "--cpu-rt-runtime", "950000", "busybox"],
-        &["run", "--rm", "-d", "busybox", "true"],
+        &["run", "--rm", "-d", "--publish-all", "busybox", "true"],
         &["bundle", "-d", "busybox", "/tmp/x"],
         &["bundle", "--device", "/dev/null", "busybox", "/tmp/x"],
         &["images", "--bogus"],

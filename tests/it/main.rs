@@ -4,6 +4,7 @@
 
 mod common;
 
+mod archive;
 mod build;
 mod build_compat;
 mod build_copy;
@@ -11,15 +12,19 @@ mod buildfile;
 mod cli;
 mod defects;
 mod e2e;
+mod gc;
 mod habits;
 mod hostile;
 mod layer;
 mod lifecycle;
+mod lifecycle_d;
 mod push;
 mod push_build;
 mod registry;
+mod resources;
 mod runtime_cli;
 mod sandbox;
 mod size;
 mod startup;
+mod stats;
 mod store;

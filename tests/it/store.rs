@@ -216,7 +216,16 @@ fn tag_rmi_history_and_images_table() {
     assert!(out.contains("Untagged: docker.io/local/app:v2"), "{out}");
     ok(ic(&root, t.path()).args(["tag", &na, "x:1"]));
     ok(ic(&root, t.path()).args(["tag", &na, "y:1"]));
-    let out = ok(ic(&root, t.path()).args(["rmi", short]));
+    // An ID several names point at needs -f (Docker's rule); then every name goes.
+    let (code, e) = fails(ic(&root, t.path()).args(["rmi", short]));
+    assert_eq!(code, 125, "{e}");
+    assert!(
+        e.contains(&format!("unable to delete {short} (must be forced)"))
+            && e.contains("referenced in multiple repositories"),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    let out = ok(ic(&root, t.path()).args(["rmi", "-f", short]));
     assert_eq!(out.matches("Untagged:").count(), 3, "{out}");
     let images = json_of(&ok(ic(&root, t.path()).args(["images", "--format", "json"])));
     assert_eq!(images, serde_json::json!([]));

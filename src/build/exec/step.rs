@@ -252,7 +252,7 @@ impl Exec<'_> {
                     argv,
                     image: cfg.as_ref(),
                     extra_env: args.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-                    limits: self.opts.limits,
+                    limits: self.opts.limits.clone(),
                     network,
                     state_dir: &state,
                 };

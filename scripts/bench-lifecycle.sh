@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Side-by-side figures for detached containers (issue 12), busybox fixture local to
+# each tool, no network namespace setup on any (imgctl's default; docker and podman
+# with --network none):
+#   run -d      `run -d busybox sleep 1000` until the command runs (the previous
+#               container removed before each timed run, outside the timing)
+#   exec        `exec C true` into a running container
+#   ps (20)     `ps` with 20 running containers
+# against `docker` (Debian's docker.io with its own dockerd: own --data-root,
+# --exec-root, socket and pidfile, cgroupfs; never the system socket) and `podman`
+# (own --root/--runroot, runc: crun refuses this hybrid cgroup host). Release build.
+# Usage: scripts/bench-lifecycle.sh [RUNS]   (figures printed, never asserted)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-10}
+[ "$(id -u)" = 0 ] || { echo "bench-lifecycle: run as root" >&2; exit 1; }
+dockerd=$(command -v dockerd || echo /usr/sbin/dockerd)
+docker=$(command -v docker || echo /usr/bin/docker)
+for t in hyperfine skopeo podman python3 "$dockerd" "$docker"; do
+  command -v "$t" >/dev/null || { echo "bench-lifecycle: $t missing (scripts/install-deps.sh)" >&2; exit 1; }
+done
+busybox=$(./scripts/fixtures/busybox.sh)
+cargo build --release --quiet
+bin=$(pwd)/${CARGO_TARGET_DIR:-target}/release/imgctl
+work=$(mktemp -d /var/tmp/imgctl-bench-life.XXXXXX)
+sock=$work/docker.sock
+dpid=
+im="$bin --root $work/imgctl"
+pm="podman --root $work/podman --runroot $work/podman-run --storage-driver overlay --cgroup-manager cgroupfs --runtime runc --events-backend none"
+dk="$docker -H unix://$sock"
+cleanup() {
+  $im rm -f $($im ps -aq 2>/dev/null) >/dev/null 2>&1 || true
+  $pm rm -f -a >/dev/null 2>&1 || true
+  $dk rm -f $($dk ps -aq 2>/dev/null) >/dev/null 2>&1 || true
+  [ -n "$dpid" ] && kill "$dpid" 2>/dev/null && wait "$dpid" 2>/dev/null || true
+  for m in "$work"/imgctl/snapshots/active/*/merged "$work"/imgctl/snapshots/layers/*/fs; do umount "$m" 2>/dev/null || true; done
+  umount -R "$work/podman" 2>/dev/null || true
+  umount -R "$work/docker" 2>/dev/null || true
+  rm -rf "$work" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+skopeo copy --quiet "oci:$busybox:latest" "oci:$work/imgctl:docker.io/library/busybox:latest"
+$pm pull --quiet "oci:$busybox:latest" >/dev/null
+$pm tag "$($pm images -q | head -1)" docker.io/library/busybox:latest
+"$dockerd" --data-root "$work/docker" --exec-root "$work/docker-exec" -H "unix://$sock" \
+  --pidfile "$work/docker.pid" --exec-opt native.cgroupdriver=cgroupfs --bridge=none \
+  --iptables=false --ip6tables=false >"$work/dockerd.log" 2>&1 &
+dpid=$!
+for _ in $(seq 50); do $dk info >/dev/null 2>&1 && break; sleep 0.2; done
+skopeo copy --quiet "oci:$busybox:latest" "docker-archive:$work/busybox.tar:busybox:latest"
+$dk load -q -i "$work/busybox.tar" >/dev/null
+
+rmall_i="$im rm -f \$($im ps -aq) >/dev/null 2>&1 || true"
+rmall_p="$pm rm -f -a >/dev/null 2>&1 || true"
+rmall_d="$dk rm -f \$($dk ps -aq) >/dev/null 2>&1 || true"
+# Warm each once (and check it works).
+$im run -d busybox sleep 1000 >/dev/null
+$pm run -d --network none busybox sleep 1000 >/dev/null
+$dk run -d --network none busybox sleep 1000 >/dev/null
+bash -c "$rmall_i; $rmall_p; $rmall_d"
+
+# (one --prepare per command, in the commands' order)
+hyperfine --runs "$runs" --export-json "$work/run.json" \
+  --prepare "bash -c '$rmall_i'" --prepare "bash -c '$rmall_p'" --prepare "bash -c '$rmall_d'" \
+  -n "imgctl run -d" "$im run -d busybox sleep 1000" \
+  -n "podman run -d" "$pm run -d --network none busybox sleep 1000" \
+  -n "docker run -d" "$dk run -d --network none busybox sleep 1000" >&2
+bash -c "$rmall_i; $rmall_p; $rmall_d"
+
+ci=$($im run -d busybox sleep 1000)
+cp=$($pm run -d --network none busybox sleep 1000)
+cd_=$($dk run -d --network none busybox sleep 1000)
+hyperfine --runs "$runs" --warmup 2 --export-json "$work/exec.json" \
+  -n "imgctl exec" "$im exec $ci true" \
+  -n "podman exec" "$pm exec $cp true" \
+  -n "docker exec" "$dk exec $cd_ true" >&2
+
+for _ in $(seq 19); do
+  $im run -d busybox sleep 1000 >/dev/null
+  $pm run -d --network none busybox sleep 1000 >/dev/null
+  $dk run -d --network none busybox sleep 1000 >/dev/null
+done
+[ "$($im ps -q | wc -l)" = 20 ] || { echo "bench-lifecycle: imgctl ps does not list 20" >&2; exit 1; }
+hyperfine --runs "$runs" --warmup 2 --export-json "$work/ps.json" \
+  -n "imgctl ps" "$im ps" \
+  -n "podman ps" "$pm ps" \
+  -n "docker ps" "$dk ps" >&2
+
+python3 - "$work/run.json" "$work/exec.json" "$work/ps.json" <<'PY'
+import json, sys
+r = {}
+for f in sys.argv[1:]:
+    r.update({x["command"]: x for x in json.load(open(f))["results"]})
+for k, v in r.items():
+    print(f"  {k:16s} median {v['median']*1000:8.1f} ms  mean {v['mean']*1000:8.1f} ms  min {v['min']*1000:8.1f} ms")
+for what in ["run -d", "exec", "ps"]:
+    i = r[f"imgctl {what}"]["median"]
+    print(f"  {what:7s} imgctl/docker = {i / r[f'docker {what}']['median']:.2f}x  imgctl/podman = {i / r[f'podman {what}']['median']:.2f}x  (target <= 0.5x docker)")
+PY
