@@ -10,13 +10,18 @@
 # "load + unpack" line adds `imgctl mount` (extract, verify, mount) for a like-for-like
 # figure.
 #   Usage: scripts/bench-archive.sh [RUNS]     (default 5; needs root)
+#   IMGCTL_BIN=path/to/imgctl skips the release build (a binary built already).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
 [ "$(id -u)" = 0 ] || { echo "bench-archive: run as root (dockerd, podman --root)" >&2; exit 1; }
 command -v dockerd >/dev/null || { echo "bench-archive: dockerd (docker.io) missing" >&2; exit 1; }
-cargo build --release --quiet
-bin=${CARGO_TARGET_DIR:-$PWD/target}/release/imgctl
+if [ -n "${IMGCTL_BIN:-}" ]; then
+  bin=$IMGCTL_BIN
+else
+  cargo build --release --quiet
+  bin=${CARGO_TARGET_DIR:-$PWD/target}/release/imgctl
+fi
 nginx=$(./scripts/fixtures/nginx.sh)
 work=$(mktemp -d /var/tmp/imgctl-bench-archive.XXXXXX)
 dk=$work/docker
