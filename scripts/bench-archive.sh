@@ -34,7 +34,7 @@ cleanup() {
 }
 trap cleanup EXIT
 podman_in() {
-  podman --root "$work/podman/root" --runroot "$work/podman/run" --storage-driver overlay \
+  podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp" --storage-driver overlay \
     --cgroup-manager cgroupfs --events-backend file "$@"
 }
 now() { date +%s.%N; }
