@@ -56,6 +56,8 @@ IMGCTL_ROOT=$store "$bin" save -o "$work/seed.tar" nginx
 D load -q -i "$work/seed.tar" >/dev/null
 podman_in load -q -i "$work/seed.tar" >/dev/null
 D save -o "$work/docker.tar" nginx:latest
+# podman names what it loads from docker's legacy archive its own way: use the ID.
+pid=$(podman_in images -q --no-trunc | head -n1)
 size=$(stat -c %s "$work/docker.tar")
 
 for t in imgctl docker podman; do : >"$work/save-$t"; : >"$work/load-$t"; done
@@ -64,7 +66,7 @@ for i in $(seq "$runs"); do
   sync
   timed "$work/save-imgctl" env IMGCTL_ROOT="$store" "$bin" save -o "$work/out-imgctl.tar" nginx
   timed "$work/save-docker" D save -o "$work/out-docker.tar" nginx:latest
-  timed "$work/save-podman" podman_in save -q -o "$work/out-podman.tar" docker.io/library/nginx:latest
+  timed "$work/save-podman" podman_in save -q -o "$work/out-podman.tar" "$pid"
   rm -f "$work"/out-*.tar
   # Loads: the docker-save archive into an empty store / after removing the image.
   sync
@@ -81,7 +83,7 @@ for i in $(seq "$runs"); do
   D image prune -f >/dev/null
   sync
   timed "$work/load-docker" D load -q -i "$work/docker.tar"
-  podman_in rmi -f docker.io/library/nginx:latest >/dev/null
+  podman_in rmi -f "$pid" >/dev/null
   sync
   timed "$work/load-podman" podman_in load -q -i "$work/docker.tar"
 done
