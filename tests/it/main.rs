@@ -26,6 +26,6 @@ mod resources;
 mod runtime_cli;
 mod sandbox;
 mod size;
-mod stats;
 mod startup;
+mod stats;
 mod store;
