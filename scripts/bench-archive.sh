@@ -10,13 +10,18 @@
 # "load + unpack" line adds `imgctl mount` (extract, verify, mount) for a like-for-like
 # figure.
 #   Usage: scripts/bench-archive.sh [RUNS]     (default 5; needs root)
+#   IMGCTL_BIN=path/to/imgctl skips the release build (a binary built already).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
 [ "$(id -u)" = 0 ] || { echo "bench-archive: run as root (dockerd, podman --root)" >&2; exit 1; }
 command -v dockerd >/dev/null || { echo "bench-archive: dockerd (docker.io) missing" >&2; exit 1; }
-cargo build --release --quiet
-bin=${CARGO_TARGET_DIR:-$PWD/target}/release/imgctl
+if [ -n "${IMGCTL_BIN:-}" ]; then
+  bin=$IMGCTL_BIN
+else
+  cargo build --release --quiet
+  bin=${CARGO_TARGET_DIR:-$PWD/target}/release/imgctl
+fi
 nginx=$(./scripts/fixtures/nginx.sh)
 work=$(mktemp -d /var/tmp/imgctl-bench-archive.XXXXXX)
 dk=$work/docker
@@ -29,7 +34,7 @@ cleanup() {
 }
 trap cleanup EXIT
 podman_in() {
-  podman --root "$work/podman/root" --runroot "$work/podman/run" --storage-driver overlay \
+  podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp" --storage-driver overlay \
     --cgroup-manager cgroupfs --events-backend file "$@"
 }
 now() { date +%s.%N; }
@@ -51,6 +56,8 @@ IMGCTL_ROOT=$store "$bin" save -o "$work/seed.tar" nginx
 D load -q -i "$work/seed.tar" >/dev/null
 podman_in load -q -i "$work/seed.tar" >/dev/null
 D save -o "$work/docker.tar" nginx:latest
+# podman names what it loads from docker's legacy archive its own way: use the ID.
+pid=$(podman_in images -q --no-trunc | head -n1)
 size=$(stat -c %s "$work/docker.tar")
 
 for t in imgctl docker podman; do : >"$work/save-$t"; : >"$work/load-$t"; done
@@ -59,7 +66,7 @@ for i in $(seq "$runs"); do
   sync
   timed "$work/save-imgctl" env IMGCTL_ROOT="$store" "$bin" save -o "$work/out-imgctl.tar" nginx
   timed "$work/save-docker" D save -o "$work/out-docker.tar" nginx:latest
-  timed "$work/save-podman" podman_in save -q -o "$work/out-podman.tar" docker.io/library/nginx:latest
+  timed "$work/save-podman" podman_in save -q -o "$work/out-podman.tar" "$pid"
   rm -f "$work"/out-*.tar
   # Loads: the docker-save archive into an empty store / after removing the image.
   sync
@@ -76,7 +83,7 @@ for i in $(seq "$runs"); do
   D image prune -f >/dev/null
   sync
   timed "$work/load-docker" D load -q -i "$work/docker.tar"
-  podman_in rmi -f docker.io/library/nginx:latest >/dev/null
+  podman_in rmi -f "$pid" >/dev/null
   sync
   timed "$work/load-podman" podman_in load -q -i "$work/docker.tar"
 done

@@ -655,6 +655,9 @@ fn podman(dir: &Path) -> Command {
         .arg(dir.join("root"))
         .arg("--runroot")
         .arg(dir.join("run"))
+        // Its own tmpdir: `system reset` must not touch the host's /run/libpod.
+        .arg("--tmpdir")
+        .arg(dir.join("tmp"))
         .args([
             "--storage-driver",
             "overlay",
