@@ -448,10 +448,12 @@ impl Snapshotter for Overlay {
             });
         }
         // Durable before it is visible (see `durable`).
+        let sealing = std::time::Instant::now();
         if let Err(e) = super::durable::seal(&tmp) {
             discard(&tmp);
             return Err(io_err(&key)(e));
         }
+        tracing::debug!(layer = %diff_id, took_ms = sealing.elapsed().as_millis() as u64, "layer sealed (syncfs)");
         match fs::rename(&tmp, &dest) {
             Ok(()) => {
                 super::durable::published(&self.dir.join("layers")).map_err(io_err(&key))?;
