@@ -51,7 +51,7 @@ pub fn run_silent_report(req: RunRequest) -> Result<(Outcome, sandbox::RunReport
 
 fn run_inner(req: RunRequest, silent: bool) -> Result<(Outcome, sandbox::RunReport), Error> {
     let RunRequest {
-        prepare: preq,
+        prepare: mut preq,
         name,
         image_name,
         remove,
@@ -62,7 +62,15 @@ fn run_inner(req: RunRequest, silent: bool) -> Result<(Outcome, sandbox::RunRepo
     let id = preq.flags.id.clone();
     super::net::check(&preq.root, &preq.flags)?;
     let root = preq.root.clone();
-    let net_flags = preq.flags.clone();
+    let mut net_flags = preq.flags.clone();
+    if net_flags.publish_all {
+        let config = match &preq.rootfs {
+            RootfsSource::Image(img) => img.run_config(),
+            RootfsSource::Dir { config, .. } => config.as_ref(),
+        };
+        super::net::publish_exposed(&mut net_flags, config)?;
+    }
+    preq.flags.volatile |= remove;
     // Held until everything below is gone: if this process is killed, the next
     // imgctl command cleans up after it (super::owner).
     let owner = super::owner::claim(&preq.root, &id, remove, &cgroup_root)?;

@@ -328,9 +328,15 @@ fn build(
         .map(|(i, s)| layer_summary(img, i, s))
         .collect();
     let entry_lists: Vec<&[Entry]> = scanned.iter().map(|s| s.entries.as_slice()).collect();
-    let d = dive::efficiency(&entry_lists);
-    let flattened = waste::flatten(&entry_lists);
-    let (largest_files, largest_dirs) = waste::largest(&flattened, top);
+    // dive's figures and imgctl's own are independent walks of the same entries:
+    // one on each core.
+    let (d, (flattened, (largest_files, largest_dirs))) = std::thread::scope(|s| {
+        let dive = s.spawn(|| dive::efficiency(&entry_lists));
+        let flattened = waste::flatten(&entry_lists);
+        let largest = waste::largest(&flattened, top);
+        let d = dive.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (d, (flattened, largest))
+    });
     let file_bytes: u64 = layers.iter().map(|l| l.file_bytes).sum();
     let visible: Vec<&waste::Visible> = flattened
         .paths
