@@ -25,6 +25,7 @@
 //!   (CVE-2024-21626).
 
 mod caps;
+mod cglimits;
 pub mod cgroup;
 pub mod cgstats;
 mod child;
