@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side figures for detached containers (issue 12), busybox fixture local to
-# each tool, no network namespace setup on any (imgctl's default; docker and podman
-# with --network none):
+# each tool, no network setup on any (--network none everywhere: a private
+# namespace with only lo):
 #   run -d      `run -d busybox sleep 1000` until the command runs (the previous
 #               container removed before each timed run, outside the timing)
 #   exec        `exec C true` into a running container
@@ -55,7 +55,7 @@ rmall_i="$im rm -f \$($im ps -aq) >/dev/null 2>&1 || true"
 rmall_p="$pm rm -f -a >/dev/null 2>&1 || true"
 rmall_d="$dk rm -f \$($dk ps -aq) >/dev/null 2>&1 || true"
 # Warm each once (and check it works).
-$im run -d busybox sleep 1000 >/dev/null
+$im run -d --network none busybox sleep 1000 >/dev/null
 $pm run -d --network none busybox sleep 1000 >/dev/null
 $dk run -d --network none busybox sleep 1000 >/dev/null
 bash -c "$rmall_i; $rmall_p; $rmall_d"
@@ -63,12 +63,12 @@ bash -c "$rmall_i; $rmall_p; $rmall_d"
 # (one --prepare per command, in the commands' order)
 hyperfine --runs "$runs" --export-json "$work/run.json" \
   --prepare "bash -c '$rmall_i'" --prepare "bash -c '$rmall_p'" --prepare "bash -c '$rmall_d'" \
-  -n "imgctl run -d" "$im run -d busybox sleep 1000" \
+  -n "imgctl run -d" "$im run -d --network none busybox sleep 1000" \
   -n "podman run -d" "$pm run -d --network none busybox sleep 1000" \
   -n "docker run -d" "$dk run -d --network none busybox sleep 1000" >&2
 bash -c "$rmall_i; $rmall_p; $rmall_d"
 
-ci=$($im run -d busybox sleep 1000)
+ci=$($im run -d --network none busybox sleep 1000)
 cp=$($pm run -d --network none busybox sleep 1000)
 cd_=$($dk run -d --network none busybox sleep 1000)
 hyperfine --runs "$runs" --warmup 2 --export-json "$work/exec.json" \
@@ -77,7 +77,7 @@ hyperfine --runs "$runs" --warmup 2 --export-json "$work/exec.json" \
   -n "docker exec" "$dk exec $cd_ true" >&2
 
 for _ in $(seq 19); do
-  $im run -d busybox sleep 1000 >/dev/null
+  $im run -d --network none busybox sleep 1000 >/dev/null
   $pm run -d --network none busybox sleep 1000 >/dev/null
   $dk run -d --network none busybox sleep 1000 >/dev/null
 done

@@ -21,7 +21,7 @@ fn ranks() -> BTreeMap<&'static str, u8> {
         ("network", 2),
         ("image", 3),
         ("container", 4),
-        ("report", 4),
+        ("report", 5),
         ("build", 5),
         ("cli", 6),
     ]

@@ -45,6 +45,17 @@ unshare -m sh -c "
     -n 'podman run --rm (runc)' '$P --runtime runc run --rm --ulimit nofile=$nofile:$nofile --ulimit nproc=1024:1024 $image /bin/true'
 "
 cat "$work/result.md"
+# The same two commands again, alternated run by run (imgctl, crun, imgctl, ...):
+# on a shared host the load drifts within a hyperfine block; alternation spreads
+# it over both. ALT_RUNS=0 skips it.
+if [ "${ALT_RUNS:-40}" -gt 0 ]; then
+  unshare -m sh -c "
+    if grep -q ' /sys/fs/cgroup/unified ' /proc/self/mountinfo; then umount /sys/fs/cgroup/unified; fi
+    python3 '$here/scripts/benches/alternate.py' ${ALT_RUNS:-40} 3 \
+      'imgctl run --rm=$IMGCTL run --rm $image /bin/true' \
+      'crun run=crun --cgroup-manager=cgroupfs run --bundle $work/bundle bench-crun'
+  "
+fi
 python3 - "$work/result.json" <<'PY'
 import json, sys
 res = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}

@@ -150,7 +150,10 @@ impl Secret {
 /// Network of RUN steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Network {
+    /// Its own namespace on the default bridge network, outbound through NAT
+    /// (Docker's default for RUN).
     #[default]
+    Bridge,
     Host,
     None,
 }
@@ -246,7 +249,7 @@ impl BuildOptions {
                 .map(|n| n.get())
                 .unwrap_or(1),
             limits: Limits::default(),
-            network: Network::Host,
+            network: Network::Bridge,
             compression: Compression::Gzip,
             output: None,
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),

@@ -36,6 +36,7 @@ pub fn run_step(
     spec: &Spec,
     rootfs: &Path,
     cgroup_root: &Path,
+    net: Option<&StepNet<'_>>,
     on_line: &mut dyn FnMut(Duration, &str),
 ) -> Result<StepOutcome, BuildError> {
     use crate::sandbox::{Container, Stdio};
@@ -64,9 +65,18 @@ pub fn run_step(
         stdout: w,
         stderr: w2,
     };
+    // Declared before the container so it is dropped after it: the network
+    // goes once the step's processes are dead.
+    let attached = match net {
+        Some(n) => Some(StepAttachment::claim(n, cgroup_root)?),
+        None => None,
+    };
     // The write ends are handed over (and closed here) by `create`, so the read end
     // sees EOF when the container's processes are gone.
     let mut c = Container::create(spec, rootfs, &opts, stdio).map_err(|e| fail(e, b""))?;
+    if let Some(a) = &attached {
+        a.attach(c.pid())?;
+    }
     c.start().map_err(|e| fail(e, b""))?;
     let mut output = Vec::new();
     let mut reader = io::BufReader::new(fs::File::from(r));
@@ -91,6 +101,61 @@ pub fn run_step(
         output,
         took: started.elapsed(),
     })
+}
+
+/// A RUN step on the build's bridge network (Docker's default for RUN: its own
+/// namespace with outbound access through NAT).
+pub struct StepNet<'a> {
+    /// The store root (network definitions, owner locks).
+    pub root: &'a Path,
+    /// The step's state directory, holding its generated `/etc/hosts`.
+    pub state_dir: &'a Path,
+}
+
+/// A step's network identity: an owner lock of its own (so `reap_stale`
+/// detaches it after a killed build) and, once attached, its endpoint.
+/// Dropping it detaches.
+struct StepAttachment {
+    root: PathBuf,
+    id: String,
+    state_dir: PathBuf,
+    _owner: container::owner::OwnerLock,
+}
+
+impl StepAttachment {
+    fn claim(n: &StepNet<'_>, cgroup_root: &Path) -> Result<StepAttachment, BuildError> {
+        // Step keys share their first characters; veths are named by the
+        // first 12 of the id, so the network gets a random id of its own.
+        let id = container::new_id();
+        let owner = container::owner::claim(n.root, &id, true, cgroup_root)
+            .map_err(|e| BuildError::Other(format!("RUN network: {e}")))?;
+        Ok(StepAttachment {
+            root: n.root.to_path_buf(),
+            id,
+            state_dir: n.state_dir.to_path_buf(),
+            _owner: owner,
+        })
+    }
+
+    fn attach(&self, pid: i32) -> Result<(), BuildError> {
+        let flags = RunFlags {
+            id: self.id.clone(),
+            hostname: Some("buildkitsandbox".into()),
+            network: container::Network::Bridge(crate::network::DEFAULT_NETWORK.into()),
+            ..Default::default()
+        };
+        container::net::attach(&self.root, &flags, None, &self.state_dir, pid)
+            .map(drop)
+            .map_err(|e| BuildError::Other(format!("RUN network: {e}")))
+    }
+}
+
+impl Drop for StepAttachment {
+    fn drop(&mut self) {
+        if let Err(e) = container::net::detach(&self.root, &self.id) {
+            tracing::warn!("RUN network cleanup: {e}");
+        }
+    }
 }
 
 /// Resolves `RUN --mount=from=` and the context for bind mounts.
@@ -379,6 +444,7 @@ pub fn step_spec(
     let network = match c.network {
         Network::Host => container::Network::Host,
         Network::None => container::Network::None,
+        Network::Bridge => container::Network::Bridge(crate::network::DEFAULT_NETWORK.into()),
     };
     let flags = RunFlags {
         id: c.id.to_string(),

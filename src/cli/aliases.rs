@@ -1,11 +1,11 @@
 //! Docker's management-command spellings, for muscle memory: `image ls|rm|prune`,
-//! `container prune`, `system df|prune`. Each maps onto the plain command.
+//! `container ls|rm|prune`, `system df|prune`. Each maps onto the plain command.
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::{images, store_cmds, Globals};
+use super::{ctl, images, ps, store_cmds, Globals};
 
 #[derive(Subcommand, Debug)]
 pub enum ImageCmd {
@@ -21,6 +21,12 @@ pub enum ImageCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum ContainerCmd {
+    /// List containers (= `imgctl ps`).
+    #[command(alias = "list", alias = "ps")]
+    Ls(ps::Args),
+    /// Remove containers (= `imgctl rm`).
+    #[command(alias = "remove")]
+    Rm(ctl::RmArgs),
     /// Remove all stopped containers (state, view and name).
     Prune(ContainerPruneArgs),
 }
@@ -53,6 +59,8 @@ pub fn image(g: &Globals, c: ImageCmd) -> anyhow::Result<ExitCode> {
 
 pub fn container(g: &Globals, c: ContainerCmd) -> anyhow::Result<ExitCode> {
     match c {
+        ContainerCmd::Ls(a) => ps::run(g, a),
+        ContainerCmd::Rm(a) => ctl::rm(g, a),
         ContainerCmd::Prune(a) => store_cmds::prune(
             g,
             store_cmds::PruneArgs {

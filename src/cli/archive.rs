@@ -38,7 +38,8 @@ pub struct LoadArgs {
     /// oci-archive, plain or gzip/zstd/xz-compressed).
     #[arg(short = 'i', long = "input", value_name = "FILE")]
     pub input: Option<PathBuf>,
-    /// Print only the loaded images' IDs.
+    /// Accepted for Docker compatibility: load shows no progress, only the
+    /// `Loaded image:` lines Docker prints with `-q` too.
     #[arg(short = 'q', long)]
     pub quiet: bool,
 }
@@ -121,11 +122,8 @@ pub fn load(g: &Globals, a: LoadArgs) -> anyhow::Result<ExitCode> {
             archive::load(&g.root, stdin_file()?).context("load from standard input")?
         }
     };
+    let _ = a.quiet;
     for img in &loaded {
-        if a.quiet {
-            println!("{}", img.id);
-            continue;
-        }
         if img.names.is_empty() {
             println!("Loaded image ID: {}", img.id);
         }

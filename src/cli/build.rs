@@ -76,8 +76,9 @@ pub struct Args {
     /// Resource limit of RUN steps: name=soft[:hard], capped at the current hard limit.
     #[arg(long)]
     pub ulimit: Vec<String>,
-    /// Network of RUN steps: host or none.
-    #[arg(long, default_value = "host", value_parser = ["host", "none"])]
+    /// Network of RUN steps: bridge (own namespace on the default network,
+    /// outbound through NAT; also "default"), host or none.
+    #[arg(long, default_value = "bridge", value_parser = ["bridge", "default", "host", "none"])]
     pub network: String,
     /// Layer compression.
     #[arg(long, default_value = "gzip", value_parser = ["gzip", "zstd"])]
@@ -175,10 +176,10 @@ fn options(g: &Globals, a: &Args) -> anyhow::Result<BuildOptions> {
     for u in &a.ulimit {
         o.limits.ulimits.push(crate::container::parse::ulimit(u)?);
     }
-    o.network = if a.network == "none" {
-        Network::None
-    } else {
-        Network::Host
+    o.network = match a.network.as_str() {
+        "none" => Network::None,
+        "host" => Network::Host,
+        _ => Network::Bridge,
     };
     o.compression = if a.compression == "zstd" {
         crate::build::Compression::Zstd

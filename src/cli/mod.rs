@@ -102,7 +102,7 @@ pub enum Command {
     Rmi(images::RmiArgs),
     /// Show disk usage of the store.
     Df(store_cmds::DfArgs),
-    /// Remove blobs that no image references.
+    /// Remove what nothing uses: blobs, unpacked layers, chains, dedup-pool files, stale snapshots.
     Prune(store_cmds::PruneArgs),
     /// Mount an image's filesystem and print the merged path.
     Mount(mount::MountArgs),
@@ -140,7 +140,7 @@ pub enum Command {
     /// Manage images (`image ls|rm|prune`).
     #[command(subcommand)]
     Image(aliases::ImageCmd),
-    /// Manage containers (`container prune`).
+    /// Manage containers (`container ls|rm|prune`).
     #[command(subcommand)]
     Container(aliases::ContainerCmd),
     /// Store-wide commands (`system df|prune`).

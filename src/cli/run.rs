@@ -70,6 +70,10 @@ pub struct ContainerArgs {
         value_name = "[IP:]HOST:CONTAINER[/PROTO]"
     )]
     pub publish: Vec<String>,
+    /// Publish every port the image EXPOSEs on a free host port (see
+    /// `inspect`/state.json for which). Bridge networks only.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
     /// Limit the bandwidth into the container (e.g. 8mbit, 500kbit, 2mbps).
     #[arg(long, value_name = "RATE")]
     pub network_rate_in: Option<String>,
@@ -461,6 +465,7 @@ pub(crate) fn run_flags(c: &ContainerArgs, id: &str, cmd: Vec<String>) -> anyhow
         tty: c.tty,
         network: net::parse_network(&c.network)?,
         ports: net::parse_publish(&c.publish)?,
+        publish_all: c.publish_all,
         rate_in: c
             .network_rate_in
             .as_deref()

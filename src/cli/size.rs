@@ -95,6 +95,23 @@ pub struct Args {
     /// Platform of a multi-platform registry image, `os/arch[/variant]`.
     #[arg(long)]
     pub platform: Option<String>,
+
+    /// Run the command after `--` in the image (network none, output discarded)
+    /// and add the median start-to-exit time and the cgroup's peak memory.
+    #[arg(long, requires = "command")]
+    pub probe: bool,
+
+    /// How many times --probe runs the command.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub probe_runs: u64,
+
+    /// Where cgroupfs is mounted (for --probe).
+    #[arg(long, value_name = "DIR", default_value = "/sys/fs/cgroup")]
+    pub cgroup_root: PathBuf,
+
+    /// The command --probe runs: `imgctl size IMAGE --probe -- CMD [ARG...]`.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 struct Lines {
@@ -179,7 +196,17 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
         compare: a.compare.clone(),
         rules: rules_of(&a)?,
         opts,
+        probe: a.probe.then(|| report::ProbeRequest {
+            command: a.command.clone(),
+            runs: a.probe_runs as usize,
+            cgroup_root: a.cgroup_root.clone(),
+        }),
     };
+    if !a.probe && !a.command.is_empty() {
+        anyhow::bail!(
+            "a command after -- is only used with --probe: imgctl size IMAGE --probe -- CMD"
+        );
+    }
     let tty = std::io::stderr().is_terminal();
     let lines = Lines {
         live: tty,

@@ -200,6 +200,7 @@ pub fn health_config(
 /// `run -d`: start a monitor that prepares and runs the container; returns its
 /// id once the command runs (or the error that kept it from running).
 pub fn run_detached(req: DetachRequest) -> Result<String, Error> {
+    super::net::check(&req.root, &req.flags)?;
     let (image, image_id, run_config) = match req.rootfs {
         RootfsSource::Image(img) => {
             let id = img.id().to_string();
@@ -477,11 +478,12 @@ pub fn list(root: &Path, all: bool) -> Vec<Summary> {
         .filter_map(|id| {
             let dir = state_dir(root, &id);
             let state = State::load(&dir).ok()?;
-            if !all && state.status != Status::Running {
+            let alive = owner::is_owned(root, &id);
+            // Without `all`: running ones, and those about to be restarted.
+            if !all && state.status != Status::Running && !(state.restarting && alive) {
                 return None;
             }
             let command = read_command(&dir);
-            let alive = owner::is_owned(root, &id);
             Some(Summary {
                 state,
                 command,

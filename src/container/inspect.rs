@@ -22,11 +22,13 @@ fn monitor_config(dir: &Path) -> Option<MonitorConfig> {
     serde_json::from_slice(&std::fs::read(dir.join(CONFIG)).ok()?).ok()
 }
 
-/// Docker's `State.Status`: created, running, restarting, exited.
-pub fn docker_status(st: &State) -> &'static str {
+/// Docker's `State.Status`: created, running, restarting (stopped, its live
+/// monitor waiting out the back-off), exited.
+pub fn docker_status(st: &State, alive: bool) -> &'static str {
     match st.status {
         Status::Created => "created",
         Status::Running => "running",
+        Status::Stopped if st.restarting && alive => "restarting",
         Status::Stopped => "exited",
     }
 }
@@ -46,7 +48,7 @@ pub fn human_duration(secs: u64) -> String {
 }
 
 /// `ps`'s STATUS column: `Up 3 seconds (healthy)`, `Exited (0) 2 minutes ago`.
-pub fn status_text(st: &State, now: u64) -> String {
+pub fn status_text(st: &State, now: u64, alive: bool) -> String {
     match st.status {
         Status::Created => "Created".into(),
         Status::Running => {
@@ -61,6 +63,9 @@ pub fn status_text(st: &State, now: u64) -> String {
         }
         Status::Stopped => {
             let ago = human_duration(now.saturating_sub(st.finished.unwrap_or(st.created)));
+            if st.restarting && alive {
+                return format!("Restarting ({}) {ago} ago", st.exit_code.unwrap_or(0));
+            }
             match st.exit_code {
                 Some(c) => format!("Exited ({c}) {ago} ago"),
                 None => format!("Exited (unknown) {ago} ago"),
@@ -84,13 +89,13 @@ pub fn ps_row(s: &Summary, now: u64) -> Value {
         "Command": s.command.join(" "),
         "CreatedAt": rfc3339(Some(st.created)),
         "RunningFor": format!("{} ago", human_duration(now.saturating_sub(st.created))),
-        "Status": status_text(st, now),
-        "State": docker_status(st),
+        "Status": status_text(st, now, s.alive),
+        "State": docker_status(st, s.alive),
         "Names": st.name.clone().unwrap_or_default(),
         "Labels": labels,
-        "Ports": "",
+        "Ports": st.network.as_ref().map(|n| n.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
         "Mounts": "",
-        "Networks": "",
+        "Networks": st.network.as_ref().map(|n| n.network.clone()).unwrap_or_default(),
         "Size": "",
     })
 }
@@ -99,7 +104,7 @@ pub fn ps_row(s: &Summary, now: u64) -> Value {
 pub fn matches(s: &Summary, key: &str, value: &str) -> Result<bool, Error> {
     let st = &s.state;
     Ok(match key {
-        "status" => docker_status(st) == value,
+        "status" => docker_status(st, s.alive) == value,
         "name" => st.name.as_deref().is_some_and(|n| n.contains(value)),
         "id" => st.id.starts_with(value),
         "label" => match value.split_once('=') {
@@ -150,7 +155,8 @@ pub fn inspect(root: &Path, id: &str) -> Result<Value, Error> {
         .as_ref()
         .and_then(|p| p.env().clone())
         .unwrap_or_default();
-    let running = st.status == Status::Running && owner::is_owned(root, id);
+    let alive = owner::is_owned(root, id);
+    let running = st.status == Status::Running && alive;
     let health = st.health.as_ref().map(|h| {
         json!({
             "Status": h.status.as_str(),
@@ -164,10 +170,10 @@ pub fn inspect(root: &Path, id: &str) -> Result<Value, Error> {
         })
     });
     let mut state = json!({
-        "Status": docker_status(&st),
+        "Status": docker_status(&st, alive),
         "Running": running,
         "Paused": false,
-        "Restarting": false,
+        "Restarting": docker_status(&st, alive) == "restarting",
         "OOMKilled": st.oom_killed,
         "Dead": false,
         "Pid": if running { st.pid.unwrap_or(0) } else { 0 },
@@ -194,6 +200,35 @@ pub fn inspect(root: &Path, id: &str) -> Result<Value, Error> {
         .and_then(|s| s.hostname().clone())
         .unwrap_or_default();
     let log_path = dir.join(super::logs::LOG_FILE);
+    let network = st.network.as_ref().map(|n| {
+        let mut ports = serde_json::Map::new();
+        for p in &n.ports {
+            let key = format!("{}/{}", p.container_port, p.proto.as_str());
+            let bind = json!({
+                "HostIp": p.host_ip.map(|i| i.to_string()).unwrap_or_else(|| "0.0.0.0".into()),
+                "HostPort": p.host_port.to_string(),
+            });
+            match ports.get_mut(&key).and_then(|v| v.as_array_mut()) {
+                Some(a) => a.push(bind),
+                None => {
+                    ports.insert(key, json!([bind]));
+                }
+            }
+        }
+        json!({
+            "IPAddress": n.ip.to_string(),
+            "IPPrefixLen": n.prefix,
+            "Gateway": n.gateway.to_string(),
+            "MacAddress": n.mac,
+            "Ports": ports,
+            "Networks": { n.network.clone(): {
+                "IPAddress": n.ip.to_string(),
+                "IPPrefixLen": n.prefix,
+                "Gateway": n.gateway.to_string(),
+                "MacAddress": n.mac,
+            }},
+        })
+    });
     Ok(json!({
         "Id": st.id,
         "Created": rfc3339(Some(st.created)),
@@ -203,6 +238,10 @@ pub fn inspect(root: &Path, id: &str) -> Result<Value, Error> {
         "Image": st.image_id.clone().unwrap_or_default(),
         "Name": format!("/{}", st.name.clone().unwrap_or_default()),
         "RestartCount": st.restart_count,
+        "NetworkSettings": network.unwrap_or_else(|| json!({
+            "IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": "",
+            "Ports": {}, "Networks": {},
+        })),
         "LogPath": if log_path.exists() { log_path.display().to_string() } else { String::new() },
         "HostConfig": {
             "RestartPolicy": { "Name": restart.name(), "MaximumRetryCount": restart.max_retries() },

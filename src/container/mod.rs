@@ -13,6 +13,7 @@ pub mod health;
 pub mod inspect;
 pub mod logs;
 pub mod monitor;
+mod monitor_config;
 pub mod net;
 pub mod owner;
 pub mod parse;
@@ -30,7 +31,9 @@ pub use prepare::{
     prepare, read_image_config_file, HeldView, PrepareRequest, Prepared, RootfsSource,
 };
 pub use resources::{check_devices, host_devices};
-pub use run::{run_foreground, run_foreground_report, write_bundle, Outcome, RunRequest};
+pub use run::{
+    run_foreground, run_foreground_report, run_silent_report, write_bundle, Outcome, RunRequest,
+};
 pub use state::{NameLease, State, Status};
 
 /// `imgctl run --init` re-executes a sealed copy of the binary as the container's
@@ -150,6 +153,9 @@ pub enum Userns {
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RunFlags {
     pub id: String,
+    /// Nothing of the container outlives it (`run --rm`): its rootfs view's
+    /// metadata is written without fsync.
+    pub volatile: bool,
     pub hostname: Option<String>,
     pub env: Vec<String>,
     pub workdir: Option<String>,
@@ -204,6 +210,8 @@ pub struct RunFlags {
     pub ulimits: Vec<(String, u64, u64)>,
     /// `-p`: published ports (bridge networks only).
     pub ports: Vec<crate::network::PortMap>,
+    /// `-P`: publish every port the image EXPOSEs on a free host port.
+    pub publish_all: bool,
     /// `--network-rate-in` / `--network-rate-out`, bits per second.
     pub rate_in: Option<u64>,
     pub rate_out: Option<u64>,

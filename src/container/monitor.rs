@@ -23,12 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use super::prepare::{prepare, HeldView, PrepareRequest, RootfsSource};
 use super::state::{self, State, Status};
-use super::{Error, RunFlags};
-use crate::oci::RunConfig;
+use super::Error;
 use crate::sandbox::{self, Container, Outcome, Signaller, Stdio};
 
 /// argv[0] of the monitor process.
@@ -40,116 +37,7 @@ pub const SOCKET: &str = "monitor.sock";
 /// The monitor's configuration, kept as `monitor.json` in the state directory.
 pub const CONFIG: &str = "monitor.json";
 
-/// Where the container's root filesystem comes from (resolved by the CLI).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum ImageSource {
-    /// An image in the store, by ID.
-    Store { id: String },
-    /// An `oci:DIR[:TAG]` layout.
-    Layout { name: String },
-    /// `--rootfs DIR` as it is.
-    Dir {
-        path: PathBuf,
-        config: Option<Box<RunConfig>>,
-    },
-}
-
-/// `--restart`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum RestartPolicy {
-    #[default]
-    No,
-    /// Restart after a non-zero exit, at most N times (unlimited without N).
-    OnFailure(Option<u32>),
-    Always,
-    UnlessStopped,
-}
-
-impl RestartPolicy {
-    /// Parse `no`, `on-failure[:N]`, `always`, `unless-stopped`.
-    pub fn parse(s: &str) -> Result<RestartPolicy, Error> {
-        let bad = || Error::BadFlag {
-            flag: "--restart".into(),
-            value: s.into(),
-            hint: "no, on-failure[:N], always or unless-stopped".into(),
-        };
-        Ok(match s.split_once(':') {
-            None if s == "no" || s.is_empty() => RestartPolicy::No,
-            None if s == "always" => RestartPolicy::Always,
-            None if s == "unless-stopped" => RestartPolicy::UnlessStopped,
-            None if s == "on-failure" => RestartPolicy::OnFailure(None),
-            Some(("on-failure", n)) => {
-                RestartPolicy::OnFailure(Some(n.parse().map_err(|_| bad())?))
-            }
-            _ => return Err(bad()),
-        })
-    }
-
-    /// Docker's name (`HostConfig.RestartPolicy.Name`).
-    pub fn name(&self) -> &'static str {
-        match self {
-            RestartPolicy::No => "no",
-            RestartPolicy::OnFailure(_) => "on-failure",
-            RestartPolicy::Always => "always",
-            RestartPolicy::UnlessStopped => "unless-stopped",
-        }
-    }
-
-    /// `MaximumRetryCount` (0 = unlimited).
-    pub fn max_retries(&self) -> u32 {
-        match self {
-            RestartPolicy::OnFailure(Some(n)) => *n,
-            _ => 0,
-        }
-    }
-
-    /// Restart after this exit? (`restarts` done so far; a stop by the user never
-    /// restarts.)
-    pub fn restarts(&self, exit_code: u8, restarts: u32) -> bool {
-        match self {
-            RestartPolicy::No => false,
-            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
-            RestartPolicy::OnFailure(max) => exit_code != 0 && max.is_none_or(|m| restarts < m),
-        }
-    }
-}
-
-/// A healthcheck (the image's `HEALTHCHECK`, or `--health-*`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealthConfig {
-    /// Docker's form: `["CMD-SHELL", "cmd"]` or `["CMD", "prog", "arg"...]`.
-    pub test: Vec<String>,
-    pub interval_ms: u64,
-    pub timeout_ms: u64,
-    pub start_period_ms: u64,
-    pub retries: u32,
-}
-
-/// Everything the monitor needs; the CLI writes it, `start` reads it back.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MonitorConfig {
-    pub root: PathBuf,
-    pub id: String,
-    pub name: Option<String>,
-    /// The image argument as typed.
-    pub image_name: Option<String>,
-    pub image_id: Option<String>,
-    pub image: ImageSource,
-    pub flags: RunFlags,
-    pub labels: std::collections::BTreeMap<String, String>,
-    pub remove: bool,
-    pub init: bool,
-    pub interactive: bool,
-    pub cgroup_root: PathBuf,
-    pub restart: RestartPolicy,
-    pub health: Option<HealthConfig>,
-    /// Signal number `stop` sends first.
-    pub stop_signal: i32,
-    /// Seconds `stop` waits before SIGKILL.
-    pub stop_timeout: u64,
-    pub log_max_size: u64,
-    pub log_max_files: u32,
-}
+pub use super::monitor_config::{HealthConfig, ImageSource, MonitorConfig, RestartPolicy};
 
 /// Called first by `main`: when this process is a monitor, run it and exit.
 pub fn entry() {
@@ -489,6 +377,8 @@ fn run(cfg: MonitorConfig, start: bool, mut report: Option<std::fs::File>) -> Re
             delay = Duration::from_millis(100);
         }
         // Back off; a stop during the wait ends it.
+        g.state.restarting = true;
+        shared.save(&g);
         let deadline = Instant::now() + delay;
         while !g.manual_stop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -501,7 +391,9 @@ fn run(cfg: MonitorConfig, start: bool, mut report: Option<std::fs::File>) -> Re
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+        g.state.restarting = false;
         if g.manual_stop {
+            shared.save(&g);
             break;
         }
         g.state.restart_count += 1;
@@ -550,14 +442,36 @@ fn run_once(
             stderr: err_w,
         },
     )?;
+    // Between create and start: the network (its namespace exists now). An
+    // error drops `c`: the process is killed and the cgroup removed.
+    let endpoint = super::net::attach(
+        &shared.cfg.root,
+        &shared.cfg.flags,
+        shared.cfg.name.as_deref(),
+        &shared.state_dir,
+        c.pid(),
+    );
+    let endpoint = match endpoint {
+        Ok(e) => e,
+        Err(e) => {
+            drop(c);
+            let _ = super::net::detach(&shared.cfg.root, &shared.cfg.id);
+            return Err(e);
+        }
+    };
     let pumps = [(out_r, "stdout", 1u8), (err_r, "stderr", 2u8)].map(|(fd, name, n)| {
         let s = shared.clone();
         let log = log.clone();
         std::thread::spawn(move || pump(fd, name, n, &s, &log))
     });
-    c.start()?;
+    if let Err(e) = c.start() {
+        drop(c);
+        let _ = super::net::detach(&shared.cfg.root, &shared.cfg.id);
+        return Err(e.into());
+    }
     let generation = {
         let mut g = shared.lock();
+        g.state.network = endpoint;
         g.signaller = c.signaller().ok();
         g.stdin = stdin_w.map(std::fs::File::from);
         g.state.status = Status::Running;
@@ -583,10 +497,15 @@ fn run_once(
         let s = shared.clone();
         std::thread::spawn(move || health_loop(&s, &h, generation));
     }
-    let outcome = c.wait()?;
+    let outcome = c.wait();
     if let Err(e) = c.delete() {
         tracing::warn!("{e}");
     }
+    if let Err(e) = super::net::detach(&shared.cfg.root, &shared.cfg.id) {
+        tracing::warn!("network cleanup: {e}");
+    }
+    shared.lock().state.network = None;
+    let outcome = outcome?;
     for p in pumps {
         let _ = p.join();
     }

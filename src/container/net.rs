@@ -107,10 +107,63 @@ pub fn parse_time_offset(s: &str) -> Result<Vec<(String, i64)>, Error> {
     Ok(out)
 }
 
+/// `-P`: add a mapping from a free host port (chosen by the kernel, as
+/// Docker's ephemeral range) for every port in the image's `ExposedPorts`
+/// (`80/tcp`, `53/udp`, `8080`) not published with `-p` already.
+pub fn publish_exposed(
+    flags: &mut RunFlags,
+    config: Option<&crate::oci::RunConfig>,
+) -> Result<(), Error> {
+    let Some(exposed) = config.and_then(|c| c.exposed_ports.as_ref()) else {
+        return Ok(());
+    };
+    for key in exposed.keys() {
+        let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+        let proto = match proto {
+            "tcp" => network::Proto::Tcp,
+            "udp" => network::Proto::Udp,
+            _ => continue, // sctp: not published
+        };
+        let Ok(container_port) = port.parse::<u16>() else {
+            continue;
+        };
+        if flags
+            .ports
+            .iter()
+            .any(|p| p.container_port == container_port && p.proto == proto)
+        {
+            continue;
+        }
+        let any = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
+        let picked = match proto {
+            network::Proto::Tcp => std::net::TcpListener::bind(any).and_then(|l| l.local_addr()),
+            network::Proto::Udp => std::net::UdpSocket::bind(any).and_then(|s| s.local_addr()),
+        }
+        .map_err(|source| Error::Io {
+            path: PathBuf::from(format!("a free host port for {key}")),
+            source,
+        })?;
+        flags.ports.push(PortMap {
+            host_ip: None,
+            host_port: picked.port(),
+            container_port,
+            proto,
+        });
+    }
+    Ok(())
+}
+
 /// Check the network flags against the store before anything is made: the
 /// network exists, and ports and rates are only asked for on a bridge.
 pub fn check(root: &Path, flags: &RunFlags) -> Result<(), Error> {
     let on_bridge = matches!(flags.network, Network::Bridge(_));
+    if !on_bridge && flags.publish_all {
+        return Err(bad(
+            "-P",
+            "",
+            "a bridge network (published ports need --network bridge or a network name)",
+        ));
+    }
     if !on_bridge && !flags.ports.is_empty() {
         return Err(bad(
             "-p",

@@ -140,7 +140,8 @@ pub fn prepare(req: PrepareRequest) -> Result<Prepared, Error> {
         RootfsSource::Image(img) => {
             image_chain = Some(img.resolved().chain_id());
             let key = super::owner::view_key(&id);
-            let v = image::mount_as(&root, &img, MountOptions::default(), &key)?;
+            let v =
+                image::mount_as_with(&root, &img, MountOptions::default(), &key, flags.volatile)?;
             let merged = v.merged.clone();
             (
                 img.run_config().cloned(),

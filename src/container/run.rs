@@ -39,8 +39,19 @@ pub fn run_foreground(req: RunRequest) -> Result<Outcome, Error> {
 /// final counters and the time from creation to exit), for `run --stats-file` and
 /// `size --probe`.
 pub fn run_foreground_report(req: RunRequest) -> Result<(Outcome, sandbox::RunReport), Error> {
+    run_inner(req, false)
+}
+
+/// [`run_foreground_report`] with the container's stdin, stdout and stderr on
+/// `/dev/null` and no signal forwarding: a measured run whose output is not
+/// wanted (`size --probe`).
+pub fn run_silent_report(req: RunRequest) -> Result<(Outcome, sandbox::RunReport), Error> {
+    run_inner(req, true)
+}
+
+fn run_inner(req: RunRequest, silent: bool) -> Result<(Outcome, sandbox::RunReport), Error> {
     let RunRequest {
-        prepare: preq,
+        prepare: mut preq,
         name,
         image_name,
         remove,
@@ -51,7 +62,15 @@ pub fn run_foreground_report(req: RunRequest) -> Result<(Outcome, sandbox::RunRe
     let id = preq.flags.id.clone();
     super::net::check(&preq.root, &preq.flags)?;
     let root = preq.root.clone();
-    let net_flags = preq.flags.clone();
+    let mut net_flags = preq.flags.clone();
+    if net_flags.publish_all {
+        let config = match &preq.rootfs {
+            RootfsSource::Image(img) => img.run_config(),
+            RootfsSource::Dir { config, .. } => config.as_ref(),
+        };
+        super::net::publish_exposed(&mut net_flags, config)?;
+    }
+    preq.flags.volatile |= remove;
     // Held until everything below is gone: if this process is killed, the next
     // imgctl command cleans up after it (super::owner).
     let owner = super::owner::claim(&preq.root, &id, remove, &cgroup_root)?;
@@ -104,6 +123,9 @@ pub fn run_foreground_report(req: RunRequest) -> Result<(Outcome, sandbox::RunRe
             st.network = ep;
             st.save_with(&p.state_dir, durable).map_err(as_setup)
         };
+        if silent {
+            return Ok(run_null(&p.spec, &p.rootfs, &opts, &mut before_start)?);
+        }
         Ok(sandbox::run_with_report(
             &p.spec,
             &p.rootfs,
@@ -146,6 +168,27 @@ pub fn run_foreground_report(req: RunRequest) -> Result<(Outcome, sandbox::RunRe
     }
     drop(owner);
     result
+}
+
+/// Run with stdio on `/dev/null`, wait, read the cgroup's final figures.
+fn run_null(
+    spec: &oci_spec::runtime::Spec,
+    rootfs: &Path,
+    opts: &sandbox::Options,
+    before_start: &mut dyn FnMut(i32) -> Result<(), sandbox::Error>,
+) -> Result<(Outcome, sandbox::RunReport), sandbox::Error> {
+    let began = std::time::Instant::now();
+    let mut c = sandbox::Container::create(spec, rootfs, opts, sandbox::Stdio::Null)?;
+    before_start(c.pid())?;
+    c.start()?;
+    let outcome = c.wait()?;
+    let report = sandbox::RunReport {
+        stats: c.stats(),
+        cgroup_version: c.cgroup_version(),
+        took: began.elapsed(),
+    };
+    c.delete()?;
+    Ok((outcome, report))
 }
 
 /// Create the directory the user named for a bundle: 0700 like runc/containerd

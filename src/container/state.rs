@@ -83,6 +83,9 @@ pub struct State {
     /// A detached container: a monitor owns it (`run -d`, `start`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub detached: bool,
+    /// Stopped, its monitor waiting out the restart back-off (`--restart`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restarting: bool,
     /// Healthcheck results while a check is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
@@ -156,6 +159,7 @@ impl State {
             labels: Default::default(),
             restart_count: 0,
             detached: false,
+            restarting: false,
             health: None,
         }
     }

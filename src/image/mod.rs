@@ -36,7 +36,8 @@ pub use pull::{login, logout, pull, Credentials, Event, Progress, PullRequest, P
 pub use push::{push, PushEvent, PushFormat, PushProgress, PushRequest, Pushed};
 pub use resolve::{read_config, read_manifest, resolve_image, ImageManifest, ResolvedImage};
 pub use view::{
-    changes, has_view, mount, mount_as, release, remount, unmount, view_key, MountOptions, View,
+    changes, has_view, mount, mount_as, mount_as_with, release, remount, unmount, view_key,
+    MountOptions, View,
 };
 
 /// Errors of image unpacking.

@@ -57,6 +57,20 @@ pub fn mount_as(
     opts: MountOptions,
     key: &str,
 ) -> Result<View, ImageError> {
+    mount_as_with(root, image, opts, key, false)
+}
+
+/// [`mount_as`]; `volatile`: the view does not outlive this process's use of it
+/// (`run --rm`): its metadata is not fsynced ([`Overlay::prepare_volatile`])
+/// and the overlay is `volatile` (no sync of the store's filesystem when it is
+/// unmounted, which on a busy host costs tens to hundreds of milliseconds).
+pub fn mount_as_with(
+    root: &Path,
+    image: &ResolvedImage,
+    opts: MountOptions,
+    key: &str,
+    volatile: bool,
+) -> Result<View, ImageError> {
     let uo = UnpackOptions {
         dedup: opts.dedup,
         format: opts.snapshotter,
@@ -75,9 +89,13 @@ pub fn mount_as(
     let unpacked = unpack_resolved(image.blobs(), image.resolved(), root, &uo)?;
     let snaps = Overlay::open(root)?;
     let key = key.to_string();
-    let mounts = snaps.prepare(&key, unpacked.chain_id.as_ref())?;
+    let mounts = if volatile {
+        snaps.prepare_volatile(&key, unpacked.chain_id.as_ref())?
+    } else {
+        snaps.prepare(&key, unpacked.chain_id.as_ref())?
+    };
     let merged = snaps.merged_dir(&key);
-    if let Err(e) = snapshot::mount_all(&mounts, &merged) {
+    if let Err(e) = snapshot::mount_all_with(&mounts, &merged, volatile) {
         let _ = snaps.remove(&key);
         return Err(ImageError::Io {
             path: merged,

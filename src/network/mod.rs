@@ -313,6 +313,9 @@ pub fn create(root: &Path, name: &str, subnet: Option<Subnet>) -> Result<Network
             action: "created".into(),
         });
     }
+    // Defined before the lock is taken: `clash` lists the networks, and a first
+    // `get` of the default one takes the same lock.
+    get(root, DEFAULT_NETWORK)?;
     let _g = lock_defs(root)?;
     if load(root, name)?.is_some() {
         return Err(Error::Exists { name: name.into() });

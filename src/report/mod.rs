@@ -12,6 +12,7 @@
 mod compare;
 mod dive;
 pub mod index;
+mod probe;
 mod render;
 mod rules;
 mod scan;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use compare::{compare, Comparison};
 pub use dive::{efficiency, DiveFigures, Inefficiency};
+pub use probe::{probe, ProbeReport, ProbeRequest};
 pub use render::{human, render_junit, render_markdown, render_table};
 pub use rules::{evaluate, parse_amount, parse_dive_bytes, Amount, Rule, RuleResult, Rules};
 pub use scan::{Entry, Kind};
@@ -231,6 +233,9 @@ pub struct SizeReport {
     pub compare: Option<Comparison>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules: Option<Vec<RuleResult>>,
+    /// `--probe`: start-up time and peak memory of a command run in the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeReport>,
 }
 
 impl SizeReport {
@@ -323,9 +328,15 @@ fn build(
         .map(|(i, s)| layer_summary(img, i, s))
         .collect();
     let entry_lists: Vec<&[Entry]> = scanned.iter().map(|s| s.entries.as_slice()).collect();
-    let d = dive::efficiency(&entry_lists);
-    let flattened = waste::flatten(&entry_lists);
-    let (largest_files, largest_dirs) = waste::largest(&flattened, top);
+    // dive's figures and imgctl's own are independent walks of the same entries:
+    // one on each core.
+    let (d, (flattened, (largest_files, largest_dirs))) = std::thread::scope(|s| {
+        let dive = s.spawn(|| dive::efficiency(&entry_lists));
+        let flattened = waste::flatten(&entry_lists);
+        let largest = waste::largest(&flattened, top);
+        let d = dive.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (d, (flattened, largest))
+    });
     let file_bytes: u64 = layers.iter().map(|l| l.file_bytes).sum();
     let visible: Vec<&waste::Visible> = flattened
         .paths
@@ -386,6 +397,7 @@ fn build(
         largest_dirs,
         compare: None,
         rules: None,
+        probe: None,
     };
     Analysis { report, flattened }
 }
@@ -397,6 +409,8 @@ pub struct SizeRequest {
     pub compare: Option<String>,
     pub rules: Rules,
     pub opts: SizeOptions,
+    /// `--probe`: run a command in the image and add its figures.
+    pub probe: Option<ProbeRequest>,
 }
 
 /// Analyse an image, compare it with a base if asked, and judge the rules.
@@ -418,6 +432,9 @@ pub fn size(req: &SizeRequest, progress: &dyn Progress) -> Result<SizeReport, Re
         }
         None => new.report,
     };
+    if let Some(p) = &req.probe {
+        report.probe = Some(probe(&req.opts.root, &req.image, p)?);
+    }
     if !req.rules.is_empty() {
         report.rules = Some(evaluate(&report, &req.rules));
     }

@@ -144,6 +144,20 @@ fn summary_lines(r: &SizeReport) -> Vec<(String, String)> {
             ),
         ),
     ];
+    if let Some(p) = &r.probe {
+        v.push((
+            "Probe".into(),
+            format!(
+                "{:?}: median {:.3} s start to exit over {} runs, peak memory {}",
+                p.command.join(" "),
+                p.median_seconds,
+                p.runs,
+                p.peak_memory_bytes
+                    .map(human)
+                    .unwrap_or_else(|| "unknown".into())
+            ),
+        ));
+    }
     if let Some(c) = &r.compare {
         v.push((
             "Compare".into(),

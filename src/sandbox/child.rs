@@ -124,6 +124,8 @@ fn setup_and_exec(p: &mut Prepared, sock: &UnixStream) -> Result<std::convert::I
             .map_err(ctx("cgroup namespace"))?;
     }
     if p.init {
+        // The init loads the filter too, and closes its copy of the socket.
+        receive_filter(p, sock)?;
         start_init(p, sock)?;
     }
     nix::unistd::setsid().map_err(ctx("setsid"))?;
@@ -146,6 +148,10 @@ fn setup_and_exec(p: &mut Prepared, sock: &UnixStream) -> Result<std::convert::I
         }
     }
 
+    if p.detach.as_ref().is_some_and(|d| d.sync_hooks) {
+        // The creator sends the filter before it answers the hooks point.
+        receive_filter(p, sock)?;
+    }
     let mut hook_state = Vec::new();
     let detach = p.detach.clone();
     let mut before_pivot = || -> Result<(), String> {
@@ -247,6 +253,7 @@ fn setup_and_exec(p: &mut Prepared, sock: &UnixStream) -> Result<std::convert::I
         user.umask().unwrap_or(0o022) as libc::mode_t,
     ));
 
+    receive_filter(p, sock)?;
     let nnp = process.no_new_privileges().unwrap_or(false);
     // Without no_new_privs the filter must be loaded while CAP_SYS_ADMIN is held;
     // the default profile allows the few calls that follow.
@@ -384,6 +391,20 @@ fn load_seccomp(p: &Prepared) -> Result<(), Fail> {
     if let Some(f) = &p.filter {
         f.load()
             .map_err(|e| f125(format!("load seccomp filter: {e}")))?;
+    }
+    match p.bpf.as_deref() {
+        Some(bpf) if !bpf.is_empty() => {
+            super::seccomp::load_bpf(bpf).map_err(|e| f125(format!("load seccomp filter: {e}")))
+        }
+        Some(_) => Ok(()),
+        None => Err(f125("the seccomp filter was not received")),
+    }
+}
+
+/// Read the compiled seccomp filter the creator sends after the request (once).
+fn receive_filter(p: &mut Prepared, sock: &UnixStream) -> Result<(), Fail> {
+    if p.bpf.is_none() {
+        p.bpf = Some(super::spawn::read_bytes(sock).map_err(f125)?);
     }
     Ok(())
 }

@@ -252,9 +252,6 @@ impl Container {
         if p.userns {
             super::write_id_maps(Pid::from_raw(c.pid), &linux)?;
         }
-        if let Some(g) = c.group() {
-            g.add_pid(c.pid)?;
-        }
         (&sock)
             .write_all(b"G")
             .map_err(setup("sync with the container"))?;
@@ -276,9 +273,30 @@ impl Container {
                 }),
             },
         )?;
+        // Into the cgroup while the child execs and reads its request: on cgroup
+        // v1 the first write to cgroup.procs waits for an RCU grace period
+        // (milliseconds), time the child spends on its own start. It waits for
+        // this byte before it does anything of the container's (its cgroup
+        // namespace is made after it).
+        if let Some(g) = c.group() {
+            g.add_pid(c.pid)?;
+        }
+        // (A child that failed already has its report waiting: read below.)
+        let _ = (&sock).write_all(&[spawn::IN_CGROUP]);
         if p.idmap {
             let fd = mounts::idmapped_rootfs(rootfs, Pid::from_raw(c.pid))?;
-            super::send_fd(&sock, fd.as_fd())?;
+            if let Err(e) = super::send_fd(&sock, fd.as_fd()) {
+                tracing::debug!("{e}; reading the child's report");
+            }
+        }
+        // The seccomp filter, compiled here while the child builds its mounts
+        // (it reads it just before loading it); empty: none.
+        let bpf = match linux.seccomp() {
+            Some(s) => super::seccomp::compile_bpf(s)?,
+            None => Vec::new(),
+        };
+        if let Err(e) = spawn::send_bytes(&sock, &bpf) {
+            tracing::debug!("{e}; reading the child's report");
         }
         // One zero byte: set up and waiting. A one (detached, with hooks): the
         // namespaces exist, run the creator's hooks and answer with the state.

@@ -204,6 +204,9 @@ pub(crate) struct Prepared {
     pub started: Option<OwnedFd>,
     /// The state JSON the in-container hooks get on stdin.
     pub hook_state: Vec<u8>,
+    /// The seccomp filter compiled by the creator ([`seccomp::compile_bpf`]),
+    /// once read from the socket (`None` before; empty: no filter).
+    pub bpf: Option<Vec<u8>>,
 }
 
 fn ns_flag(t: LinuxNamespaceType) -> nix::sched::CloneFlags {
@@ -369,6 +372,7 @@ pub(crate) fn prepare(
         exec_fifo: None,
         started: None,
         hook_state: Vec::new(),
+        bpf: None,
     };
     Ok((prepared, clone_flags))
 }

@@ -278,6 +278,71 @@ fn scmp_err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// The filter for `s` as the kernel loads it (an array of `struct sock_filter`),
+/// compiled by libseccomp here, in the creator, while the container's set-up
+/// builds its mounts (crun does the same): the set-up then loads it with one
+/// system call ([`load_bpf`]) instead of compiling it on its own critical path.
+pub fn compile_bpf(s: &LinuxSeccomp) -> Result<Vec<u8>, Error> {
+    use std::io::{Read, Seek};
+    let ctx = build_filter(s)?;
+    let fd = rustix::fs::memfd_create("imgctl-seccomp", rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(|e| scmp_err("memfd for the filter", e))?;
+    ctx.export_bpf(&fd)
+        .map_err(|e| scmp_err("export the filter", e))?;
+    let mut f = std::fs::File::from(fd);
+    let mut bpf = Vec::new();
+    f.rewind()
+        .and_then(|_| f.read_to_end(&mut bpf))
+        .map_err(|e| scmp_err("read the filter back", e))?;
+    if bpf.is_empty() || !bpf.len().is_multiple_of(8) || bpf.len() / 8 > u16::MAX as usize {
+        return Err(scmp_err(
+            "export the filter",
+            format!("{} bytes", bpf.len()),
+        ));
+    }
+    Ok(bpf)
+}
+
+/// Load a filter made by [`compile_bpf`] into this thread, as libseccomp's
+/// `seccomp_load` does with its default attributes (no flags; the caller has
+/// set no_new_privs or holds CAP_SYS_ADMIN).
+pub fn load_bpf(bpf: &[u8]) -> std::io::Result<()> {
+    if bpf.is_empty() || !bpf.len().is_multiple_of(8) || bpf.len() / 8 > u16::MAX as usize {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a seccomp filter of {} bytes", bpf.len()),
+        ));
+    }
+    // Copied into 8-byte aligned storage (struct sock_filter is 8 bytes).
+    let mut prog: Vec<libc::sock_filter> = bpf
+        .chunks_exact(8)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    // SAFETY: seccomp(SECCOMP_SET_MODE_FILTER) reads `fprog` and the
+    // instructions it points to, both alive for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Build the libseccomp filter for an OCI seccomp section. Syscall names this
 /// libseccomp does not know are skipped (as Docker does), so a profile written for
 /// newer kernels still loads.

@@ -362,6 +362,10 @@ unsafe fn keep_caps_across_exec() -> Result<(), &'static [u8]> {
     Ok(())
 }
 
+/// The byte the creator sends once the child is in its cgroup (after the
+/// request; the child waits for it before its setup).
+pub(super) const IN_CGROUP: u8 = b'C';
+
 /// The byte a detached container's setup sends when its namespaces and mounts
 /// exist (before pivot_root): the creator runs its hooks, then answers with
 /// the state JSON ([`send_bytes`]).
@@ -452,6 +456,7 @@ pub fn entry() {
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     );
     let prepared = read_request(&sock).and_then(|req| {
+        // The seccomp filter comes compiled from the creator (later, on the socket).
         let (mut p, _) = super::prepare(
             &req.spec,
             &req.rootfs,
@@ -460,7 +465,7 @@ pub fn entry() {
                 init: req.init,
                 rootfs_shifted: req.rootfs_shifted.clone(),
             },
-            true,
+            false,
         )
         .map_err(|e| e.to_string())?;
         p.cgroup_dirs = req.cgroup_dirs;
@@ -472,6 +477,16 @@ pub fn entry() {
             p.init_exe = Some(super::init::sealed_copy().map_err(|e| e.to_string())?);
         }
         Ok(p)
+    });
+    // Nothing of the container's happens before the creator has moved us into
+    // its cgroup (the parsing and the filter above are the runtime's own work).
+    let prepared = prepared.and_then(|p| {
+        let mut b = [0u8; 1];
+        match (&sock).read_exact(&mut b) {
+            Ok(()) if b[0] == IN_CGROUP => Ok(p),
+            Ok(()) => Err(format!("unexpected sync byte {} from the creator", b[0])),
+            Err(e) => Err(format!("wait for the cgroup: {e}")),
+        }
     });
     match prepared {
         Ok(mut p) => super::child::main(&mut p, sock),

@@ -402,6 +402,10 @@ pub fn collect(
         if !opts.dry_run {
             let fsdir = layers_dir.join(&c.name).join("fs");
             if sfs::is_mount_point(&fsdir).unwrap_or(false) {
+                // Under its mount lock, as `Overlay::unmount_unused_layers` does.
+                let _m = super::erofs_mount_lock(&layers_dir.join(&c.name).join(EROFS_IMAGE))
+                    .and_then(|f| super::Flock::take(f, true))
+                    .map_err(io_err(&c.name))?;
                 sfs::unmount(&fsdir, true).map_err(io_err(&c.name))?;
             }
             // Renamed first, so a crash half-way leaves a temporary directory (removed
@@ -495,4 +499,98 @@ pub fn pool_usage(store_root: &Path) -> Result<(u64, u64), SnapshotError> {
         }
     }
     Ok((n, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::dedup::dedup_dir;
+
+    fn layer(o: &Overlay, name: &str, files: &[(&str, &[u8])]) -> Digest {
+        let d = Digest::of(name.as_bytes());
+        o.ensure_layer(&d, &mut |dir: &Path| {
+            for (p, c) in files {
+                fs::write(dir.join(p), c)?;
+                // Same metadata, so equal content shares one pooled inode.
+                let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+                fs::File::options()
+                    .write(true)
+                    .open(dir.join(p))?
+                    .set_modified(t)?;
+            }
+            dedup_dir(&o.pool_dir(), dir, 1)?;
+            Ok(())
+        })
+        .unwrap();
+        d
+    }
+
+    #[test]
+    fn keeps_what_roots_and_live_snapshots_reach_and_a_dry_run_agrees() {
+        let t = tempfile::tempdir().unwrap();
+        let o = Overlay::open(t.path()).unwrap();
+        let shared = vec![5u8; 3000];
+        let a = layer(&o, "a", &[("x", &shared), ("only-a", &[1u8; 100])]);
+        let b = layer(&o, "b", &[("x", &shared), ("only-b", &[2u8; 200])]);
+        let c = layer(&o, "c", &[("only-c", &[3u8; 400])]);
+        let ca = o.commit_chain(None, &a).unwrap();
+        let cb = o.commit_chain(None, &b).unwrap();
+        let cc = o.commit_chain(None, &c).unwrap();
+        // c is only used by a live container's snapshot; b by nothing.
+        o.prepare("ctr-live", Some(&cc)).unwrap();
+        o.prepare("ctr-dead", Some(&cb)).unwrap();
+        let live = |k: &str| k == "ctr-live";
+        let (ia, ib) = (
+            fs::metadata(o.layer_dir(&a).join("x")).unwrap(),
+            fs::metadata(o.layer_dir(&b).join("x")).unwrap(),
+        );
+        assert_eq!(
+            (ia.ino(), ia.nlink()),
+            (ib.ino(), 3),
+            "x is shared through the pool"
+        );
+        let dry = reclaimable(&o, std::slice::from_ref(&ca), &live).unwrap();
+        assert!(o.layer_dir(&b).is_dir(), "a dry run removes nothing");
+        let done = collect(&o, std::slice::from_ref(&ca), &live, &GcOptions::default()).unwrap();
+        assert_eq!(dry, done);
+        assert_eq!(done.count(ItemKind::Active), (1, 0));
+        assert_eq!(done.count(ItemKind::Chain).0, 1);
+        // b's own file goes with it; the shared file stays pooled for a.
+        assert_eq!(done.count(ItemKind::Layer), (1, 200));
+        // only-b's pool entry goes too; its bytes count with the layer.
+        assert_eq!(done.count(ItemKind::Pool), (1, 0));
+        assert!(!o.layer_dir(&b).exists() && o.layer_dir(&a).is_dir() && o.layer_dir(&c).is_dir());
+        assert!(o.stat(&cb.to_string()).unwrap().is_none());
+        assert!(o.stat(&cc.to_string()).unwrap().is_some());
+        // Without roots, a's layer and the pooled file go: 100 + 3000 bytes.
+        o.remove("ctr-live").unwrap();
+        let done = collect(&o, &[], &live, &GcOptions::default()).unwrap();
+        assert_eq!(done.count(ItemKind::Layer).0, 2);
+        assert_eq!(
+            done.bytes(),
+            100 + 3000 + 400 + done.count(ItemKind::Chain).1
+        );
+        assert_eq!(pool_usage(t.path()).unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn keep_storage_removes_least_recently_used_first() {
+        let t = tempfile::tempdir().unwrap();
+        let o = Overlay::open(t.path()).unwrap();
+        let old = layer(&o, "old", &[("f", &[1u8; 1000])]);
+        let new = layer(&o, "new", &[("f", &[2u8; 1000])]);
+        let past = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        fs::File::open(o.layer_dir(&old).parent().unwrap())
+            .unwrap()
+            .set_modified(past)
+            .unwrap();
+        touch_layers(&[o.layer_dir(&new)]);
+        let opts = GcOptions {
+            keep_storage: Some(1500),
+            ..GcOptions::default()
+        };
+        let r = collect(&o, &[], &|_| true, &opts).unwrap();
+        assert_eq!(r.count(ItemKind::Layer), (1, 1000));
+        assert!(!o.layer_dir(&old).exists() && o.layer_dir(&new).is_dir());
+    }
 }

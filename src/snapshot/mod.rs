@@ -14,9 +14,10 @@
 //! * Reference counts: a chain is referenced by the chains and active snapshots built
 //!   on it; `remove` refuses while the count is not zero.
 //!
-//! The overlayfs implementation is [`overlay::Overlay`]. The trait stays open for a
-//! backend that keeps one EROFS image per layer (fill the directory, then build the
-//! image from it) instead of creating files in place.
+//! The overlayfs implementation is [`overlay::Overlay`]. A layer is kept either as
+//! extracted files or as one EROFS image mounted on demand on its directory
+//! ([`Mount::Erofs`]); which one new layers get is decided a level up
+//! (`image::layer_format`), and both stack in the same chains.
 
 pub mod dedup;
 pub mod durable;
@@ -156,6 +157,13 @@ impl Drop for Flock {
 /// the overlay mount that uses it (which would give the overlay an empty lower
 /// directory: issue 10). Once the overlay holds it, a detach no longer matters.
 pub fn mount_all(mounts: &[Mount], target: &Path) -> std::io::Result<()> {
+    mount_all_with(mounts, target, false)
+}
+
+/// [`mount_all`]; `volatile`: a writable overlay is mounted with overlayfs's
+/// `volatile` option (no sync of the store's filesystem at unmount), for a
+/// snapshot removed after use (see [`crate::sys::fs::mount_overlay_with`]).
+pub fn mount_all_with(mounts: &[Mount], target: &Path, volatile: bool) -> std::io::Result<()> {
     let mut held = Vec::new();
     for m in mounts {
         match m {
@@ -168,7 +176,7 @@ pub fn mount_all(mounts: &[Mount], target: &Path) -> std::io::Result<()> {
                     (Some(u), Some(w)) => Some((u.as_path(), w.as_path())),
                     _ => None,
                 };
-                crate::sys::fs::mount_overlay(lowers, uw, target)?;
+                crate::sys::fs::mount_overlay_with(lowers, uw, target, volatile)?;
             }
             Mount::Bind { source, readonly } => {
                 crate::sys::fs::mount_bind(source, target, *readonly)?

@@ -2,7 +2,10 @@
 //!
 //! Layout under `ROOT/snapshots/` (0700):
 //! ```text
-//! layers/<diff-id hex>/fs      one unpacked layer (an overlay lower dir), shared by every chain using it
+//! layers/<diff-id hex>/fs      one unpacked layer (an overlay lower dir), shared by every chain using it,
+//!                              or the mount point of layers/<diff-id hex>/layer.erofs (EROFS snapshotter;
+//!                              layers/<diff-id hex>/.mount.lock orders mounting it against detaching it)
+//! config.json                  snapshotter setting and cached EROFS probe (`image::layer_format`)
 //! chains/<chain-id hex>.json   a committed snapshot: parent chain + diff ID
 //! active/<key>/{upper,work,merged}, active/<key>.json   writable snapshots and views
 //! pool/                        the file-level dedup pool (see `dedup`)
@@ -281,11 +284,34 @@ impl Overlay {
         Ok(out)
     }
 
+    /// [`Snapshotter::prepare`] for a snapshot that does not outlive its
+    /// process's use of it (a `run --rm` container): its metadata is renamed into
+    /// place without fsync. A crash of the process still leaves it complete (the
+    /// page cache is the kernel's); only a power loss may lose it, and with it
+    /// the container it belonged to.
+    pub fn prepare_volatile(
+        &self,
+        key: &str,
+        parent: Option<&Digest>,
+    ) -> Result<Vec<Mount>, SnapshotError> {
+        self.new_active_with(key, parent, Kind::Active, false)
+    }
+
     fn new_active(
         &self,
         key: &str,
         parent: Option<&Digest>,
         kind: Kind,
+    ) -> Result<Vec<Mount>, SnapshotError> {
+        self.new_active_with(key, parent, kind, true)
+    }
+
+    fn new_active_with(
+        &self,
+        key: &str,
+        parent: Option<&Digest>,
+        kind: Kind,
+        durable: bool,
     ) -> Result<Vec<Mount>, SnapshotError> {
         if !valid_key(key) {
             return Err(SnapshotError::InvalidKey {
@@ -323,7 +349,16 @@ impl Overlay {
             parent: parent.cloned(),
             diff_id: None,
         };
-        self.write_info(&meta, &info)?;
+        if durable {
+            self.write_info(&meta, &info)?;
+        } else {
+            let data =
+                serde_json::to_vec_pretty(&info).map_err(|source| SnapshotError::Metadata {
+                    path: meta.clone(),
+                    source,
+                })?;
+            crate::store::write_atomic_volatile(&meta, &data, 0o644).map_err(io_err(key))?;
+        }
         drop(_l);
         if let Some(p) = parent {
             super::gc::touch_layers(&self.lowers(p)?);

@@ -544,6 +544,15 @@ impl Store {
             report.removed.push((d, size));
         }
         report.ingest_removed = ingest::remove_idle(self, dry_run)?;
+        // Remembered push sessions: pushes hold a lease, so none is running now; a
+        // later push of the same blob starts a fresh session.
+        if !dry_run {
+            if let Ok(rd) = fs::read_dir(self.root.join("uploads")) {
+                for e in rd.flatten() {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
         // Temp files of atomic writes interrupted by a crash. Every writer of tmp/
         // (index.json, oci-layout) holds the index lock we hold, so nothing in tmp/
         // is in use now.

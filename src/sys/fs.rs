@@ -257,6 +257,20 @@ pub fn mount_overlay(
     upper_work: Option<(&Path, &Path)>,
     target: &Path,
 ) -> io::Result<()> {
+    mount_overlay_with(lowers, upper_work, target, false)
+}
+
+/// [`mount_overlay`]; `volatile` (writable mounts only, Linux 5.10+): overlayfs
+/// ignores fsync and syncfs and does not sync the upper filesystem when it is
+/// unmounted (which on a busy host takes tens to hundreds of milliseconds). For
+/// an upper directory thrown away after use (`run --rm`); after a crash the
+/// kernel refuses to reuse it, which is what such a directory needs anyway.
+pub fn mount_overlay_with(
+    lowers: &[PathBuf],
+    upper_work: Option<(&Path, &Path)>,
+    target: &Path,
+    volatile: bool,
+) -> io::Result<()> {
     use rustix::mount::*;
     let attempt = || -> io::Result<()> {
         let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(to_io)?;
@@ -292,6 +306,9 @@ pub fn mount_overlay(
         if let Some((u, w)) = upper_work {
             set("upperdir", u)?;
             set("workdir", w)?;
+            if volatile {
+                fsconfig_set_flag(fs.as_fd(), "volatile").map_err(|e| explain(e, "volatile"))?;
+            }
         }
         fsconfig_create(fs.as_fd()).map_err(|e| explain(e, "create"))?;
         let attrs = if upper_work.is_none() {

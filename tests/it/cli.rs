@@ -16,13 +16,13 @@ fn unknown_flags_are_reported_as_unknown_flags_not_as_an_image() {
     let t = tempdir();
     let store = t.path().join("store");
     let cases: &[&[&str]] = &[
-        &["run", "-p", "8080:80", "busybox"],
-        &["run", "--device", "/dev/null", "busybox"],
-        &["run", "--device-read-iops", "/dev/sda:100", "busybox"],
-        &["run", "--cpu-rt-runtime", "950000", "busybox"],
+        &["run", "-P", "busybox"],
+        &["run", "--gpus", "all", "busybox"],
+        &["run", "--mac-address", "02:42:ac:11:00:02", "busybox"],
+        &["run", "--sig-proxy", "false", "busybox"],
         &["run", "--rm", "-d", "--publish-all", "busybox", "true"],
         &["bundle", "-d", "busybox", "/tmp/x"],
-        &["bundle", "--device", "/dev/null", "busybox", "/tmp/x"],
+        &["bundle", "--isolation", "default", "busybox", "/tmp/x"],
         &["images", "--bogus"],
         &["pull", "--bogus", "busybox"],
         &["mount", "--bogus", "busybox"],

@@ -483,9 +483,28 @@ fn killed_container_is_restarted_on_failure_and_stop_is_not_a_failure() {
     });
     assert_eq!(ok(imgctl(&store).args(["logs", &id2])), "run\nrun\nrun\n");
     assert_eq!(inspect(&store, &id2)["State"]["ExitCode"], 3);
-    ok(imgctl(&store).args(["rm", &id, &id2]));
+    // always: a command that keeps failing shows `Restarting (1)` during its
+    // growing back-off, and a stop then ends it for good.
+    let id3 = run_d(&store, &["--restart", "always"], &["false"]);
+    until(Duration::from_secs(15), "Restarting in ps", || {
+        let s = ok(imgctl(&store).args(["ps", "--format", "{{.Status}}|{{.State}}"]));
+        s.lines()
+            .any(|l| l.starts_with("Restarting (1) ") && l.ends_with("|restarting"))
+    });
+    assert_eq!(inspect(&store, &id3)["State"]["Restarting"], true);
+    ok(imgctl(&store).args(["stop", &id3]));
+    let v = inspect(&store, &id3);
+    assert_eq!(
+        (
+            v["State"]["Status"].as_str(),
+            v["State"]["Restarting"].as_bool()
+        ),
+        (Some("exited"), Some(false))
+    );
+    ok(imgctl(&store).args(["rm", &id, &id2, &id3]));
     assert_gone(&store, &id);
     assert_gone(&store, &id2);
+    assert_gone(&store, &id3);
 }
 
 #[test]
@@ -643,8 +662,28 @@ fn twenty_detached_containers_in_ps_and_attach() {
     assert_eq!(out.status.code(), Some(4));
     assert_eq!(stdout(&out), "hello\n");
     assert_eq!(stderr(&out), "oops\n");
+    // attach to a `-i` container: what is typed reaches its stdin.
+    let b = run_d(
+        &store,
+        &["-i"],
+        &["sh", "-c", "read x; echo got $x; exit 3"],
+    );
+    let mut child = imgctl(&store)
+        .args(["attach", &b])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.as_mut().unwrap().write_all(b"yo\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got yo\n");
     let mut all = ids.clone();
     all.push(a.clone());
+    all.push(b.clone());
     let mut args = vec!["rm".to_string(), "-f".to_string()];
     args.extend(all.iter().cloned());
     ok(imgctl(&store).args(&args));
@@ -697,4 +736,75 @@ fn foreground_run_records_its_pid_and_exec_joins_it() {
     let id = inspect(&store, "fg")["Id"].as_str().unwrap().to_string();
     ok(imgctl(&store).args(["rm", "fg"]));
     assert_gone(&store, &id);
+}
+
+/// Issue 12's first "done when" on busybox (nginx is measured by the lead after
+/// the merge): `run -d -p H:80` answers on 127.0.0.1:H, `logs` shows the access
+/// line, `exec` works, `stop` within the timeout, and after `rm` the veth is gone
+/// with everything else.
+#[test]
+fn published_port_of_a_detached_container_answers_and_rm_leaves_no_veth() {
+    let t = tempdir();
+    let Some(store) = store_with_busybox(t.path()) else {
+        return;
+    };
+    let _g = serial();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let id = run_d(
+        &store,
+        &["--name", "web", "-p", &format!("{port}:80")],
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /w && echo hello > /w/index.html && exec httpd -f -v -p 80 -h /w",
+        ],
+    );
+    let v = inspect(&store, "web");
+    let published = v["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"].clone();
+    assert_eq!(published, port.to_string().as_str());
+    let state = json_file(&store.join("containers").join(&id).join("state.json"));
+    let host_veth = state["network"]["host_veth"].as_str().unwrap().to_string();
+    assert!(Path::new("/sys/class/net").join(&host_veth).exists());
+    let mut body = String::new();
+    until(Duration::from_secs(10), "httpd to answer", || {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = s.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n");
+        body.clear();
+        let _ = s.read_to_string(&mut body);
+        body.contains("hello")
+    });
+    assert!(
+        body.starts_with("HTTP/1.") && body.contains(" 200 "),
+        "{body}"
+    );
+    assert!(ok(imgctl(&store).args(["ps", "--format", "{{.Ports}}"]))
+        .contains(&format!("{port}->80/tcp")));
+    until(
+        Duration::from_secs(5),
+        "the access line in the logs",
+        || stderr(&im(&store, &["logs", "web"])).contains("response:200"),
+    );
+    assert_eq!(
+        im(&store, &["exec", "web", "ls", "/w/index.html"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let t0 = Instant::now();
+    ok(imgctl(&store).args(["stop", "-t", "2", "web"]));
+    assert!(t0.elapsed() < Duration::from_secs(6));
+    ok(imgctl(&store).args(["rm", "web"]));
+    assert_gone(&store, &id);
+    assert!(
+        !Path::new("/sys/class/net").join(&host_veth).exists(),
+        "veth {host_veth} is left"
+    );
 }

@@ -270,7 +270,17 @@ impl Exec<'_> {
                             line: &self.redact(l),
                         });
                     };
-                    run::run_step(&spec, &merged, &self.opts.cgroup_root, &mut on_line)
+                    let net = (network == crate::build::Network::Bridge).then(|| run::StepNet {
+                        root: &self.opts.root,
+                        state_dir: &state,
+                    });
+                    run::run_step(
+                        &spec,
+                        &merged,
+                        &self.opts.cgroup_root,
+                        net.as_ref(),
+                        &mut on_line,
+                    )
                 });
                 let _ = fs::remove_dir_all(&state);
                 drop(sm);

@@ -8,4 +8,5 @@
 mod dive;
 mod fixtures;
 mod output;
+mod probe;
 mod rules;
