@@ -21,6 +21,21 @@ pub enum Format {
 
 #[derive(clap::Args, Debug)]
 pub struct ImagesArgs {
+    /// Only images of this repository (`busybox`), or this name (`busybox:1.36`);
+    /// `*` and `?` match as in a shell.
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub reference: Option<String>,
+    /// Show all images (the store keeps no intermediate images, so this lists the
+    /// same as without it; accepted for Docker's habit).
+    #[arg(short, long)]
+    pub all: bool,
+    /// Show the digest the registry serves for each image.
+    #[arg(long)]
+    pub digests: bool,
+    /// Filter: dangling=true|false, reference=PATTERN, before=IMAGE, since=IMAGE,
+    /// label=KEY or label=KEY=VALUE (repeat to combine; all must match).
+    #[arg(short, long, value_name = "FILTER")]
+    pub filter: Vec<String>,
     /// Output format: table, json, or a Go template (`{{.Repository}}:{{.Tag}}`,
     /// `table {{.ID}}\t{{.Size}}`).
     #[arg(long, default_value = "table")]
@@ -53,9 +68,16 @@ pub struct HistoryArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// Do not truncate the CREATED BY column.
+    /// Do not truncate the CREATED BY column or the image ID.
     #[arg(long)]
     pub no_trunc: bool,
+    /// Only show image IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Sizes and dates in human units (`-H=false`: bytes and RFC 3339 times).
+    #[arg(short = 'H', long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub human: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -102,9 +124,136 @@ fn image_size(desc: &Descriptor, r: &crate::oci::Manifest) -> u64 {
     desc.size + r.config.size + r.layers.iter().map(|l| l.size).sum::<u64>()
 }
 
+/// Shell-style match of `pat` (`*`, `?`) against the whole of `s`.
+fn glob(pat: &str, s: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pat.chars().collect(), s.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(sp) = star {
+            pi = sp + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// Whether the image named (`repo`, `tag`) matches a `REPOSITORY[:TAG]` pattern as
+/// Docker's `reference` filter does: against the repository, or `repo:tag`.
+fn reference_matches(pat: &str, repo: &str, tag: &str) -> bool {
+    // A plain name is compared in its familiar form (docker.io/library/x = x).
+    let pat = match Reference::parse(pat) {
+        Ok(r) if !pat.contains(['*', '?']) => match r.tag() {
+            Some(t) if pat.ends_with(&format!(":{t}")) => format!("{}:{t}", r.familiar_name()),
+            _ => r.familiar_name(),
+        },
+        _ => pat.to_string(),
+    };
+    glob(&pat, repo) || glob(&pat, &format!("{repo}:{tag}"))
+}
+
+/// One parsed `--filter KEY=VALUE` of `images`.
+enum Filter {
+    Dangling(bool),
+    Reference(String),
+    Before(i64),
+    Since(i64),
+    Label(String, Option<String>),
+}
+
+fn created_of(g: &Globals, what: &str, q: &str) -> anyhow::Result<i64> {
+    let r = image::resolve_image(&g.root, q)?;
+    r.image
+        .config
+        .created
+        .as_deref()
+        .and_then(parse_rfc3339)
+        .ok_or_else(|| {
+            anyhow::anyhow!("images --filter {what}={q}: that image records no creation time")
+        })
+}
+
+fn parse_filter(g: &Globals, f: &str) -> anyhow::Result<Filter> {
+    let Some((k, v)) = f.split_once('=') else {
+        bail!(
+            "images --filter {f}: expected KEY=VALUE (dangling, reference, before, since, label)"
+        );
+    };
+    Ok(match k {
+        "dangling" => match v {
+            "true" | "1" => Filter::Dangling(true),
+            "false" | "0" => Filter::Dangling(false),
+            _ => bail!("images --filter dangling={v}: expected true or false"),
+        },
+        "reference" => Filter::Reference(v.to_string()),
+        "before" => Filter::Before(created_of(g, k, v)?),
+        "since" => Filter::Since(created_of(g, k, v)?),
+        "label" => match v.split_once('=') {
+            Some((lk, lv)) => Filter::Label(lk.to_string(), Some(lv.to_string())),
+            None => Filter::Label(v.to_string(), None),
+        },
+        _ => bail!(
+            "images --filter {f}: unknown filter {k:?} (dangling, reference, before, since, label)"
+        ),
+    })
+}
+
+fn keep(f: &Filter, rec: &catalog::ImageInfo, repo: &str, tag: &str) -> bool {
+    let created = rec.config.created.as_deref().and_then(parse_rfc3339);
+    match f {
+        Filter::Dangling(d) => (tag == "<none>") == *d,
+        Filter::Reference(p) => reference_matches(p, repo, tag),
+        Filter::Before(t) => created.is_some_and(|c| c < *t),
+        Filter::Since(t) => created.is_some_and(|c| c > *t),
+        Filter::Label(k, v) => {
+            let labels = rec.config.config.as_ref().and_then(|c| c.labels.as_ref());
+            match (labels.and_then(|l| l.get(k)), v) {
+                (Some(have), Some(want)) => have == want,
+                (Some(_), None) => true,
+                (None, _) => false,
+            }
+        }
+    }
+}
+
+/// The digest the registry serves for a stored image: the original Docker manifest
+/// or index when one was recorded, else the stored manifest's.
+fn registry_digest(desc: &Descriptor) -> String {
+    desc.annotation(crate::store::ANNOTATION_SOURCE_DIGEST)
+        .map(str::to_string)
+        .unwrap_or_else(|| desc.digest.to_string())
+}
+
 pub fn images(g: &Globals, a: ImagesArgs) -> anyhow::Result<ExitCode> {
-    let mut rows = Vec::new();
+    let filters: Vec<Filter> = a
+        .filter
+        .iter()
+        .map(|f| parse_filter(g, f))
+        .collect::<anyhow::Result<_>>()?;
+    let mut recs = Vec::new();
     for rec in catalog::list(&g.root)? {
+        let (repo, tag) = repo_tag(&rec.name);
+        let wanted = a
+            .reference
+            .as_deref()
+            .is_none_or(|p| reference_matches(p, &repo, &tag))
+            && filters.iter().all(|f| keep(f, &rec, &repo, &tag));
+        if wanted {
+            recs.push(rec);
+        }
+    }
+    let sizes = catalog::unpacked_sizes(&g.root, &recs)?;
+    let mut rows = Vec::new();
+    for (rec, size) in recs.iter().zip(sizes) {
         let (manifest, config) = (&rec.manifest, &rec.config);
         let (repo, tag) = repo_tag(&rec.name);
         rows.push(json!({
@@ -113,8 +262,10 @@ pub fn images(g: &Globals, a: ImagesArgs) -> anyhow::Result<ExitCode> {
             "Tag": tag,
             "Id": manifest.config.digest.to_string(),
             "Digest": rec.descriptor.digest.to_string(),
+            "RepoDigest": registry_digest(&rec.descriptor),
             "Created": config.created,
-            "Size": image_size(&rec.descriptor, manifest),
+            "Size": size,
+            "CompressedSize": image_size(&rec.descriptor, manifest),
         }));
     }
     let mut out = std::io::stdout().lock();
@@ -134,7 +285,7 @@ pub fn images(g: &Globals, a: ImagesArgs) -> anyhow::Result<ExitCode> {
                     "ID": if a.no_trunc { id.to_string() } else { short },
                     "Repository": r["Repository"],
                     "Tag": r["Tag"],
-                    "Digest": r["Digest"],
+                    "Digest": r["RepoDigest"],
                     "CreatedAt": r["Created"].as_str().unwrap_or(""),
                     "CreatedSince": r["Created"].as_str().map(time_ago).unwrap_or_else(|| "N/A".into()),
                     "Size": human_size(r["Size"].as_u64().unwrap_or(0)),
@@ -162,9 +313,38 @@ pub fn images(g: &Globals, a: ImagesArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if a.quiet {
+        let mut seen = Vec::new();
         for r in &rows {
-            writeln!(out, "{}", id(r))?;
+            let i = id(r);
+            if !seen.contains(&i) {
+                writeln!(out, "{i}")?;
+                seen.push(i);
+            }
         }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.digests {
+        let table: Vec<[String; 6]> = rows
+            .iter()
+            .map(|r| {
+                [
+                    r["Repository"].as_str().unwrap_or("").to_string(),
+                    r["Tag"].as_str().unwrap_or("").to_string(),
+                    r["RepoDigest"].as_str().unwrap_or("").to_string(),
+                    id(r),
+                    r["Created"]
+                        .as_str()
+                        .map(time_ago)
+                        .unwrap_or_else(|| "N/A".into()),
+                    human_size(r["Size"].as_u64().unwrap_or(0)),
+                ]
+            })
+            .collect();
+        print_table(
+            &mut out,
+            &["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE"],
+            &table,
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let table: Vec<[String; 5]> = rows
@@ -315,7 +495,17 @@ pub fn history(g: &Globals, a: HistoryArgs) -> anyhow::Result<ExitCode> {
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let id = manifest.config.digest.short().to_string();
+    let id = if a.no_trunc {
+        manifest.config.digest.to_string()
+    } else {
+        manifest.config.digest.short().to_string()
+    };
+    if a.quiet {
+        // Docker prints the IDs it has: the image's own for the top row only.
+        writeln!(out, "{id}")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let human = a.human;
     let rows: Vec<[String; 5]> = entries
         .iter()
         .enumerate()
@@ -334,10 +524,14 @@ pub fn history(g: &Globals, a: HistoryArgs) -> anyhow::Result<ExitCode> {
                 },
                 e["Created"]
                     .as_str()
-                    .map(time_ago)
+                    .map(|c| if human { time_ago(c) } else { c.to_string() })
                     .unwrap_or_else(|| "N/A".into()),
                 by,
-                human_size(e["Size"].as_u64().unwrap_or(0)),
+                if human {
+                    human_size(e["Size"].as_u64().unwrap_or(0))
+                } else {
+                    e["Size"].as_u64().unwrap_or(0).to_string()
+                },
                 e["Comment"].as_str().unwrap_or("").to_string(),
             ]
         })

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::{read_config, ImageError, ResolvedImage};
 use crate::oci::{Descriptor, Digest, ImageConfig, Manifest, Reference};
-use crate::store::{Store, StoreError, ANNOTATION_SOURCE_DIGEST};
+use crate::store::{BlobReader, Store, StoreError, ANNOTATION_SOURCE_DIGEST};
 
 pub use crate::snapshot::LayerUsage;
 pub use crate::store::{PruneReport, Usage};
@@ -147,4 +147,51 @@ pub fn disk_usage(root: &Path) -> Result<(Usage, LayerUsage), ImageError> {
 /// Remove blobs no image references and idle partial downloads.
 pub fn prune(root: &Path) -> Result<PruneReport, ImageError> {
     open(root)?.prune().map_err(store_err("prune"))
+}
+
+/// Unpacked size of a layer blob as Docker shows it: the bytes of the regular files
+/// it holds (hard links, directories, symlinks and whiteouts count nothing), read
+/// from the decompressed tar. Each layer is read once per call of
+/// [`unpacked_sizes`].
+fn layer_content_size(store: &Store, layer: &Descriptor) -> Result<u64, ImageError> {
+    let blob_err = |source| ImageError::Blob {
+        digest: layer.digest.clone(),
+        source,
+    };
+    let f = store.open_blob(&layer.digest).map_err(blob_err)?;
+    let compression = crate::layer::Compression::from_media_type(layer.media_type.as_str())?;
+    let dec = crate::layer::decoder(f, compression, &layer.digest.to_string())?;
+    let mut ar = tar::Archive::new(dec);
+    let mut total = 0u64;
+    for e in ar.entries().map_err(blob_err)? {
+        let e = e.map_err(blob_err)?;
+        if e.header().entry_type().is_file() {
+            total += e.header().size().map_err(blob_err)?;
+        }
+    }
+    Ok(total)
+}
+
+/// The unpacked size of each image (same order as `images`): the sum of its
+/// layers' [`layer_content_size`], every distinct layer read once.
+pub fn unpacked_sizes(root: &Path, images: &[ImageInfo]) -> Result<Vec<u64>, ImageError> {
+    let store = open(root)?;
+    let mut seen: std::collections::HashMap<Digest, u64> = Default::default();
+    let mut out = Vec::with_capacity(images.len());
+    for img in images {
+        let mut sum = 0u64;
+        for l in &img.manifest.layers {
+            let n = match seen.get(&l.digest) {
+                Some(n) => *n,
+                None => {
+                    let n = layer_content_size(&store, l)?;
+                    seen.insert(l.digest.clone(), n);
+                    n
+                }
+            };
+            sum += n;
+        }
+        out.push(sum);
+    }
+    Ok(out)
 }
