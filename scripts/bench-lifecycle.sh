@@ -8,8 +8,8 @@
 #   ps (20)     `ps` with 20 running containers
 # against `docker` (Debian's docker.io with its own dockerd: own --data-root,
 # --exec-root, socket and pidfile, cgroupfs; never the system socket) and `podman`
-# (own --root/--runroot, runc: crun refuses this hybrid cgroup host; --ulimit host:
-# no CAP_SYS_RESOURCE here for its 1048576 open files). Release build.
+# (own --root/--runroot/--tmpdir, runc: crun refuses this hybrid cgroup host;
+# explicit nofile/nproc ulimits: no CAP_SYS_RESOURCE here for its defaults). Release build.
 # Usage: [IMGCTL_BIN=…] scripts/bench-lifecycle.sh [RUNS]   (figures printed, never asserted)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +32,7 @@ work=$(mktemp -d /var/tmp/imgctl-bench-life.XXXXXX)
 sock=$work/docker.sock
 dpid=
 im="$bin --root $work/imgctl"
-pm="podman --root $work/podman --runroot $work/podman-run --storage-driver overlay --cgroup-manager cgroupfs --runtime runc --events-backend none"
+pm="podman --root $work/podman --runroot $work/podman-run --storage-driver overlay --cgroup-manager cgroupfs --runtime runc --events-backend none --tmpdir $work/podman-tmp"
 dk="$docker -H unix://$sock"
 cleanup() {
   $im rm -f $($im ps -aq 2>/dev/null) >/dev/null 2>&1 || true
@@ -62,7 +62,7 @@ rmall_p="$pm rm -f -a >/dev/null 2>&1 || true"
 rmall_d="$dk rm -f \$($dk ps -aq) >/dev/null 2>&1 || true"
 # Warm each once (and check it works).
 $im run -d --network none busybox sleep 1000 >/dev/null
-$pm run -d --network none --ulimit host busybox sleep 1000 >/dev/null
+$pm run -d --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 busybox sleep 1000 >/dev/null
 $dk run -d --network none busybox sleep 1000 >/dev/null
 bash -c "$rmall_i; $rmall_p; $rmall_d"
 
@@ -70,12 +70,12 @@ bash -c "$rmall_i; $rmall_p; $rmall_d"
 hyperfine --runs "$runs" --export-json "$work/run.json" \
   --prepare "bash -c '$rmall_i'" --prepare "bash -c '$rmall_p'" --prepare "bash -c '$rmall_d'" \
   -n "imgctl run -d" "$im run -d --network none busybox sleep 1000" \
-  -n "podman run -d" "$pm run -d --network none --ulimit host busybox sleep 1000" \
+  -n "podman run -d" "$pm run -d --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 busybox sleep 1000" \
   -n "docker run -d" "$dk run -d --network none busybox sleep 1000" >&2
 bash -c "$rmall_i; $rmall_p; $rmall_d"
 
 ci=$($im run -d --network none busybox sleep 1000)
-cp=$($pm run -d --network none --ulimit host busybox sleep 1000)
+cp=$($pm run -d --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 busybox sleep 1000)
 cd_=$($dk run -d --network none busybox sleep 1000)
 hyperfine --runs "$runs" --warmup 2 --export-json "$work/exec.json" \
   -n "imgctl exec" "$im exec $ci true" \
@@ -84,7 +84,7 @@ hyperfine --runs "$runs" --warmup 2 --export-json "$work/exec.json" \
 
 for _ in $(seq 19); do
   $im run -d --network none busybox sleep 1000 >/dev/null
-  $pm run -d --network none --ulimit host busybox sleep 1000 >/dev/null
+  $pm run -d --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 busybox sleep 1000 >/dev/null
   $dk run -d --network none busybox sleep 1000 >/dev/null
 done
 [ "$($im ps -q | wc -l)" = 20 ] || { echo "bench-lifecycle: imgctl ps does not list 20" >&2; exit 1; }

@@ -551,7 +551,9 @@ pub(crate) fn run_flags(c: &ContainerArgs, id: &str, cmd: Vec<String>) -> anyhow
         f.apparmor = None;
     }
     for v in &c.volume {
-        f.binds.push(parse::volume(v)?);
+        let b = parse::volume(v)?;
+        f.create_bind_sources.push(b.0.clone());
+        f.binds.push(b);
     }
     for m in &c.mount {
         let m = parse::mount(m)?;

@@ -203,6 +203,10 @@ pub struct RunFlags {
     pub apparmor: Option<String>,
     pub label: Option<String>,
     pub binds: Vec<(PathBuf, PathBuf, bool)>,
+    /// Bind sources given with `-v`: created as directories when missing (Docker);
+    /// a missing `--mount type=bind` source stays an error.
+    #[serde(default)]
+    pub create_bind_sources: Vec<PathBuf>,
     pub tmpfs: Vec<(PathBuf, Vec<String>)>,
     pub read_only: bool,
     /// Parent cgroup (Docker's `--cgroup-parent`); default `imgctl`.
@@ -737,10 +741,21 @@ pub fn runtime_spec(
     mounts.extend(etc_mounts);
     for (src, dst, ro) in &flags.binds {
         if !src.exists() {
-            return Err(Error::Io {
-                path: src.clone(),
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
-            });
+            if flags.create_bind_sources.contains(src) {
+                std::fs::create_dir_all(src).map_err(|source| Error::Io {
+                    path: src.clone(),
+                    source,
+                })?;
+            } else {
+                return Err(Error::BadFlag {
+                    flag: "--mount".into(),
+                    value: format!("type=bind,source={}", src.display()),
+                    hint: format!(
+                        "an existing source path ({} does not exist; -v creates missing directories, --mount does not)",
+                        src.display()
+                    ),
+                });
+            }
         }
         let mut o = vec!["rbind", "rprivate"];
         if *ro {

@@ -335,3 +335,54 @@ fn a_third_interrupt_within_three_seconds_kills_the_container() {
         .unwrap_or(0);
     assert_eq!(left, 0, "container state left after --rm");
 }
+
+/// `-v HOST:CTR` creates a missing host directory (Docker) and the container writes
+/// into it; `--mount type=bind` with a missing source is one line naming the path,
+/// exit 125, and creates nothing.
+#[test]
+fn dash_v_creates_a_missing_host_dir_and_mount_names_the_missing_path() {
+    let Some(layout) = busybox_layout() else {
+        return;
+    };
+    let _serial = common::sandbox::serial();
+    let t = common::tempdir();
+    let store = t.path().join("store");
+    ok(imgctl(&store).arg("images"));
+    ok(Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}:latest", layout.display()))
+        .arg(format!("oci:{}:docker.io/library/busybox:latest", store.display())));
+    let host = t.path().join("made/by/dash-v");
+    let spec = format!("{}:/data", host.display());
+    ok(imgctl(&store).args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &spec,
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /data/f",
+    ]));
+    assert!(host.is_dir(), "-v did not create {}", host.display());
+    assert_eq!(std::fs::read_to_string(host.join("f")).unwrap(), "hi\n");
+
+    let missing = t.path().join("not/there");
+    let m = format!("type=bind,source={},target=/d", missing.display());
+    let (code, err) = fails(imgctl(&store).args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--mount",
+        &m,
+        "busybox",
+        "true",
+    ]));
+    assert_eq!(code, 125, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+    assert!(!missing.exists(), "--mount created its source");
+}
