@@ -233,8 +233,27 @@ fn init_logging(level: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour_on_stderr())
         .without_time()
         .try_init();
+}
+
+/// Colour codes on standard error only for a terminal, unless NO_COLOR is set (any
+/// value but empty) or CLICOLOR=0; CLICOLOR_FORCE (not 0) forces them.
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal as _;
+    colour(|k| std::env::var_os(k), std::io::stderr().is_terminal())
+}
+
+fn colour(env: impl Fn(&str) -> Option<std::ffi::OsString>, terminal: bool) -> bool {
+    let var = |k: &str| env(k).filter(|v| !v.is_empty());
+    if var("CLICOLOR_FORCE").is_some_and(|v| v != "0") {
+        return true;
+    }
+    if var("NO_COLOR").is_some() || var("CLICOLOR").is_some_and(|v| v == "0") {
+        return false;
+    }
+    terminal
 }
 
 fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
@@ -343,6 +362,32 @@ mod tests {
             let e = Cli::try_parse_from(bad).expect_err("unknown flag");
             assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_and_as_no_color_and_clicolor_say() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        assert!(colour(env(&[]), true));
+        assert!(!colour(env(&[]), false));
+        assert!(!colour(env(&[("NO_COLOR", "1")]), true));
+        assert!(
+            colour(env(&[("NO_COLOR", "")]), true),
+            "empty NO_COLOR is unset"
+        );
+        assert!(!colour(env(&[("CLICOLOR", "0")]), true));
+        assert!(colour(env(&[("CLICOLOR_FORCE", "1")]), false));
+        assert!(colour(
+            env(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]),
+            false
+        ));
+        assert!(!colour(env(&[("CLICOLOR_FORCE", "0")]), false));
     }
 
     #[test]

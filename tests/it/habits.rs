@@ -351,7 +351,10 @@ fn dash_v_creates_a_missing_host_dir_and_mount_names_the_missing_path() {
     ok(Command::new("skopeo")
         .args(["copy", "--quiet"])
         .arg(format!("oci:{}:latest", layout.display()))
-        .arg(format!("oci:{}:docker.io/library/busybox:latest", store.display())));
+        .arg(format!(
+            "oci:{}:docker.io/library/busybox:latest",
+            store.display()
+        )));
     let host = t.path().join("made/by/dash-v");
     let spec = format!("{}:/data", host.display());
     ok(imgctl(&store).args([
