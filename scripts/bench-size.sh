@@ -20,8 +20,13 @@ for t in hyperfine skopeo gzip python3 /usr/bin/time "$dive"; do
   command -v "$t" >/dev/null || { echo "bench-size: $t missing (scripts/install-deps.sh)" >&2; exit 1; }
 done
 nginx=$(./scripts/fixtures/nginx.sh)
-cargo build --release --quiet
-bin=$(pwd)/${CARGO_TARGET_DIR:-target}/release/imgctl
+# IMGCTL_BIN=path skips the release build (e.g. a build made elsewhere).
+if [ -z "${IMGCTL_BIN:-}" ]; then
+  cargo build --release --quiet
+  bin=$(pwd)/${CARGO_TARGET_DIR:-target}/release/imgctl
+else
+  bin=$IMGCTL_BIN
+fi
 work=$(mktemp -d /var/tmp/imgctl-bench-size.XXXXXX)
 reg_pid=
 cleanup() {
