@@ -225,14 +225,6 @@ fn keep(f: &Filter, rec: &catalog::ImageInfo, repo: &str, tag: &str) -> bool {
     }
 }
 
-/// The digest the registry serves for a stored image: the original Docker manifest
-/// or index when one was recorded, else the stored manifest's.
-fn registry_digest(desc: &Descriptor) -> String {
-    desc.annotation(crate::store::ANNOTATION_SOURCE_DIGEST)
-        .map(str::to_string)
-        .unwrap_or_else(|| desc.digest.to_string())
-}
-
 pub fn images(g: &Globals, a: ImagesArgs) -> anyhow::Result<ExitCode> {
     let filters: Vec<Filter> = a
         .filter
@@ -262,7 +254,7 @@ pub fn images(g: &Globals, a: ImagesArgs) -> anyhow::Result<ExitCode> {
             "Tag": tag,
             "Id": manifest.config.digest.to_string(),
             "Digest": rec.descriptor.digest.to_string(),
-            "RepoDigest": registry_digest(&rec.descriptor),
+            "RepoDigest": catalog::registry_digest(&rec.descriptor),
             "Created": config.created,
             "Size": size,
             "CompressedSize": image_size(&rec.descriptor, manifest),

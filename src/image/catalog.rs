@@ -56,6 +56,14 @@ pub fn list(root: &Path) -> Result<Vec<ImageInfo>, ImageError> {
     Ok(out)
 }
 
+/// The digest the registry serves for a stored image: the original Docker manifest
+/// or index when one was recorded, else the stored manifest's.
+pub fn registry_digest(desc: &crate::oci::Descriptor) -> String {
+    desc.annotation(ANNOTATION_SOURCE_DIGEST)
+        .map(str::to_string)
+        .unwrap_or_else(|| desc.digest.to_string())
+}
+
 /// `familiar-name@digest` for each name of a store image, the digest being what the
 /// registry serves for it (the index or original Docker manifest when recorded).
 pub fn repo_digests(image: &ResolvedImage) -> Vec<String> {

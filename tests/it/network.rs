@@ -317,7 +317,13 @@ fn network_rm_is_refused_while_a_container_is_attached() {
     };
     let t = tempdir();
     let name = format!("busy-{}", std::process::id());
-    ok(imgctl(t.path()).args(["network", "create", "--subnet", "10.89.250.0/24", &name]));
+    // No --subnet: the network picks a free /24 (a fixed one can clash with a
+    // bridge another run left on the host).
+    ok(imgctl(t.path()).args(["network", "create", &name]));
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(imgctl(t.path()).args(["network", "inspect", &name]))).unwrap();
+    let subnet = inspect[0]["Subnet"].as_str().unwrap().to_string();
+    let first_host = format!("{}.2", subnet.rsplit_once('.').unwrap().0);
     let _guard = NetGuard {
         root: t.path(),
         name: name.clone(),
@@ -335,7 +341,11 @@ fn network_rm_is_refused_while_a_container_is_attached() {
     assert_eq!(code, 125);
     assert!(err.contains("in use") && err.contains("user"), "{err}");
     let state = state_of(t.path(), &id);
-    assert_eq!(state["network"]["ip"], "10.89.250.2");
+    assert_eq!(
+        state["network"]["ip"],
+        first_host.as_str(),
+        "subnet {subnet}"
+    );
     terminate(&mut child);
     ok(imgctl(t.path()).args(["network", "rm", &name]));
 }
