@@ -4,7 +4,8 @@
 //! every report (a CI job compares each new image with a base whose layers it has
 //! read before). The same idea as the tar-split metadata containers/storage keeps
 //! per layer. A layer blob is immutable and content-addressed, so an entry never
-//! goes stale; an unreadable or foreign-version entry is ignored and rewritten.
+//! goes stale; an unreadable or foreign-version entry is ignored and rewritten, and
+//! `Store::prune` removes an entry with its blob.
 //! `schemas/size-layer-index.schema.json` describes the file.
 
 use std::fs;
@@ -151,29 +152,6 @@ pub fn save(root: &Path, digest: &Digest, s: &Scanned) {
     }
 }
 
-/// Remove the index files of blobs that are no longer in the store; the bytes freed.
-pub fn prune(root: &Path, has_blob: impl Fn(&Digest) -> bool) -> u64 {
-    let Ok(rd) = fs::read_dir(root.join("cache").join("size")) else {
-        return 0;
-    };
-    let mut freed = 0;
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let keep = name
-            .strip_suffix(".json")
-            .and_then(|n| n.split_once('-'))
-            .and_then(|(a, h)| format!("{a}:{h}").parse::<Digest>().ok())
-            .is_some_and(|d| has_blob(&d));
-        if !keep {
-            let len = e.metadata().map(|m| m.len()).unwrap_or(0);
-            if fs::remove_file(e.path()).is_ok() {
-                freed += len;
-            }
-        }
-    }
-    freed
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,10 +197,8 @@ mod tests {
                 (&b.name, b.kind, b.size, b.content)
             );
         }
-        // A damaged file is not used; prune drops the entries of missing blobs.
+        // A damaged file is not used.
         fs::write(path(dir.path(), &d), b"{\"version\":1,").unwrap();
         assert!(load(dir.path(), &d).is_none());
-        assert!(prune(dir.path(), |_| false) > 0);
-        assert!(!path(dir.path(), &d).exists());
     }
 }

@@ -540,6 +540,12 @@ impl Store {
             if !dry_run {
                 fs::remove_file(&path).map_err(io_err("remove", &path))?;
                 self.remove_blob_sources(&d);
+                // Caches keyed by the blob (the size report's layer index) go with it.
+                let _ = fs::remove_file(self.root.join("cache").join("size").join(format!(
+                    "{}-{}.json",
+                    d.algorithm(),
+                    d.hex()
+                )));
             }
             report.removed.push((d, size));
         }

@@ -396,4 +396,12 @@ fn store_reports_read_the_layer_index() {
     assert_eq!(fourth["largest_files"], first["largest_files"]);
     let v: Value = serde_json::from_slice(&fs::read(doctored).unwrap()).unwrap();
     check_schema("size-layer-index", &v);
+    // The index goes with its blob.
+    ok(imgctl(&root).args(["rmi", "waste:v1"]));
+    ok(imgctl(&root).args(["prune", "-f"]));
+    assert_eq!(
+        fs::read_dir(&dir).unwrap().count(),
+        0,
+        "index outlived its blob"
+    );
 }
