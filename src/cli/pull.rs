@@ -139,15 +139,15 @@ impl Progress for Lines {
     }
 }
 
-/// One bar per blob on a terminal.
+/// One bar per blob on a terminal (pull and push).
 #[derive(Default)]
-struct Bars {
-    multi: MultiProgress,
+pub(super) struct Bars {
+    pub(super) multi: MultiProgress,
     bars: Mutex<HashMap<String, ProgressBar>>,
 }
 
 impl Bars {
-    fn bar(&self, key: &str, size: u64) -> ProgressBar {
+    pub(super) fn bar(&self, key: &str, size: u64) -> ProgressBar {
         let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
         bars.entry(key.to_string())
             .or_insert_with(|| {

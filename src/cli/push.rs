@@ -1,14 +1,13 @@
 //! `imgctl push IMAGE [DEST]`: upload an image from the store to a registry.
 
-use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::Context;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
+use super::pull::Bars;
 use super::Globals;
 use crate::image::{self, PushEvent, PushFormat, PushProgress, PushRequest};
 use crate::oci::Reference;
@@ -136,32 +135,6 @@ impl PushProgress for Lines {
         };
         // Progress is best effort: a closed stdout must not fail the push.
         let _ = writeln!(std::io::stdout(), "{line}");
-    }
-}
-
-/// One bar per blob on a terminal.
-#[derive(Default)]
-struct Bars {
-    multi: MultiProgress,
-    bars: Mutex<HashMap<String, ProgressBar>>,
-}
-
-impl Bars {
-    fn bar(&self, key: &str, size: u64) -> ProgressBar {
-        let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
-        bars.entry(key.to_string())
-            .or_insert_with(|| {
-                let b = self.multi.add(ProgressBar::new(size));
-                let style = ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
-                b.set_style(style);
-                b.set_prefix(key.to_string());
-                b
-            })
-            .clone()
     }
 }
 
