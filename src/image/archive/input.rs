@@ -3,7 +3,7 @@
 //! decompressed on its own thread, so the tar side hashes while the decoder runs.
 
 use std::io::{self, Cursor, Read, Write};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::thread::Scope;
 
 /// Chunks handed between threads.
@@ -52,42 +52,8 @@ fn peek<R: Read>(r: &mut R, n: usize) -> io::Result<Vec<u8>> {
 
 type Msg = io::Result<Vec<u8>>;
 
-/// A reader fed with chunks by another thread; a producer's error arrives in order.
-pub(super) struct ChannelReader {
-    rx: Receiver<Msg>,
-    cur: Vec<u8>,
-    pos: usize,
-}
-
-impl ChannelReader {
-    pub(super) fn new(rx: Receiver<Msg>) -> ChannelReader {
-        ChannelReader {
-            rx,
-            cur: Vec::new(),
-            pos: 0,
-        }
-    }
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos >= self.cur.len() {
-            match self.rx.recv() {
-                Ok(Ok(chunk)) => {
-                    self.cur = chunk;
-                    self.pos = 0;
-                }
-                Ok(Err(e)) => return Err(e),
-                // The producer finished.
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.cur.len() - self.pos);
-        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
+/// A reader fed with chunks by another thread: the layer extractor's.
+pub(super) use crate::layer::ChannelReader;
 
 /// A writer that sends what it is given to a [`ChannelReader`] (for decoders that
 /// push their output, such as lzma-rs).
