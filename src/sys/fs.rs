@@ -79,16 +79,28 @@ pub fn spread_subdirs(dir: &Path) -> io::Result<bool> {
 /// change); the resolution is then simply tried again, a bounded number of times.
 pub fn open_dir_in_root(root: BorrowedFd<'_>, rel: &[u8]) -> io::Result<OwnedFd> {
     let rel: &[u8] = if rel.is_empty() { b"." } else { rel };
-    retry_eagain(|| {
-        rustix::fs::openat2(
-            root,
-            OsStr::from_bytes(rel),
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
-        )
-    })
+    openat2(
+        root,
+        OsStr::from_bytes(rel),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
+    )
     .map_err(to_io)
+}
+
+/// `openat2(2)`, walked again while it answers `EAGAIN` (see [`retry_eagain`]). Every
+/// openat2 call of imgctl goes through here: with `RESOLVE_IN_ROOT` or
+/// `RESOLVE_BENEATH` the kernel returns `EAGAIN` when a rename or mount anywhere raced
+/// with the walk, and a new walk is the documented answer.
+pub fn openat2<P: rustix::path::Arg + Copy>(
+    dir: BorrowedFd<'_>,
+    path: P,
+    oflags: OFlags,
+    mode: Mode,
+    resolve: ResolveFlags,
+) -> rustix::io::Result<OwnedFd> {
+    retry_eagain(|| rustix::fs::openat2(dir, path, oflags, mode, resolve))
 }
 
 /// Call `f` again while it fails with `EAGAIN`, at most 64 times (openat2's
@@ -515,6 +527,36 @@ mod tests {
         // A path that is not a directory is an error, not a silent success.
         std::fs::write(t.path().join("f"), b"x").unwrap();
         assert!(spread_subdirs(&t.path().join("f")).is_err());
+    }
+
+    /// issue 10: every openat2 caller retries EAGAIN, because every one goes through
+    /// [`openat2`]: no other file of the crate calls the raw one.
+    #[test]
+    fn no_raw_openat2_outside_this_module() {
+        fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, found);
+                } else if p.extension().is_some_and(|x| x == "rs")
+                    && !p.ends_with("sys/fs.rs")
+                    && std::fs::read_to_string(&p)
+                        .unwrap()
+                        .contains(concat!("rustix::fs::", "openat2("))
+                {
+                    found.push(p);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut found,
+        );
+        assert!(
+            found.is_empty(),
+            "raw openat2 (use sys::fs::openat2): {found:?}"
+        );
     }
 
     /// issue 10: a transient EAGAIN from openat2 is retried; a permanent one ends.
