@@ -465,10 +465,19 @@ fn unpack_layer(
             layer::write_erofs(blob, compression, &image, &ao)?;
             return Ok(());
         }
-        layer::apply(blob, compression, dir, &ao)?;
         if opts.dedup {
-            stats = snapshot::dedup::dedup_dir(&pool, dir, opts.dedup_min_size)?;
+            // Files are pooled as they are written (layer::apply's `pool`).
+            ao.dedup = Some(layer::PoolDedup {
+                pool: pool.clone(),
+                min_size: opts.dedup_min_size,
+            });
         }
+        let p = layer::apply(blob, compression, dir, &ao)?.pooled;
+        stats = snapshot::DedupStats {
+            files: p.files,
+            linked: p.linked,
+            bytes_saved: p.bytes_saved,
+        };
         Ok(())
     })?;
     Ok((did, stats))

@@ -15,6 +15,7 @@ mod guard;
 
 pub use apply::{
     apply, unpack_new, Applied, ApplyMode, ApplyOptions, ChannelReader, DevicePolicy, Limits,
+    PoolDedup, Pooled,
 };
 pub use compress::{decoder, Compression, Encoder};
 pub use diff::{

@@ -288,6 +288,69 @@ pub fn xattrs_of(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
     Ok(out)
 }
 
+/// Extended attributes of an open file, sorted by name (as [`xattrs_of`]).
+pub fn fxattrs_of(fd: BorrowedFd<'_>) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let mut names = vec![0u8; 1024];
+    let n = loop {
+        match rustix::fs::flistxattr(fd, &mut names[..]) {
+            Ok(n) => break n,
+            Err(rustix::io::Errno::RANGE) if names.len() < 1 << 20 => {
+                names.resize(names.len() * 4, 0)
+            }
+            Err(rustix::io::Errno::OPNOTSUPP) => return Ok(Vec::new()),
+            Err(e) => return Err(to_io(e)),
+        }
+    };
+    let mut out = Vec::new();
+    for raw in names[..n].split(|b| *b == 0).filter(|s| !s.is_empty()) {
+        let key = String::from_utf8_lossy(raw).into_owned();
+        let mut val = vec![0u8; 256];
+        let len = loop {
+            match rustix::fs::fgetxattr(fd, raw, &mut val[..]) {
+                Ok(l) => break Some(l),
+                Err(rustix::io::Errno::RANGE) if val.len() < 1 << 20 => {
+                    val.resize(val.len() * 4, 0)
+                }
+                Err(rustix::io::Errno::NODATA) => break None,
+                Err(e) => return Err(to_io(e)),
+            }
+        };
+        if let Some(len) = len {
+            val.truncate(len);
+            out.push((key, val));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The file-level dedup pool's name for a regular file: sha256 over the sha256 of its
+/// content and all of its metadata (full `st_mode`, owner, mtime in seconds, size,
+/// xattrs sorted by name), hex. Two files with the same key look the same in every
+/// respect but `st_nlink` (see `snapshot::dedup`).
+#[allow(clippy::too_many_arguments)]
+pub fn dedup_key(
+    content_sha256: &[u8],
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: i64,
+    len: u64,
+    xattrs: &[(String, Vec<u8>)],
+) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut key = Sha256::new();
+    key.update(content_sha256);
+    key.update(format!("|{mode:o}|{uid}|{gid}|{mtime}|{len}|"));
+    for (k, v) in xattrs {
+        key.update(k.as_bytes());
+        key.update([0]);
+        key.update(v);
+        key.update([0]);
+    }
+    hex::encode(key.finalize())
+}
+
 /// Create a directory and any missing parents, each with mode 0700 unless it exists.
 pub fn create_private_dir_all(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;

@@ -57,6 +57,7 @@ pub(in crate::layer) fn stream_layer<R: Read + Send>(
             diff_id,
             tar_bytes,
             entries,
+            pooled: Pooled::default(),
         })
     })
 }
