@@ -12,35 +12,18 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+use crate::common::fixture::{busybox_layout, require_layout, seed_store};
 use crate::common::{self, fails, have, imgctl, is_root, ok, output, require};
 use crate::store::check_schema;
-
-fn busybox_layout() -> PathBuf {
-    PathBuf::from(
-        std::env::var("IMGCTL_TESTDATA").unwrap_or_else(|_| "/var/cache/imgctl-testdata".into()),
-    )
-    .join("busybox-oci")
-}
 
 /// A store holding busybox as docker.io/library/busybox:latest, or None (skip).
 fn seeded(dir: &Path) -> Option<PathBuf> {
     let layout = busybox_layout();
-    let ready = require(have("skopeo"), "skopeo")
-        && require(
-            layout.join("index.json").is_file(),
-            &format!("fixture {} (scripts/fixtures/busybox.sh)", layout.display()),
-        );
-    if !ready {
+    if !(require(have("skopeo"), "skopeo") && require_layout(&layout, "busybox.sh")) {
         return None;
     }
     let store = dir.join("store");
-    ok(Command::new("skopeo")
-        .args(["copy", "--quiet"])
-        .arg(format!("oci:{}:latest", layout.display()))
-        .arg(format!(
-            "oci:{}:docker.io/library/busybox:latest",
-            store.display()
-        )));
+    seed_store(&layout, &store, "docker.io/library/busybox:latest");
     Some(store)
 }
 

@@ -20,13 +20,6 @@ fn json_of(s: &[u8]) -> Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(s)))
 }
 
-fn busybox_layout() -> PathBuf {
-    PathBuf::from(
-        std::env::var("IMGCTL_TESTDATA").unwrap_or_else(|_| "/var/cache/imgctl-testdata".into()),
-    )
-    .join("busybox-oci")
-}
-
 /// Root, the registry tools and the busybox fixture: a registry holding
 /// `library/busybox:latest` (pushed by skopeo) and the sandbox lock.
 fn setup() -> Option<(
@@ -36,25 +29,16 @@ fn setup() -> Option<(
 )> {
     let ready = registry_tools()
         && require(is_root(), "root (overlayfs, namespaces, cgroups)")
-        && require(
-            busybox_layout().join("index.json").is_file(),
-            "the busybox fixture (scripts/fixtures/busybox.sh)",
-        );
+        && fixture::require_layout(&fixture::busybox_layout(), "busybox.sh");
     if !ready {
         return None;
     }
     let serial = crate::common::sandbox::serial();
     let reg = Registry::open();
-    let out = Command::new("skopeo")
-        .args(["copy", "--quiet", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:latest", busybox_layout().display()))
-        .arg(format!("docker://{}/library/busybox:latest", reg.addr))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo copy busybox: {}",
-        String::from_utf8_lossy(&out.stderr)
+    fixture::push_layout(
+        &fixture::busybox_layout(),
+        &reg.addr,
+        "library/busybox:latest",
     );
     Some((reg, tempdir(), serial))
 }

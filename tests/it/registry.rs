@@ -5,8 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::common::registry::*;
 use crate::common::*;
 
@@ -18,10 +16,6 @@ pub fn ic(root: &Path, home: &Path) -> Command {
     c.env("XDG_CONFIG_HOME", home.join(".config"));
     c.env("HOME", home);
     c
-}
-
-fn json_of(s: &str) -> Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
 
 fn index_names(root: &Path) -> Vec<String> {
@@ -98,9 +92,7 @@ fn anonymous_pull_stores_a_verified_oci_layout_that_skopeo_reads() {
     let reg = Registry::open();
     let t = tempdir();
     let img = small_image(host_arch(), 1);
-    let mut layout = Layout::new(&t.path().join("src"));
-    layout.add_image("v1", &img);
-    layout.push("v1", &reg.addr, "fixture/app:v1");
+    push_image(&t.path().join("src"), &img, &reg.addr, "fixture/app:v1");
     let root = t.path().join("root");
     let name = format!("{}/fixture/app:v1", reg.addr);
     let out = ok(ic(&root, t.path()).args(["pull", "--no-unpack", &name]));
@@ -135,35 +127,17 @@ fn anonymous_pull_stores_a_verified_oci_layout_that_skopeo_reads() {
     assert!(out.contains("0 bytes fetched"), "{out}");
 }
 
-fn nginx_fixture() -> Option<PathBuf> {
-    let base =
-        std::env::var("IMGCTL_TESTDATA").unwrap_or_else(|_| "/var/cache/imgctl-testdata".into());
-    let p = PathBuf::from(base).join("nginx-oci");
-    require(
-        p.join("index.json").is_file(),
-        "nginx fixture (scripts/fixtures/nginx.sh)",
-    )
-    .then_some(p)
-}
-
 #[test]
 fn nginx_fixture_pulls_directly_and_through_imgctl_registry_mirror() {
     if !registry_tools() {
         return;
     }
-    let Some(nginx) = nginx_fixture() else { return };
+    let nginx = fixture::nginx_layout();
+    if !fixture::require_layout(&nginx, "nginx.sh") {
+        return;
+    }
     let reg = Registry::open();
-    let out = Command::new("skopeo")
-        .args(["copy", "--quiet", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:latest", nginx.display()))
-        .arg(format!("docker://{}/library/nginx:latest", reg.addr))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    fixture::push_layout(&nginx, &reg.addr, "library/nginx:latest");
     let t = tempdir();
     let root = t.path().join("root");
     let direct = format!("{}/library/nginx:latest", reg.addr);
@@ -199,9 +173,7 @@ fn basic_auth_login_pull_logout_and_wrong_password() {
     let open = Registry::open();
     let t = tempdir();
     let img = small_image(host_arch(), 2);
-    let mut layout = Layout::new(&t.path().join("src"));
-    layout.add_image("v1", &img);
-    layout.push("v1", &open.addr, "private/app:v1");
+    push_image(&t.path().join("src"), &img, &open.addr, "private/app:v1");
     let reg = Registry::start(
         Auth::Basic {
             user: "alice",
@@ -357,9 +329,12 @@ fn platform_is_chosen_from_a_multi_platform_index() {
 
     // A single-platform image: accepted by default, refused for an explicit other
     // platform.
-    let mut single = Layout::new(&t.path().join("single"));
-    single.add_image("arm", &arm);
-    single.push("arm", &reg.addr, "fixture/armonly:1");
+    push_image(
+        &t.path().join("single"),
+        &arm,
+        &reg.addr,
+        "fixture/armonly:1",
+    );
     let armonly = format!("{}/fixture/armonly:1", reg.addr);
     let e =
         one_line_error(ic(&host, t.path()).args(["pull", "--platform", "linux/amd64", &armonly]));
@@ -387,14 +362,14 @@ fn killed_download_resumes_with_range_and_fetches_only_the_rest() {
     let img = big_image(24, 42);
     let big = img.layers[0].clone();
     let size = big.blob.len() as u64;
-    let mut layout = Layout::new(&t.path().join("src"));
-    layout.add_image("v1", &img);
-    layout.push("v1", &reg.addr, "fixture/big:v1");
-    let proxy = Proxy::start(&reg.addr);
-    proxy.set(Faults {
-        throttle: Some(Duration::from_millis(15)),
-        ..Faults::default()
-    });
+    push_image(&t.path().join("src"), &img, &reg.addr, "fixture/big:v1");
+    let proxy = Proxy::start_with(
+        &reg.addr,
+        Faults {
+            throttle: Some(Duration::from_millis(15)),
+            ..Faults::default()
+        },
+    );
     let root = t.path().join("root");
     let name = format!("{}/fixture/big:v1", proxy.addr);
     let mut child = ic(&root, t.path())
@@ -454,9 +429,7 @@ fn connection_cut_mid_blob_is_resumed_in_the_same_pull() {
     let reg = Registry::open();
     let t = tempdir();
     let img = big_image(4, 7);
-    let mut layout = Layout::new(&t.path().join("src"));
-    layout.add_image("v1", &img);
-    layout.push("v1", &reg.addr, "fixture/cut:v1");
+    push_image(&t.path().join("src"), &img, &reg.addr, "fixture/cut:v1");
     let proxy = Proxy::start(&reg.addr);
     // The proxy cuts the first blob body longer than 1 MiB (the big layer).
     let root = t.path().join("root");
@@ -557,14 +530,14 @@ fn concurrent_pulls_all_succeed_with_one_copy_stored() {
             layer(&[("b", &noise(2 << 20, 6))], true),
         ],
     );
-    let mut layout = Layout::new(&t.path().join("src"));
-    layout.add_image("v1", &img);
-    layout.push("v1", &reg.addr, "fixture/conc:v1");
-    let proxy = Proxy::start(&reg.addr);
-    proxy.set(Faults {
-        throttle: Some(Duration::from_millis(5)),
-        ..Faults::default()
-    });
+    push_image(&t.path().join("src"), &img, &reg.addr, "fixture/conc:v1");
+    let proxy = Proxy::start_with(
+        &reg.addr,
+        Faults {
+            throttle: Some(Duration::from_millis(5)),
+            ..Faults::default()
+        },
+    );
     let root = t.path().join("root");
     let name = format!("{}/fixture/conc:v1", proxy.addr);
     let spawn = || {
@@ -613,9 +586,7 @@ fn redirect_to_another_origin_does_not_carry_authorization() {
     let open = Registry::open();
     let t = tempdir();
     let img = small_image(host_arch(), 30);
-    let mut layout = Layout::new(&t.path().join("src"));
-    layout.add_image("v1", &img);
-    layout.push("v1", &open.addr, "private/redir:v1");
+    push_image(&t.path().join("src"), &img, &open.addr, "private/redir:v1");
     let reg = Registry::start(
         Auth::Basic {
             user: "u",
@@ -625,11 +596,13 @@ fn redirect_to_another_origin_does_not_carry_authorization() {
     );
     // Blob storage elsewhere: a second origin in front of an open registry.
     let storage_side = Proxy::start(&open.addr);
-    let front = Proxy::start(&reg.addr);
-    front.set(Faults {
-        redirect_blobs_to: Some(format!("http://{}", storage_side.addr)),
-        ..Faults::default()
-    });
+    let front = Proxy::start_with(
+        &reg.addr,
+        Faults {
+            redirect_blobs_to: Some(format!("http://{}", storage_side.addr)),
+            ..Faults::default()
+        },
+    );
     ok(ic(&t.path().join("r"), t.path()).args(["login", "-u", "u", "-p", "p", &front.addr]));
     let root = t.path().join("root");
     let name = format!("{}/private/redir:v1", front.addr);
@@ -662,9 +635,7 @@ fn bad_input_gets_one_line_errors_and_nonzero_exit() {
     let reg = Registry::open();
     let t = tempdir();
     let img = small_image(host_arch(), 40);
-    let mut layout = Layout::new(&t.path().join("src"));
-    layout.add_image("v1", &img);
-    layout.push("v1", &reg.addr, "fixture/app:v1");
+    push_image(&t.path().join("src"), &img, &reg.addr, "fixture/app:v1");
     let root = t.path().join("root");
 
     let e = one_line_error(ic(&root, t.path()).args(["pull", "Not/A:Valid:Ref"]));
@@ -678,11 +649,13 @@ fn bad_input_gets_one_line_errors_and_nonzero_exit() {
     let e = one_line_error(ic(&root, t.path()).args(["pull", "127.0.0.1:1/x/y:z"]));
     assert!(e.contains("cannot reach registry 127.0.0.1:1"), "{e}");
 
-    let proxy = Proxy::start(&reg.addr);
-    proxy.set(Faults {
-        manifest_media_type: Some("application/vnd.example.unknown+json".into()),
-        ..Faults::default()
-    });
+    let proxy = Proxy::start_with(
+        &reg.addr,
+        Faults {
+            manifest_media_type: Some("application/vnd.example.unknown+json".into()),
+            ..Faults::default()
+        },
+    );
     let e = one_line_error(
         ic(&root, t.path()).args(["pull", &format!("{}/fixture/app:v1", proxy.addr)]),
     );
@@ -703,9 +676,7 @@ fn app_behind_proxy(seed: u64) -> (Registry, Proxy, Image, tempfile::TempDir) {
     let reg = Registry::open();
     let t = tempdir();
     let img = small_image(host_arch(), seed);
-    let mut layout = Layout::new(&t.path().join("src"));
-    layout.add_image("v1", &img);
-    layout.push("v1", &reg.addr, "fixture/app:v1");
+    push_image(&t.path().join("src"), &img, &reg.addr, "fixture/app:v1");
     let proxy = Proxy::start(&reg.addr);
     (reg, proxy, img, t)
 }
@@ -800,15 +771,15 @@ fn server_ignoring_range_restarts_the_blob_from_zero() {
     let t = tempdir();
     let img = big_image(3, 8);
     let size = img.layers[0].blob.len() as u64;
-    let mut layout = Layout::new(&t.path().join("src"));
-    layout.add_image("v1", &img);
-    layout.push("v1", &reg.addr, "fixture/norange:v1");
-    let proxy = Proxy::start(&reg.addr);
-    proxy.set(Faults {
-        cut_blob_after: Some(1 << 20),
-        strip_range: true,
-        ..Faults::default()
-    });
+    push_image(&t.path().join("src"), &img, &reg.addr, "fixture/norange:v1");
+    let proxy = Proxy::start_with(
+        &reg.addr,
+        Faults {
+            cut_blob_after: Some(1 << 20),
+            strip_range: true,
+            ..Faults::default()
+        },
+    );
     let root = t.path().join("root");
     let name = format!("{}/fixture/norange:v1", proxy.addr);
     ok(ic(&root, t.path()).args(["pull", &name]));
@@ -916,14 +887,14 @@ fn prune_during_a_pull_waits_and_collects_nothing_the_pull_needs() {
             layer(&[("y", &noise(4 << 20, 61))], false),
         ],
     );
-    let mut layout = Layout::new(&t.path().join("src"));
-    layout.add_image("v1", &img);
-    layout.push("v1", &reg.addr, "fixture/gc:v1");
-    let proxy = Proxy::start(&reg.addr);
-    proxy.set(Faults {
-        throttle: Some(Duration::from_millis(10)),
-        ..Faults::default()
-    });
+    push_image(&t.path().join("src"), &img, &reg.addr, "fixture/gc:v1");
+    let proxy = Proxy::start_with(
+        &reg.addr,
+        Faults {
+            throttle: Some(Duration::from_millis(10)),
+            ..Faults::default()
+        },
+    );
     let root = t.path().join("root");
     let name = format!("{}/fixture/gc:v1", proxy.addr);
     let child = ic(&root, t.path())
@@ -957,9 +928,7 @@ fn https_registry_is_verified_with_the_per_registry_ca_directory() {
     let (ca, cert, key) = make_tls(t.path());
     let reg = Registry::start_with(Auth::Open, None, Some((&cert, &key)));
     let img = small_image(host_arch(), 70);
-    let mut layout = Layout::new(&t.path().join("src"));
-    layout.add_image("v1", &img);
-    layout.push("v1", &reg.addr, "fixture/tls:v1");
+    push_image(&t.path().join("src"), &img, &reg.addr, "fixture/tls:v1");
     let name = format!("{}/fixture/tls:v1", reg.addr);
 
     // Without the CA the certificate is not trusted (and there is no plain-HTTP
@@ -988,9 +957,7 @@ fn registries_toml_mirror_is_used_for_docker_io_names() {
     let reg = Registry::open();
     let t = tempdir();
     let img = small_image(host_arch(), 71);
-    let mut layout = Layout::new(&t.path().join("src"));
-    layout.add_image("v1", &img);
-    layout.push("v1", &reg.addr, "someone/tool:2");
+    push_image(&t.path().join("src"), &img, &reg.addr, "someone/tool:2");
     let cfg = t.path().join(".config/imgctl");
     std::fs::create_dir_all(&cfg).unwrap();
     std::fs::write(
@@ -1038,17 +1005,22 @@ fn token_rejected_by_the_registry_is_refreshed_and_the_pull_continues() {
             layer(&[("slow2", &noise(4 << 20, 81))], false),
         ],
     );
-    let mut layout = Layout::new(&t.path().join("src"));
-    layout.add_image("v1", &img);
-    layout.push("v1", &open.addr, "public/expiring:v1");
+    push_image(
+        &t.path().join("src"),
+        &img,
+        &open.addr,
+        "public/expiring:v1",
+    );
     // Tokens expire (server side) about 2 s after issue, though announced for 300 s.
     let issuer = TokenIssuer::start_with("u", "p", -58);
     let reg = Registry::start(Auth::Token(&issuer), Some(&open.storage));
-    let proxy = Proxy::start(&reg.addr);
-    proxy.set(Faults {
-        throttle: Some(Duration::from_millis(50)),
-        ..Faults::default()
-    });
+    let proxy = Proxy::start_with(
+        &reg.addr,
+        Faults {
+            throttle: Some(Duration::from_millis(50)),
+            ..Faults::default()
+        },
+    );
     let root = t.path().join("root");
     let name = format!("{}/public/expiring:v1", proxy.addr);
     // One download at a time; each layer takes about 3 s, so the second one is
@@ -1094,11 +1066,13 @@ fn kill_9_at_arbitrary_points_never_leaves_a_broken_store() {
     let mut layout = Layout::new(&t.path().join("src"));
     layout.add_image("v1", &img);
     layout.push("v1", &reg.addr, "fixture/crash:v1");
-    let proxy = Proxy::start(&reg.addr);
-    proxy.set(Faults {
-        throttle: Some(Duration::from_millis(8)),
-        ..Faults::default()
-    });
+    let proxy = Proxy::start_with(
+        &reg.addr,
+        Faults {
+            throttle: Some(Duration::from_millis(8)),
+            ..Faults::default()
+        },
+    );
     let root = t.path().join("root");
     let name = format!("{}/fixture/crash:v1", proxy.addr);
     // Deterministic spread of kill points over the pull (0..~600 ms).

@@ -2,10 +2,10 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::json;
 
+use super::super::fixture::skopeo_copy;
 use super::{digest_of, sha256_hex};
 
 /// A layer blob with its digests.
@@ -196,18 +196,20 @@ impl Layout {
 
     /// Push `tag` to `registry/dest` with skopeo (all platforms of an index).
     pub fn push(&self, tag: &str, registry: &str, dest: &str) {
-        let out = Command::new("skopeo")
-            .args(["copy", "--all", "--quiet", "--dest-tls-verify=false"])
-            .arg(format!("oci:{}:{tag}", self.dir.display()))
-            .arg(format!("docker://{registry}/{dest}"))
-            .output()
-            .expect("run skopeo");
-        assert!(
-            out.status.success(),
-            "skopeo copy {tag} -> {registry}/{dest} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        skopeo_copy(
+            &["--all", "--dest-tls-verify=false"],
+            &format!("oci:{}:{tag}", self.dir.display()),
+            &format!("docker://{registry}/{dest}"),
         );
     }
+}
+
+/// A layout at `dir` holding only `img`, pushed to `registry` as `dest` (repo:tag).
+pub fn push_image(dir: &Path, img: &Image, registry: &str, dest: &str) -> Layout {
+    let mut layout = Layout::new(dir);
+    layout.add_image("v1", img);
+    layout.push("v1", registry, dest);
+    layout
 }
 
 /// A small two-layer image for `arch` with content that names it.

@@ -86,6 +86,13 @@ impl Proxy {
         p
     }
 
+    /// [`Proxy::start`] with `faults` set from the first request on.
+    pub fn start_with(upstream: &str, faults: Faults) -> Proxy {
+        let p = Proxy::start(upstream);
+        p.set(faults);
+        p
+    }
+
     pub fn set(&self, f: Faults) {
         *self.faults.lock().unwrap() = f;
     }
