@@ -67,15 +67,7 @@ fn exec_form_and_run_commands_are_not_expanded() {
         &[],
     );
     let s = &r.stages[0].steps;
-    assert_eq!(
-        s[1].command,
-        Command::Run {
-            command: shell("echo $X"),
-            mounts: vec![],
-            network: None,
-            security: None
-        }
-    );
+    assert_eq!(s[1].command, run_sh("echo $X"));
     assert_eq!(
         s[2].command,
         Command::Cmd {

@@ -52,15 +52,7 @@ fn run_forms_and_flags() {
             security: Some("insecure".into())
         }
     );
-    assert_eq!(
-        c(&bf, 3),
-        &Command::Run {
-            command: shell("[not json"),
-            mounts: vec![],
-            network: None,
-            security: None
-        }
-    );
+    assert_eq!(c(&bf, 3), &run_sh("[not json"));
     assert_eq!(
         msg("FROM a\nRUN --network=hots make\n"),
         "Buildfile:2:5: unsupported --network value \"hots\" (did you mean host?)"

@@ -19,15 +19,7 @@ fn escape_directive_after_comment_is_not_a_directive() {
     let bf = p("# a comment\n# escape=`\nFROM a\nRUN echo \\\n  hi\n");
     assert_eq!(bf.escape, '\\');
     assert!(bf.directives.is_empty());
-    assert_eq!(
-        c(&bf, 1),
-        &Command::Run {
-            command: shell("echo   hi"),
-            mounts: vec![],
-            network: None,
-            security: None
-        }
-    );
+    assert_eq!(c(&bf, 1), &run_sh("echo   hi"));
 }
 
 #[test]
@@ -52,15 +44,7 @@ fn directive_errors() {
 #[test]
 fn backtick_escape_everywhere() {
     let bf = p("# escape=`\nFROM a\nRUN dir c:\\ `\n  && echo `$x\nCOPY a` b c\\d /dst\n");
-    assert_eq!(
-        c(&bf, 1),
-        &Command::Run {
-            command: shell("dir c:\\   && echo `$x"),
-            mounts: vec![],
-            network: None,
-            security: None
-        }
-    );
+    assert_eq!(c(&bf, 1), &run_sh("dir c:\\   && echo `$x"));
     match c(&bf, 2) {
         Command::Copy { sources, .. } => {
             assert_eq!(sources, &vec!["a` b".to_string(), "c\\d".to_string()])
@@ -78,12 +62,7 @@ fn continuations_comments_and_blank_lines() {
     let bf = p(text);
     assert_eq!(
         c(&bf, 1),
-        &Command::Run {
-            command: shell("apt-get update &&     apt-get install -y     curl"),
-            mounts: vec![],
-            network: None,
-            security: None
-        }
+        &run_sh("apt-get update &&     apt-get install -y     curl")
     );
     assert_eq!(bf.instructions[1].lines, LineRange { start: 2, end: 6 });
     assert_eq!(bf.instructions[2].lines, LineRange { start: 7, end: 7 });
@@ -97,40 +76,16 @@ fn continuations_comments_and_blank_lines() {
 fn escaped_escape_at_line_end_is_not_a_continuation() {
     let bf = p("FROM a\nRUN echo a\\\\\nRUN echo b\n");
     assert_eq!(bf.instructions.len(), 3);
-    assert_eq!(
-        c(&bf, 1),
-        &Command::Run {
-            command: shell("echo a\\\\"),
-            mounts: vec![],
-            network: None,
-            security: None
-        }
-    );
+    assert_eq!(c(&bf, 1), &run_sh("echo a\\\\"));
     let bf = p("# escape=`\nFROM a\nRUN echo a``\nRUN echo b `\n  c\n");
     assert_eq!(bf.instructions.len(), 3);
-    assert_eq!(
-        c(&bf, 2),
-        &Command::Run {
-            command: shell("echo b   c"),
-            mounts: vec![],
-            network: None,
-            security: None
-        }
-    );
+    assert_eq!(c(&bf, 2), &run_sh("echo b   c"));
 }
 
 #[test]
 fn continuation_ending_the_file() {
     let bf = p("FROM a\nRUN echo hi \\");
-    assert_eq!(
-        c(&bf, 1),
-        &Command::Run {
-            command: shell("echo hi"),
-            mounts: vec![],
-            network: None,
-            security: None
-        }
-    );
+    assert_eq!(c(&bf, 1), &run_sh("echo hi"));
     let bf = p("FROM a \\\n");
     assert_eq!(
         c(&bf, 0),
@@ -151,29 +106,13 @@ fn keywords_case_insensitive_with_leading_whitespace_and_crlf() {
     assert_eq!(bf.instructions[0].keyword, "from");
     assert_eq!(bf.instructions[1].keyword, "rUn");
     assert_eq!(bf.stages[0].name.as_deref(), Some("build"));
-    assert_eq!(
-        c(&bf, 1),
-        &Command::Run {
-            command: shell("echo"),
-            mounts: vec![],
-            network: None,
-            security: None
-        }
-    );
+    assert_eq!(c(&bf, 1), &run_sh("echo"));
 }
 
 #[test]
 fn comment_after_instruction_text_is_not_a_comment() {
     let bf = p("FROM a\nRUN echo # not a comment\n");
-    assert_eq!(
-        c(&bf, 1),
-        &Command::Run {
-            command: shell("echo # not a comment"),
-            mounts: vec![],
-            network: None,
-            security: None
-        }
-    );
+    assert_eq!(c(&bf, 1), &run_sh("echo # not a comment"));
 }
 
 // ---------------------------------------------------------------- heredocs
@@ -203,15 +142,7 @@ fn run_heredoc() {
     );
     assert_eq!(ins.lines, LineRange { start: 2, end: 5 });
     assert_eq!(bf.instructions[2].lines.start, 6);
-    assert_eq!(
-        ins.command,
-        Command::Run {
-            command: shell("<<EOF"),
-            mounts: vec![],
-            network: None,
-            security: None
-        }
-    );
+    assert_eq!(ins.command, run_sh("<<EOF"));
 }
 
 #[test]

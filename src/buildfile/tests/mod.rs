@@ -42,6 +42,16 @@ pub(super) fn shell(s: &str) -> CmdLine {
     }
 }
 
+/// A shell-form RUN with no flags.
+pub(super) fn run_sh(s: &str) -> Command {
+    Command::Run {
+        command: shell(s),
+        mounts: vec![],
+        network: None,
+        security: None,
+    }
+}
+
 pub(super) fn exec(v: &[&str]) -> CmdLine {
     CmdLine::Exec {
         args: v.iter().map(|s| s.to_string()).collect(),
