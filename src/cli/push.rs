@@ -142,9 +142,7 @@ impl PushProgress for Bars {
     fn event(&self, e: &PushEvent) {
         match e {
             PushEvent::Exists { digest, size } => {
-                let b = self.bar(digest.short(), *size);
-                b.set_position(*size);
-                b.finish_with_message("Layer already exists");
+                self.exists(digest.short(), *size, "Layer already exists")
             }
             PushEvent::Mounted { digest, from } => self
                 .bar(digest.short(), 0)
@@ -153,12 +151,7 @@ impl PushProgress for Bars {
                 digest,
                 size,
                 offset,
-            } => {
-                let b = self.bar(digest.short(), *size);
-                b.set_length(*size);
-                b.set_position(*offset);
-                b.set_message(if *offset > 0 { "resuming" } else { "" });
-            }
+            } => self.start(digest.short(), *size, *offset),
             PushEvent::Bytes { digest, sent } => self.bar(digest.short(), 0).set_position(*sent),
             PushEvent::Retry { digest, error } => self
                 .bar(digest.short(), 0)
