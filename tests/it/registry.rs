@@ -346,6 +346,39 @@ fn platform_is_chosen_from_a_multi_platform_index() {
     ok(ic(&t.path().join("any"), t.path()).args(["pull", &armonly]));
 }
 
+/// What the slow-pull tests start from: an image pushed to a fresh registry, a proxy
+/// in front of it that sleeps after every 64 KiB of blob body, a store path and the
+/// name to pull through the proxy.
+struct SlowPull {
+    _reg: Registry,
+    proxy: Proxy,
+    t: tempfile::TempDir,
+    root: PathBuf,
+    name: String,
+}
+
+/// `img` pushed as `repo` (`fixture/x:v1`), served through a proxy sleeping
+/// `throttle_ms` per 64 KiB.
+fn slow_pull(img: &Image, repo: &str, throttle_ms: u64) -> SlowPull {
+    let reg = Registry::open();
+    let t = tempdir();
+    push_image(&t.path().join("src"), img, &reg.addr, repo);
+    let proxy = Proxy::start_with(
+        &reg.addr,
+        Faults {
+            throttle: Some(Duration::from_millis(throttle_ms)),
+            ..Faults::default()
+        },
+    );
+    SlowPull {
+        _reg: reg,
+        name: format!("{}/{repo}", proxy.addr),
+        proxy,
+        root: t.path().join("root"),
+        t,
+    }
+}
+
 /// An image with one large uncompressed layer.
 fn big_image(mib: usize, seed: u64) -> Image {
     let data = noise(mib << 20, seed);
@@ -357,21 +390,16 @@ fn killed_download_resumes_with_range_and_fetches_only_the_rest() {
     if !registry_tools() {
         return;
     }
-    let reg = Registry::open();
-    let t = tempdir();
     let img = big_image(24, 42);
     let big = img.layers[0].clone();
     let size = big.blob.len() as u64;
-    push_image(&t.path().join("src"), &img, &reg.addr, "fixture/big:v1");
-    let proxy = Proxy::start_with(
-        &reg.addr,
-        Faults {
-            throttle: Some(Duration::from_millis(15)),
-            ..Faults::default()
-        },
-    );
-    let root = t.path().join("root");
-    let name = format!("{}/fixture/big:v1", proxy.addr);
+    let SlowPull {
+        _reg,
+        proxy,
+        t,
+        root,
+        name,
+    } = slow_pull(&img, "fixture/big:v1", 15);
     let mut child = ic(&root, t.path())
         .args(["pull", &name])
         .stdout(std::process::Stdio::null())
@@ -521,8 +549,6 @@ fn concurrent_pulls_all_succeed_with_one_copy_stored() {
     if !registry_tools() {
         return;
     }
-    let reg = Registry::open();
-    let t = tempdir();
     let img = Image::new(
         host_arch(),
         vec![
@@ -530,16 +556,13 @@ fn concurrent_pulls_all_succeed_with_one_copy_stored() {
             layer(&[("b", &noise(2 << 20, 6))], true),
         ],
     );
-    push_image(&t.path().join("src"), &img, &reg.addr, "fixture/conc:v1");
-    let proxy = Proxy::start_with(
-        &reg.addr,
-        Faults {
-            throttle: Some(Duration::from_millis(5)),
-            ..Faults::default()
-        },
-    );
-    let root = t.path().join("root");
-    let name = format!("{}/fixture/conc:v1", proxy.addr);
+    let SlowPull {
+        _reg,
+        proxy,
+        t,
+        root,
+        name,
+    } = slow_pull(&img, "fixture/conc:v1", 5);
     let spawn = || {
         ic(&root, t.path())
             .args(["pull", &name])
@@ -878,8 +901,6 @@ fn prune_during_a_pull_waits_and_collects_nothing_the_pull_needs() {
     if !registry_tools() {
         return;
     }
-    let reg = Registry::open();
-    let t = tempdir();
     let img = Image::new(
         host_arch(),
         vec![
@@ -887,16 +908,13 @@ fn prune_during_a_pull_waits_and_collects_nothing_the_pull_needs() {
             layer(&[("y", &noise(4 << 20, 61))], false),
         ],
     );
-    push_image(&t.path().join("src"), &img, &reg.addr, "fixture/gc:v1");
-    let proxy = Proxy::start_with(
-        &reg.addr,
-        Faults {
-            throttle: Some(Duration::from_millis(10)),
-            ..Faults::default()
-        },
-    );
-    let root = t.path().join("root");
-    let name = format!("{}/fixture/gc:v1", proxy.addr);
+    let SlowPull {
+        _reg,
+        proxy: _proxy,
+        t,
+        root,
+        name,
+    } = slow_pull(&img, "fixture/gc:v1", 10);
     let child = ic(&root, t.path())
         .args(["pull", "--max-concurrent-downloads", "1", &name])
         .stdout(std::process::Stdio::null())
@@ -1053,8 +1071,6 @@ fn kill_9_at_arbitrary_points_never_leaves_a_broken_store() {
     if !registry_tools() {
         return;
     }
-    let reg = Registry::open();
-    let t = tempdir();
     let img = Image::new(
         host_arch(),
         vec![
@@ -1063,18 +1079,13 @@ fn kill_9_at_arbitrary_points_never_leaves_a_broken_store() {
             layer(&[("c", b"small")], true),
         ],
     );
-    let mut layout = Layout::new(&t.path().join("src"));
-    layout.add_image("v1", &img);
-    layout.push("v1", &reg.addr, "fixture/crash:v1");
-    let proxy = Proxy::start_with(
-        &reg.addr,
-        Faults {
-            throttle: Some(Duration::from_millis(8)),
-            ..Faults::default()
-        },
-    );
-    let root = t.path().join("root");
-    let name = format!("{}/fixture/crash:v1", proxy.addr);
+    let SlowPull {
+        _reg,
+        proxy: _proxy,
+        t,
+        root,
+        name,
+    } = slow_pull(&img, "fixture/crash:v1", 8);
     // Deterministic spread of kill points over the pull (0..~600 ms).
     for i in 0..12u64 {
         let mut child = ic(&root, t.path())
