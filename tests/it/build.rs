@@ -6,7 +6,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::fixture::{busybox_layout, push_layout, require_layout, store_with_busybox};
+use crate::common::fixture::{
+    busybox_layout, multistage_context, push_layout, require_layout, store_with_busybox,
+};
 use crate::common::{self, fails, imgctl, is_root, mounts_under, ok, output, require};
 
 /// What most build tests start from: a temp dir, a store in it holding `busybox`, and the
@@ -20,16 +22,6 @@ fn busybox_build() -> Option<(
     let store = store_with_busybox(t.path())?;
     let serial = common::sandbox::serial();
     Some((t, store, serial))
-}
-
-fn multistage_context(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/build/multistage");
-    let ctx = dir.join("ctx");
-    fs::create_dir_all(&ctx).unwrap();
-    for f in ["Buildfile", "hello.txt"] {
-        fs::copy(src.join(f), ctx.join(f)).unwrap();
-    }
-    ctx
 }
 
 /// Runs a build; returns (exit code, stdout, stderr).

@@ -3,7 +3,7 @@
 //! registry and local) between two stores standing for two CI machines.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
@@ -41,17 +41,6 @@ fn setup() -> Option<(
         "library/busybox:latest",
     );
     Some((reg, tempdir(), serial))
-}
-
-/// The bench Buildfile (testdata/build/multistage = /work/shared/bench) and its context.
-fn bench_context(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/build/multistage");
-    let ctx = dir.join("ctx");
-    fs::create_dir_all(&ctx).unwrap();
-    for f in ["Buildfile", "hello.txt"] {
-        fs::copy(src.join(f), ctx.join(f)).unwrap();
-    }
-    ctx
 }
 
 /// `imgctl build` on store `root` under SOURCE_DATE_EPOCH; returns stderr (progress).
@@ -131,7 +120,7 @@ fn second_machine_builds_the_bench_buildfile_fully_cached_from_the_registry() {
     let Some((reg, t, _serial)) = setup() else {
         return;
     };
-    let ctx = bench_context(t.path());
+    let ctx = fixture::multistage_context(t.path());
     let base = format!("BASE={}/library/busybox:latest", reg.addr);
     let tag = format!("{}/app/bench:v1", reg.addr);
     let cache = format!("{}/cache/bench:main", reg.addr);

@@ -83,3 +83,15 @@ pub fn skopeo_copy(flags: &[&str], src: &str, dest: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The multistage Buildfile of testdata/build/multistage (the build bench's, as in
+/// /work/shared/bench) and its files, copied to `dir`/ctx; returns that context dir.
+pub fn multistage_context(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/build/multistage");
+    let ctx = dir.join("ctx");
+    std::fs::create_dir_all(&ctx).expect("create the context dir");
+    for f in ["Buildfile", "hello.txt"] {
+        std::fs::copy(src.join(f), ctx.join(f)).expect("copy the multistage context");
+    }
+    ctx
+}
