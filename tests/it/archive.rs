@@ -27,6 +27,25 @@ fn seeded(dir: &Path) -> Option<PathBuf> {
     Some(store)
 }
 
+/// Run `cmd` with stdout piped, read its first 512-byte block, then close the pipe
+/// (a reader that goes away) and wait for it.
+fn read_one_block_then_close(cmd: &mut Command) -> std::process::Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 512];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
 fn index(store: &Path) -> Value {
     serde_json::from_slice(&fs::read(store.join("index.json")).unwrap()).unwrap()
 }
@@ -475,21 +494,7 @@ fn save_refuses_a_terminal_and_a_closed_pipe_ends_quietly() {
     let t = common::tempdir();
     let Some(a) = seeded(t.path()) else { return };
     // The reader goes away after the first block.
-    let mut child = imgctl(&a)
-        .args(["save", "busybox"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = [0u8; 512];
-    child
-        .stdout
-        .as_mut()
-        .unwrap()
-        .read_exact(&mut first)
-        .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
+    let out = read_one_block_then_close(imgctl(&a).args(["save", "busybox"]));
     assert!(out.status.success(), "closed stdout: {:?}", out.status);
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
@@ -969,21 +974,7 @@ fn export_writes_to_stdout_refuses_a_terminal_and_ends_quietly_on_a_closed_pipe(
             .any(|n| n.trim_start_matches("./") == "bin/busybox"),
         "{names:?}"
     );
-    let mut child = imgctl(&a)
-        .args(["export", "busybox"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = [0u8; 512];
-    child
-        .stdout
-        .as_mut()
-        .unwrap()
-        .read_exact(&mut first)
-        .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
+    let out = read_one_block_then_close(imgctl(&a).args(["export", "busybox"]));
     assert!(out.status.success(), "closed stdout: {:?}", out.status);
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
     let left: Vec<_> = fs::read_dir(a.join("tmp"))
