@@ -163,21 +163,6 @@ impl Bars {
             })
             .clone()
     }
-
-    /// A blob the other side already has: a full bar ending with `msg`.
-    pub(super) fn exists(&self, key: &str, size: u64, msg: &'static str) {
-        let b = self.bar(key, size);
-        b.set_position(size);
-        b.finish_with_message(msg);
-    }
-
-    /// A transfer of `size` bytes starting, or resuming at `offset`.
-    pub(super) fn start(&self, key: &str, size: u64, offset: u64) {
-        let b = self.bar(key, size);
-        b.set_length(size);
-        b.set_position(offset);
-        b.set_message(if offset > 0 { "resuming" } else { "" });
-    }
 }
 
 impl Progress for Bars {
@@ -188,7 +173,11 @@ impl Progress for Bars {
             } => {
                 let _ = self.multi.println(format!("{reference}: {digest}"));
             }
-            Event::Exists { digest, size } => self.exists(digest.short(), *size, "already exists"),
+            Event::Exists { digest, size } => {
+                let b = self.bar(digest.short(), *size);
+                b.set_position(*size);
+                b.finish_with_message("already exists");
+            }
             Event::Waiting { digest } => {
                 self.bar(digest.short(), 0)
                     .set_message("waiting for another imgctl process");
@@ -197,7 +186,12 @@ impl Progress for Bars {
                 digest,
                 size,
                 offset,
-            } => self.start(digest.short(), *size, *offset),
+            } => {
+                let b = self.bar(digest.short(), *size);
+                b.set_length(*size);
+                b.set_position(*offset);
+                b.set_message(if *offset > 0 { "resuming" } else { "" });
+            }
             Event::Bytes { digest, written } => self.bar(digest.short(), 0).set_position(*written),
             Event::Retry { digest, error, .. } => self
                 .bar(digest.short(), 0)

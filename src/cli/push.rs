@@ -142,7 +142,9 @@ impl PushProgress for Bars {
     fn event(&self, e: &PushEvent) {
         match e {
             PushEvent::Exists { digest, size } => {
-                self.exists(digest.short(), *size, "Layer already exists")
+                let b = self.bar(digest.short(), *size);
+                b.set_position(*size);
+                b.finish_with_message("Layer already exists");
             }
             PushEvent::Mounted { digest, from } => self
                 .bar(digest.short(), 0)
@@ -151,7 +153,12 @@ impl PushProgress for Bars {
                 digest,
                 size,
                 offset,
-            } => self.start(digest.short(), *size, *offset),
+            } => {
+                let b = self.bar(digest.short(), *size);
+                b.set_length(*size);
+                b.set_position(*offset);
+                b.set_message(if *offset > 0 { "resuming" } else { "" });
+            }
             PushEvent::Bytes { digest, sent } => self.bar(digest.short(), 0).set_position(*sent),
             PushEvent::Retry { digest, error } => self
                 .bar(digest.short(), 0)
