@@ -26,6 +26,7 @@ mod network;
 mod ps;
 mod pull;
 mod push;
+mod rootless;
 mod run;
 mod runtime;
 mod size;
@@ -33,7 +34,8 @@ mod stats;
 mod store_cmds;
 pub mod template;
 
-/// Default store root for root; rootless mode will use `$XDG_DATA_HOME/imgctl`.
+/// Default store root for root; other users default to `$XDG_DATA_HOME/imgctl`
+/// (see `rootless`).
 pub const DEFAULT_ROOT: &str = "/var/lib/imgctl";
 
 #[derive(Parser, Debug)]
@@ -49,7 +51,7 @@ v1/v2, seccomp) or write OCI bundles for crun/runc.",
 )]
 pub struct Cli {
     /// Store root directory.
-    #[arg(long, global = true, env = "IMGCTL_ROOT", default_value = DEFAULT_ROOT)]
+    #[arg(long, global = true, env = "IMGCTL_ROOT", default_value_os_t = rootless::default_root())]
     pub root: PathBuf,
 
     /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
@@ -212,6 +214,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Some(line) = rootless::refusal(&cli.command) {
+        eprintln!("{line}");
+        return ExitCode::from(125);
+    }
     init_logging(&cli.log_level);
     if let Some(s) = cli.snapshotter {
         crate::image::set_process_snapshotter(s);

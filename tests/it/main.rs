@@ -16,6 +16,7 @@ mod gc;
 mod habits;
 mod habits_digest;
 mod habits_images;
+mod habits_rootless;
 mod hostile;
 mod layer;
 mod lifecycle;
