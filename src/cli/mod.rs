@@ -16,6 +16,7 @@ mod build;
 mod buildfile;
 mod bundle;
 mod check;
+mod create;
 mod ctl;
 mod diff;
 mod export;
@@ -116,6 +117,8 @@ pub enum Command {
     Diff(diff::Args),
     /// Run a command in a new container.
     Run(run::Args),
+    /// Create a container without starting it (`imgctl start` runs it); print its ID.
+    Create(create::Args),
     /// Write an OCI runtime bundle (config.json + rootfs) for an image.
     Bundle(bundle::Args),
     /// Build an image from a Buildfile (Dockerfile syntax).
@@ -280,6 +283,7 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Export(a) => export::run(g, a),
         Command::Diff(a) => diff::run(g, a),
         Command::Run(a) => run::run(g, a),
+        Command::Create(a) => create::run(g, a),
         Command::Bundle(a) => bundle::run(g, a),
         Command::Build(a) => build::run(g, a),
         Command::Buildfile(c) => buildfile::run(g, c),

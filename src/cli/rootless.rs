@@ -38,6 +38,7 @@ fn needs_root(cmd: &Command) -> Option<&'static str> {
     Some(match cmd {
         Command::Pull(_) => "pull",
         Command::Run(_) => "run",
+        Command::Create(_) => "create",
         Command::Start(_) => "start",
         Command::Restart(_) => "restart",
         Command::Exec(_) => "exec",

@@ -14,6 +14,7 @@ mod defects;
 mod e2e;
 mod gc;
 mod habits;
+mod habits_create;
 mod habits_digest;
 mod habits_images;
 mod habits_rootless;
