@@ -56,6 +56,38 @@ pub fn list(root: &Path) -> Result<Vec<ImageInfo>, ImageError> {
     Ok(out)
 }
 
+/// `images` rows as Docker lists them: a name pinned by digest (`repo@sha256:…`,
+/// made by `pull NAME@DIGEST`) is left out when a tagged name of the same
+/// repository points at the same manifest (the image is listed once, under its
+/// tag, with that digest in the DIGEST column).
+pub fn without_pinned_duplicates(list: Vec<ImageInfo>) -> Vec<ImageInfo> {
+    let refs: Vec<Option<Reference>> = list
+        .iter()
+        .map(|i| Reference::parse(&i.name).ok())
+        .collect();
+    let tagged = |repo: &str, digest: &Digest| {
+        list.iter().zip(&refs).any(|(i, r)| {
+            r.as_ref()
+                .is_some_and(|r| r.tag().is_some() && r.name() == repo)
+                && &i.descriptor.digest == digest
+        })
+    };
+    let keep: Vec<bool> = list
+        .iter()
+        .zip(&refs)
+        .map(|(i, r)| match r {
+            Some(r) if r.tag().is_none() && r.digest().is_some() => {
+                !tagged(&r.name(), &i.descriptor.digest)
+            }
+            _ => true,
+        })
+        .collect();
+    list.into_iter()
+        .zip(keep)
+        .filter_map(|(i, k)| k.then_some(i))
+        .collect()
+}
+
 /// The digest the registry serves for a stored image: the original Docker manifest
 /// or index when one was recorded, else the stored manifest's.
 pub fn registry_digest(desc: &crate::oci::Descriptor) -> String {

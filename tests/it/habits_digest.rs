@@ -158,6 +158,20 @@ fn pinned_digest_round_trip(store: &Path, reg: &Registry, repo: &str) {
     // Pull by the digest it printed: the same digest again.
     let again = ok(imgctl(store).args(["pull", &pinned]));
     assert!(again.contains(&format!("Digest: {digest}")), "{again}");
+    // Listed once, under its tag (Docker's way), with that digest.
+    let rows: Value =
+        serde_json::from_str(&ok(imgctl(store).args(["images", "--format", "json"]))).unwrap();
+    let rows: Vec<&Value> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["Repository"] == json!(format!("{}/{repo}", reg.addr)))
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (&rows[0]["Tag"], &rows[0]["RepoDigest"]),
+        (&json!("v1"), &json!(digest))
+    );
     // rmi by digest removes the names of that repository on the image.
     ok(imgctl(store).args(["rmi", &pinned]));
     for gone in [&pinned, &name] {
