@@ -49,6 +49,8 @@ fn needs_root(cmd: &Command) -> Option<&'static str> {
         Command::Load(_) => "load",
         Command::Import(_) => "import",
         Command::Network(_) => "network",
+        Command::Check(a) if a.repair => "check --repair",
+        Command::Size(a) if a.probe => "size --probe",
         _ => return None,
     })
 }

@@ -22,6 +22,25 @@ fn containers(store: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// Unmounts what a store under its directory still has mounted (layer images,
+/// a container's view) when the test ends, also when it fails half-way.
+struct Unmount<'a>(&'a Path);
+
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| Path::new(p).starts_with(self.0))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = Command::new("umount").args(["-l", p]).status();
+        }
+    }
+}
+
 #[test]
 fn create_makes_a_container_that_start_runs_and_rm_removes() {
     let layout = std::path::PathBuf::from(
@@ -48,6 +67,7 @@ fn create_makes_a_container_that_start_runs_and_rm_removes() {
         String::from_utf8_lossy(&out.stderr)
     );
     let t = common::tempdir();
+    let _unmount = Unmount(t.path());
     let store = t.path().join("store");
     let image = format!("{}/library/busybox:latest", reg.addr);
 
