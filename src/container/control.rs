@@ -448,6 +448,11 @@ pub fn start_attached(
 ) -> Result<i32, Error> {
     let since = super::logs::now_nanos();
     start(root, id)?;
+    // Asked now, while the container runs: with `--rm` its state is gone after.
+    let waiter = {
+        let (root, id) = (root.to_path_buf(), id.to_string());
+        std::thread::spawn(move || wait(&root, &id))
+    };
     let opts = super::logs::ReadOptions {
         since: Some(since),
         until: None,
@@ -455,8 +460,12 @@ pub fn start_attached(
         timestamps: false,
         follow: true,
     };
-    logs(root, id, &opts, out, err)?;
-    wait(root, id)
+    let copied = logs(root, id, &opts, out, err);
+    let code = waiter
+        .join()
+        .unwrap_or_else(|_| Err(Error::Spec("the wait for the container panicked".into())));
+    copied?;
+    code
 }
 
 /// `restart`: stop, then start.

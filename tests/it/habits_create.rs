@@ -124,6 +124,33 @@ fn create_makes_a_container_that_start_runs_and_rm_removes() {
     assert!(ps_row(&store, "made").is_none());
     assert_eq!(containers(&store), 0);
 
+    // create --rm: start -a shows the output and exit code, then it is gone.
+    ok(imgctl(&store).args([
+        "create",
+        "--rm",
+        "--name",
+        "once",
+        "--network",
+        "none",
+        &image,
+        "sh",
+        "-c",
+        "echo bye; exit 4",
+    ]));
+    let out = output(imgctl(&store).args(["start", "-a", "once"]));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "bye\n");
+    let gone = std::time::Instant::now();
+    while ps_row(&store, "once").is_some() {
+        assert!(gone.elapsed().as_secs() < 10, "--rm container still listed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
     // Created and removed without ever running; the name is free again.
     let id2 = ok(imgctl(&store).args(["create", "--name", "made", &image, "true"]));
     assert_ne!(id2.trim(), id);
