@@ -11,6 +11,10 @@ use super::Globals;
 use crate::container;
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  imgctl create --name web -p 8080:80 nginx\n  imgctl start web\n  \
+id=$(imgctl create --rm busybox echo hello) && imgctl start -a \"$id\""
+)]
 pub struct Args {
     /// Remove the container when it exits after `start`.
     #[arg(long)]
