@@ -16,6 +16,7 @@ mod build;
 mod buildfile;
 mod bundle;
 mod check;
+mod create;
 mod ctl;
 mod diff;
 mod export;
@@ -26,6 +27,7 @@ mod network;
 mod ps;
 mod pull;
 mod push;
+mod rootless;
 mod run;
 mod runtime;
 mod size;
@@ -33,7 +35,8 @@ mod stats;
 mod store_cmds;
 pub mod template;
 
-/// Default store root for root; rootless mode will use `$XDG_DATA_HOME/imgctl`.
+/// Default store root for root; other users default to `$XDG_DATA_HOME/imgctl`
+/// (see `rootless`).
 pub const DEFAULT_ROOT: &str = "/var/lib/imgctl";
 
 #[derive(Parser, Debug)]
@@ -49,7 +52,7 @@ v1/v2, seccomp) or write OCI bundles for crun/runc.",
 )]
 pub struct Cli {
     /// Store root directory.
-    #[arg(long, global = true, env = "IMGCTL_ROOT", default_value = DEFAULT_ROOT)]
+    #[arg(long, global = true, env = "IMGCTL_ROOT", default_value_os_t = rootless::default_root())]
     pub root: PathBuf,
 
     /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
@@ -114,6 +117,8 @@ pub enum Command {
     Diff(diff::Args),
     /// Run a command in a new container.
     Run(run::Args),
+    /// Create a container without starting it (`imgctl start` runs it); print its ID.
+    Create(create::Args),
     /// Write an OCI runtime bundle (config.json + rootfs) for an image.
     Bundle(bundle::Args),
     /// Build an image from a Buildfile (Dockerfile syntax).
@@ -212,6 +217,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Some(line) = rootless::refusal(&cli.command) {
+        eprintln!("{line}");
+        return ExitCode::from(125);
+    }
     init_logging(&cli.log_level);
     if let Some(s) = cli.snapshotter {
         crate::image::set_process_snapshotter(s);
@@ -274,6 +283,7 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Export(a) => export::run(g, a),
         Command::Diff(a) => diff::run(g, a),
         Command::Run(a) => run::run(g, a),
+        Command::Create(a) => create::run(g, a),
         Command::Bundle(a) => bundle::run(g, a),
         Command::Build(a) => build::run(g, a),
         Command::Buildfile(c) => buildfile::run(g, c),
