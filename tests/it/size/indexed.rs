@@ -117,8 +117,20 @@ fn a_pull_indexes_layers_for_the_size_report() {
     }
 }
 
-/// A build records the index of each layer it writes: the report of the new image
-/// reads no blob and equals the report made from the blobs.
+/// Check the indexes `root` holds for `image` against the blobs: the report made
+/// with them set aside (every layer decompressed) equals the one made from them, with
+/// the blobs out of reach. Returns the report.
+fn indexes_match_the_blobs(root: &Path, image: &str) -> Value {
+    let kept = root.join("../kept-index");
+    fs::rename(root.join("cache/size"), &kept).unwrap();
+    let cold = size_json(root, image, &[]);
+    fs::remove_dir_all(root.join("cache/size")).unwrap();
+    fs::rename(&kept, root.join("cache/size")).unwrap();
+    report_reads_no_blob(root, image, &cold);
+    cold
+}
+
+/// A build records the index of each layer it writes.
 #[test]
 fn a_build_indexes_its_new_layers() {
     let t = tempdir();
@@ -133,14 +145,34 @@ fn a_build_indexes_its_new_layers() {
     .unwrap();
     let root = t.path().join("store");
     ok(imgctl(&root).args(["build", "-q", "-t", "idx:1"]).arg(&ctx));
-    // The figures from the blobs, with the build's indexes set aside meanwhile.
-    let built = t.path().join("built-index");
-    fs::rename(root.join("cache/size"), &built).unwrap();
-    let cold = size_json(&root, "idx:1", &[]);
-    fs::remove_dir_all(root.join("cache/size")).unwrap();
-    fs::rename(&built, root.join("cache/size")).unwrap();
+    let cold = indexes_match_the_blobs(&root, "idx:1");
     // /data/big overwritten, and the same content under /data/again: real waste.
     assert_eq!(cold["totals"]["layers"], 3);
     assert!(cold["wasted"]["bytes"].as_u64().unwrap() >= 300_000);
-    report_reads_no_blob(&root, "idx:1", &cold);
+}
+
+/// A load records the index of each layer it brings in, compressed (oci-archive,
+/// gzip layers) or not (docker-archive as skopeo writes it, plain tar layers).
+#[test]
+fn a_load_indexes_its_layers() {
+    if !require(have("skopeo"), "skopeo") {
+        return;
+    }
+    let t = tempdir();
+    let layout = t.path().join("img");
+    waste_image(&layout);
+    let src = format!("oci:{}:v1", layout.display());
+    let want = size_json(&t.path().join("no-store"), &src, &[]);
+    for (i, format) in ["docker-archive", "oci-archive"].iter().enumerate() {
+        let file = t.path().join(format!("{format}.tar"));
+        ok(Command::new("skopeo")
+            .args(["copy", "--quiet", &src])
+            .arg(format!("{format}:{}:example.test/waste:v1", file.display())));
+        let root = t.path().join(format!("store{i}"));
+        ok(imgctl(&root).arg("load").arg("-i").arg(&file));
+        let got = indexes_match_the_blobs(&root, "example.test/waste:v1");
+        for k in ["dive", "wasted", "largest_files", "largest_dirs"] {
+            assert_eq!(got[k], want[k], "{k} ({format})");
+        }
+    }
 }
