@@ -20,6 +20,9 @@ pub enum Format {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  imgctl images\n  imgctl images busybox --digests\n  imgctl images --filter dangling=true -q"
+)]
 pub struct ImagesArgs {
     /// Only images of this repository (`busybox`), or this name (`busybox:1.36`);
     /// `*` and `?` match as in a shell.
@@ -49,6 +52,9 @@ pub struct ImagesArgs {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  imgctl inspect busybox\n  imgctl inspect --format '{{json .Config.Env}}' nginx\n  imgctl inspect --type container web"
+)]
 pub struct InspectArgs {
     /// Container or image names or IDs (a container is looked for first).
     #[arg(required = true)]
@@ -62,6 +68,9 @@ pub struct InspectArgs {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  imgctl history nginx\n  imgctl history --no-trunc -H=false busybox\n  imgctl history --format json busybox"
+)]
 pub struct HistoryArgs {
     /// Image name or ID.
     pub image: String,
@@ -81,6 +90,9 @@ pub struct HistoryArgs {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  imgctl tag busybox 127.0.0.1:5000/tools/busybox:1.36\n  imgctl tag 3f57d9401f8d app:latest"
+)]
 pub struct TagArgs {
     /// Existing image name or ID.
     pub source: String,
@@ -89,6 +101,9 @@ pub struct TagArgs {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  imgctl rmi busybox\n  imgctl rmi app:1 app:2\n  imgctl rmi -f 3f57d9401f8d"
+)]
 pub struct RmiArgs {
     /// Image names (removes that name) or IDs (removes every name of the image).
     /// Blobs are freed by `imgctl prune`.

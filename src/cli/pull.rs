@@ -22,7 +22,12 @@ hosts may use plain HTTP (HTTPS is tried first). Extra CA certificates: *.crt in
 /etc/imgctl/certs.d/<host[:port]>/ or $XDG_CONFIG_HOME/imgctl/certs.d/<host[:port]>/.
 Credentials: `imgctl login`, i.e. $DOCKER_CONFIG/config.json or ~/.docker/config.json
 (auths, credsStore, credHelpers).
-Interrupted downloads resume on the next pull; `imgctl prune` drops them.")]
+Interrupted downloads resume on the next pull; `imgctl prune` drops them.
+
+Examples:
+  imgctl pull busybox
+  imgctl pull --platform linux/arm64 127.0.0.1:5000/library/nginx:latest
+  imgctl pull -q --no-unpack nginx:1.27")]
 pub struct Args {
     /// Image reference, e.g. `nginx`, `127.0.0.1:5000/library/nginx:latest`,
     /// `name@sha256:<hex>`. Short names are on docker.io (mirrors from

@@ -19,7 +19,12 @@ another repository of the same registry is mounted from there; the rest is uploa
 several at once, and the manifest last. Auth, mirrors (never used for a push),
 insecure hosts and CA certificates are those of `imgctl pull`. With --chunk-size an
 interrupted push resumes where the registry's upload session stopped, when the
-registry allows it.")]
+registry allows it.
+
+Examples:
+  imgctl push 127.0.0.1:5000/app:v1
+  imgctl push app:v1 127.0.0.1:5000/team/app:v1
+  imgctl push --format v2s2 --digestfile app.digest app:v1 127.0.0.1:5000/app:v1")]
 pub struct Args {
     /// The image in the store (name or ID).
     pub image: String,

@@ -14,6 +14,7 @@ mod defects;
 mod e2e;
 mod gc;
 mod habits;
+mod habits_help;
 mod habits_images;
 mod hostile;
 mod layer;
