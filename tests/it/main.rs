@@ -16,6 +16,7 @@ mod gc;
 mod habits;
 mod habits_help;
 mod habits_images;
+mod habits_load;
 mod hostile;
 mod layer;
 mod lifecycle;
