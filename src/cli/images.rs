@@ -469,8 +469,11 @@ pub fn inspect(g: &Globals, a: InspectArgs) -> anyhow::Result<ExitCode> {
 pub fn history(g: &Globals, a: HistoryArgs) -> anyhow::Result<ExitCode> {
     let r = image::resolve_image(&g.root, &a.image)?;
     let (manifest, config) = (&r.image.manifest, &r.image.config);
+    // SIZE is what the layer unpacks to, as `docker history` and `images` show it;
+    // the blob's own size is CompressedSize in JSON.
+    let unpacked = catalog::layer_sizes(&g.root, &manifest.layers)?;
     // Non-empty history entries correspond, in order, to the manifest's layers.
-    let mut layers = manifest.layers.iter();
+    let mut layers = manifest.layers.iter().zip(&unpacked);
     let mut entries: Vec<Value> = config
         .history
         .iter()
@@ -481,17 +484,18 @@ pub fn history(g: &Globals, a: HistoryArgs) -> anyhow::Result<ExitCode> {
                 "CreatedBy": h.created_by.clone().unwrap_or_default(),
                 "Comment": h.comment.clone().unwrap_or_default(),
                 "EmptyLayer": h.empty_layer,
-                "Layer": layer.map(|l| l.digest.to_string()),
-                "Size": layer.map(|l| l.size).unwrap_or(0),
+                "Layer": layer.map(|(l, _)| l.digest.to_string()),
+                "Size": layer.map(|(_, n)| *n).unwrap_or(0),
+                "CompressedSize": layer.map(|(l, _)| l.size).unwrap_or(0),
             })
         })
         .collect();
     if config.history.is_empty() {
         // No history recorded: one row per layer.
-        for l in &manifest.layers {
+        for (l, n) in manifest.layers.iter().zip(&unpacked) {
             entries.push(
                 json!({"Created": null, "CreatedBy": "", "Comment": "", "EmptyLayer": false,
-                                "Layer": l.digest, "Size": l.size}),
+                                "Layer": l.digest, "Size": n, "CompressedSize": l.size}),
             );
         }
     }
@@ -583,24 +587,9 @@ fn manifest_json(r: &image::ResolvedImage) -> Value {
     json!({"Digest": m.digest, "MediaType": m.media_type, "Size": m.size})
 }
 
-/// `1.5kB`, `23.4MB` (decimal units, as Docker prints).
+/// `1.5kB`, `23.4MB` (decimal units, as Docker prints): [`super::units::size`].
 pub(super) fn human_size(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u + 1 < UNITS.len() {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n}B")
-    } else if v < 10.0 {
-        format!("{v:.2}{}", UNITS[u])
-    } else if v < 100.0 {
-        format!("{v:.1}{}", UNITS[u])
-    } else {
-        format!("{v:.0}{}", UNITS[u])
-    }
+    super::units::size(n)
 }
 
 /// Seconds since the epoch of an RFC 3339 timestamp (`2024-01-02T03:04:05.5Z`,
@@ -668,7 +657,7 @@ mod tests {
     #[test]
     fn sizes_and_times() {
         assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(1500), "1.50kB");
+        assert_eq!(human_size(1500), "1.5kB");
         assert_eq!(human_size(74_500_000), "74.5MB");
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(

@@ -33,6 +33,7 @@ mod size;
 mod stats;
 mod store_cmds;
 pub mod template;
+mod units;
 
 /// Default store root for root; rootless mode will use `$XDG_DATA_HOME/imgctl`.
 pub const DEFAULT_ROOT: &str = "/var/lib/imgctl";

@@ -17,6 +17,7 @@ mod habits;
 mod habits_help;
 mod habits_images;
 mod habits_load;
+mod habits_sizes;
 mod hostile;
 mod layer;
 mod lifecycle;
