@@ -10,7 +10,8 @@
 //! other's pids for dead). So a lock file that can be locked belongs to a dead
 //! owner, and [`reap_stale`] (called by every imgctl command at start-up) cleans
 //! what it made: kills what is left in its cgroup and removes it, unmounts and
-//! removes its view (snapshot key [`view_key`]), and removes its state directory
+//! removes its view (snapshot key [`view_key`]; a detached container's view is
+//! only unmounted, so `start` can mount it again), and removes its state directory
 //! (`--rm`) or records it as stopped with an unknown exit code.
 //!
 //! The file also records the owner's pid, PID-namespace inode and start time, for
@@ -251,10 +252,18 @@ fn clean(root: &Path, id: &str, info: &OwnerInfo) -> Result<(), Error> {
     }
     // Network: veth, DNAT chains, address and port leases (found by id).
     note(super::net::detach(root, id));
-    // Also a view whose making was cut short (no metadata yet); an error counts
-    // only when the view is still there afterwards.
+    // A detached container (`run -d`, not `--rm`) keeps its view, unmounted, as
+    // its monitor would at a normal exit: `start`/`restart` mount it again, `rm`
+    // removes it. Anything else: also a view whose making was cut short (no
+    // metadata yet); an error counts only when the view is still there afterwards.
     let key = view_key(id);
-    if let Err(e) = crate::image::release(root, &key) {
+    let restartable = !info.remove
+        && state_dir.join("state.json").is_file()
+        && state_dir.join(super::monitor::CONFIG).is_file()
+        && crate::image::has_view(root, &key);
+    if restartable {
+        note(crate::image::unmount(root, &key).map_err(Error::from));
+    } else if let Err(e) = crate::image::release(root, &key) {
         if crate::image::view_key(root, &key).is_ok() {
             note(Err(e.into()));
         }

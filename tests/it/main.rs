@@ -19,6 +19,7 @@ mod hostile;
 mod layer;
 mod lifecycle;
 mod lifecycle_d;
+mod lifecycle_monitor;
 mod network;
 mod push;
 mod push_build;
