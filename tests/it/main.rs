@@ -15,6 +15,7 @@ mod e2e;
 mod gc;
 mod habits;
 mod habits_images;
+mod habits_missing;
 mod hostile;
 mod layer;
 mod lifecycle;
