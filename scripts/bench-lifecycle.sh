@@ -54,8 +54,10 @@ cleanup() {
   [ -n "$dpid" ] && kill "$dpid" 2>/dev/null && wait "$dpid" 2>/dev/null || true
   ip link del dkbench0 2>/dev/null || true
   for m in "$work"/imgctl/snapshots/active/*/merged "$work"/imgctl/snapshots/layers/*/fs; do umount "$m" 2>/dev/null || true; done
-  umount -R "$work/podman" 2>/dev/null || true
-  umount -R "$work/docker" 2>/dev/null || true
+  # Whatever is still mounted below $work (podman keeps $work/podman/overlay
+  # mounted on itself), deepest first.
+  awk -v w="$work/" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r |
+    while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
   rm -rf "$work" 2>/dev/null || true
 }
 trap cleanup EXIT
