@@ -12,7 +12,9 @@
 //! what it made: kills what is left in its cgroup and removes it, unmounts and
 //! removes its view (snapshot key [`view_key`]; a detached container's view is
 //! only unmounted, so `start` can mount it again), and removes its state directory
-//! (`--rm`) or records it as stopped with an unknown exit code.
+//! (`--rm`) or records it as stopped with an unknown exit code. A detached
+//! container with `--restart always|unless-stopped` is then started again (a
+//! new monitor), as Docker does when its daemon comes back.
 //!
 //! The file also records the owner's pid, PID-namespace inode and start time, for
 //! people reading it; liveness is judged by the lock alone.
@@ -202,6 +204,7 @@ pub fn reap_stale(root: &Path) -> Vec<String> {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
+        let resume = resumes(root, &id, &info);
         match clean(root, &id, &info) {
             Ok(()) => {
                 let _ = std::fs::remove_file(&path);
@@ -210,6 +213,16 @@ pub fn reap_stale(root: &Path) -> Vec<String> {
                     &id[..12.min(id.len())],
                     info.pid
                 );
+                if resume {
+                    // As Docker restarts `always` containers when its daemon
+                    // comes back: a new monitor, the kept view, the same policy.
+                    if let Err(e) = super::control::start(root, &id) {
+                        tracing::warn!(
+                            "container {} (--restart): start again after its monitor died: {e}",
+                            &id[..12.min(id.len())]
+                        );
+                    }
+                }
                 reaped.push(id);
             }
             Err(e) => tracing::warn!(
@@ -219,6 +232,26 @@ pub fn reap_stale(root: &Path) -> Vec<String> {
         }
     }
     reaped
+}
+
+/// Whether a container whose owner died is started again once cleaned: a
+/// detached container (its monitor died, not the container's own exit) that was
+/// live, with `--restart always` or `unless-stopped`.
+fn resumes(root: &Path, id: &str, info: &OwnerInfo) -> bool {
+    use super::monitor::{MonitorConfig, RestartPolicy, CONFIG};
+    let dir = state::containers_dir(root).join(id);
+    if info.remove || !State::load(&dir).is_ok_and(|s| s.status != Status::Stopped) {
+        return false;
+    }
+    std::fs::read(dir.join(CONFIG))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<MonitorConfig>(&b).ok())
+        .is_some_and(|c| {
+            matches!(
+                c.restart,
+                RestartPolicy::Always | RestartPolicy::UnlessStopped
+            )
+        })
 }
 
 fn clean(root: &Path, id: &str, info: &OwnerInfo) -> Result<(), Error> {

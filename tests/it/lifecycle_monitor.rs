@@ -1,7 +1,8 @@
 //! Detached containers, issue 12's leftovers: the end of `attach`'s input closes
 //! a `run -di` container's stdin, and a container whose monitor was SIGKILLed
-//! can be restarted with its files and its `--restart` policy (the new monitor
-//! applies it again). Helpers shared with `lifecycle_d`.
+//! keeps its files for `restart`, and with `--restart always` is started again
+//! by the next imgctl command (a new monitor that applies the policy in turn).
+//! Helpers shared with `lifecycle_d`.
 
 use std::io::Write;
 use std::path::Path;
@@ -79,14 +80,55 @@ fn attach_eof_closes_the_stdin_of_a_run_di_container() {
     assert_gone(&store, &id);
 }
 
+/// SIGKILL the monitor of `id` and wait until it is gone.
+fn kill_monitor(store: &Path, id: &str) {
+    let monitor = json_file(&store.join("locks/containers").join(id))["pid"]
+        .as_i64()
+        .unwrap() as i32;
+    // SAFETY: kill with plain integers.
+    assert_eq!(unsafe { libc::kill(monitor, libc::SIGKILL) }, 0);
+    until(Duration::from_secs(5), "the monitor to die", || {
+        std::fs::read_to_string(format!("/proc/{monitor}/stat"))
+            .map(|s| s.contains(") Z"))
+            .unwrap_or(true)
+    });
+}
+
+fn pid(store: &Path, c: &str) -> i32 {
+    inspect(store, c)["State"]["Pid"].as_i64().unwrap_or(0) as i32
+}
+
 #[test]
-fn restart_after_a_killed_monitor_keeps_files_and_restart_policy() {
+fn restart_after_a_killed_monitor_and_restart_always_resumes() {
     let t = tempdir();
     let Some(store) = store_with_busybox(t.path()) else {
         return;
     };
     let _g = serial();
-    let id = run_d(
+    // No policy: the next command records it as exited (unknown) and keeps its
+    // view, unmounted; `restart` mounts it again, the files it made included.
+    let plain = run_d(
+        &store,
+        &["--name", "plain", "--network", "none"],
+        &["sleep", "1000"],
+    );
+    ok(imgctl(&store).args(["exec", "plain", "touch", "/kept"]));
+    kill_monitor(&store, &plain);
+    let st = ok(imgctl(&store).args(["ps", "-a", "--format", "{{.Names}} {{.Status}}"]));
+    assert!(st.contains("plain Exited (unknown)"), "{st}");
+    let r = im(&store, &["restart", "plain"]);
+    assert!(
+        r.status.success(),
+        "restart: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert_eq!(status(&store, "plain"), "running");
+    ok(imgctl(&store).args(["exec", "plain", "ls", "/kept"]));
+
+    // --restart always: the next imgctl command that finds the monitor dead
+    // starts it again with a new monitor, as Docker does when its daemon comes
+    // back; that monitor applies the policy in turn.
+    let phoenix = run_d(
         &store,
         &[
             "--name",
@@ -99,38 +141,27 @@ fn restart_after_a_killed_monitor_keeps_files_and_restart_policy() {
         &["sleep", "1000"],
     );
     ok(imgctl(&store).args(["exec", "phoenix", "touch", "/kept"]));
-    let monitor = json_file(&store.join("locks/containers").join(&id))["pid"]
-        .as_i64()
-        .unwrap() as i32;
+    let first = pid(&store, "phoenix");
+    kill_monitor(&store, &phoenix);
+    let st = ok(imgctl(&store).args(["ps", "--format", "{{.Names}} {{.Status}}"]));
+    assert!(st.contains("phoenix Up"), "resumed by that ps: {st}");
+    let second = pid(&store, "phoenix");
+    assert!(second != 0 && second != first, "a new process");
+    ok(imgctl(&store).args(["exec", "phoenix", "ls", "/kept"]));
     // SAFETY: kill with plain integers.
-    assert_eq!(unsafe { libc::kill(monitor, libc::SIGKILL) }, 0);
-    until(Duration::from_secs(5), "the monitor to die", || {
-        std::fs::read_to_string(format!("/proc/{monitor}/stat"))
-            .map(|s| s.contains(") Z"))
-            .unwrap_or(true)
-    });
-    let st = ok(imgctl(&store).args(["ps", "-a", "--format", "{{.Names}} {{.Status}}"]));
-    assert!(st.starts_with("phoenix Exited (unknown)"), "{st}");
-    // The reaper unmounted the view but kept it: restart mounts it again.
-    let r = im(&store, &["restart", "phoenix"]);
-    assert!(
-        r.status.success(),
-        "restart: {}",
-        String::from_utf8_lossy(&r.stderr)
+    assert_eq!(unsafe { libc::kill(second, libc::SIGKILL) }, 0);
+    until(
+        Duration::from_secs(10),
+        "a restart by the new monitor",
+        || {
+            let v = inspect(&store, "phoenix");
+            v["State"]["Status"] == "running"
+                && v["State"]["Pid"]
+                    .as_i64()
+                    .is_some_and(|p| p as i32 != second)
+        },
     );
-    assert_eq!(status(&store, "phoenix"), "running");
-    ok(imgctl(&store).args(["exec", "phoenix", "ls", "/kept"]));
-    // The new monitor keeps `--restart always`: a killed command comes back.
-    let pid = inspect(&store, "phoenix")["State"]["Pid"].as_i64().unwrap() as i32;
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-    until(Duration::from_secs(10), "a restart with a new pid", || {
-        let v = inspect(&store, "phoenix");
-        v["State"]["Status"] == "running"
-            && v["State"]["Pid"].as_i64().is_some_and(|p| p as i32 != pid)
-            && v["RestartCount"].as_u64().is_some_and(|n| n >= 1)
-    });
-    ok(imgctl(&store).args(["exec", "phoenix", "ls", "/kept"]));
-    ok(imgctl(&store).args(["rm", "-f", "phoenix"]));
-    assert_gone(&store, &id);
+    ok(imgctl(&store).args(["rm", "-f", "plain", "phoenix"]));
+    assert_gone(&store, &plain);
+    assert_gone(&store, &phoenix);
 }
