@@ -23,6 +23,7 @@ mod export;
 mod help;
 mod images;
 mod login;
+mod missing;
 mod mount;
 mod network;
 mod ps;
@@ -215,6 +216,11 @@ pub fn main() -> ExitCode {
     let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
+            // A Docker command imgctl lacks (or a typo): one line, not the usage.
+            if let Some(line) = missing::for_error(&e) {
+                eprintln!("imgctl: {line}");
+                return ExitCode::from(125);
+            }
             let code = match e.kind() {
                 clap::error::ErrorKind::DisplayHelp
                 | clap::error::ErrorKind::DisplayVersion
