@@ -154,6 +154,9 @@ pub struct ApplyOptions {
     /// rootfs, an export's scratch dir): an image must not make it 0777 or hand it
     /// to another uid (issue 8).
     pub root_metadata: bool,
+    /// Also list the layer for the size report ([`Applied::index`]): a copy of the
+    /// uncompressed stream goes to a side thread running [`crate::layer::index::list`].
+    pub index: bool,
     /// Overlay mode: link regular files into this file-level dedup pool as they are
     /// written (hashed from the bytes in hand, nothing read back; see `pool`).
     pub dedup: Option<PoolDedup>,
@@ -172,6 +175,7 @@ impl ApplyOptions {
                 _ => 0,
             },
             root_metadata: true,
+            index: false,
             dedup: None,
         }
     }
@@ -186,6 +190,9 @@ pub struct Applied {
     pub tar_bytes: u64,
     /// Tar entries applied (PAX and long-name headers not counted).
     pub entries: u64,
+    /// The layer's listing, when [`ApplyOptions::index`] asked for it (and the side
+    /// lister did not refuse the stream). Its `diff_id` is the checked one.
+    pub index: Option<super::index::Listing>,
     /// With [`ApplyOptions::dedup`]: what pooling did.
     pub pooled: Pooled,
 }
