@@ -2,8 +2,8 @@
 //! suite (SECURITY-TESTS A1-A17), diff round trips, overlay snapshots and mounts
 //! compared with `umoci unpack`, copy-on-write isolation and file-level dedup.
 //!
-//! Shared fixtures, the mount comparisons and rootless export here; the hostile layers
-//! in [`hostile`], round trips, isolation, dedup and commits in [`snapshots`].
+//! Shared fixtures and the mount comparisons here; the hostile layers in [`hostile`],
+//! round trips, isolation, dedup and commits in [`snapshots`].
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -438,114 +438,74 @@ fn expect_invalid(r: Result<layer::Applied, LayerError>, entry: &str) {
     }
 }
 
-/// Entries of a tar as comparable tuples (sorted by name).
-/// (name, type byte, mode, uid, gid, content sha256, link target, xattrs)
-type Entry = (
-    String,
-    u8,
-    u32,
-    u64,
-    u64,
-    String,
-    Option<String>,
-    Vec<(String, Vec<u8>)>,
-);
-
-fn entries(tar: &[u8]) -> Vec<Entry> {
-    let mut ar = tar::Archive::new(tar);
-    let mut out = Vec::new();
-    for e in ar.entries().unwrap() {
-        let mut e = e.unwrap();
-        let name = String::from_utf8_lossy(&e.path_bytes())
-            .trim_end_matches('/')
-            .to_string();
-        let link = e
-            .link_name_bytes()
-            .map(|l| String::from_utf8_lossy(&l).into_owned());
-        let mut xs = Vec::new();
-        if let Some(exts) = e.pax_extensions().unwrap() {
-            for x in exts {
-                let x = x.unwrap();
-                if let Some(k) = x.key().unwrap().strip_prefix("SCHILY.xattr.") {
-                    xs.push((k.to_string(), x.value_bytes().to_vec()));
-                }
-            }
-        }
-        xs.sort();
-        let h = e.header().clone();
-        let mut data = Vec::new();
-        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
-        let kind = h.entry_type().as_byte();
-        out.push((
-            name,
-            kind,
-            h.mode().unwrap() & 0o7777,
-            h.uid().unwrap(),
-            h.gid().unwrap(),
-            sha256_hex(&data),
-            link,
-            xs,
-        ));
-    }
-    out.sort();
-    out
-}
-
-/// A13: rootless (inside `unshare -r`, only uid 0 mapped) the same image still
-/// flattens: devices are skipped and unmapped owners left to the mapped user, with
-/// warnings, while everything else (names, modes, content, hostile-name refusals)
-/// is as for root.
+/// issue 10: files are pooled while they are written. Whatever a layer then does to
+/// a pooled path (writes it again, hardlinks it, writes the same bytes elsewhere), the
+/// tree is what the tar says and every pool entry still holds the content and
+/// metadata its name stands for; with 0 and 2 writer threads, large files (main
+/// thread) and small ones (workers).
 #[test]
-fn rootless_export_skips_devices_and_unmapped_owners() {
-    if !root_and_tools(&["unshare"]) {
+fn pooled_files_keep_their_key_when_a_layer_rewrites_or_links_their_path() {
+    if !root_and_tools(&[]) {
         return;
     }
-    let t = common::tempdir();
-    let layout = t.path().join("oci");
-    write_oci(&layout, "v1", &fixture_layers(), Z::Gzip);
-    let store = t.path().join("store");
-    let out_tar = t.path().join("rootfs.tar");
-    let out = common::output(
-        std::process::Command::new("unshare")
-            .arg("-r")
-            .arg(common::imgctl_bin())
-            .arg("--root")
-            .arg(&store)
-            .args(["export", &format!("oci:{}:v1", layout.display()), "-o"])
-            .arg(&out_tar),
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "rootless export failed: {stderr}");
-    assert!(stderr.contains("skipping device node"), "{stderr}");
-    let es = entries(&fs::read(&out_tar).unwrap());
-    let names: Vec<&str> = es.iter().map(|e| e.0.as_str()).collect();
-    let want: Vec<&str> = fixture_expected_paths()
-        .into_iter()
-        .filter(|p| *p != "dev/null")
-        .collect();
-    assert_eq!(names, want);
-    let su = es.iter().find(|e| e.0 == "usr/bin/su").unwrap();
-    assert_eq!(su.2, 0o4755);
-    let notes = es.iter().find(|e| e.0 == "home/user/notes").unwrap();
-    assert_eq!(
-        (notes.3, notes.4),
-        (0, 0),
-        "unmapped owner falls back to the mapped root"
-    );
-
-    // Hostile names are refused the same way rootless.
-    let bad = t.path().join("bad");
-    write_oci(&bad, "v1", &[tar_of(&[file("../escape", b"x")])], Z::Gzip);
-    let out = common::output(
-        std::process::Command::new("unshare")
-            .arg("-r")
-            .arg(common::imgctl_bin())
-            .arg("--root")
-            .arg(&store)
-            .args(["export", &format!("oci:{}:v1", bad.display()), "-o"])
-            .arg(t.path().join("bad.tar")),
-    );
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("'..'"));
-    assert!(!t.path().join("escape").exists());
+    let (a, b, c) = (vec![b'a'; 300_000], vec![b'b'; 300_001], vec![b'c'; 20_000]);
+    let tar = tar_of(&[
+        dir("usr"),
+        file("usr/a", &a),
+        file("usr/s", &vec![b's'; 20_000]),
+        file("usr/a", &b),
+        file("usr/s", &c),
+        hardlink("usr/h", "usr/s"),
+        file("usr/x", &a),
+        file("usr/small", b"under the threshold"),
+    ]);
+    for workers in [0, 2] {
+        let t = common::tempdir();
+        let (root, pool) = (t.path().join("root"), t.path().join("pool"));
+        fs::create_dir_all(&root).unwrap();
+        fs::create_dir_all(&pool).unwrap();
+        let mut opts = ApplyOptions::new(ApplyMode::Overlay, "sha256:test-layer");
+        opts.workers = workers;
+        opts.dedup = Some(layer::PoolDedup {
+            pool: pool.clone(),
+            min_size: 16 * 1024,
+        });
+        let applied = layer::apply(&tar[..], Compression::None, &root, &opts).unwrap();
+        let what = format!("{workers} workers");
+        assert_eq!(fs::read(root.join("usr/a")).unwrap(), b, "{what}");
+        assert_eq!(fs::read(root.join("usr/s")).unwrap(), c, "{what}");
+        assert_eq!(fs::read(root.join("usr/x")).unwrap(), a, "{what}");
+        let ino = |p: &str| fs::metadata(root.join(p)).unwrap().ino();
+        assert_eq!(ino("usr/h"), ino("usr/s"), "{what}");
+        // usr/x has the bytes and metadata of the first usr/a: linked to its copy.
+        assert_eq!(applied.pooled.files, 5, "{what}");
+        assert_eq!(applied.pooled.linked, 1, "{what}");
+        assert_eq!(applied.pooled.bytes_saved, a.len() as u64, "{what}");
+        let mut names = Vec::new();
+        for shard in fs::read_dir(&pool).unwrap() {
+            for e in fs::read_dir(shard.unwrap().path()).unwrap() {
+                let e = e.unwrap();
+                let md = fs::symlink_metadata(e.path()).unwrap();
+                let content = fs::read(e.path()).unwrap();
+                let key = imgctl::sys::fs::dedup_key(
+                    &hex::decode(sha256_hex(&content)).unwrap(),
+                    md.mode(),
+                    md.uid(),
+                    md.gid(),
+                    md.mtime(),
+                    md.len(),
+                    &imgctl::sys::fs::xattrs_of(&e.path()).unwrap(),
+                );
+                assert_eq!(e.file_name().to_str().unwrap(), key, "{what}");
+                names.push(key);
+            }
+        }
+        // The first usr/a (also usr/x), the first usr/s, usr/a and usr/s as written last.
+        assert_eq!(names.len(), 4, "{what}: {names:?}");
+        assert!(!root.join("usr").read_dir().unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".dedup-")));
+    }
 }

@@ -1,5 +1,5 @@
 //! Whiteouts, apply/diff round trips, copy-on-write isolation of mounted views, shared
-//! and deduplicated layers, snapshot metadata and commits.
+//! and deduplicated layers, snapshot metadata, commits and rootless export.
 
 use super::*;
 
@@ -110,6 +110,59 @@ fn rich_layer() -> Vec<u8> {
         whiteout(".wh.removed"),
         dir("empty").mode(0o700),
     ])
+}
+
+/// Entries of a tar as comparable tuples (sorted by name).
+/// (name, type byte, mode, uid, gid, content sha256, link target, xattrs)
+type Entry = (
+    String,
+    u8,
+    u32,
+    u64,
+    u64,
+    String,
+    Option<String>,
+    Vec<(String, Vec<u8>)>,
+);
+
+fn entries(tar: &[u8]) -> Vec<Entry> {
+    let mut ar = tar::Archive::new(tar);
+    let mut out = Vec::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = String::from_utf8_lossy(&e.path_bytes())
+            .trim_end_matches('/')
+            .to_string();
+        let link = e
+            .link_name_bytes()
+            .map(|l| String::from_utf8_lossy(&l).into_owned());
+        let mut xs = Vec::new();
+        if let Some(exts) = e.pax_extensions().unwrap() {
+            for x in exts {
+                let x = x.unwrap();
+                if let Some(k) = x.key().unwrap().strip_prefix("SCHILY.xattr.") {
+                    xs.push((k.to_string(), x.value_bytes().to_vec()));
+                }
+            }
+        }
+        xs.sort();
+        let h = e.header().clone();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        let kind = h.entry_type().as_byte();
+        out.push((
+            name,
+            kind,
+            h.mode().unwrap() & 0o7777,
+            h.uid().unwrap(),
+            h.gid().unwrap(),
+            sha256_hex(&data),
+            link,
+            xs,
+        ));
+    }
+    out.sort();
+    out
 }
 
 #[test]
@@ -552,4 +605,63 @@ fn commit_an_active_snapshot_as_a_new_layer() {
     snaps.remove(&chain.to_string()).unwrap();
     assert_eq!(snaps.refs(&base).unwrap(), 0);
     snaps.remove(&base.to_string()).unwrap();
+}
+
+/// A13: rootless (inside `unshare -r`, only uid 0 mapped) the same image still
+/// flattens: devices are skipped and unmapped owners left to the mapped user, with
+/// warnings, while everything else (names, modes, content, hostile-name refusals)
+/// is as for root.
+#[test]
+fn rootless_export_skips_devices_and_unmapped_owners() {
+    if !root_and_tools(&["unshare"]) {
+        return;
+    }
+    let t = common::tempdir();
+    let layout = t.path().join("oci");
+    write_oci(&layout, "v1", &fixture_layers(), Z::Gzip);
+    let store = t.path().join("store");
+    let out_tar = t.path().join("rootfs.tar");
+    let out = common::output(
+        std::process::Command::new("unshare")
+            .arg("-r")
+            .arg(common::imgctl_bin())
+            .arg("--root")
+            .arg(&store)
+            .args(["export", &format!("oci:{}:v1", layout.display()), "-o"])
+            .arg(&out_tar),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "rootless export failed: {stderr}");
+    assert!(stderr.contains("skipping device node"), "{stderr}");
+    let es = entries(&fs::read(&out_tar).unwrap());
+    let names: Vec<&str> = es.iter().map(|e| e.0.as_str()).collect();
+    let want: Vec<&str> = fixture_expected_paths()
+        .into_iter()
+        .filter(|p| *p != "dev/null")
+        .collect();
+    assert_eq!(names, want);
+    let su = es.iter().find(|e| e.0 == "usr/bin/su").unwrap();
+    assert_eq!(su.2, 0o4755);
+    let notes = es.iter().find(|e| e.0 == "home/user/notes").unwrap();
+    assert_eq!(
+        (notes.3, notes.4),
+        (0, 0),
+        "unmapped owner falls back to the mapped root"
+    );
+
+    // Hostile names are refused the same way rootless.
+    let bad = t.path().join("bad");
+    write_oci(&bad, "v1", &[tar_of(&[file("../escape", b"x")])], Z::Gzip);
+    let out = common::output(
+        std::process::Command::new("unshare")
+            .arg("-r")
+            .arg(common::imgctl_bin())
+            .arg("--root")
+            .arg(&store)
+            .args(["export", &format!("oci:{}:v1", bad.display()), "-o"])
+            .arg(t.path().join("bad.tar")),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'..'"));
+    assert!(!t.path().join("escape").exists());
 }
