@@ -203,6 +203,10 @@ pub struct ContainerArgs {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(
+    override_usage = "imgctl run [OPTIONS] IMAGE [COMMAND] [ARG...]",
+    after_help = "Examples:\n  imgctl run --rm -it busybox sh\n  imgctl run -d --name web -p 8080:80 nginx\n  imgctl run --rm --network none -v \"$PWD\":/src -w /src busybox ls -l"
+)]
 pub struct Args {
     /// Remove the container's state when it exits.
     #[arg(long)]

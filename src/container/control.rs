@@ -587,7 +587,8 @@ pub fn logs(
 }
 
 /// `attach`: stream the container's output (and with `-i` at run, our stdin to
-/// it) until it stops. Returns its exit code.
+/// it, EOF included: the container's stdin is closed then) until it stops.
+/// Returns its exit code.
 pub fn attach(
     root: &Path,
     id: &str,
@@ -599,7 +600,11 @@ pub fn attach(
     let not_running = || Error::NotRunning { id: short(id) };
     let (_fd, p) = monitor::socket_path(&dir).map_err(|_| not_running())?;
     let mut s = UnixStream::connect(&p).map_err(|_| not_running())?;
-    writeln!(s, "attach").map_err(|_| not_running())?;
+    let req = match forward_stdin {
+        true => "attach stdin",
+        false => "attach",
+    };
+    writeln!(s, "{req}").map_err(|_| not_running())?;
     let mut r = BufReader::new(s.try_clone().map_err(|_| not_running())?);
     let mut line = String::new();
     r.read_line(&mut line).map_err(|_| not_running())?;
@@ -608,8 +613,11 @@ pub fn attach(
     }
     if forward_stdin {
         let mut w = s.try_clone().map_err(|_| not_running())?;
+        // EOF on our stdin ends the write half: the monitor then closes the
+        // container's stdin (a `cat` in it ends), and output keeps coming.
         std::thread::spawn(move || {
             let _ = std::io::copy(&mut std::io::stdin(), &mut w);
+            let _ = w.shutdown(std::net::Shutdown::Write);
         });
     }
     let io = |source| Error::Io {

@@ -728,15 +728,22 @@ fn handle(conn: UnixStream, shared: &Shared) -> std::io::Result<()> {
             drop(g);
             writeln!(w, "exit {code}")
         }
-        ["attach"] => {
+        ["attach", rest @ ..] => {
+            let forwards = rest == ["stdin"];
             let stdin = {
                 let mut g = shared.lock();
                 g.attached.push(w.try_clone()?);
-                g.stdin.as_ref().and_then(|f| f.try_clone().ok())
+                match forwards {
+                    true => g.stdin.as_ref().and_then(|f| f.try_clone().ok()),
+                    false => None,
+                }
             };
             writeln!(w, "ok")?;
-            // Input from the client goes to the container's stdin (-i); the
-            // connection ends when the client closes it.
+            // Input from the client goes to the container's stdin (-i). EOF
+            // from a client that forwards its stdin (it shuts its write half
+            // down, and keeps reading output) closes the container's stdin, as
+            // Docker's attach of a `run -i` container does: the monitor drops
+            // its write end, so a `cat` in the container sees EOF.
             let mut buf = [0u8; 8192];
             let mut stdin = stdin;
             loop {
@@ -749,6 +756,9 @@ fn handle(conn: UnixStream, shared: &Shared) -> std::io::Result<()> {
                         stdin = None;
                     }
                 }
+            }
+            if stdin.take().is_some() {
+                shared.lock().stdin = None;
             }
             Ok(())
         }

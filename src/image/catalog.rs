@@ -203,6 +203,16 @@ pub fn prune(root: &Path) -> Result<PruneReport, ImageError> {
     open(root)?.prune().map_err(store_err("prune"))
 }
 
+/// The unpacked size of each of `layers` ([`layer_content_size`]), in order: what
+/// `history` shows per layer, as Docker does.
+pub fn layer_sizes(root: &Path, layers: &[Descriptor]) -> Result<Vec<u64>, ImageError> {
+    let store = open(root)?;
+    layers
+        .iter()
+        .map(|l| layer_content_size(&store, l))
+        .collect()
+}
+
 /// Unpacked size of a layer blob as Docker shows it: the bytes of the regular files
 /// it holds (hard links, directories, symlinks and whiteouts count nothing), read
 /// from the decompressed tar. Each layer is read once per call of
