@@ -106,8 +106,17 @@ fn create_makes_a_container_that_start_runs_and_rm_removes() {
     assert!(!ok(imgctl(&store).arg("ps")).contains("made"));
     assert_eq!(ok(imgctl(&store).args(["logs", "made"])), "");
 
+    // `wait` on a created container waits for it to be started and to stop.
+    let waiter = imgctl(&store)
+        .args(["wait", "made"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
     ok(imgctl(&store).args(["start", "made"]));
-    assert_eq!(ok(imgctl(&store).args(["wait", "made"])).trim(), "3");
+    let waited = waiter.wait_with_output().unwrap();
+    assert!(waited.status.success());
+    assert_eq!(String::from_utf8_lossy(&waited.stdout).trim(), "3");
     let logs = output(imgctl(&store).args(["logs", "made"]));
     assert_eq!(String::from_utf8_lossy(&logs.stdout), "hello\n", "{logs:?}");
     assert_eq!(String::from_utf8_lossy(&logs.stderr), "oops\n");
@@ -150,6 +159,24 @@ fn create_makes_a_container_that_start_runs_and_rm_removes() {
         assert!(gone.elapsed().as_secs() < 10, "--rm container still listed");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+
+    // A command that cannot run: start fails in one line and the container
+    // stays, created, for `rm` (Docker's way).
+    ok(imgctl(&store).args([
+        "create",
+        "--name",
+        "bad",
+        "--network",
+        "none",
+        &image,
+        "nosuchcmd",
+    ]));
+    let (code, err) = fails(imgctl(&store).args(["start", "bad"]));
+    assert_ne!(code, 0);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("nosuchcmd"), "{err}");
+    assert!(ps_row(&store, "bad").is_some_and(|r| r.contains("Created")));
+    ok(imgctl(&store).args(["rm", "bad"]));
 
     // Created and removed without ever running; the name is free again.
     let id2 = ok(imgctl(&store).args(["create", "--name", "made", &image, "true"]));
