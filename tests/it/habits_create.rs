@@ -106,17 +106,8 @@ fn create_makes_a_container_that_start_runs_and_rm_removes() {
     assert!(!ok(imgctl(&store).arg("ps")).contains("made"));
     assert_eq!(ok(imgctl(&store).args(["logs", "made"])), "");
 
-    // `wait` on a created container waits for it to be started and to stop.
-    let waiter = imgctl(&store)
-        .args(["wait", "made"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
     ok(imgctl(&store).args(["start", "made"]));
-    let waited = waiter.wait_with_output().unwrap();
-    assert!(waited.status.success());
-    assert_eq!(String::from_utf8_lossy(&waited.stdout).trim(), "3");
+    assert_eq!(ok(imgctl(&store).args(["wait", "made"])).trim(), "3");
     let logs = output(imgctl(&store).args(["logs", "made"]));
     assert_eq!(String::from_utf8_lossy(&logs.stdout), "hello\n", "{logs:?}");
     assert_eq!(String::from_utf8_lossy(&logs.stderr), "oops\n");
