@@ -39,6 +39,11 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
     if let Some(n) = &a.name {
         container::state::check_name(n)?;
     }
+    if a.c.rootfs.is_none() && a.args.is_empty() {
+        anyhow::bail!(
+            "no image given: imgctl create [OPTIONS] IMAGE [COMMAND...] (or --rootfs DIR)"
+        );
+    }
     let (image, cmd) = run::image_and_command(&a.c, a.args.clone());
     let id = container::new_id();
     let flags = run::run_flags(&a.c, &id, cmd)?;
