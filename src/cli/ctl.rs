@@ -158,8 +158,10 @@ pub fn start(g: &Globals, a: StartArgs) -> anyhow::Result<ExitCode> {
             anyhow::bail!("start -a takes one container");
         };
         let id = id_of(g, one)?;
-        control::start(&g.root, &id)?;
-        return attach_to(g, &id, false);
+        let mut out = std::io::stdout().lock();
+        let mut err = std::io::stderr().lock();
+        let code = control::start_attached(&g.root, &id, &mut out, &mut err)?;
+        return Ok(ExitCode::from(code.clamp(0, 255) as u8));
     }
     each(g, &a.containers, |id| control::start(&g.root, id))
 }

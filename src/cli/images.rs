@@ -247,7 +247,7 @@ pub fn images(g: &Globals, a: ImagesArgs) -> anyhow::Result<ExitCode> {
         .map(|f| parse_filter(g, f))
         .collect::<anyhow::Result<_>>()?;
     let mut recs = Vec::new();
-    for rec in catalog::list(&g.root)? {
+    for rec in catalog::without_pinned_duplicates(catalog::list(&g.root)?) {
         let (repo, tag) = repo_tag(&rec.name);
         let wanted = a
             .reference

@@ -16,17 +16,20 @@ mod build;
 mod buildfile;
 mod bundle;
 mod check;
+mod create;
 mod ctl;
 mod diff;
 mod export;
 mod help;
 mod images;
 mod login;
+mod missing;
 mod mount;
 mod network;
 mod ps;
 mod pull;
 mod push;
+mod rootless;
 mod run;
 mod runtime;
 mod size;
@@ -35,7 +38,8 @@ mod store_cmds;
 pub mod template;
 mod units;
 
-/// Default store root for root; rootless mode will use `$XDG_DATA_HOME/imgctl`.
+/// Default store root for root; other users default to `$XDG_DATA_HOME/imgctl`
+/// (see `rootless`).
 pub const DEFAULT_ROOT: &str = "/var/lib/imgctl";
 
 #[derive(Parser, Debug)]
@@ -52,7 +56,7 @@ v1/v2, seccomp) or write OCI bundles for crun/runc.",
 )]
 pub struct Cli {
     /// Store root directory.
-    #[arg(long, global = true, env = "IMGCTL_ROOT", default_value = DEFAULT_ROOT, help_heading = help::GLOBAL_HEADING)]
+    #[arg(long, global = true, env = "IMGCTL_ROOT", default_value_os_t = rootless::default_root(), help_heading = help::GLOBAL_HEADING)]
     pub root: PathBuf,
 
     /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
@@ -117,6 +121,8 @@ pub enum Command {
     Diff(diff::Args),
     /// Run a command in a new container.
     Run(run::Args),
+    /// Create a container without starting it (`imgctl start` runs it); print its ID.
+    Create(create::Args),
     /// Write an OCI runtime bundle (config.json + rootfs) for an image.
     Bundle(bundle::Args),
     /// Build an image from a Buildfile (Dockerfile syntax).
@@ -210,6 +216,11 @@ pub fn main() -> ExitCode {
     let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
+            // A Docker command imgctl lacks (or a typo): one line, not the usage.
+            if let Some(line) = missing::for_error(&e) {
+                eprintln!("imgctl: {line}");
+                return ExitCode::from(125);
+            }
             let code = match e.kind() {
                 clap::error::ErrorKind::DisplayHelp
                 | clap::error::ErrorKind::DisplayVersion
@@ -220,6 +231,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Some(line) = rootless::refusal(&cli.command) {
+        eprintln!("{line}");
+        return ExitCode::from(125);
+    }
     init_logging(&cli.log_level);
     if let Some(s) = cli.snapshotter {
         crate::image::set_process_snapshotter(s);
@@ -282,6 +297,7 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Export(a) => export::run(g, a),
         Command::Diff(a) => diff::run(g, a),
         Command::Run(a) => run::run(g, a),
+        Command::Create(a) => create::run(g, a),
         Command::Bundle(a) => bundle::run(g, a),
         Command::Build(a) => build::run(g, a),
         Command::Buildfile(c) => buildfile::run(g, c),

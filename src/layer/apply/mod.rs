@@ -149,6 +149,9 @@ pub struct ApplyOptions {
     /// rootfs, an export's scratch dir): an image must not make it 0777 or hand it
     /// to another uid (issue 8).
     pub root_metadata: bool,
+    /// Also list the layer for the size report ([`Applied::index`]): a copy of the
+    /// uncompressed stream goes to a side thread running [`crate::layer::index::list`].
+    pub index: bool,
 }
 
 impl ApplyOptions {
@@ -164,6 +167,7 @@ impl ApplyOptions {
                 _ => 0,
             },
             root_metadata: true,
+            index: false,
         }
     }
 }
@@ -177,6 +181,9 @@ pub struct Applied {
     pub tar_bytes: u64,
     /// Tar entries applied (PAX and long-name headers not counted).
     pub entries: u64,
+    /// The layer's listing, when [`ApplyOptions::index`] asked for it (and the side
+    /// lister did not refuse the stream). Its `diff_id` is the checked one.
+    pub index: Option<super::index::Listing>,
 }
 
 /// Apply the layer read from `blob` (compressed as `compression`, verified against its
