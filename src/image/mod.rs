@@ -471,10 +471,21 @@ fn unpack_layer(
             listing = layer::write_erofs(blob, compression, &image, &ao)?.index;
             return Ok(());
         }
-        listing = layer::apply(blob, compression, dir, &ao)?.index;
         if opts.dedup {
-            stats = snapshot::dedup::dedup_dir(&pool, dir, opts.dedup_min_size)?;
+            // Files are pooled as they are written (layer::apply's `pool`).
+            ao.dedup = Some(layer::PoolDedup {
+                pool: pool.clone(),
+                min_size: opts.dedup_min_size,
+            });
         }
+        let applied = layer::apply(blob, compression, dir, &ao)?;
+        listing = applied.index;
+        let p = applied.pooled;
+        stats = snapshot::DedupStats {
+            files: p.files,
+            linked: p.linked,
+            bytes_saved: p.bytes_saved,
+        };
         Ok(())
     })?;
     if let (Some(root), Some(l)) = (index_root, &listing) {

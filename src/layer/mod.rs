@@ -16,6 +16,7 @@ pub mod index;
 
 pub use apply::{
     apply, unpack_new, Applied, ApplyMode, ApplyOptions, ChannelReader, DevicePolicy, Limits,
+    PoolDedup, Pooled,
 };
 pub use compress::{decoder, Compression, Encoder};
 pub use diff::{

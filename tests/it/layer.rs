@@ -437,3 +437,75 @@ fn expect_invalid(r: Result<layer::Applied, LayerError>, entry: &str) {
         other => panic!("entry {entry:?}: expected InvalidEntry, got {other:?}"),
     }
 }
+
+/// issue 10: files are pooled while they are written. Whatever a layer then does to
+/// a pooled path (writes it again, hardlinks it, writes the same bytes elsewhere), the
+/// tree is what the tar says and every pool entry still holds the content and
+/// metadata its name stands for; with 0 and 2 writer threads, large files (main
+/// thread) and small ones (workers).
+#[test]
+fn pooled_files_keep_their_key_when_a_layer_rewrites_or_links_their_path() {
+    if !root_and_tools(&[]) {
+        return;
+    }
+    let (a, b, c) = (vec![b'a'; 300_000], vec![b'b'; 300_001], vec![b'c'; 20_000]);
+    let tar = tar_of(&[
+        dir("usr"),
+        file("usr/a", &a),
+        file("usr/s", &vec![b's'; 20_000]),
+        file("usr/a", &b),
+        file("usr/s", &c),
+        hardlink("usr/h", "usr/s"),
+        file("usr/x", &a),
+        file("usr/small", b"under the threshold"),
+    ]);
+    for workers in [0, 2] {
+        let t = common::tempdir();
+        let (root, pool) = (t.path().join("root"), t.path().join("pool"));
+        fs::create_dir_all(&root).unwrap();
+        fs::create_dir_all(&pool).unwrap();
+        let mut opts = ApplyOptions::new(ApplyMode::Overlay, "sha256:test-layer");
+        opts.workers = workers;
+        opts.dedup = Some(layer::PoolDedup {
+            pool: pool.clone(),
+            min_size: 16 * 1024,
+        });
+        let applied = layer::apply(&tar[..], Compression::None, &root, &opts).unwrap();
+        let what = format!("{workers} workers");
+        assert_eq!(fs::read(root.join("usr/a")).unwrap(), b, "{what}");
+        assert_eq!(fs::read(root.join("usr/s")).unwrap(), c, "{what}");
+        assert_eq!(fs::read(root.join("usr/x")).unwrap(), a, "{what}");
+        let ino = |p: &str| fs::metadata(root.join(p)).unwrap().ino();
+        assert_eq!(ino("usr/h"), ino("usr/s"), "{what}");
+        // usr/x has the bytes and metadata of the first usr/a: linked to its copy.
+        assert_eq!(applied.pooled.files, 5, "{what}");
+        assert_eq!(applied.pooled.linked, 1, "{what}");
+        assert_eq!(applied.pooled.bytes_saved, a.len() as u64, "{what}");
+        let mut names = Vec::new();
+        for shard in fs::read_dir(&pool).unwrap() {
+            for e in fs::read_dir(shard.unwrap().path()).unwrap() {
+                let e = e.unwrap();
+                let md = fs::symlink_metadata(e.path()).unwrap();
+                let content = fs::read(e.path()).unwrap();
+                let key = imgctl::sys::fs::dedup_key(
+                    &hex::decode(sha256_hex(&content)).unwrap(),
+                    md.mode(),
+                    md.uid(),
+                    md.gid(),
+                    md.mtime(),
+                    md.len(),
+                    &imgctl::sys::fs::xattrs_of(&e.path()).unwrap(),
+                );
+                assert_eq!(e.file_name().to_str().unwrap(), key, "{what}");
+                names.push(key);
+            }
+        }
+        // The first usr/a (also usr/x), the first usr/s, usr/a and usr/s as written last.
+        assert_eq!(names.len(), 4, "{what}: {names:?}");
+        assert!(!root.join("usr").read_dir().unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".dedup-")));
+    }
+}

@@ -82,6 +82,7 @@ pub(in crate::layer) fn stream_layer<R: Read + Send>(
             tar_bytes,
             entries,
             index,
+            pooled: Pooled::default(),
         })
     })
 }
