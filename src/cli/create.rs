@@ -12,6 +12,7 @@ use crate::container;
 
 #[derive(clap::Args, Debug)]
 #[command(
+    override_usage = "imgctl create [OPTIONS] IMAGE [COMMAND] [ARG...]",
     after_help = "Examples:\n  imgctl create --name web -p 8080:80 nginx\n  imgctl start web\n  \
 id=$(imgctl create --rm busybox echo hello) && imgctl start -a \"$id\""
 )]
