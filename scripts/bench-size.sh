@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side figures for `imgctl size` on the nginx fixture, in one run (release
 # build, hyperfine):
-#   imgctl size nginx (from the store; its layers indexed by an earlier report, and
+#   imgctl size nginx (from the store; its layers indexed by an earlier report, or by
+#   the `imgctl pull` that brought the image in (with docker-registry installed), and
 #   "cold": with cache/size removed first, so every layer is decompressed)
 #                                                vs  gzip -dc of its layers > /dev/null
 #                                                     (the decompression floor)
@@ -66,6 +67,11 @@ if command -v docker-registry >/dev/null; then
   for _ in $(seq 50); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
   skopeo copy -q --dest-tls-verify=false "oci:$nginx:latest" "docker://127.0.0.1:$port/nginx:bench"
   cmds+=(-n "imgctl size (registry)" "$bin --root $work/store size --progress quiet 127.0.0.1:$port/nginx:bench")
+  # A store the image was pulled into: its layers were indexed by the pull's unpack,
+  # and a report only reads those indexes (it writes none on a hit).
+  "$bin" --root "$work/pulled" pull -q "127.0.0.1:$port/nginx:bench" >/dev/null
+  echo "layer indexes written by imgctl pull: $(ls "$work/pulled/cache/size" | wc -l) (of ${#layers[@]} layers)"
+  cmds+=(-n "imgctl size (store, indexed by pull)" "$bin --root $work/pulled size --progress quiet 127.0.0.1:$port/nginx:bench")
 fi
 hyperfine -N --runs "$runs" --warmup 2 --export-json "$work/size.json" "${cmds[@]}" >/dev/null 2>&1 \
   || hyperfine --runs "$runs" --warmup 2 --export-json "$work/size.json" "${cmds[@]}" >/dev/null
@@ -88,6 +94,13 @@ print(f"  imgctl / skopeo copy + dive   = {me / r['skopeo copy + dive --ci']:.2f
 cold = r["imgctl size (store, cold)"]
 print(f"  cold (no layer index) / gzip -dc floor = {cold / r['gzip -dc layers']:.2f}x")
 print(f"  cold (no layer index) / dive --ci      = {cold / r['dive --ci (archive)']:.2f}x")
+lay = r["imgctl size (oci layout)"]
+print(f"  cold (OCI layout) / gzip -dc floor     = {lay / r['gzip -dc layers']:.2f}x")
+print(f"  cold (OCI layout) / dive --ci          = {lay / r['dive --ci (archive)']:.2f}x")
+pulled = r.get("imgctl size (store, indexed by pull)")
+if pulled:
+    print(f"  indexed by pull / gzip -dc floor       = {pulled / r['gzip -dc layers']:.2f}x  (target <= 1.5x)")
+    print(f"  indexed by pull / dive --ci            = {pulled / r['dive --ci (archive)']:.2f}x  (target <= 0.25x)")
 if "imgctl size (registry)" in r:
     print(f"  registry / store              = {r['imgctl size (registry)'] / me:.2f}x")
 print(f"peak RSS: imgctl (store) {rss_store} KiB, dive {rss_dive} KiB, imgctl (registry) {rss_reg} KiB (target < 65536)")

@@ -8,30 +8,54 @@ use clap::Subcommand;
 use super::{ctl, images, ps, store_cmds, Globals};
 
 #[derive(Subcommand, Debug)]
+#[command(
+    after_help = "Examples:\n  imgctl image ls\n  imgctl image rm busybox\n  imgctl image prune -a"
+)]
 pub enum ImageCmd {
     /// List images (= `imgctl images`).
-    #[command(alias = "list")]
+    #[command(
+        alias = "list",
+        after_help = "Examples:\n  imgctl image ls\n  imgctl image ls busybox -q"
+    )]
     Ls(images::ImagesArgs),
     /// Remove images (= `imgctl rmi`).
-    #[command(alias = "remove", alias = "rmi")]
+    #[command(
+        alias = "remove",
+        alias = "rmi",
+        after_help = "Examples:\n  imgctl image rm busybox\n  imgctl image rm -f 3f57d9401f8d"
+    )]
     Rm(images::RmiArgs),
     /// Remove unused data; with -a also images no container uses (= `imgctl prune`).
+    #[command(after_help = "Examples:\n  imgctl image prune\n  imgctl image prune -a -f")]
     Prune(store_cmds::PruneArgs),
 }
 
 #[derive(Subcommand, Debug)]
+#[command(
+    after_help = "Examples:\n  imgctl container ls -a\n  imgctl container rm web\n  imgctl container prune -f"
+)]
 pub enum ContainerCmd {
     /// List containers (= `imgctl ps`).
-    #[command(alias = "list", alias = "ps")]
+    #[command(
+        alias = "list",
+        alias = "ps",
+        after_help = "Examples:\n  imgctl container ls\n  imgctl container ls -a -q"
+    )]
     Ls(ps::Args),
     /// Remove containers (= `imgctl rm`).
-    #[command(alias = "remove")]
+    #[command(
+        alias = "remove",
+        after_help = "Examples:\n  imgctl container rm web\n  imgctl container rm -f web db"
+    )]
     Rm(ctl::RmArgs),
     /// Remove all stopped containers (state, view and name).
     Prune(ContainerPruneArgs),
 }
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  imgctl container prune\n  imgctl container prune -f --dry-run"
+)]
 pub struct ContainerPruneArgs {
     /// Do not ask for confirmation (asked only on a terminal).
     #[arg(short, long)]
@@ -42,10 +66,13 @@ pub struct ContainerPruneArgs {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(after_help = "Examples:\n  imgctl system df\n  imgctl system prune -f")]
 pub enum SystemCmd {
     /// Show disk usage (= `imgctl df`).
+    #[command(after_help = "Examples:\n  imgctl system df\n  imgctl system df --format json")]
     Df(store_cmds::DfArgs),
     /// Remove stopped containers, then everything `imgctl prune` removes.
+    #[command(after_help = "Examples:\n  imgctl system prune\n  imgctl system prune -a -f")]
     Prune(store_cmds::PruneArgs),
 }
 

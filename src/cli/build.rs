@@ -12,6 +12,9 @@ use crate::build::progress::{Mode, Renderer};
 use crate::build::{self, BuildError, BuildOptions, BuildfileSource, Network, Secret};
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  imgctl build -t app:1 .\n  imgctl build -f Buildfile.prod --build-arg VERSION=2 -t 127.0.0.1:5000/app:2 --push .\n  imgctl build --target test --progress plain --no-cache ."
+)]
 pub struct Args {
     /// The Buildfile (default: Buildfile, then Dockerfile, in the context; `-` reads stdin).
     #[arg(short = 'f', long = "file", value_name = "FILE")]

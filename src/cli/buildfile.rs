@@ -14,20 +14,28 @@ use serde::Serialize;
 use super::{Exit, Globals};
 use crate::buildfile::{self, Buildfile, CheckConfig, Error, Graph, ResolveOptions, Warning};
 
-const EXIT_HELP: &str = "Exit status: 0 fine; 1 the Buildfile is invalid (or, for check, has \
-warnings under --strict or `# check=error=true`); 125 imgctl failed (e.g. the file cannot be read).";
+/// The exit status note of `parse` and `check` (a macro: `concat!` takes literals only).
+macro_rules! exit_help {
+    () => {
+        "Exit status: 0 fine; 1 the Buildfile is invalid (or, for check, has \
+warnings under --strict or `# check=error=true`); 125 imgctl failed (e.g. the file cannot be read)."
+    };
+}
 
 #[derive(clap::Subcommand, Debug)]
+#[command(
+    after_help = "Examples:\n  imgctl buildfile check -f Dockerfile\n  imgctl buildfile parse --json"
+)]
 pub enum Cmd {
     /// Parse a Buildfile and print its syntax tree.
     ///
     /// With --json the tree is printed as JSON described by
     /// schemas/buildfile-ast.schema.json; otherwise one line per instruction.
-    #[command(after_help = EXIT_HELP)]
+    #[command(after_help = concat!(exit_help!(), "\n\nExamples:\n  imgctl buildfile parse -f Dockerfile\n  imgctl buildfile parse --json -f - < Buildfile"))]
     Parse(ParseArgs),
     /// Lint a Buildfile: parse errors, stage-graph errors and warnings in the spirit of
     /// BuildKit's build checks (rules can be skipped with `# check=skip=Rule,...`).
-    #[command(after_help = EXIT_HELP)]
+    #[command(after_help = concat!(exit_help!(), "\n\nExamples:\n  imgctl buildfile check\n  imgctl buildfile check --strict --format json -f Dockerfile\n  imgctl buildfile check --target release --build-arg VERSION=2"))]
     Check(CheckArgs),
 }
 

@@ -16,6 +16,10 @@ use super::Globals;
 use crate::container;
 
 #[derive(clap::Args, Debug)]
+#[command(
+    override_usage = "imgctl bundle [OPTIONS] IMAGE DIR [COMMAND] [ARG...]",
+    after_help = "Examples:\n  imgctl bundle busybox ./bb echo hello\n  imgctl bundle -e MODE=test --memory 64m nginx ./nginx-bundle\n  imgctl bundle --rootfs ./rootfs ./bundle /bin/sh"
+)]
 pub struct Args {
     #[command(flatten)]
     pub c: ContainerArgs,

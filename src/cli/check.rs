@@ -13,9 +13,9 @@ use crate::image::check::{self, CheckOptions};
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  imgctl check\n  imgctl check --repair nginx\n  \
-imgctl check --format json | jq '.problems[]'\n\nExit status: 0 clean, 1 problems found \
-(all repaired with --repair), 2 problems left after --repair, 125 check failed."
+    after_help = "Exit status: 0 clean, 1 problems found (all repaired with --repair), 2 \
+problems left after --repair, 125 check failed.\n\nExamples:\n  imgctl check\n  imgctl check \
+--repair nginx\n  imgctl check --format json | jq '.problems[]'"
 )]
 pub struct Args {
     /// Only the blobs and layers of these images (names or IDs); all when none.

@@ -39,6 +39,9 @@ fn each(
 }
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  imgctl logs web\n  imgctl logs -f --tail 20 web\n  imgctl logs --since 10m -t web"
+)]
 pub struct LogsArgs {
     /// Follow the output while the container runs.
     #[arg(short, long)]
@@ -90,6 +93,7 @@ pub fn logs(g: &Globals, a: LogsArgs) -> anyhow::Result<ExitCode> {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  imgctl stop web\n  imgctl stop -t 30 web db")]
 pub struct StopArgs {
     /// Seconds to wait after the stop signal before SIGKILL (default: the container's, 10).
     #[arg(short = 't', long = "time", alias = "timeout")]
@@ -107,6 +111,7 @@ pub fn restart(g: &Globals, a: StopArgs) -> anyhow::Result<ExitCode> {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  imgctl kill web\n  imgctl kill -s HUP web")]
 pub struct KillArgs {
     /// Signal to send (name or number).
     #[arg(short, long, default_value = "KILL")]
@@ -121,6 +126,7 @@ pub fn kill(g: &Globals, a: KillArgs) -> anyhow::Result<ExitCode> {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  imgctl rm web\n  imgctl rm -f web db")]
 pub struct RmArgs {
     /// Kill and remove a running container.
     #[arg(short, long)]
@@ -137,6 +143,7 @@ pub fn rm(g: &Globals, a: RmArgs) -> anyhow::Result<ExitCode> {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  imgctl start web\n  imgctl start -a job")]
 pub struct StartArgs {
     /// Attach to the container's output and wait for it.
     #[arg(short, long)]
@@ -151,13 +158,16 @@ pub fn start(g: &Globals, a: StartArgs) -> anyhow::Result<ExitCode> {
             anyhow::bail!("start -a takes one container");
         };
         let id = id_of(g, one)?;
-        control::start(&g.root, &id)?;
-        return attach_to(g, &id, false);
+        let mut out = std::io::stdout().lock();
+        let mut err = std::io::stderr().lock();
+        let code = control::start_attached(&g.root, &id, &mut out, &mut err)?;
+        return Ok(ExitCode::from(code.clamp(0, 255) as u8));
     }
     each(g, &a.containers, |id| control::start(&g.root, id))
 }
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  imgctl wait job\n  imgctl wait job1 job2")]
 pub struct WaitArgs {
     #[arg(required = true)]
     pub containers: Vec<String>,
@@ -174,6 +184,7 @@ pub fn wait(g: &Globals, a: WaitArgs) -> anyhow::Result<ExitCode> {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  imgctl attach web\n  imgctl attach --no-stdin web")]
 pub struct AttachArgs {
     /// Do not pass stdin to the container.
     #[arg(long)]
@@ -194,6 +205,10 @@ pub fn attach(g: &Globals, a: AttachArgs) -> anyhow::Result<ExitCode> {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(
+    override_usage = "imgctl exec [OPTIONS] CONTAINER COMMAND [ARG...]",
+    after_help = "Examples:\n  imgctl exec web ls /\n  imgctl exec -it web sh\n  imgctl exec -u nobody -e MODE=debug web env"
+)]
 pub struct ExecArgs {
     /// Pass stdin to the command.
     #[arg(short, long)]

@@ -6,6 +6,9 @@ use super::Globals;
 use crate::image;
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  imgctl diff /var/lib/imgctl/snapshots/active/mount-9eaeeb103567/merged\n  imgctl diff mount-9eaeeb103567"
+)]
 pub struct Args {
     /// A merged path printed by `imgctl mount` (or its snapshot key).
     pub target: String,

@@ -15,7 +15,7 @@ use crate::image;
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  imgctl export busybox -o rootfs.tar\n  imgctl export nginx | tar -t | head"
+    after_help = "Examples:\n  imgctl export busybox -o rootfs.tar\n  imgctl export nginx | tar -t | head\n  imgctl export --output rootfs.tar oci:./layout:latest"
 )]
 pub struct Args {
     /// Image to export: a name or ID in the store, or `oci:DIR[:TAG]`.

@@ -20,6 +20,9 @@ pub enum Format {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  imgctl images\n  imgctl images busybox --digests\n  imgctl images --filter dangling=true -q"
+)]
 pub struct ImagesArgs {
     /// Only images of this repository (`busybox`), or this name (`busybox:1.36`);
     /// `*` and `?` match as in a shell.
@@ -49,6 +52,9 @@ pub struct ImagesArgs {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  imgctl inspect busybox\n  imgctl inspect --format '{{json .Config.Env}}' nginx\n  imgctl inspect --type container web"
+)]
 pub struct InspectArgs {
     /// Container or image names or IDs (a container is looked for first).
     #[arg(required = true)]
@@ -62,6 +68,9 @@ pub struct InspectArgs {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  imgctl history nginx\n  imgctl history --no-trunc -H=false busybox\n  imgctl history --format json busybox"
+)]
 pub struct HistoryArgs {
     /// Image name or ID.
     pub image: String,
@@ -81,6 +90,9 @@ pub struct HistoryArgs {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  imgctl tag busybox 127.0.0.1:5000/tools/busybox:1.36\n  imgctl tag 3f57d9401f8d app:latest"
+)]
 pub struct TagArgs {
     /// Existing image name or ID.
     pub source: String,
@@ -89,6 +101,9 @@ pub struct TagArgs {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  imgctl rmi busybox\n  imgctl rmi app:1 app:2\n  imgctl rmi -f 3f57d9401f8d"
+)]
 pub struct RmiArgs {
     /// Image names (removes that name) or IDs (removes every name of the image).
     /// Blobs are freed by `imgctl prune`.
@@ -232,7 +247,7 @@ pub fn images(g: &Globals, a: ImagesArgs) -> anyhow::Result<ExitCode> {
         .map(|f| parse_filter(g, f))
         .collect::<anyhow::Result<_>>()?;
     let mut recs = Vec::new();
-    for rec in catalog::list(&g.root)? {
+    for rec in catalog::without_pinned_duplicates(catalog::list(&g.root)?) {
         let (repo, tag) = repo_tag(&rec.name);
         let wanted = a
             .reference
@@ -454,8 +469,11 @@ pub fn inspect(g: &Globals, a: InspectArgs) -> anyhow::Result<ExitCode> {
 pub fn history(g: &Globals, a: HistoryArgs) -> anyhow::Result<ExitCode> {
     let r = image::resolve_image(&g.root, &a.image)?;
     let (manifest, config) = (&r.image.manifest, &r.image.config);
+    // SIZE is what the layer unpacks to, as `docker history` and `images` show it;
+    // the blob's own size is CompressedSize in JSON.
+    let unpacked = catalog::layer_sizes(&g.root, &manifest.layers)?;
     // Non-empty history entries correspond, in order, to the manifest's layers.
-    let mut layers = manifest.layers.iter();
+    let mut layers = manifest.layers.iter().zip(&unpacked);
     let mut entries: Vec<Value> = config
         .history
         .iter()
@@ -466,17 +484,18 @@ pub fn history(g: &Globals, a: HistoryArgs) -> anyhow::Result<ExitCode> {
                 "CreatedBy": h.created_by.clone().unwrap_or_default(),
                 "Comment": h.comment.clone().unwrap_or_default(),
                 "EmptyLayer": h.empty_layer,
-                "Layer": layer.map(|l| l.digest.to_string()),
-                "Size": layer.map(|l| l.size).unwrap_or(0),
+                "Layer": layer.map(|(l, _)| l.digest.to_string()),
+                "Size": layer.map(|(_, n)| *n).unwrap_or(0),
+                "CompressedSize": layer.map(|(l, _)| l.size).unwrap_or(0),
             })
         })
         .collect();
     if config.history.is_empty() {
         // No history recorded: one row per layer.
-        for l in &manifest.layers {
+        for (l, n) in manifest.layers.iter().zip(&unpacked) {
             entries.push(
                 json!({"Created": null, "CreatedBy": "", "Comment": "", "EmptyLayer": false,
-                                "Layer": l.digest, "Size": l.size}),
+                                "Layer": l.digest, "Size": n, "CompressedSize": l.size}),
             );
         }
     }
@@ -568,24 +587,9 @@ fn manifest_json(r: &image::ResolvedImage) -> Value {
     json!({"Digest": m.digest, "MediaType": m.media_type, "Size": m.size})
 }
 
-/// `1.5kB`, `23.4MB` (decimal units, as Docker prints).
+/// `1.5kB`, `23.4MB` (decimal units, as Docker prints): [`super::units::size`].
 pub(super) fn human_size(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u + 1 < UNITS.len() {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n}B")
-    } else if v < 10.0 {
-        format!("{v:.2}{}", UNITS[u])
-    } else if v < 100.0 {
-        format!("{v:.1}{}", UNITS[u])
-    } else {
-        format!("{v:.0}{}", UNITS[u])
-    }
+    super::units::size(n)
 }
 
 /// Seconds since the epoch of an RFC 3339 timestamp (`2024-01-02T03:04:05.5Z`,
@@ -653,7 +657,7 @@ mod tests {
     #[test]
     fn sizes_and_times() {
         assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(1500), "1.50kB");
+        assert_eq!(human_size(1500), "1.5kB");
         assert_eq!(human_size(74_500_000), "74.5MB");
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(

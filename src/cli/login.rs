@@ -11,6 +11,9 @@ use crate::image::{self, Credentials};
 use crate::oci::{Reference, DEFAULT_REGISTRY};
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  imgctl login 127.0.0.1:5000 -u admin\n  printf %s \"$TOKEN\" | imgctl login --password-stdin -u ci registry.internal:5000\n  imgctl login"
+)]
 pub struct LoginArgs {
     /// Registry host[:port] (default: docker.io).
     pub server: Option<String>,
@@ -29,6 +32,7 @@ pub struct LoginArgs {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  imgctl logout 127.0.0.1:5000\n  imgctl logout")]
 pub struct LogoutArgs {
     /// Registry host[:port] (default: docker.io).
     pub server: Option<String>,

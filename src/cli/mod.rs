@@ -16,24 +16,30 @@ mod build;
 mod buildfile;
 mod bundle;
 mod check;
+mod create;
 mod ctl;
 mod diff;
 mod export;
+mod help;
 mod images;
 mod login;
+mod missing;
 mod mount;
 mod network;
 mod ps;
 mod pull;
 mod push;
+mod rootless;
 mod run;
 mod runtime;
 mod size;
 mod stats;
 mod store_cmds;
 pub mod template;
+mod units;
 
-/// Default store root for root; rootless mode will use `$XDG_DATA_HOME/imgctl`.
+/// Default store root for root; other users default to `$XDG_DATA_HOME/imgctl`
+/// (see `rootless`).
 pub const DEFAULT_ROOT: &str = "/var/lib/imgctl";
 
 #[derive(Parser, Debug)]
@@ -45,25 +51,26 @@ Buildfiles (Dockerfile syntax), pull images from registries into a local OCI sto
 their sizes, mount or export them, and run commands in containers (namespaces, cgroups \
 v1/v2, seccomp) or write OCI bundles for crun/runc.",
     long_about = None,
-    propagate_version = true
+    propagate_version = true,
+    after_help = "Examples:\n  imgctl run --rm -it busybox sh\n  imgctl build -t app:1 .\n  imgctl size app:1"
 )]
 pub struct Cli {
     /// Store root directory.
-    #[arg(long, global = true, env = "IMGCTL_ROOT", default_value = DEFAULT_ROOT)]
+    #[arg(long, global = true, env = "IMGCTL_ROOT", default_value_os_t = rootless::default_root(), help_heading = help::GLOBAL_HEADING)]
     pub root: PathBuf,
 
     /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
-    #[arg(long, global = true, env = "IMGCTL_LOG", default_value = "warn")]
+    #[arg(long, global = true, env = "IMGCTL_LOG", default_value = "warn", help_heading = help::GLOBAL_HEADING)]
     pub log_level: String,
 
-    /// How new layers are unpacked: `erofs` (one EROFS image per layer, mounted on
-    /// demand) or `files` (extracted files). Default: the store setting in
-    /// ROOT/snapshots/config.json, else EROFS where this kernel mounts EROFS files.
-    /// Used by pull, run, build and mount.
+    /// How pull, run, build and mount unpack new layers: `erofs` (an image per
+    /// layer) or `files`. Default: the store's (ROOT/snapshots/config.json), else
+    /// erofs where the kernel mounts EROFS files.
     #[arg(
         long,
         global = true,
         env = "IMGCTL_SNAPSHOTTER",
+        help_heading = help::GLOBAL_HEADING,
         value_name = "files|erofs"
     )]
     pub snapshotter: Option<crate::image::LayerFormat>,
@@ -114,6 +121,8 @@ pub enum Command {
     Diff(diff::Args),
     /// Run a command in a new container.
     Run(run::Args),
+    /// Create a container without starting it (`imgctl start` runs it); print its ID.
+    Create(create::Args),
     /// Write an OCI runtime bundle (config.json + rootfs) for an image.
     Bundle(bundle::Args),
     /// Build an image from a Buildfile (Dockerfile syntax).
@@ -161,6 +170,7 @@ pub enum Command {
     /// Start stopped containers (run -d ones) again.
     Start(ctl::StartArgs),
     /// Stop then start containers.
+    #[command(after_help = "Examples:\n  imgctl restart web\n  imgctl restart -t 5 web db")]
     Restart(ctl::StopArgs),
     /// Wait for containers to stop; print their exit codes.
     Wait(ctl::WaitArgs),
@@ -199,9 +209,18 @@ pub fn main() -> ExitCode {
     if argv.nth(1).is_some_and(|a| a == "runtime") {
         return runtime::main(argv.collect());
     }
-    let cli = match Cli::try_parse() {
+    // Global options are listed once, in `imgctl --help` (see help.rs).
+    let parsed = help::command()
+        .try_get_matches()
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
+            // A Docker command imgctl lacks (or a typo): one line, not the usage.
+            if let Some(line) = missing::for_error(&e) {
+                eprintln!("imgctl: {line}");
+                return ExitCode::from(125);
+            }
             let code = match e.kind() {
                 clap::error::ErrorKind::DisplayHelp
                 | clap::error::ErrorKind::DisplayVersion
@@ -212,6 +231,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Some(line) = rootless::refusal(&cli.command) {
+        eprintln!("{line}");
+        return ExitCode::from(125);
+    }
     init_logging(&cli.log_level);
     if let Some(s) = cli.snapshotter {
         crate::image::set_process_snapshotter(s);
@@ -274,6 +297,7 @@ fn dispatch(g: &Globals, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Export(a) => export::run(g, a),
         Command::Diff(a) => diff::run(g, a),
         Command::Run(a) => run::run(g, a),
+        Command::Create(a) => create::run(g, a),
         Command::Bundle(a) => bundle::run(g, a),
         Command::Build(a) => build::run(g, a),
         Command::Buildfile(c) => buildfile::run(g, c),

@@ -7,6 +7,9 @@ use super::Globals;
 use crate::image::{self, MountOptions};
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  imgctl mount busybox\n  imgctl mount --no-dedup oci:./layout:latest"
+)]
 pub struct MountArgs {
     /// Image to mount: a name or ID in the store, or `oci:DIR[:TAG]` (an OCI layout).
     pub image: String,
@@ -19,6 +22,9 @@ pub struct MountArgs {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  imgctl umount /var/lib/imgctl/snapshots/active/mount-9eaeeb103567/merged\n  imgctl umount mount-9eaeeb103567"
+)]
 pub struct UmountArgs {
     /// The merged path printed by `imgctl mount` (or the snapshot key).
     pub target: String,

@@ -8,16 +8,31 @@ use super::Globals;
 use crate::container::net;
 
 #[derive(clap::Subcommand, Debug)]
+#[command(
+    after_help = "Examples:\n  imgctl network create --subnet 10.89.7.0/24 backend\n  imgctl network ls\n  imgctl run --rm --network backend busybox ip addr"
+)]
 pub enum Cmd {
     /// Create a bridge network (its bridge device is made at once).
+    #[command(
+        after_help = "Examples:\n  imgctl network create backend\n  imgctl network create --subnet 10.89.7.0/24 backend"
+    )]
     Create(CreateArgs),
     /// List networks (bridge, host, none and the user-defined ones).
-    #[command(visible_alias = "list")]
+    #[command(
+        visible_alias = "list",
+        after_help = "Examples:\n  imgctl network ls\n  imgctl network ls -q"
+    )]
     Ls(LsArgs),
     /// Remove networks (refused while a container is attached).
-    #[command(visible_alias = "remove")]
+    #[command(
+        visible_alias = "remove",
+        after_help = "Examples:\n  imgctl network rm backend\n  imgctl network rm backend frontend"
+    )]
     Rm(RmArgs),
     /// Show networks as JSON (schemas/network-inspect.schema.json).
+    #[command(
+        after_help = "Examples:\n  imgctl network inspect bridge\n  imgctl network inspect backend frontend"
+    )]
     Inspect(InspectArgs),
 }
 

@@ -8,6 +8,9 @@ use super::Globals;
 use crate::container::{control, inspect};
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  imgctl ps\n  imgctl ps -a --filter status=exited\n  imgctl ps -q --filter label=app=web"
+)]
 pub struct Args {
     /// Show all containers (default: only running ones).
     #[arg(short, long)]

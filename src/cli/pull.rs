@@ -7,8 +7,9 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar};
 
+use super::units::{self, Steps};
 use super::Globals;
 use crate::image::{self, Event, Progress, PullRequest};
 use crate::oci::{Platform, Reference};
@@ -22,7 +23,12 @@ hosts may use plain HTTP (HTTPS is tried first). Extra CA certificates: *.crt in
 /etc/imgctl/certs.d/<host[:port]>/ or $XDG_CONFIG_HOME/imgctl/certs.d/<host[:port]>/.
 Credentials: `imgctl login`, i.e. $DOCKER_CONFIG/config.json or ~/.docker/config.json
 (auths, credsStore, credHelpers).
-Interrupted downloads resume on the next pull; `imgctl prune` drops them.")]
+Interrupted downloads resume on the next pull; `imgctl prune` drops them.
+
+Examples:
+  imgctl pull busybox
+  imgctl pull --platform linux/arm64 127.0.0.1:5000/library/nginx:latest
+  imgctl pull -q --no-unpack nginx:1.27")]
 pub struct Args {
     /// Image reference, e.g. `nginx`, `127.0.0.1:5000/library/nginx:latest`,
     /// `name@sha256:<hex>`. Short names are on docker.io (mirrors from
@@ -63,13 +69,13 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
         writeln!(out, "Digest: {}", pulled.repo_digest())?;
         writeln!(
             out,
-            "Status: {} for {reference} ({} bytes fetched from {})",
+            "Status: {} for {reference} ({} fetched from {})",
             if pulled.downloaded > 0 {
                 "Downloaded newer image"
             } else {
                 "Image is up to date"
             },
-            pulled.downloaded,
+            units::size(pulled.downloaded),
             pulled.endpoint
         )?;
     }
@@ -86,14 +92,20 @@ pub(crate) fn progress_sink(quiet: bool, to_stderr: bool) -> Arc<dyn Progress> {
     } else if std::io::stderr().is_terminal() {
         Arc::new(Bars::default())
     } else {
-        Arc::new(Lines { to_stderr })
+        Arc::new(Lines {
+            to_stderr,
+            steps: Steps::default(),
+        })
     }
 }
 
 /// Plain one-line events for logs (stderr is not a terminal): on stdout for
-/// `pull`, where stderr stays reserved for the one-line error.
+/// `pull`, where stderr stays reserved for the one-line error. One line per
+/// state change of a blob, and one per quarter of a large one; sizes in
+/// Docker's units.
 struct Lines {
     to_stderr: bool,
+    steps: Steps,
 }
 
 impl Progress for Lines {
@@ -122,19 +134,51 @@ impl Progress for Lines {
                 digest,
                 size,
                 offset,
-            } if *offset > 0 => {
-                println!("{}: resuming at {offset} of {size} bytes", digest.short())
+            } => {
+                self.steps.start(digest.short(), *size, *offset);
+                if *offset > 0 {
+                    println!(
+                        "{}: resuming at {}",
+                        digest.short(),
+                        units::of(*offset, *size)
+                    )
+                } else {
+                    println!("{}: downloading {}", digest.short(), units::size(*size))
+                }
             }
-            Event::Start { digest, size, .. } => {
-                println!("{}: downloading {size} bytes", digest.short())
+            Event::Bytes { digest, written } => {
+                if let Some(size) = self.steps.passed(digest.short(), *written) {
+                    println!(
+                        "{}: downloading {}",
+                        digest.short(),
+                        units::of(*written, size)
+                    )
+                }
             }
             Event::Retry {
                 digest,
                 offset,
                 error,
-            } => println!("{}: retrying from byte {offset}: {error}", digest.short()),
-            Event::Done { digest } => println!("{}: verified and stored", digest.short()),
-            Event::Bytes { .. } => {}
+            } => match self.steps.size(digest.short()) {
+                Some(size) => println!(
+                    "{}: retrying at {}: {error}",
+                    digest.short(),
+                    units::of(*offset, size)
+                ),
+                None => println!(
+                    "{}: retrying at {}: {error}",
+                    digest.short(),
+                    units::size(*offset)
+                ),
+            },
+            Event::Done { digest } => match self.steps.size(digest.short()) {
+                Some(size) => println!(
+                    "{}: verified and stored ({})",
+                    digest.short(),
+                    units::size(size)
+                ),
+                None => println!("{}: verified and stored", digest.short()),
+            },
         }
     }
 }
@@ -152,10 +196,10 @@ impl Bars {
         bars.entry(key.to_string())
             .or_insert_with(|| {
                 let b = self.multi.add(ProgressBar::new(size));
-                let style = ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+                // Docker's units, not indicatif's binary `{bytes}`.
+                let style = units::bar_style(
+                    "{prefix} [{bar:30}] {dsize}/{dtotal} {drate} ETA {eta} {msg}",
                 )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> ");
                 b.set_style(style);
                 b.set_prefix(key.to_string());

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::pull::Bars;
+use super::units::{self, Steps};
 use super::Globals;
 use crate::image::{self, PushEvent, PushFormat, PushProgress, PushRequest};
 use crate::oci::Reference;
@@ -19,7 +20,12 @@ another repository of the same registry is mounted from there; the rest is uploa
 several at once, and the manifest last. Auth, mirrors (never used for a push),
 insecure hosts and CA certificates are those of `imgctl pull`. With --chunk-size an
 interrupted push resumes where the registry's upload session stopped, when the
-registry allows it.")]
+registry allows it.
+
+Examples:
+  imgctl push 127.0.0.1:5000/app:v1
+  imgctl push app:v1 127.0.0.1:5000/team/app:v1
+  imgctl push --format v2s2 --digestfile app.digest app:v1 127.0.0.1:5000/app:v1")]
 pub struct Args {
     /// The image in the store (name or ID).
     pub image: String,
@@ -91,9 +97,9 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
         )?;
         writeln!(
             out,
-            "Status: {} blobs uploaded ({} bytes), {} already there, {} mounted",
+            "Status: {} blobs uploaded ({}), {} already there, {} mounted",
             pushed.blobs_uploaded,
-            pushed.uploaded_bytes,
+            units::size(pushed.uploaded_bytes),
             pushed.blobs_existing,
             pushed.blobs_mounted
         )?;
@@ -107,12 +113,16 @@ fn sink(quiet: bool) -> Arc<dyn PushProgress> {
     } else if std::io::stderr().is_terminal() {
         Arc::new(Bars::default())
     } else {
-        Arc::new(Lines)
+        Arc::new(Lines::default())
     }
 }
 
-/// One line per event on stdout (logs, CI).
-struct Lines;
+/// One line per state change of a blob on stdout (logs, CI), and one per
+/// quarter of a large one; sizes in Docker's units.
+#[derive(Default)]
+struct Lines {
+    steps: Steps,
+}
 
 impl PushProgress for Lines {
     fn event(&self, e: &PushEvent) {
@@ -125,13 +135,28 @@ impl PushProgress for Lines {
                 digest,
                 size,
                 offset,
-            } if *offset > 0 => format!("{}: resuming at {offset} of {size} bytes", digest.short()),
-            PushEvent::Start { digest, size, .. } => {
-                format!("{}: uploading {size} bytes", digest.short())
+            } => {
+                self.steps.start(digest.short(), *size, *offset);
+                if *offset > 0 {
+                    format!(
+                        "{}: resuming at {}",
+                        digest.short(),
+                        units::of(*offset, *size)
+                    )
+                } else {
+                    format!("{}: uploading {}", digest.short(), units::size(*size))
+                }
             }
+            PushEvent::Bytes { digest, sent } => match self.steps.passed(digest.short(), *sent) {
+                Some(size) => format!("{}: uploading {}", digest.short(), units::of(*sent, size)),
+                None => return,
+            },
             PushEvent::Retry { digest, error } => format!("{}: retrying: {error}", digest.short()),
-            PushEvent::Done { digest } => format!("{}: Pushed", digest.short()),
-            PushEvent::Manifest { .. } | PushEvent::Bytes { .. } => return,
+            PushEvent::Done { digest } => match self.steps.size(digest.short()) {
+                Some(size) => format!("{}: Pushed {}", digest.short(), units::size(size)),
+                None => format!("{}: Pushed", digest.short()),
+            },
+            PushEvent::Manifest { .. } => return,
         };
         // Progress is best effort: a closed stdout must not fail the push.
         let _ = writeln!(std::io::stdout(), "{line}");

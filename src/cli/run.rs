@@ -203,6 +203,10 @@ pub struct ContainerArgs {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(
+    override_usage = "imgctl run [OPTIONS] IMAGE [COMMAND] [ARG...]",
+    after_help = "Examples:\n  imgctl run --rm -it busybox sh\n  imgctl run -d --name web -p 8080:80 nginx\n  imgctl run --rm --network none -v \"$PWD\":/src -w /src busybox ls -l"
+)]
 pub struct Args {
     /// Remove the container's state when it exits.
     #[arg(long)]
@@ -283,6 +287,24 @@ fn duration_flag(flag: &str, v: &Option<String>) -> anyhow::Result<Option<std::t
         .transpose()
 }
 
+/// The flags `run -d` and `create` share beyond the container's own.
+pub(super) struct Detach<'a> {
+    pub rm: bool,
+    pub name: Option<String>,
+    pub cgroup_root: PathBuf,
+    pub d: &'a DetachArgs,
+    pub c: &'a ContainerArgs,
+}
+
+/// `--restart` and `--stop-signal` errors first, before anything is pulled.
+pub(super) fn check_detach_flags(d: &DetachArgs) -> anyhow::Result<()> {
+    container::monitor::RestartPolicy::parse(&d.restart)?;
+    if let Some(s) = &d.stop_signal {
+        container::control::parse_signal(s)?;
+    }
+    Ok(())
+}
+
 /// `run -d`: hand the container to a monitor, print its ID.
 fn run_detached(
     g: &Globals,
@@ -291,7 +313,41 @@ fn run_detached(
     rootfs: RootfsSource,
     image: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let d = &a.d;
+    let x = Detach {
+        rm: a.rm,
+        name: a.name.clone(),
+        cgroup_root: a.cgroup_root.clone(),
+        d: &a.d,
+        c: &a.c,
+    };
+    let req = detach_request(g, x, flags, rootfs, image)?;
+    print_id(container::control::run_detached(req))
+}
+
+/// Print a detached or created container's ID, or fail with the library's exit code.
+pub(super) fn print_id(r: Result<String, container::Error>) -> anyhow::Result<ExitCode> {
+    match r {
+        Ok(id) => {
+            println!("{id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(Exit {
+            code: e.exit_code(),
+            message: Some(e.to_string()),
+        }
+        .into()),
+    }
+}
+
+/// The request of a container kept by a monitor (`run -d`, `create`).
+pub(super) fn detach_request(
+    g: &Globals,
+    a: Detach<'_>,
+    flags: RunFlags,
+    rootfs: RootfsSource,
+    image: Option<String>,
+) -> anyhow::Result<container::control::DetachRequest> {
+    let d = a.d;
     let mut labels = std::collections::BTreeMap::new();
     for l in &d.label {
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
@@ -312,17 +368,17 @@ fn run_detached(
             _ => anyhow::bail!("invalid --log-opt {o:?}: expected max-size=SIZE or max-file=N"),
         }
     }
-    let req = container::control::DetachRequest {
+    Ok(container::control::DetachRequest {
         root: g.root.clone(),
         flags,
         rootfs,
-        name: a.name.clone(),
+        name: a.name,
         image_name: image,
         labels,
         remove: a.rm,
         init: a.c.init,
         interactive: a.c.interactive,
-        cgroup_root: a.cgroup_root.clone(),
+        cgroup_root: a.cgroup_root,
         restart: container::monitor::RestartPolicy::parse(&d.restart)?,
         health: container::control::HealthFlags {
             cmd: d.health_cmd.clone(),
@@ -336,18 +392,7 @@ fn run_detached(
         stop_timeout: d.stop_timeout,
         log_max_size: max_size,
         log_max_files: max_files,
-    };
-    match container::control::run_detached(req) {
-        Ok(id) => {
-            println!("{id}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => Err(Exit {
-            code: e.exit_code(),
-            message: Some(e.to_string()),
-        }
-        .into()),
-    }
+    })
 }
 
 /// The container's root filesystem: `--rootfs DIR [--image-config FILE]` as it
@@ -665,11 +710,7 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
     let id = container::new_id();
     let flags = run_flags(&a.c, &id, cmd)?;
     if a.detach {
-        // Flag errors first, before anything is pulled.
-        container::monitor::RestartPolicy::parse(&a.d.restart)?;
-        if let Some(s) = &a.d.stop_signal {
-            container::control::parse_signal(s)?;
-        }
+        check_detach_flags(&a.d)?;
     } else if a.d.restart != "no" {
         anyhow::bail!("--restart needs -d (a monitor keeps the policy)");
     }

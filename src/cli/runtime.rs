@@ -33,7 +33,8 @@ pub struct Passthrough {
     name = "imgctl runtime",
     about = "OCI runtime command line (like runc): create, start, state, kill, delete \
 containers from OCI bundles.",
-    long_about = None
+    long_about = None,
+    after_help = "Examples:\n  imgctl bundle busybox ./bb sleep 60\n  imgctl runtime create -b ./bb bb1\n  imgctl runtime --root /run/mine list"
 )]
 pub struct RuntimeCli {
     /// Directory for container state.
@@ -58,6 +59,9 @@ pub struct RuntimeCli {
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// Create a container from a bundle; it waits for `start`.
+    #[command(
+        after_help = "Examples:\n  imgctl runtime create -b ./bb bb1\n  imgctl runtime create --bundle ./bb --pid-file bb1.pid bb1"
+    )]
     Create {
         /// The bundle directory (config.json and the root filesystem).
         #[arg(long, short = 'b', default_value = ".")]
@@ -71,10 +75,19 @@ pub enum Cmd {
         id: String,
     },
     /// Run the command of a created container.
+    #[command(
+        after_help = "Examples:\n  imgctl runtime start bb1\n  imgctl runtime --root /run/mine start bb1"
+    )]
     Start { id: String },
     /// Print the container's state (runtime-spec JSON).
+    #[command(
+        after_help = "Examples:\n  imgctl runtime state bb1\n  imgctl runtime state bb1 | jq -r .status"
+    )]
     State { id: String },
     /// Send a signal (name or number, default TERM) to the container.
+    #[command(
+        after_help = "Examples:\n  imgctl runtime kill bb1\n  imgctl runtime kill bb1 KILL\n  imgctl runtime kill --all bb1 9"
+    )]
     Kill {
         /// Signal every process in the container's cgroup.
         #[arg(long, short = 'a')]
@@ -83,6 +96,9 @@ pub enum Cmd {
         signal: Option<String>,
     },
     /// Delete a created or stopped container (running: with --force).
+    #[command(
+        after_help = "Examples:\n  imgctl runtime delete bb1\n  imgctl runtime delete --force bb1"
+    )]
     Delete {
         /// Kill a running container first.
         #[arg(long, short = 'f')]
@@ -90,6 +106,9 @@ pub enum Cmd {
         id: String,
     },
     /// List containers.
+    #[command(
+        after_help = "Examples:\n  imgctl runtime list\n  imgctl runtime list -q\n  imgctl runtime list --format json"
+    )]
     List {
         /// Only IDs.
         #[arg(long, short = 'q')]

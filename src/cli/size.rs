@@ -47,7 +47,12 @@ SIZE: 1000, 20MB (10^6), 20MiB (2^20)... as dive reads them. AMOUNT: a SIZE or N
 Exit status: 0, or 1 when a rule failed (one line each on stderr), 125 on errors.
 Rules file: dive's .dive-ci (rules: lowestEfficiency, highestWastedBytes,
 highestUserWastedPercent) plus maxSize, maxCompressedSize, maxGrowth, maxWasted,
-minEfficiency. See docs/size.md.")]
+minEfficiency. See docs/size.md.
+
+Examples:
+  imgctl size nginx
+  imgctl size app:2 --compare app:1 --max-growth 10%
+  imgctl size --format markdown --rules .dive-ci 127.0.0.1:5000/app:2")]
 pub struct Args {
     /// The image to analyse.
     pub image: String,

@@ -12,6 +12,9 @@ use super::Globals;
 use crate::container::stats::{self, Sample};
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  imgctl stats\n  imgctl stats --no-stream web\n  imgctl stats --no-stream --format json"
+)]
 pub struct Args {
     /// Containers (id, id prefix or name); default: every running container.
     pub containers: Vec<String>,

@@ -15,6 +15,7 @@ use crate::container::gc::ItemKind;
 use crate::image::catalog;
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  imgctl df\n  imgctl df --format json")]
 pub struct DfArgs {
     /// Output format (`json` follows schemas/df.schema.json).
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -22,6 +23,9 @@ pub struct DfArgs {
 }
 
 #[derive(clap::Args, Debug, Default)]
+#[command(
+    after_help = "Examples:\n  imgctl prune\n  imgctl prune -a -f\n  imgctl prune --dry-run --keep-storage 10GB"
+)]
 pub struct PruneArgs {
     /// Also remove the build cache (step results and RUN --mount=type=cache dirs).
     #[arg(long)]

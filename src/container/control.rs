@@ -200,6 +200,23 @@ pub fn health_config(
 /// `run -d`: start a monitor that prepares and runs the container; returns its
 /// id once the command runs (or the error that kept it from running).
 pub fn run_detached(req: DetachRequest) -> Result<String, Error> {
+    let cfg = monitor_config(req)?;
+    spawn_monitor(&cfg, false)?;
+    Ok(cfg.id)
+}
+
+/// `create`: prepare the container as `run -d` does (its view, runtime spec,
+/// `monitor.json`, state and name) without starting it; [`start`] runs it later
+/// through a monitor. Returns its id; it is listed as created until then.
+pub fn create(req: DetachRequest) -> Result<String, Error> {
+    let cfg = monitor_config(req)?;
+    monitor::create(&cfg)?;
+    Ok(cfg.id)
+}
+
+/// What a detached container's monitor is given, from the request (flags checked,
+/// the image's stop signal and healthcheck applied).
+fn monitor_config(req: DetachRequest) -> Result<MonitorConfig, Error> {
     super::net::check(&req.root, &req.flags)?;
     let (image, image_id, run_config) = match req.rootfs {
         RootfsSource::Image(img) => {
@@ -258,8 +275,7 @@ pub fn run_detached(req: DetachRequest) -> Result<String, Error> {
         log_max_size: req.log_max_size.unwrap_or(super::logs::DEFAULT_MAX_SIZE),
         log_max_files: req.log_max_files.unwrap_or(super::logs::DEFAULT_MAX_FILES),
     };
-    spawn_monitor(&cfg, false)?;
-    Ok(cfg.id)
+    Ok(cfg)
 }
 
 /// Start the monitor and read its one-line report.
@@ -398,10 +414,15 @@ pub fn wait(root: &Path, id: &str) -> Result<i32, Error> {
     Ok(st.exit_code.map(i32::from).unwrap_or(-1))
 }
 
-/// `start`: run a stopped (or created) detached container again, with its kept
+/// `start`: run a created (`create`) or stopped detached container, with its kept
 /// filesystem.
 pub fn start(root: &Path, id: &str) -> Result<(), Error> {
     let dir = state_dir(root, id);
+    // A monitor finishing up after the exit (unmounting the view) holds it a
+    // moment longer: that is not a running container.
+    if State::load(&dir).is_ok_and(|s| s.status != Status::Running && !s.restarting) {
+        wait_unowned(root, id, Duration::from_secs(10));
+    }
     if owner::is_owned(root, id) {
         return Ok(()); // already running: Docker's start is a no-op then
     }
@@ -414,6 +435,37 @@ pub fn start(root: &Path, id: &str) -> Result<(), Error> {
     let cfg: MonitorConfig =
         serde_json::from_slice(&body).map_err(|e| Error::Spec(format!("monitor.json: {e}")))?;
     spawn_monitor(&cfg, true)
+}
+
+/// `start -a`: start, then copy what this run writes (from its logs, so output
+/// written before the copy began is not lost) to `out` and `err` until it ends;
+/// its exit code.
+pub fn start_attached(
+    root: &Path,
+    id: &str,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<i32, Error> {
+    let since = super::logs::now_nanos();
+    start(root, id)?;
+    // Asked now, while the container runs: with `--rm` its state is gone after.
+    let waiter = {
+        let (root, id) = (root.to_path_buf(), id.to_string());
+        std::thread::spawn(move || wait(&root, &id))
+    };
+    let opts = super::logs::ReadOptions {
+        since: Some(since),
+        until: None,
+        tail: None,
+        timestamps: false,
+        follow: true,
+    };
+    let copied = logs(root, id, &opts, out, err);
+    let code = waiter
+        .join()
+        .unwrap_or_else(|_| Err(Error::Spec("the wait for the container panicked".into())));
+    copied?;
+    code
 }
 
 /// `restart`: stop, then start.
@@ -535,7 +587,8 @@ pub fn logs(
 }
 
 /// `attach`: stream the container's output (and with `-i` at run, our stdin to
-/// it) until it stops. Returns its exit code.
+/// it, EOF included: the container's stdin is closed then) until it stops.
+/// Returns its exit code.
 pub fn attach(
     root: &Path,
     id: &str,
@@ -547,7 +600,11 @@ pub fn attach(
     let not_running = || Error::NotRunning { id: short(id) };
     let (_fd, p) = monitor::socket_path(&dir).map_err(|_| not_running())?;
     let mut s = UnixStream::connect(&p).map_err(|_| not_running())?;
-    writeln!(s, "attach").map_err(|_| not_running())?;
+    let req = match forward_stdin {
+        true => "attach stdin",
+        false => "attach",
+    };
+    writeln!(s, "{req}").map_err(|_| not_running())?;
     let mut r = BufReader::new(s.try_clone().map_err(|_| not_running())?);
     let mut line = String::new();
     r.read_line(&mut line).map_err(|_| not_running())?;
@@ -556,8 +613,11 @@ pub fn attach(
     }
     if forward_stdin {
         let mut w = s.try_clone().map_err(|_| not_running())?;
+        // EOF on our stdin ends the write half: the monitor then closes the
+        // container's stdin (a `cat` in it ends), and output keeps coming.
         std::thread::spawn(move || {
             let _ = std::io::copy(&mut std::io::stdin(), &mut w);
+            let _ = w.shutdown(std::net::Shutdown::Write);
         });
     }
     let io = |source| Error::Io {

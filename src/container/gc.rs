@@ -293,12 +293,25 @@ pub fn remove_image(root: &Path, query: &str, force: bool) -> Result<Vec<String>
         .map(|r| r.to_string())
         .filter(|n| found.names.contains(n))
         .or_else(|| found.names.iter().find(|n| *n == query).cloned());
-    let names: Vec<String> = match &exact {
-        Some(n) => vec![n.clone()],
-        None => found.names.clone(),
+    // `NAME@DIGEST` stands for every name of that repository on the image it pins
+    // (its own entry after `pull NAME@DIGEST` included): afterwards it no longer
+    // resolves.
+    let pinned = crate::oci::Reference::parse(query)
+        .ok()
+        .filter(|r| r.digest().is_some())
+        .map(|r| r.name());
+    let names: Vec<String> = match (&pinned, &exact) {
+        (Some(repo), _) => found
+            .names
+            .iter()
+            .filter(|n| crate::oci::Reference::parse(n).is_ok_and(|r| &r.name() == repo))
+            .cloned()
+            .collect(),
+        (None, Some(n)) => vec![n.clone()],
+        (None, None) => found.names.clone(),
     };
     let conflict = |msg: String| Err(Error::Conflict(msg));
-    if exact.is_none() && found.names.len() > 1 && !force {
+    if exact.is_none() && pinned.is_none() && found.names.len() > 1 && !force {
         return conflict(format!(
             "conflict: unable to delete {short} (must be forced) - image is referenced in \
 multiple repositories"

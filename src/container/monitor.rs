@@ -212,6 +212,39 @@ fn make(cfg: &MonitorConfig) -> Result<Made, Error> {
     })
 }
 
+/// `create`: what the monitor of `run -d` makes before it runs the container
+/// (claimed, named, prepared, recorded as created), done here and kept for a
+/// later `start`: the view is unmounted with its snapshot kept, as after an exit.
+/// On failure nothing is left and the name is free.
+pub(super) fn create(cfg: &MonitorConfig) -> Result<(), Error> {
+    let owner = super::owner::claim(&cfg.root, &cfg.id, false, &cfg.cgroup_root)?;
+    let name_lease = match &cfg.name {
+        Some(n) => Some(state::reserve_name(&cfg.root, n, &cfg.id)?),
+        None => None,
+    };
+    let made = match make(cfg) {
+        Ok(m) => m,
+        Err(e) => {
+            if let Some(l) = name_lease {
+                l.free();
+            }
+            return Err(e);
+        }
+    };
+    if let Some(v) = made.view {
+        if let Err(e) = v.keep() {
+            let _ = std::fs::remove_dir_all(&made.state_dir);
+            if let Some(l) = name_lease {
+                l.free();
+            }
+            return Err(e);
+        }
+    }
+    drop(made.lease);
+    drop(owner);
+    Ok(())
+}
+
 /// `start`: the kept state directory and view of a stopped container.
 fn reopen(cfg: &MonitorConfig) -> Result<Made, Error> {
     let state_dir = state::containers_dir(&cfg.root).join(&cfg.id);
@@ -695,15 +728,22 @@ fn handle(conn: UnixStream, shared: &Shared) -> std::io::Result<()> {
             drop(g);
             writeln!(w, "exit {code}")
         }
-        ["attach"] => {
+        ["attach", rest @ ..] => {
+            let forwards = rest == ["stdin"];
             let stdin = {
                 let mut g = shared.lock();
                 g.attached.push(w.try_clone()?);
-                g.stdin.as_ref().and_then(|f| f.try_clone().ok())
+                match forwards {
+                    true => g.stdin.as_ref().and_then(|f| f.try_clone().ok()),
+                    false => None,
+                }
             };
             writeln!(w, "ok")?;
-            // Input from the client goes to the container's stdin (-i); the
-            // connection ends when the client closes it.
+            // Input from the client goes to the container's stdin (-i). EOF
+            // from a client that forwards its stdin (it shuts its write half
+            // down, and keeps reading output) closes the container's stdin, as
+            // Docker's attach of a `run -i` container does: the monitor drops
+            // its write end, so a `cat` in the container sees EOF.
             let mut buf = [0u8; 8192];
             let mut stdin = stdin;
             loop {
@@ -716,6 +756,9 @@ fn handle(conn: UnixStream, shared: &Shared) -> std::io::Result<()> {
                         stdin = None;
                     }
                 }
+            }
+            if stdin.take().is_some() {
+                shared.lock().stdin = None;
             }
             Ok(())
         }

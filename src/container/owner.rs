@@ -10,8 +10,11 @@
 //! other's pids for dead). So a lock file that can be locked belongs to a dead
 //! owner, and [`reap_stale`] (called by every imgctl command at start-up) cleans
 //! what it made: kills what is left in its cgroup and removes it, unmounts and
-//! removes its view (snapshot key [`view_key`]), and removes its state directory
-//! (`--rm`) or records it as stopped with an unknown exit code.
+//! removes its view (snapshot key [`view_key`]; a detached container's view is
+//! only unmounted, so `start` can mount it again), and removes its state directory
+//! (`--rm`) or records it as stopped with an unknown exit code. A detached
+//! container with `--restart always|unless-stopped` is then started again (a
+//! new monitor), as Docker does when its daemon comes back.
 //!
 //! The file also records the owner's pid, PID-namespace inode and start time, for
 //! people reading it; liveness is judged by the lock alone.
@@ -201,6 +204,7 @@ pub fn reap_stale(root: &Path) -> Vec<String> {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
+        let resume = resumes(root, &id, &info);
         match clean(root, &id, &info) {
             Ok(()) => {
                 let _ = std::fs::remove_file(&path);
@@ -209,6 +213,16 @@ pub fn reap_stale(root: &Path) -> Vec<String> {
                     &id[..12.min(id.len())],
                     info.pid
                 );
+                if resume {
+                    // As Docker restarts `always` containers when its daemon
+                    // comes back: a new monitor, the kept view, the same policy.
+                    if let Err(e) = super::control::start(root, &id) {
+                        tracing::warn!(
+                            "container {} (--restart): start again after its monitor died: {e}",
+                            &id[..12.min(id.len())]
+                        );
+                    }
+                }
                 reaped.push(id);
             }
             Err(e) => tracing::warn!(
@@ -218,6 +232,26 @@ pub fn reap_stale(root: &Path) -> Vec<String> {
         }
     }
     reaped
+}
+
+/// Whether a container whose owner died is started again once cleaned: a
+/// detached container (its monitor died, not the container's own exit) that was
+/// live, with `--restart always` or `unless-stopped`.
+fn resumes(root: &Path, id: &str, info: &OwnerInfo) -> bool {
+    use super::monitor::{MonitorConfig, RestartPolicy, CONFIG};
+    let dir = state::containers_dir(root).join(id);
+    if info.remove || !State::load(&dir).is_ok_and(|s| s.status != Status::Stopped) {
+        return false;
+    }
+    std::fs::read(dir.join(CONFIG))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<MonitorConfig>(&b).ok())
+        .is_some_and(|c| {
+            matches!(
+                c.restart,
+                RestartPolicy::Always | RestartPolicy::UnlessStopped
+            )
+        })
 }
 
 fn clean(root: &Path, id: &str, info: &OwnerInfo) -> Result<(), Error> {
@@ -251,10 +285,18 @@ fn clean(root: &Path, id: &str, info: &OwnerInfo) -> Result<(), Error> {
     }
     // Network: veth, DNAT chains, address and port leases (found by id).
     note(super::net::detach(root, id));
-    // Also a view whose making was cut short (no metadata yet); an error counts
-    // only when the view is still there afterwards.
+    // A detached container (`run -d`, not `--rm`) keeps its view, unmounted, as
+    // its monitor would at a normal exit: `start`/`restart` mount it again, `rm`
+    // removes it. Anything else: also a view whose making was cut short (no
+    // metadata yet); an error counts only when the view is still there afterwards.
     let key = view_key(id);
-    if let Err(e) = crate::image::release(root, &key) {
+    let restartable = !info.remove
+        && state_dir.join("state.json").is_file()
+        && state_dir.join(super::monitor::CONFIG).is_file()
+        && crate::image::has_view(root, &key);
+    if restartable {
+        note(crate::image::unmount(root, &key).map_err(Error::from));
+    } else if let Err(e) = crate::image::release(root, &key) {
         if crate::image::view_key(root, &key).is_ok() {
             note(Err(e.into()));
         }

@@ -201,15 +201,7 @@ impl State {
 /// Check a `--name`: letters, digits, `_`, `.`, `-` (Docker's set, no leading
 /// punctuation).
 pub fn check_name(name: &str) -> Result<(), Error> {
-    let ok = name.len() <= 128
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if ok {
+    if crate::oci::is_restricted_name(name, 128) {
         Ok(())
     } else {
         Err(Error::BadFlag {
@@ -337,6 +329,19 @@ mod tests {
         drop(lease);
         assert!(reserve_name(root, "-bad", "x").is_err());
         assert!(reserve_name(root, "a/b", "x").is_err());
+    }
+
+    #[test]
+    fn a_bad_container_name_is_a_name_flag_error() {
+        assert!(check_name(&"a".repeat(128)).is_ok());
+        for bad in ["-web".to_string(), "a b".into(), "a".repeat(129)] {
+            match check_name(&bad) {
+                Err(Error::BadFlag { flag, value, .. }) => {
+                    assert_eq!((flag.as_str(), value.as_str()), ("--name", bad.as_str()))
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -61,8 +61,8 @@ pub fn read_in_root(rootfs: &Path, path: &str) -> Result<Option<String>, Error> 
         Mode::empty(),
     )
     .map_err(|e| io(e.into()))?;
-    let fd = match rustix::fs::openat2(
-        &root,
+    let fd = match crate::sys::fs::openat2(
+        std::os::fd::AsFd::as_fd(&root),
         path.trim_start_matches('/'),
         OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
         Mode::empty(),

@@ -56,6 +56,38 @@ pub fn list(root: &Path) -> Result<Vec<ImageInfo>, ImageError> {
     Ok(out)
 }
 
+/// `images` rows as Docker lists them: a name pinned by digest (`repo@sha256:…`,
+/// made by `pull NAME@DIGEST`) is left out when a tagged name of the same
+/// repository points at the same manifest (the image is listed once, under its
+/// tag, with that digest in the DIGEST column).
+pub fn without_pinned_duplicates(list: Vec<ImageInfo>) -> Vec<ImageInfo> {
+    let refs: Vec<Option<Reference>> = list
+        .iter()
+        .map(|i| Reference::parse(&i.name).ok())
+        .collect();
+    let tagged = |repo: &str, digest: &Digest| {
+        list.iter().zip(&refs).any(|(i, r)| {
+            r.as_ref()
+                .is_some_and(|r| r.tag().is_some() && r.name() == repo)
+                && &i.descriptor.digest == digest
+        })
+    };
+    let keep: Vec<bool> = list
+        .iter()
+        .zip(&refs)
+        .map(|(i, r)| match r {
+            Some(r) if r.tag().is_none() && r.digest().is_some() => {
+                !tagged(&r.name(), &i.descriptor.digest)
+            }
+            _ => true,
+        })
+        .collect();
+    list.into_iter()
+        .zip(keep)
+        .filter_map(|(i, k)| k.then_some(i))
+        .collect()
+}
+
 /// The digest the registry serves for a stored image: the original Docker manifest
 /// or index when one was recorded, else the stored manifest's.
 pub fn registry_digest(desc: &crate::oci::Descriptor) -> String {
@@ -65,30 +97,30 @@ pub fn registry_digest(desc: &crate::oci::Descriptor) -> String {
 }
 
 /// `familiar-name@digest` for each name of a store image, the digest being what the
-/// registry serves for it (the index or original Docker manifest when recorded).
+/// registry served for that name (the index or original Docker manifest when
+/// recorded on its index entry, else the stored manifest's). Each one resolves
+/// back to the image ([`crate::store::Store::find_image`]).
 pub fn repo_digests(image: &ResolvedImage) -> Vec<String> {
     let Some(desc) = &image.descriptor else {
         return Vec::new();
     };
-    let idx_digest = image.store().and_then(|s| s.index().ok()).and_then(|i| {
-        i.manifests
-            .iter()
-            .find(|d| d.digest == desc.digest)
-            .and_then(|d| d.annotation(ANNOTATION_SOURCE_DIGEST))
-            .and_then(|s| s.parse::<Digest>().ok())
-    });
-    let digest = desc
-        .annotation(ANNOTATION_SOURCE_DIGEST)
-        .and_then(|s| s.parse::<Digest>().ok())
-        .or(idx_digest)
-        .unwrap_or_else(|| desc.digest.clone());
+    let records = image
+        .store()
+        .and_then(|s| s.image_records().ok())
+        .unwrap_or_default();
     let mut out: Vec<String> = Vec::new();
     for n in &image.names {
-        if let Ok(rf) = Reference::parse(n) {
-            let s = format!("{}@{}", rf.familiar_name(), digest);
-            if !out.contains(&s) {
-                out.push(s);
-            }
+        let Ok(rf) = Reference::parse(n) else {
+            continue;
+        };
+        let entry = records
+            .iter()
+            .find(|r| &r.name == n && r.descriptor.digest == desc.digest)
+            .map(|r| &r.descriptor)
+            .unwrap_or(desc);
+        let s = format!("{}@{}", rf.familiar_name(), registry_digest(entry));
+        if !out.contains(&s) {
+            out.push(s);
         }
     }
     out
@@ -123,10 +155,24 @@ pub fn untag(root: &Path, query: &str) -> Result<Vec<String>, ImageError> {
     let store = open(root)?;
     let exact = Reference::parse(query).ok().map(|r| r.to_string());
     let records = store.image_records().map_err(store_err("index.json"))?;
+    // `NAME@DIGEST` stands for every name of that repository on the image it pins
+    // (its own index entry after `pull NAME@DIGEST` included): afterwards it no
+    // longer resolves.
+    let pinned_repo = Reference::parse(query)
+        .ok()
+        .filter(|r| r.digest().is_some())
+        .map(|r| r.name());
     let names: Vec<String> = match exact {
-        Some(n) if records.iter().any(|r| r.name == n) => vec![n],
+        Some(n) if pinned_repo.is_none() && records.iter().any(|r| r.name == n) => vec![n],
         _ => match store.find_image(query) {
-            Ok(r) => r.names,
+            Ok(r) => match &pinned_repo {
+                Some(repo) => r
+                    .names
+                    .into_iter()
+                    .filter(|n| Reference::parse(n).is_ok_and(|x| &x.name() == repo))
+                    .collect(),
+                None => r.names,
+            },
             Err(StoreError::ImageNotFound { .. }) => {
                 return Err(ImageError::NotFound {
                     name: query.to_string(),
@@ -155,6 +201,16 @@ pub fn disk_usage(root: &Path) -> Result<(Usage, LayerUsage), ImageError> {
 /// Remove blobs no image references and idle partial downloads.
 pub fn prune(root: &Path) -> Result<PruneReport, ImageError> {
     open(root)?.prune().map_err(store_err("prune"))
+}
+
+/// The unpacked size of each of `layers` ([`layer_content_size`]), in order: what
+/// `history` shows per layer, as Docker does.
+pub fn layer_sizes(root: &Path, layers: &[Descriptor]) -> Result<Vec<u64>, ImageError> {
+    let store = open(root)?;
+    layers
+        .iter()
+        .map(|l| layer_content_size(&store, l))
+        .collect()
 }
 
 /// Unpacked size of a layer blob as Docker shows it: the bytes of the regular files

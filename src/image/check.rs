@@ -471,7 +471,7 @@ fn recreate_layer(
         }),
         ..UnpackOptions::default()
     };
-    unpack_layer(store, snaps, desc, diff, &opts).map_err(|e| e.to_string())?;
+    unpack_layer(store, snaps, desc, diff, &opts, Some(store.root())).map_err(|e| e.to_string())?;
     Ok(())
 }
 

@@ -152,11 +152,16 @@ pub struct NewLayer {
 }
 
 /// Write the contents of `dir` (an overlay upper dir or a plain tree, per `opts`) as
-/// a layer blob in the store through [`Store::blob_writer`].
+/// a layer blob in the store through [`Store::blob_writer`]. The size report's index
+/// of the layer is recorded beside it (`cache/size`, [`layer::index`]), made from the
+/// tar stream as it is written, so a report of the new image reads no blob.
 pub fn write_layer(store: &Store, dir: &Path, opts: &DiffOptions) -> Result<NewLayer, CommitError> {
     let mut w = store.blob_writer()?;
-    let out = layer::write_layer(dir, &mut w, opts)?;
+    let (out, listing) = layer::write_layer_indexed(dir, &mut w, opts)?;
     let (digest, size) = w.complete(Some(&out.digest))?;
+    if let Some(l) = &listing {
+        layer::index::save(store.root(), &digest, l);
+    }
     Ok(NewLayer {
         descriptor: Descriptor::new(MediaType::parse(out.media_type), digest, size),
         diff_id: out.diff_id,
@@ -244,6 +249,12 @@ mod tests {
         };
         let l = write_layer(&store, tree.path(), &opts).unwrap();
         assert!(store.has_blob(&l.descriptor.digest));
+        // The size report's index of the new layer is recorded with it.
+        let idx = layer::index::load(store.root(), &l.descriptor.digest).unwrap();
+        assert_eq!(idx.diff_id.as_ref(), Some(&l.diff_id));
+        let names: Vec<&str> = idx.entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["hello"]);
+        assert_eq!(idx.entries[0].content, Some(blake3::hash(b"hi\n").into()));
         let mut img = Image::scratch("linux", "amd64", None);
         img.config_mut().cmd = Some(vec!["/hello".into()]);
         img.push_layer(

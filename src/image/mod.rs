@@ -242,7 +242,7 @@ pub fn unpack_resolved(
                 let Some((_, desc, diff_id)) = work.get(i) else {
                     return;
                 };
-                let r = unpack_layer(blobs, &snaps, desc, diff_id, opts);
+                let r = unpack_layer(blobs, &snaps, desc, diff_id, opts, Some(root));
                 let failed = r.is_err();
                 if let Ok(mut v) = results.lock() {
                     v.push(r);
@@ -365,7 +365,7 @@ pub fn unpack_as_committed(
                 };
                 let (desc, diff_id) = job;
                 tracing::debug!(layer = %desc.digest, "blob committed; extracting while the pull goes on");
-                match unpack_layer(blobs, &snaps, &desc, &diff_id, opts) {
+                match unpack_layer(blobs, &snaps, &desc, &diff_id, opts, Some(root)) {
                     Ok((did, st)) => {
                         if let Ok(mut d) = done.lock() {
                             d.layers_unpacked += usize::from(did);
@@ -440,21 +440,27 @@ pub fn unpack_as_committed(
     Ok(done.into_inner().unwrap_or_default())
 }
 
+/// Unpack one layer unless the store has it. With `index_root` (the store root), the
+/// size report's listing of the layer, made while it streams, is recorded there
+/// (`cache/size`, [`layer::index`]) so the first report does not read the blob.
 fn unpack_layer(
     blobs: &dyn BlobReader,
     snaps: &Overlay,
     desc: &Descriptor,
     diff_id: &Digest,
     opts: &UnpackOptions,
+    index_root: Option<&Path>,
 ) -> Result<(bool, snapshot::DedupStats), ImageError> {
     let compression = Compression::from_media_type(desc.media_type.as_str())?;
     let mut stats = snapshot::DedupStats::default();
+    let mut listing = None;
     let pool = snaps.pool_dir();
     let did = snaps.ensure_layer(diff_id, &mut |dir: &Path| {
         let blob = std::io::BufReader::with_capacity(1 << 20, blobs.open_blob(&desc.digest)?);
         let mut ao = ApplyOptions::new(ApplyMode::Overlay, desc.digest.to_string());
         ao.limits = opts.limits;
         ao.expected_diff_id = Some(diff_id.clone());
+        ao.index = index_root.is_some();
         if opts.format == Some(LayerFormat::Erofs) {
             let image = dir
                 .parent()
@@ -462,15 +468,29 @@ fn unpack_layer(
                 .join(snapshot::overlay::EROFS_IMAGE);
             // Device nodes cost no privilege inside an image.
             ao.devices = DevicePolicy::Create;
-            layer::write_erofs(blob, compression, &image, &ao)?;
+            listing = layer::write_erofs(blob, compression, &image, &ao)?.index;
             return Ok(());
         }
-        layer::apply(blob, compression, dir, &ao)?;
         if opts.dedup {
-            stats = snapshot::dedup::dedup_dir(&pool, dir, opts.dedup_min_size)?;
+            // Files are pooled as they are written (layer::apply's `pool`).
+            ao.dedup = Some(layer::PoolDedup {
+                pool: pool.clone(),
+                min_size: opts.dedup_min_size,
+            });
         }
+        let applied = layer::apply(blob, compression, dir, &ao)?;
+        listing = applied.index;
+        let p = applied.pooled;
+        stats = snapshot::DedupStats {
+            files: p.files,
+            linked: p.linked,
+            bytes_saved: p.bytes_saved,
+        };
         Ok(())
     })?;
+    if let (Some(root), Some(l)) = (index_root, &listing) {
+        layer::index::save(root, &desc.digest, l);
+    }
     Ok((did, stats))
 }
 

@@ -12,6 +12,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::compress::{Compression, Encoder};
+use super::index::{ChunkSender, Listing};
 use super::LayerError;
 use crate::oci::{Digest, Digester};
 use crate::sys::fs as sfs;
@@ -56,6 +57,8 @@ pub struct LayerOutput {
     /// Bytes written.
     pub size: u64,
     pub media_type: &'static str,
+    /// Bytes of the uncompressed tar.
+    pub tar_bytes: u64,
 }
 
 struct HashWriter<W> {
@@ -83,6 +86,48 @@ pub fn write_layer<W: Write>(
     out: W,
     opts: &DiffOptions,
 ) -> Result<LayerOutput, LayerError> {
+    write_layer_with(dir, out, opts, None)
+}
+
+/// [`write_layer`], and the size report's listing of the layer ([`super::index`]),
+/// made on a side thread from a copy of the tar stream as it is written. `None` when
+/// the lister refused the stream (the layer is written all the same).
+pub fn write_layer_indexed<W: Write>(
+    dir: &Path,
+    out: W,
+    opts: &DiffOptions,
+) -> Result<(LayerOutput, Option<Listing>), LayerError> {
+    let (tx, work) = super::index::side_list(super::Limits::default());
+    std::thread::scope(|s| {
+        let lister = s.spawn(work);
+        // The sender is dropped when writing ends (or fails): the lister then ends.
+        let written = write_layer_with(dir, out, opts, Some(tx));
+        let listing = match lister.join() {
+            Ok(Ok(l)) => Some(l),
+            Ok(Err(e)) => {
+                tracing::debug!("layer from {}: not indexed: {e}", dir.display());
+                None
+            }
+            Err(_) => None,
+        };
+        let out = written?;
+        let listing = listing
+            .filter(|l| l.uncompressed == out.tar_bytes)
+            .map(|mut l| {
+                l.diff_id = Some(out.diff_id.clone());
+                l.compressed = out.size;
+                l
+            });
+        Ok((out, listing))
+    })
+}
+
+fn write_layer_with<W: Write>(
+    dir: &Path,
+    out: W,
+    opts: &DiffOptions,
+    side: Option<std::sync::mpsc::SyncSender<super::index::Chunk>>,
+) -> Result<LayerOutput, LayerError> {
     let err = |source| LayerError::Diff {
         path: dir.to_path_buf(),
         source,
@@ -93,7 +138,7 @@ pub fn write_layer<W: Write>(
     };
     let enc = Encoder::new(blob, opts.compression).map_err(err)?;
     let tar_w = HashWriter {
-        inner: enc,
+        inner: ChunkSender::new(enc, side),
         digester: Digester::new(),
     };
     let mut builder = tar::Builder::new(tar_w);
@@ -104,8 +149,9 @@ pub fn write_layer<W: Write>(
     };
     walker.dir(&mut builder, dir, b"").map_err(err)?;
     let tar_w = builder.into_inner().map_err(err)?;
+    let tar_bytes = tar_w.digester.len();
     let diff_id = tar_w.digester.finish();
-    let mut blob = tar_w.inner.finish().map_err(err)?;
+    let mut blob = tar_w.inner.finish().finish().map_err(err)?;
     blob.flush().map_err(err)?;
     let size = blob.digester.len();
     Ok(LayerOutput {
@@ -113,6 +159,7 @@ pub fn write_layer<W: Write>(
         digest: blob.digester.finish(),
         size,
         media_type: opts.compression.oci_media_type(),
+        tar_bytes,
     })
 }
 

@@ -12,13 +12,16 @@ mod compress;
 mod diff;
 mod erofs;
 mod guard;
+pub mod index;
 
 pub use apply::{
     apply, unpack_new, Applied, ApplyMode, ApplyOptions, ChannelReader, DevicePolicy, Limits,
+    PoolDedup, Pooled,
 };
 pub use compress::{decoder, Compression, Encoder};
 pub use diff::{
-    changes, write_layer, Change, ChangeKind, DiffOptions, LayerOutput, WhiteoutFormat,
+    changes, write_layer, write_layer_indexed, Change, ChangeKind, DiffOptions, LayerOutput,
+    WhiteoutFormat,
 };
 pub use erofs::write_erofs;
 

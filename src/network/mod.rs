@@ -134,15 +134,7 @@ fn random_id() -> String {
 
 /// Check a network name: Docker's container-name alphabet.
 pub fn check_name(name: &str) -> Result<(), Error> {
-    let ok = name.len() <= 64
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if ok {
+    if crate::oci::is_restricted_name(name, 64) {
         Ok(())
     } else {
         Err(Error::BadValue {

@@ -4,6 +4,7 @@
 
 mod digest;
 mod manifest;
+mod name;
 mod reference;
 
 pub use digest::{chain_id, Digest, DigestError, Digester};
@@ -12,6 +13,7 @@ pub use manifest::{
     AnyManifest, Descriptor, History, ImageConfig, Index, Manifest, ManifestError, MediaType,
     Platform, PlatformError, RootFs, RunConfig, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE,
 };
+pub use name::is_restricted_name;
 pub use reference::{Reference, ReferenceError, DEFAULT_REGISTRY, DEFAULT_TAG};
 
 /// Annotation holding an image's name in an OCI layout's `index.json` (image-spec

@@ -119,9 +119,11 @@ pub struct PulledImage {
 }
 
 impl PulledImage {
-    /// The digest the reference resolved to (index digest for multi-platform images).
+    /// The digest the registry served for the reference, the one a user pins with
+    /// `NAME@DIGEST`: the index for multi-platform images, the original Docker
+    /// manifest when it was stored converted to OCI, else the stored manifest's.
     pub fn repo_digest(&self) -> &Digest {
-        self.index_digest
+        self.source_digest
             .as_ref()
             .unwrap_or(&self.descriptor.digest)
     }

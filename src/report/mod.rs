@@ -11,7 +11,6 @@
 
 mod compare;
 mod dive;
-pub mod index;
 mod probe;
 mod render;
 mod rules;

@@ -5,122 +5,14 @@
 //! is what keeps the listing thread below the decompression thread). Nothing is
 //! written anywhere; memory is one small record per entry.
 
-use std::collections::HashMap;
 use std::io::{self, Read};
 use std::sync::mpsc;
 
 use super::ReportError;
+pub(crate) use crate::layer::index::split;
+pub use crate::layer::index::{Entry, Kind, Listing as Scanned};
 use crate::layer::{self, Compression};
 use crate::oci::{Digest, Digester};
-
-/// What a layer entry is. Whiteouts and opaque markers are kept apart from files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    File,
-    Dir,
-    Symlink,
-    Hardlink,
-    Device,
-    Fifo,
-    /// `.wh.NAME`: NAME (of lower layers) is deleted.
-    Whiteout,
-    /// `.wh..wh..opq`: the directory's lower-layer content is hidden.
-    Opaque,
-}
-
-/// One tar entry, as far as the size report needs it.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    /// The entry's name as dive cleans it (Go's `path.Clean`, leading `/` dropped),
-    /// whiteout prefix included.
-    pub name: String,
-    pub kind: Kind,
-    /// The header's size (content bytes of regular files; 0 for the rest).
-    pub size: u64,
-    /// BLAKE3 of the content (regular files, and hardlinks to a file of the same layer).
-    pub content: Option<[u8; 32]>,
-}
-
-impl Entry {
-    /// The path the entry affects: for a whiteout the deleted path, for an opaque
-    /// marker its directory (empty string for the root).
-    pub fn target(&self) -> String {
-        match self.kind {
-            Kind::Whiteout => {
-                let (dir, base) = split(&self.name);
-                join(dir, base.trim_start_matches(".wh."))
-            }
-            Kind::Opaque => split(&self.name).0.to_string(),
-            _ => self.name.clone(),
-        }
-    }
-}
-
-/// Everything read from one layer.
-#[derive(Debug, Clone, Default)]
-pub struct Scanned {
-    pub entries: Vec<Entry>,
-    /// Bytes of the uncompressed stream, trailing padding included (`gzip -dc | wc -c`).
-    pub uncompressed: u64,
-    /// Bytes of the compressed blob as read.
-    pub compressed: u64,
-    /// sha256 of the uncompressed stream; `None` when it was not computed.
-    pub diff_id: Option<Digest>,
-}
-
-pub(crate) fn split(p: &str) -> (&str, &str) {
-    match p.rfind('/') {
-        Some(i) => (&p[..i], &p[i + 1..]),
-        None => ("", p),
-    }
-}
-
-pub(crate) fn join(dir: &str, base: &str) -> String {
-    if dir.is_empty() {
-        base.to_string()
-    } else {
-        format!("{dir}/{base}")
-    }
-}
-
-/// Go's `path.Clean` on a tar name, then without its leading `/` (dive's
-/// `AddPath` trims it): `./usr/bin/` -> `usr/bin`, `.` -> `` (skipped by dive).
-pub fn clean(name: &str) -> String {
-    let rooted = name.starts_with('/');
-    let mut out: Vec<&str> = Vec::new();
-    for c in name.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                if out.last().is_some_and(|l| *l != "..") {
-                    out.pop();
-                } else if !rooted {
-                    out.push("..");
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.join("/")
-}
-
-/// A reader that counts what passes through it and hashes it when asked to.
-struct Tee<R> {
-    inner: R,
-    digester: Option<Digester>,
-    len: u64,
-}
-
-impl<R: Read> Read for Tee<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.len += n as u64;
-        if let Some(d) = &mut self.digester {
-            d.update(&buf[..n]);
-        }
-        Ok(n)
-    }
-}
 
 /// Hashes what passes and checks it against `expected` at the end (compressed blob).
 pub struct Verify<R> {
@@ -162,10 +54,6 @@ impl<R: Read> Read for Verify<R> {
         Ok(n)
     }
 }
-
-/// Layers with more entries are refused: memory is one record per entry
-/// (SECURITY-TESTS A16, 10^6-entry bombs); real images have some 10^4-10^5.
-pub const MAX_ENTRIES: usize = 2_000_000;
 
 /// Called as bytes of a layer are read (compressed bytes so far).
 pub trait Tick: Sync {
@@ -276,91 +164,13 @@ impl Read for Chunks {
     }
 }
 
-/// List the decompressed tar stream `raw`.
+/// List the decompressed tar stream `raw` (the same listing the unpackers record).
 fn list<R: Read>(raw: R, name: &str, diff_id: bool) -> Result<Scanned, ReportError> {
-    let io_err = |source: io::Error| ReportError::Layer {
-        layer: name.to_string(),
-        source,
-    };
-    let tee = Tee {
-        inner: raw,
-        digester: diff_id.then(Digester::new),
-        len: 0,
-    };
-    let mut archive = tar::Archive::new(tee);
-    let mut entries = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut files: HashMap<String, [u8; 32]> = HashMap::new();
-    for e in archive.entries().map_err(io_err)? {
-        let mut e = e.map_err(io_err)?;
-        if entries.len() >= MAX_ENTRIES {
-            return Err(ReportError::Layer {
-                layer: name.to_string(),
-                source: io::Error::other(format!(
-                    "more than {MAX_ENTRIES} entries; refused to keep memory bounded"
-                )),
-            });
+    layer::index::list(raw, diff_id, &layer::Limits::default()).map_err(|source| {
+        ReportError::Layer {
+            layer: name.to_string(),
+            source,
         }
-        let raw = String::from_utf8_lossy(&e.path_bytes()).into_owned();
-        let name = clean(&raw);
-        if name.is_empty() {
-            continue;
-        }
-        let et = e.header().entry_type();
-        let size = e.size();
-        let base = split(&name).1;
-        let kind = if base == ".wh..wh..opq" {
-            Kind::Opaque
-        } else if base.starts_with(".wh.") {
-            Kind::Whiteout
-        } else if et.is_dir() {
-            Kind::Dir
-        } else if et.is_symlink() {
-            Kind::Symlink
-        } else if et.is_hard_link() {
-            Kind::Hardlink
-        } else if et.is_character_special() || et.is_block_special() {
-            Kind::Device
-        } else if et.is_fifo() {
-            Kind::Fifo
-        } else {
-            Kind::File
-        };
-        let content = if kind == Kind::File {
-            let mut h = blake3::Hasher::new();
-            loop {
-                let n = e.read(&mut buf).map_err(io_err)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
-            let c: [u8; 32] = h.finalize().into();
-            files.insert(name.clone(), c);
-            Some(c)
-        } else if kind == Kind::Hardlink {
-            // A hardlink shares its target's content (an earlier entry of this layer).
-            e.link_name_bytes()
-                .and_then(|l| files.get(&clean(&String::from_utf8_lossy(&l))).copied())
-        } else {
-            None
-        };
-        entries.push(Entry {
-            name,
-            kind,
-            size,
-            content,
-        });
-    }
-    // The tar reader stops at the end-of-archive blocks; read the rest so the
-    // uncompressed size and diff ID cover the whole stream.
-    let mut tee = archive.into_inner();
-    io::copy(&mut tee, &mut io::sink()).map_err(io_err)?;
-    Ok(Scanned {
-        entries,
-        uncompressed: tee.len,
-        compressed: 0,
-        diff_id: tee.digester.map(Digester::finish),
     })
 }
 
@@ -381,37 +191,5 @@ impl<R: Read> Read for Counted<'_, R> {
             }
         }
         Ok(n)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clean_matches_go_path_clean_without_root() {
-        for (i, o) in [
-            ("./usr/bin/", "usr/bin"),
-            ("/etc//passwd", "etc/passwd"),
-            (".", ""),
-            ("./", ""),
-            ("a/./b/../c", "a/c"),
-            ("/../x", "x"),
-        ] {
-            assert_eq!(clean(i), o, "{i}");
-        }
-    }
-
-    #[test]
-    fn whiteout_and_opaque_targets() {
-        let e = |name: &str, kind| Entry {
-            name: name.into(),
-            kind,
-            size: 0,
-            content: None,
-        };
-        assert_eq!(e("a/b/.wh.c", Kind::Whiteout).target(), "a/b/c");
-        assert_eq!(e(".wh.top", Kind::Whiteout).target(), "top");
-        assert_eq!(e("a/.wh..wh..opq", Kind::Opaque).target(), "a");
     }
 }

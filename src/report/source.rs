@@ -6,10 +6,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::index;
 use super::scan::{self, Checks, Scanned, Tick};
 use super::{Progress, ReportError, SizeOptions};
 use crate::image::{self, ImageError, OciDir};
+use crate::layer::index;
 use crate::layer::Compression;
 use crate::oci::{Digest, ImageConfig, Reference};
 use crate::registry::{Client, DockerConfig, RegistryConfig, RetryPolicy};

@@ -45,23 +45,15 @@ fn pool_key(path: &Path, md: &fs::Metadata) -> io::Result<String> {
         }
         content.update(&buf[..n]);
     }
-    let mut key = Sha256::new();
-    key.update(content.finalize());
-    key.update(format!(
-        "|{:o}|{}|{}|{}|{}|",
+    Ok(sfs::dedup_key(
+        &content.finalize(),
         md.mode(),
         md.uid(),
         md.gid(),
         md.mtime(),
-        md.len()
-    ));
-    for (k, v) in sfs::xattrs_of(path)? {
-        key.update(k.as_bytes());
-        key.update([0]);
-        key.update(&v);
-        key.update([0]);
-    }
-    Ok(hex::encode(key.finalize()))
+        md.len(),
+        &sfs::xattrs_of(path)?,
+    ))
 }
 
 static TMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

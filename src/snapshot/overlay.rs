@@ -122,6 +122,11 @@ impl Overlay {
         for sub in ["layers", "chains", "active", "pool", "empty"] {
             sfs::create_private_dir_all(&dir.join(sub)).map_err(io_err("snapshots"))?;
         }
+        // Each layer directory in its own quiet block group (see `spread_subdirs`):
+        // best effort, placement only.
+        if let Err(e) = sfs::spread_subdirs(&dir.join("layers")) {
+            tracing::debug!("snapshots/layers: cannot set the top-directory flag: {e}");
+        }
         Ok(Overlay { dir })
     }
 

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use super::{Result, Store, StoreError, ANNOTATION_SOURCE_DIGEST, MAX_MANIFEST_SIZE};
 use crate::oci::{
-    parse_manifest, AnyManifest, Descriptor, Digest, Manifest, Reference, ANNOTATION_REF_NAME,
+    parse_manifest, AnyManifest, Descriptor, Digest, Manifest, MediaType, Platform, Reference,
+    ANNOTATION_REF_NAME,
 };
 
 /// One entry of the index: a name and the manifest it points at.
@@ -62,16 +63,22 @@ impl Store {
 
     /// Find an image by reference (normalised like Docker: `nginx` finds
     /// `docker.io/library/nginx:latest`), exact index name, or ID prefix (config
-    /// digest, as Docker's image ID, or manifest digest; `sha256:` optional).
+    /// digest, as Docker's image ID, or manifest digest; `sha256:` optional), or a
+    /// digest-pinned reference ([`Self::find_by_digest`]).
     pub fn find_image(&self, query: &str) -> Result<Resolved> {
         let records = self.image_records()?;
-        let wanted = Reference::parse(query).ok().map(|r| r.to_string());
+        let parsed = Reference::parse(query).ok();
+        let wanted = parsed.as_ref().map(|r| r.to_string());
         let by_name: Vec<&ImageRecord> = records
             .iter()
             .filter(|r| Some(&r.name) == wanted.as_ref() || r.name == query)
             .collect();
+        let pinned = parsed.as_ref().and_then(|r| r.digest().map(|d| (r, d)));
         let chosen: Descriptor = if let Some(r) = by_name.first() {
             r.descriptor.clone()
+        } else if let Some((reference, digest)) = pinned {
+            self.find_by_digest(&records, reference, digest)?
+                .ok_or(StoreError::ImageNotFound { name: query.into() })?
         } else {
             let hex = query.strip_prefix("sha256:").unwrap_or(query);
             let is_hex = !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit());
@@ -112,6 +119,48 @@ impl Store {
             manifest,
             names,
         })
+    }
+
+    /// The image a digest-pinned reference (`name@sha256:…`, `name:tag@sha256:…`)
+    /// names, by digest only (Docker's rule: the tag is ignored), among the names of
+    /// the same repository. The digest may be the stored manifest's, the one the
+    /// registry served for a name (its `ANNOTATION_SOURCE_DIGEST`: the original Docker
+    /// manifest stored converted to OCI, or the index a platform was chosen from), or
+    /// a Docker manifest kept in the store whose OCI conversion is the stored manifest
+    /// (a Docker platform manifest of an index). A digest known only under another
+    /// repository is not found (the registry is asked instead).
+    fn find_by_digest(
+        &self,
+        records: &[ImageRecord],
+        reference: &Reference,
+        digest: &Digest,
+    ) -> Result<Option<Descriptor>> {
+        let mut stored = vec![digest.clone()];
+        if self.has_blob(digest) {
+            let body = self.read_blob(digest, MAX_MANIFEST_SIZE)?;
+            if super::media_type_of(&body) == Some(MediaType::DockerManifest) {
+                if let Ok(oci) = crate::oci::docker_to_oci(&body) {
+                    stored.push(Digest::of(&oci));
+                }
+            }
+        }
+        let repo = reference.name();
+        let hits: Vec<&Descriptor> = records
+            .iter()
+            .filter(|r| r.reference.as_ref().is_some_and(|n| n.name() == repo))
+            .map(|r| &r.descriptor)
+            .filter(|d| {
+                stored.contains(&d.digest)
+                    || d.annotation(ANNOTATION_SOURCE_DIGEST) == Some(digest.to_string().as_str())
+            })
+            .collect();
+        // An index pulled for several platforms: this host's first.
+        let host = Platform::host();
+        let pick = hits
+            .iter()
+            .find(|d| d.platform.as_ref().is_some_and(|p| host.matches(p)))
+            .or(hits.first());
+        Ok(pick.map(|d| (*d).clone()))
     }
 
     /// Point `name` at `desc` (replacing what it pointed at). The manifest and

@@ -140,24 +140,14 @@ pub fn open_in_root(
     }
     // The kernel answers EAGAIN when a rename or mount elsewhere raced with a
     // RESOLVE_IN_ROOT walk and it cannot vouch for the result; a new walk is safe.
-    let root = root.as_fd();
-    let mut tries = 0;
-    loop {
-        match rustix::fs::openat2(
-            root,
-            rel,
-            OFlags::PATH | OFlags::CLOEXEC,
-            Mode::empty(),
-            resolve,
-        ) {
-            Err(rustix::io::Errno::AGAIN) if tries < OPENAT2_RETRIES => tries += 1,
-            r => return r,
-        }
-    }
+    super::fs::openat2(
+        root.as_fd(),
+        rel,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        resolve,
+    )
 }
-
-/// How many times [`open_in_root`] walks again after EAGAIN.
-const OPENAT2_RETRIES: u32 = 64;
 
 /// Close every descriptor from `first` up, except those in `keep` (which must be
 /// sorted). Used right before exec so no host fd reaches the container

@@ -6,44 +6,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{self, fails, imgctl, is_root, ok, output, require};
-
-fn testdata() -> PathBuf {
-    PathBuf::from(
-        std::env::var("IMGCTL_TESTDATA").unwrap_or_else(|_| "/var/cache/imgctl-testdata".into()),
-    )
-}
-
-/// Root, skopeo and the busybox fixture; returns a store holding `busybox`.
-fn store_with_busybox(dir: &Path) -> Option<PathBuf> {
-    let layout = testdata().join("busybox-oci");
-    let ready = require(is_root(), "root (overlayfs, namespaces, cgroups)")
-        && require(common::have("skopeo"), "skopeo")
-        && require(
-            layout.join("index.json").is_file(),
-            &format!("fixture {} (scripts/fixtures/busybox.sh)", layout.display()),
-        );
-    if !ready {
-        return None;
-    }
-    let store = dir.join("store");
-    fs::create_dir_all(dir).unwrap();
-    let out = output(
-        Command::new("skopeo")
-            .args(["copy", "--quiet"])
-            .arg(format!("oci:{}:latest", layout.display()))
-            .arg(format!(
-                "oci:{}:docker.io/library/busybox:latest",
-                store.display()
-            )),
-    );
-    assert!(
-        out.status.success(),
-        "skopeo copy: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(store)
-}
+use crate::common::fixture::{
+    busybox_layout, multistage_context, push_layout, require_layout, store_with_busybox,
+};
+use crate::common::{self, fails, imgctl, is_root, mounts_under, ok, output, require};
 
 /// What most build tests start from: a temp dir, a store in it holding `busybox`, and the
 /// sandbox tests' lock (builds start containers). `None` when a prerequisite is missing.
@@ -56,16 +22,6 @@ fn busybox_build() -> Option<(
     let store = store_with_busybox(t.path())?;
     let serial = common::sandbox::serial();
     Some((t, store, serial))
-}
-
-fn multistage_context(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/build/multistage");
-    let ctx = dir.join("ctx");
-    fs::create_dir_all(&ctx).unwrap();
-    for f in ["Buildfile", "hello.txt"] {
-        fs::copy(src.join(f), ctx.join(f)).unwrap();
-    }
-    ctx
 }
 
 /// Runs a build; returns (exit code, stdout, stderr).
@@ -82,17 +38,6 @@ fn build_ok(store: &Path, args: &[&str]) -> String {
     let (code, _, err) = build(store, args);
     assert_eq!(code, 0, "build {args:?} failed:\n{err}");
     err
-}
-
-/// Mounts under `root` in this mount namespace.
-fn mounts_under(root: &Path) -> Vec<String> {
-    let needle = root.to_string_lossy().to_string();
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(&needle))
-        .map(str::to_string)
-        .collect()
 }
 
 fn images(store: &Path) -> String {
@@ -704,26 +649,16 @@ fn independent_stages_run_at_the_same_time() {
 #[test]
 fn base_image_is_pulled_when_missing() {
     use crate::common::registry::{registry_tools, Registry};
-    let layout = testdata().join("busybox-oci");
+    let layout = busybox_layout();
     let ready = require(is_root(), "root")
         && require(registry_tools(), "docker-registry and skopeo")
-        && require(layout.join("index.json").is_file(), "busybox fixture");
+        && require_layout(&layout, "busybox.sh");
     if !ready {
         return;
     }
     let _serial = common::sandbox::serial();
     let reg = Registry::open();
-    let out = output(
-        Command::new("skopeo")
-            .args(["copy", "--quiet", "--dest-tls-verify=false"])
-            .arg(format!("oci:{}:latest", layout.display()))
-            .arg(format!("docker://{}/library/busybox:latest", reg.addr)),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    push_layout(&layout, &reg.addr, "library/busybox:latest");
     let t = common::tempdir();
     let store = t.path().join("store");
     let ctx = t.path().join("ctx");

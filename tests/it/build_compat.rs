@@ -16,8 +16,8 @@ use imgctl::build::copy::{self, Chmod, CopySpec, HeredocSource, Source};
 use imgctl::buildfile::{self, Command as Cmd};
 
 use crate::common::build::{buildah_base, differences, imgctl_build, Buildah, Built, Case};
-use crate::common::layer::{gzip, tar_of, tree, umoci_unpack, zstd};
-use crate::common::{self, require};
+use crate::common::layer::{gzip, tar_of, tree, umoci_unpack, xz, zstd};
+use crate::common::{self, fixture, require};
 
 fn tarball() -> Vec<u8> {
     use crate::common::layer::{dir, file, symlink};
@@ -37,12 +37,6 @@ fn bz2(d: &[u8]) -> Vec<u8> {
     let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
     e.write_all(d).unwrap();
     e.finish().unwrap()
-}
-
-fn xz(d: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    lzma_rs::xz_compress(&mut &d[..], &mut out).unwrap();
-    out
 }
 
 /// A context most cases share.
@@ -346,18 +340,12 @@ impl Drop for Http {
 }
 
 fn tools_ready() -> Option<std::path::PathBuf> {
-    let layout = Path::new(
-        &std::env::var("IMGCTL_TESTDATA").unwrap_or_else(|_| "/var/cache/imgctl-testdata".into()),
-    )
-    .join("busybox-oci");
+    let layout = fixture::busybox_layout();
     let ok = require(common::is_root(), "root (buildah, file owners)")
         && require(common::have("buildah"), "buildah (Debian package)")
         && require(common::have("umoci"), "umoci")
         && require(common::have("python3"), "python3 (HTTP server for ADD URL)")
-        && require(
-            layout.join("index.json").is_file(),
-            "busybox fixture (scripts/fixtures/busybox.sh)",
-        );
+        && fixture::require_layout(&layout, "busybox.sh");
     ok.then_some(layout)
 }
 
@@ -492,17 +480,7 @@ fn images_match_buildah() {
         return;
     }
     let reg = common::registry::Registry::open();
-    let out = std::process::Command::new("skopeo")
-        .args(["copy", "--quiet", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:latest", layout.display()))
-        .arg(format!("docker://{}/library/busybox:latest", reg.addr))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    fixture::push_layout(&layout, &reg.addr, "library/busybox:latest");
     let t = common::tempdir();
     let http = Http::start();
     let buildah = Buildah::new(&t.path().join("buildah"));

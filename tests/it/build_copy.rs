@@ -14,7 +14,7 @@ use imgctl::build::context::Context;
 use imgctl::build::copy::{self, CopySpec, Source};
 
 use crate::common::layer::{
-    dir, file, fingerprint, gzip, hardlink, symlink, tar_of, whiteout, zstd,
+    dir, file, fingerprint, gzip, hardlink, symlink, tar_of, whiteout, xz, zstd,
 };
 use crate::common::{self, require};
 
@@ -34,12 +34,6 @@ fn bzip2(data: &[u8]) -> Vec<u8> {
     let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
     e.write_all(data).unwrap();
     e.finish().unwrap()
-}
-
-fn xz(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    lzma_rs::xz_compress(&mut &data[..], &mut out).unwrap();
-    out
 }
 
 /// The hostile layers of tests/it/layer.rs, by name; `host` is a directory outside

@@ -152,9 +152,12 @@ fn absurd_token_lifetimes_never_panic() {
             true,
         )],
     );
-    let mut layout = Layout::new(&t.path().join("src"));
-    layout.add_image("v1", &img);
-    layout.push("v1", &open.addr, "public/lifetime:v1");
+    push_image(
+        &t.path().join("src"),
+        &img,
+        &open.addr,
+        "public/lifetime:v1",
+    );
     let issuer = TokenIssuer::start("u", "p");
     let reg = Registry::start(Auth::Token(&issuer), Some(&open.storage));
     let name = format!("{}/public/lifetime:v1", reg.addr);
@@ -255,8 +258,8 @@ fn userns_image_copies_are_shared_and_pruned() {
     if !ready() {
         return;
     }
-    let layout = Path::new("/var/cache/imgctl-testdata/busybox-oci");
-    if !crate::common::require(layout.join("index.json").is_file(), "busybox-oci fixture") {
+    let layout = crate::common::fixture::busybox_layout();
+    if !crate::common::fixture::require_layout(&layout, "busybox.sh") {
         return;
     }
     let _g = serial();

@@ -6,55 +6,22 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::common::fixture::{push_layout, require_layout, testdata};
 use crate::common::layer::{assert_same_tree, tree, umoci_unpack};
 use crate::common::registry::{registry_tools, Registry};
-use crate::common::{self, fails, imgctl, is_root, ok, output, require};
-
-fn testdata() -> PathBuf {
-    PathBuf::from(
-        std::env::var("IMGCTL_TESTDATA").unwrap_or_else(|_| "/var/cache/imgctl-testdata".into()),
-    )
-}
+use crate::common::{self, fails, imgctl, is_root, mounts_under, ok, output, require};
 
 /// Root, the registry tools, and the named fixture layout (built by scripts/fixtures).
 fn ready(fixture: &str) -> Option<PathBuf> {
     let layout = testdata().join(fixture);
     let ok = require(is_root(), "root (overlayfs, namespaces)")
         && require(registry_tools(), "docker-registry and skopeo")
-        && require(
-            layout.join("index.json").is_file(),
-            &format!("fixture {} (scripts/fixtures/)", layout.display()),
-        );
+        && require_layout(&layout, "");
     ok.then_some(layout)
-}
-
-fn push(layout: &Path, reg: &Registry, dest: &str) {
-    let out = output(
-        Command::new("skopeo")
-            .args(["copy", "--quiet", "--dest-tls-verify=false"])
-            .arg(format!("oci:{}:latest", layout.display()))
-            .arg(format!("docker://{}/{dest}", reg.addr)),
-    );
-    assert!(
-        out.status.success(),
-        "skopeo push failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn entries(dir: &Path) -> usize {
     fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
-}
-
-/// Mounts under `root` in this mount namespace.
-fn mounts_under(root: &Path) -> Vec<String> {
-    let needle = root.to_string_lossy().to_string();
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(&needle))
-        .map(str::to_string)
-        .collect()
 }
 
 #[test]
@@ -66,7 +33,7 @@ fn pulled_nginx_is_unpacked_and_mounts_like_umoci() {
         return;
     }
     let reg = Registry::open();
-    push(&layout, &reg, "library/nginx:latest");
+    push_layout(&layout, &reg.addr, "library/nginx:latest");
     let image = format!("{}/library/nginx:latest", reg.addr);
     // Both snapshotters (issue 10), each with a fresh store.
     for backend in ["files", "erofs"] {
@@ -139,7 +106,7 @@ fn run_on_a_pulled_image_and_clean_up() {
     };
     let _serial = common::sandbox::serial();
     let reg = Registry::open();
-    push(&layout, &reg, "library/busybox:latest");
+    push_layout(&layout, &reg.addr, "library/busybox:latest");
     let t = common::tempdir();
     let store = t.path().join("store");
     let image = format!("{}/library/busybox:latest", reg.addr);
@@ -220,7 +187,7 @@ fn bundle_of_a_pulled_image_runs_under_runc() {
     }
     let _serial = common::sandbox::serial();
     let reg = Registry::open();
-    push(&layout, &reg, "library/busybox:latest");
+    push_layout(&layout, &reg.addr, "library/busybox:latest");
     let t = common::tempdir();
     let store = t.path().join("store");
     let image = format!("{}/library/busybox:latest", reg.addr);
@@ -267,18 +234,18 @@ fn slow_two_layer_image(
     crate::common::registry::Image,
     crate::common::registry::Proxy,
 ) {
-    use crate::common::registry::{host_arch, noise, Faults, Image, Layout, Proxy};
+    use crate::common::registry::{host_arch, noise, push_image, Faults, Image, Proxy};
     let early = extractable_layer(&[("early/hello", b"first layer\n")]);
     let late = extractable_layer(&[("late/blob", &noise(big, 11))]);
     let img = Image::new(host_arch(), vec![early, late]);
-    let mut l = Layout::new(&t.join("src"));
-    l.add_image("v1", &img);
-    l.push("v1", &reg.addr, dest);
-    let proxy = Proxy::start(&reg.addr);
-    proxy.set(Faults {
-        throttle: Some(std::time::Duration::from_millis(20)),
-        ..Faults::default()
-    });
+    push_image(&t.join("src"), &img, &reg.addr, dest);
+    let proxy = Proxy::start_with(
+        &reg.addr,
+        Faults {
+            throttle: Some(std::time::Duration::from_millis(20)),
+            ..Faults::default()
+        },
+    );
     (img, proxy)
 }
 

@@ -16,10 +16,6 @@ use crate::common::*;
 use crate::registry::ic;
 use crate::store::check_schema;
 
-fn json_of(s: &str) -> Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
-
 /// Every path under `dir` with its size, mtime and inode (what "nothing changed"
 /// compares).
 fn listing(dir: &Path) -> BTreeMap<PathBuf, (u64, i64, u64)> {
@@ -390,9 +386,7 @@ fn a_pull_that_fails_while_unpacking_leaves_no_name_and_prune_reclaims_it() {
         host_arch(),
         vec![layer(&[("big/zeros", &zeros), ("etc/ok", b"ok")], true)],
     );
-    let mut layout = Layout::new(&t.path().join("src"));
-    layout.add_image("z", &img);
-    layout.push("z", &reg.addr, "fixture/z:1");
+    push_image(&t.path().join("src"), &img, &reg.addr, "fixture/z:1");
     let root = t.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
     let st = Command::new("mount")
@@ -440,38 +434,11 @@ fn a_pull_that_fails_while_unpacking_leaves_no_name_and_prune_reclaims_it() {
     assert_eq!(v["layers"], 0, "{v:#}");
 }
 
-/// Busybox from the fixture layout in a fresh store; `None` when not available.
-fn busybox_store(t: &Path) -> Option<PathBuf> {
-    let layout = Path::new("/var/cache/imgctl-testdata/busybox-oci");
-    if !(require(is_root(), "root")
-        && require(have("skopeo"), "skopeo")
-        && require(layout.join("index.json").is_file(), "busybox-oci fixture"))
-    {
-        return None;
-    }
-    let root = t.join("store");
-    let out = output(
-        Command::new("skopeo")
-            .args(["copy", "--quiet"])
-            .arg(format!("oci:{}:latest", layout.display()))
-            .arg(format!(
-                "oci:{}:docker.io/library/busybox:latest",
-                root.display()
-            )),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(root)
-}
-
 #[test]
 fn rmi_refuses_an_image_a_container_uses_until_container_prune_or_force() {
     let _g = crate::common::sandbox::serial();
     let t = tempdir();
-    let Some(root) = busybox_store(t.path()) else {
+    let Some(root) = fixture::store_with_busybox(t.path()) else {
         return;
     };
     let parent = crate::common::sandbox::cgroup_parent();
@@ -606,9 +573,7 @@ fn kill_9_at_random_points_of_pull_and_run_leaves_no_half_published_layer_or_mou
     let (l1, l2) = refs.split_at(750);
     let img = Image::new(host_arch(), vec![layer(l1, true), layer(l2, true)]);
     let expect = [(&img.layers[0], l1), (&img.layers[1], l2)];
-    let mut layout = Layout::new(&t.path().join("src"));
-    layout.add_image("k", &img);
-    layout.push("k", &reg.addr, "fixture/k:1");
+    push_image(&t.path().join("src"), &img, &reg.addr, "fixture/k:1");
     let name = format!("{}/fixture/k:1", reg.addr);
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -671,7 +636,7 @@ fn prune_asks_on_a_terminal_unless_forced() {
         return;
     }
     let t = tempdir();
-    let Some(root) = busybox_store(t.path()) else {
+    let Some(root) = fixture::store_with_busybox(t.path()) else {
         return;
     };
     ok(imgctl(&root).args(["rmi", "busybox"]));

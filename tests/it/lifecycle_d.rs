@@ -21,7 +21,7 @@ fn testdata() -> PathBuf {
 }
 
 /// A store holding busybox as `busybox` (copied with skopeo, not imgctl).
-fn store_with_busybox(dir: &Path) -> Option<PathBuf> {
+pub(crate) fn store_with_busybox(dir: &Path) -> Option<PathBuf> {
     let layout = testdata().join("busybox-oci");
     let ready = require(is_root(), "root (overlayfs, namespaces, cgroups)")
         && require(have("skopeo"), "skopeo")
@@ -51,7 +51,7 @@ fn store_with_busybox(dir: &Path) -> Option<PathBuf> {
 }
 
 /// `imgctl run -d --cgroup-parent <test parent> FLAGS busybox CMD…`; the id.
-fn run_d(store: &Path, flags: &[&str], cmd: &[&str]) -> String {
+pub(crate) fn run_d(store: &Path, flags: &[&str], cmd: &[&str]) -> String {
     let parent = cgroup_parent();
     let out = ok(imgctl(store)
         .args(["run", "-d", "--cgroup-parent", &parent])
@@ -66,19 +66,19 @@ fn run_d(store: &Path, flags: &[&str], cmd: &[&str]) -> String {
     id
 }
 
-fn im(store: &Path, args: &[&str]) -> Output {
+pub(crate) fn im(store: &Path, args: &[&str]) -> Output {
     output(imgctl(store).args(args))
 }
 
-fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn inspect(store: &Path, c: &str) -> Value {
+pub(crate) fn inspect(store: &Path, c: &str) -> Value {
     let v: Value = serde_json::from_str(&ok(imgctl(store).args(["inspect", c]))).unwrap();
     let v = v[0].clone();
     assert_valid(
@@ -90,7 +90,7 @@ fn inspect(store: &Path, c: &str) -> Value {
 }
 
 /// Poll `f` until true (or panic with `what` after `limit`).
-fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+pub(crate) fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + limit;
     while !f() {
         assert!(Instant::now() < end, "timed out waiting for {what}");
@@ -99,7 +99,7 @@ fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
 }
 
 /// Nothing of container `id` is left in the store, the mount table or cgroupfs.
-fn assert_gone(store: &Path, id: &str) {
+pub(crate) fn assert_gone(store: &Path, id: &str) {
     for p in [
         store.join("containers").join(id),
         store.join("locks/containers").join(id),
@@ -126,7 +126,7 @@ fn assert_gone(store: &Path, id: &str) {
     assert!(cg.is_empty(), "cgroups left: {cg:?}");
 }
 
-fn json_file(p: &Path) -> Value {
+pub(crate) fn json_file(p: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
 
@@ -486,12 +486,18 @@ fn killed_container_is_restarted_on_failure_and_stop_is_not_a_failure() {
     // always: a command that keeps failing shows `Restarting (1)` during its
     // growing back-off, and a stop then ends it for good.
     let id3 = run_d(&store, &["--restart", "always"], &["false"]);
-    until(Duration::from_secs(15), "Restarting in ps", || {
-        let s = ok(imgctl(&store).args(["ps", "--format", "{{.Status}}|{{.State}}"]));
-        s.lines()
-            .any(|l| l.starts_with("Restarting (1) ") && l.ends_with("|restarting"))
-    });
-    assert_eq!(inspect(&store, &id3)["State"]["Restarting"], true);
+    // (ps and inspect polled together: between the two, the back-off may end
+    // and the command run again for a moment.)
+    until(
+        Duration::from_secs(15),
+        "Restarting in ps and inspect",
+        || {
+            let s = ok(imgctl(&store).args(["ps", "--format", "{{.Status}}|{{.State}}"]));
+            s.lines()
+                .any(|l| l.starts_with("Restarting (1) ") && l.ends_with("|restarting"))
+                && inspect(&store, &id3)["State"]["Restarting"] == true
+        },
+    );
     ok(imgctl(&store).args(["stop", &id3]));
     let v = inspect(&store, &id3);
     assert_eq!(

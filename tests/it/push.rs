@@ -6,15 +6,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::common::registry::*;
 use crate::common::*;
 use crate::registry::ic;
-
-fn json_of(s: &str) -> Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
 
 /// The one stderr line of a failed imgctl run, checked to be a single line.
 fn one_line_error(cmd: &mut Command) -> String {
@@ -105,9 +99,7 @@ fn skopeo_copy_out(name: &str, dir: &Path) -> String {
 fn pulled(img: &Image, repo: &str) -> (Registry, tempfile::TempDir, String) {
     let reg = Registry::open();
     let t = tempdir();
-    let mut layout = Layout::new(&t.path().join("src"));
-    layout.add_image("v1", img);
-    layout.push("v1", &reg.addr, &format!("{repo}:v1"));
+    push_image(&t.path().join("src"), img, &reg.addr, &format!("{repo}:v1"));
     let name = format!("{}/{repo}:v1", reg.addr);
     ok(ic(&t.path().join("root"), t.path()).args(["pull", "--no-unpack", &name]));
     (reg, t, name)

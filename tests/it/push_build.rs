@@ -3,7 +3,7 @@
 //! registry and local) between two stores standing for two CI machines.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
@@ -20,13 +20,6 @@ fn json_of(s: &[u8]) -> Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(s)))
 }
 
-fn busybox_layout() -> PathBuf {
-    PathBuf::from(
-        std::env::var("IMGCTL_TESTDATA").unwrap_or_else(|_| "/var/cache/imgctl-testdata".into()),
-    )
-    .join("busybox-oci")
-}
-
 /// Root, the registry tools and the busybox fixture: a registry holding
 /// `library/busybox:latest` (pushed by skopeo) and the sandbox lock.
 fn setup() -> Option<(
@@ -36,38 +29,18 @@ fn setup() -> Option<(
 )> {
     let ready = registry_tools()
         && require(is_root(), "root (overlayfs, namespaces, cgroups)")
-        && require(
-            busybox_layout().join("index.json").is_file(),
-            "the busybox fixture (scripts/fixtures/busybox.sh)",
-        );
+        && fixture::require_layout(&fixture::busybox_layout(), "busybox.sh");
     if !ready {
         return None;
     }
     let serial = crate::common::sandbox::serial();
     let reg = Registry::open();
-    let out = Command::new("skopeo")
-        .args(["copy", "--quiet", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:latest", busybox_layout().display()))
-        .arg(format!("docker://{}/library/busybox:latest", reg.addr))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo copy busybox: {}",
-        String::from_utf8_lossy(&out.stderr)
+    fixture::push_layout(
+        &fixture::busybox_layout(),
+        &reg.addr,
+        "library/busybox:latest",
     );
     Some((reg, tempdir(), serial))
-}
-
-/// The bench Buildfile (testdata/build/multistage = /work/shared/bench) and its context.
-fn bench_context(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/build/multistage");
-    let ctx = dir.join("ctx");
-    fs::create_dir_all(&ctx).unwrap();
-    for f in ["Buildfile", "hello.txt"] {
-        fs::copy(src.join(f), ctx.join(f)).unwrap();
-    }
-    ctx
 }
 
 /// `imgctl build` on store `root` under SOURCE_DATE_EPOCH; returns stderr (progress).
@@ -147,7 +120,7 @@ fn second_machine_builds_the_bench_buildfile_fully_cached_from_the_registry() {
     let Some((reg, t, _serial)) = setup() else {
         return;
     };
-    let ctx = bench_context(t.path());
+    let ctx = fixture::multistage_context(t.path());
     let base = format!("BASE={}/library/busybox:latest", reg.addr);
     let tag = format!("{}/app/bench:v1", reg.addr);
     let cache = format!("{}/cache/bench:main", reg.addr);

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::common::sandbox::{leftover_cgroups, probe, ready, rootfs, run, serial};
-use crate::common::{require, tempdir};
+use crate::common::{fixture, require, tempdir};
 
 fn json(out: &std::process::Output) -> serde_json::Value {
     assert!(
@@ -444,13 +444,10 @@ fn oom_score_adj_and_shm_size() {
 /// node; without the flag the same step fails; `--shm-size` reaches the steps.
 #[test]
 fn build_run_steps_get_devices_and_shm_size() {
-    let layout = Path::new(
-        &std::env::var("IMGCTL_TESTDATA").unwrap_or_else(|_| "/var/cache/imgctl-testdata".into()),
-    )
-    .join("busybox-oci");
+    let layout = fixture::busybox_layout();
     if !ready()
         || !require(crate::common::have("skopeo"), "skopeo")
-        || !require(layout.join("index.json").is_file(), "the busybox fixture")
+        || !fixture::require_layout(&layout, "busybox.sh")
         || !require(Path::new("/dev/loop-control").exists(), "/dev/loop-control")
     {
         return;
@@ -458,15 +455,7 @@ fn build_run_steps_get_devices_and_shm_size() {
     let _g = serial();
     let t = tempdir();
     let store = t.path().join("store");
-    crate::common::ok(
-        Command::new("skopeo")
-            .args(["copy", "--quiet"])
-            .arg(format!("oci:{}:latest", layout.display()))
-            .arg(format!(
-                "oci:{}:docker.io/library/busybox:latest",
-                store.display()
-            )),
-    );
+    fixture::seed_store(&layout, &store, "docker.io/library/busybox:latest");
     let ctx = t.path().join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::write(

@@ -11,21 +11,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::common::fixture::{busybox_layout, require_layout};
 use crate::common::{imgctl, imgctl_bin, is_root, ok, output, require, tempdir};
 
-fn testdata() -> PathBuf {
-    PathBuf::from(
-        std::env::var("IMGCTL_TESTDATA").unwrap_or_else(|_| "/var/cache/imgctl-testdata".into()),
-    )
-}
-
 fn ready() -> Option<PathBuf> {
-    let layout = testdata().join("busybox-oci");
-    let ok = require(is_root(), "root (namespaces, cgroups)")
-        && require(
-            layout.join("index.json").is_file(),
-            &format!("fixture {} (scripts/fixtures/busybox.sh)", layout.display()),
-        );
+    let layout = busybox_layout();
+    let ok =
+        require(is_root(), "root (namespaces, cgroups)") && require_layout(&layout, "busybox.sh");
     ok.then_some(layout)
 }
 

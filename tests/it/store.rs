@@ -12,10 +12,6 @@ use crate::common::registry::*;
 use crate::common::*;
 use crate::registry::ic;
 
-fn json_of(s: &str) -> Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
-
 /// Validate `instance` against `schemas/<name>.schema.json`.
 pub fn check_schema(name: &str, instance: &Value) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -36,7 +36,7 @@ pub(super) fn file_type(st: &Stat) -> FileType {
 pub(super) fn open_source(root: BorrowedFd<'_>, rel: &str) -> io::Result<(OwnedFd, Stat)> {
     let flags = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV;
     let path = if rel.is_empty() { "." } else { rel };
-    let fd = match rustix::fs::openat2(
+    let fd = match sfs::openat2(
         root,
         path,
         OFlags::PATH | OFlags::CLOEXEC,
@@ -44,7 +44,7 @@ pub(super) fn open_source(root: BorrowedFd<'_>, rel: &str) -> io::Result<(OwnedF
         flags,
     ) {
         Ok(fd) => fd,
-        Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::LOOP) => rustix::fs::openat2(
+        Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::LOOP) => sfs::openat2(
             root,
             path,
             OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,

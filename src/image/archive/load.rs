@@ -25,11 +25,13 @@ use std::thread::Scope;
 use serde::Deserialize;
 
 use super::input::{self, ChannelReader};
+use super::listing;
 use super::{blob_path, ArchiveError, ANNOTATION_CONTAINERD_NAME, MAX_ENTRIES};
-use crate::layer::{self, Compression, Limits};
+use crate::layer::index::Listing;
+use crate::layer::{self, Compression};
 use crate::oci::{
-    docker_to_oci, parse_image_config, parse_manifest, AnyManifest, Descriptor, Digest, Digester,
-    Index, Manifest, MediaType, Platform, Reference, ANNOTATION_REF_NAME, MAX_CONFIG_SIZE,
+    docker_to_oci, parse_image_config, parse_manifest, AnyManifest, Descriptor, Digest, Index,
+    Manifest, MediaType, Platform, Reference, ANNOTATION_REF_NAME, MAX_CONFIG_SIZE,
     MAX_MANIFEST_SIZE,
 };
 use crate::store::{SealedBlob, Store};
@@ -59,6 +61,8 @@ struct FileInfo {
     /// why it could not be decompressed otherwise (an error only when the entry
     /// turns out to be a layer).
     diff_id: Result<Digest, String>,
+    /// The size report's listing, when the entry is a layer tar.
+    index: Option<Listing>,
 }
 
 #[derive(Default)]
@@ -147,27 +151,6 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(got)
-}
-
-/// The uncompressed digest of a compressed stream, bounded like a layer apply.
-fn diff_id_of(rd: ChannelReader, compression: Compression) -> Result<Digest, String> {
-    let mut dec = layer::decoder(rd, compression, "").map_err(|e| e.to_string())?;
-    let limit = Limits::default().max_bytes;
-    let mut d = Digester::new();
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = match dec.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("{} stream: {e}", compression.name())),
-        };
-        d.update(&buf[..n]);
-        if d.len() > limit {
-            return Err(format!("more than {limit} bytes uncompressed"));
-        }
-    }
-    Ok(d.finish())
 }
 
 fn ingest<'scope>(
@@ -270,6 +253,7 @@ fn store_entry<'scope>(
     let mut w = store.blob_writer()?;
     let mut compression = Compression::None;
     let mut worker = None;
+    let mut tx = None;
     let mut first = true;
     loop {
         let mut chunk = vec![0u8; CHUNK];
@@ -281,34 +265,43 @@ fn store_entry<'scope>(
         if first {
             first = false;
             compression = Compression::sniff(&chunk);
-            if compression != Compression::None {
-                let (tx, rx) = sync_channel(16);
-                let h = scope.spawn(move || diff_id_of(ChannelReader::new(rx), compression));
-                worker = Some((tx, h));
-            }
+            let (t, rx) = sync_channel(16);
+            tx = Some(t);
+            worker =
+                Some(scope.spawn(move || listing::inspect(ChannelReader::new(rx), compression)));
         }
         w.write_all(&chunk)
             .map_err(ArchiveError::io(format!("store {name}")))?;
-        if let Some((tx, _)) = &worker {
-            // A decoder that stopped (corrupt stream) reports at join.
-            let _ = tx.send(Ok(chunk));
+        if let Some(t) = &tx {
+            // A decoder that stopped (corrupt stream) reports at join; an
+            // uncompressed entry that is no tar needs no more copies.
+            if t.send(Ok(chunk)).is_err() {
+                tx = None;
+            }
         }
     }
     let sealed = w.seal(None)?;
-    let diff_id = match worker {
-        None => Ok(sealed.digest().clone()),
-        Some((tx, h)) => {
-            drop(tx);
-            h.join()
-                .unwrap_or_else(|_| Err("the decompression thread panicked".into()))
-        }
+    drop(tx);
+    let (diff_id, index) = match worker {
+        None => (Ok(None), None),
+        Some(h) => match h.join() {
+            Ok(i) => (i.diff_id, i.index),
+            Err(_) => (Err("the decompression thread panicked".into()), None),
+        },
     };
+    let digest = sealed.digest().clone();
+    let diff_id = diff_id.map(|d| d.unwrap_or_else(|| digest.clone()));
+    let index = index.map(|mut l| {
+        l.diff_id = diff_id.as_ref().ok().cloned();
+        l
+    });
     Ok((
         FileInfo {
-            digest: sealed.digest().clone(),
+            digest,
             size: sealed.len(),
             compression,
             diff_id,
+            index,
         },
         sealed,
     ))
@@ -791,6 +784,11 @@ fn publish(
             if done.insert(d.clone()) {
                 if let Some(s) = ing.sealed.remove(d) {
                     s.publish()?;
+                }
+                // A layer's size-report index goes in beside its blob.
+                let listed = ing.files.values().find(|f| f.digest == *d);
+                if let Some(l) = listed.and_then(|f| f.index.as_ref()) {
+                    layer::index::save(store.root(), d, l);
                 }
             }
         }

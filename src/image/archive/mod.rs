@@ -18,6 +18,7 @@
 
 mod import;
 mod input;
+mod listing;
 mod load;
 mod save;
 

@@ -32,6 +32,7 @@ use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
+use sha2::{Digest as _, Sha256};
 
 use super::compress::{decoder, Compression};
 use super::guard::{header_limit, HeaderGuard};
@@ -41,6 +42,7 @@ use super::LayerError;
 pub(super) type Stream = HeaderGuard<ChannelReader>;
 
 mod entry;
+mod pool;
 mod stream;
 mod whiteout;
 mod workers;
@@ -48,6 +50,8 @@ mod workers;
 use crate::oci::{Digest, Digester};
 use crate::sys::fs as sfs;
 pub(super) use entry::*;
+use pool::{pool_file, PoolDir};
+pub use pool::{PoolDedup, Pooled};
 pub(super) use stream::*;
 pub use stream::{unpack_new, ChannelReader};
 use workers::*;
@@ -149,6 +153,12 @@ pub struct ApplyOptions {
     /// rootfs, an export's scratch dir): an image must not make it 0777 or hand it
     /// to another uid (issue 8).
     pub root_metadata: bool,
+    /// Also list the layer for the size report ([`Applied::index`]): a copy of the
+    /// uncompressed stream goes to a side thread running [`crate::layer::index::list`].
+    pub index: bool,
+    /// Overlay mode: link regular files into this file-level dedup pool as they are
+    /// written (hashed from the bytes in hand, nothing read back; see `pool`).
+    pub dedup: Option<PoolDedup>,
 }
 
 impl ApplyOptions {
@@ -164,6 +174,8 @@ impl ApplyOptions {
                 _ => 0,
             },
             root_metadata: true,
+            index: false,
+            dedup: None,
         }
     }
 }
@@ -177,6 +189,11 @@ pub struct Applied {
     pub tar_bytes: u64,
     /// Tar entries applied (PAX and long-name headers not counted).
     pub entries: u64,
+    /// The layer's listing, when [`ApplyOptions::index`] asked for it (and the side
+    /// lister did not refuse the stream). Its `diff_id` is the checked one.
+    pub index: Option<super::index::Listing>,
+    /// With [`ApplyOptions::dedup`]: what pooling did.
+    pub pooled: Pooled,
 }
 
 /// Apply the layer read from `blob` (compressed as `compression`, verified against its
@@ -191,9 +208,27 @@ pub fn apply<R: Read + Send>(
         path: target.to_path_buf(),
         source,
     })?;
-    stream_layer(blob, compression, opts, |reader| {
-        Extractor::new(root, opts).run(reader)
-    })
+    let pool = match &opts.dedup {
+        Some(d) if opts.mode == ApplyMode::Overlay => {
+            Some(Arc::new(PoolDir::open(d).map_err(|source| {
+                LayerError::Target {
+                    path: d.pool.clone(),
+                    source,
+                }
+            })?))
+        }
+        _ => None,
+    };
+    let mut pooled = Pooled::default();
+    let mut applied = stream_layer(blob, compression, opts, |reader| {
+        let mut x = Extractor::new(root, opts);
+        x.dedup = pool;
+        let r = x.run(reader);
+        pooled = x.pooled;
+        r
+    })?;
+    applied.pooled = pooled;
+    Ok(applied)
 }
 
 /// The directory an entry goes into, cached across entries (tars are mostly sorted,
@@ -233,6 +268,9 @@ struct Extractor<'o> {
     /// Parallel mode: every path this layer wrote, and those still being written.
     seen: HashSet<Vec<u8>>,
     pending: HashSet<Vec<u8>>,
+    /// The dedup pool files are linked into as they are written, and the sums.
+    dedup: Option<Arc<PoolDir>>,
+    pooled: Pooled,
 }
 
 impl<'o> Extractor<'o> {
@@ -252,6 +290,8 @@ impl<'o> Extractor<'o> {
             pool: None,
             seen: HashSet::new(),
             pending: HashSet::new(),
+            dedup: None,
+            pooled: Pooled::default(),
         }
     }
 
@@ -319,8 +359,9 @@ impl<'o> Extractor<'o> {
                 }
             };
             match msg {
-                Ok(full) => {
+                Ok((full, pooled)) => {
                     self.pending.remove(&full);
+                    self.pooled.add(pooled);
                 }
                 Err((full, entry, e)) => {
                     self.pending.remove(&full);
@@ -429,7 +470,7 @@ impl<'o> Extractor<'o> {
                     if repeated {
                         self.clear_for_worker(&parent, name)?;
                     }
-                    self.send_job(&parent, name, &full, &raw_path, target, true, meta)?;
+                    self.send_job(&parent, name, &full, &raw_path, target, true, None, meta)?;
                 } else {
                     self.create_retrying(&parent, name, |p| {
                         rustix::fs::symlinkat(
@@ -628,6 +669,7 @@ impl<'o> Extractor<'o> {
         };
         let mut file = File::from(fd);
         let mut remaining = size;
+        let mut content = self.wants_hash(size).then(Sha256::new);
         while remaining > 0 {
             let want = remaining.min(self.buf.len() as u64) as usize;
             let n = entry.read(&mut self.buf[..want])?;
@@ -638,11 +680,18 @@ impl<'o> Extractor<'o> {
                 )));
             }
             file.write_all(&self.buf[..n])?;
+            if let Some(h) = content.as_mut() {
+                h.update(&self.buf[..n]);
+            }
             remaining -= n as u64;
         }
         let (chown, chmod) = self.needs(parent, meta, false);
         self.set_meta_fd(file.as_fd(), meta, chown, chmod)?;
         rustix::fs::futimens(&file, &times(meta.mtime))?;
+        if let (Some(h), Some(pool)) = (content, &self.dedup) {
+            let p = pool_file(pool, file.as_fd(), parent.fd.as_fd(), name, &h.finalize())?;
+            self.pooled.add(p);
+        }
         Ok(())
     }
 
@@ -718,6 +767,13 @@ impl<'o> Extractor<'o> {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Whether a regular file of `size` bytes is hashed for the dedup pool.
+    fn wants_hash(&self, size: u64) -> bool {
+        self.dedup
+            .as_ref()
+            .is_some_and(|d| size >= d.min_size.max(1))
     }
 
     /// Whether an entry created in `parent` needs an explicit chown and chmod.

@@ -3,6 +3,7 @@
 //! the atomic "extract into a new directory" wrapper.
 
 use super::*;
+use crate::layer::index;
 
 /// Decompress `blob` on a helper thread (hashing the tar stream as it goes) and hand
 /// the tar stream to `consume`, which returns the number of entries it handled. Then
@@ -18,10 +19,27 @@ pub(in crate::layer) fn stream_layer<R: Read + Send>(
     std::thread::scope(|s| {
         let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(16);
         let max_bytes = opts.limits.max_bytes;
-        let producer = s.spawn(move || pump(dec, tx, max_bytes));
+        // The size report's listing, made on a side thread from a copy of the stream
+        // (the extractor never waits for its hashing).
+        let (side, lister) = match opts.index {
+            true => {
+                let (tx, work) = index::side_list(opts.limits);
+                (Some(tx), Some(s.spawn(work)))
+            }
+            false => (None, None),
+        };
+        let producer = s.spawn(move || pump(dec, tx, side, max_bytes));
         let result = consume(ChannelReader::new(rx));
         // The producer ends when it hits EOF, or when the receiver is gone.
         let pumped = producer.join();
+        let listing = lister.and_then(|h| match h.join() {
+            Ok(Ok(l)) => Some(l),
+            Ok(Err(e)) => {
+                tracing::debug!("layer {layer}: not indexed: {e}");
+                None
+            }
+            Err(_) => None,
+        });
         // A size limit hit while decompressing is the real cause of whatever the tar
         // reader then reported.
         if let Ok(Err(e)) = &pumped {
@@ -53,10 +71,18 @@ pub(in crate::layer) fn stream_layer<R: Read + Send>(
                 });
             }
         }
+        let index = listing
+            .filter(|l| l.uncompressed == tar_bytes)
+            .map(|mut l| {
+                l.diff_id = Some(diff_id.clone());
+                l
+            });
         Ok(Applied {
             diff_id,
             tar_bytes,
             entries,
+            index,
+            pooled: Pooled::default(),
         })
     })
 }
@@ -163,10 +189,12 @@ pub(in crate::layer) fn stream_error(layer: &str, e: io::Error, limits: &Limits)
 }
 
 /// Decompress on this thread, hash the uncompressed bytes, and hand them over in
-/// chunks. Returns the diff ID and byte count once the stream ended.
+/// chunks (and a copy to the side lister `side`, when there is one). Returns the
+/// diff ID and byte count once the stream ended.
 pub(in crate::layer) fn pump(
     mut dec: Box<dyn Read + Send + '_>,
     tx: mpsc::SyncSender<io::Result<Vec<u8>>>,
+    mut side: Option<mpsc::SyncSender<index::Chunk>>,
     max_bytes: u64,
 ) -> io::Result<(Digest, u64)> {
     let mut digester = Digester::new();
@@ -194,6 +222,7 @@ pub(in crate::layer) fn pump(
             let _ = tx.send(Err(io::Error::other(LimitHit)));
             return Err(io::Error::other(LimitHit));
         }
+        index::feed(&mut side, &chunk);
         if tx.send(Ok(chunk)).is_err() {
             // The extractor stopped (it failed); its error is the one to report.
             return Err(io::Error::other("extraction stopped"));

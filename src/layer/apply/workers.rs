@@ -19,9 +19,13 @@ pub(in crate::layer) struct Job {
     meta: Meta,
     chown: bool,
     chmod: bool,
+    /// Link the file into this dedup pool once written.
+    pool: Option<Arc<PoolDir>>,
 }
 
-pub(in crate::layer) type Done = Result<Vec<u8>, (Vec<u8>, String, Failure)>;
+/// A finished job: its path and what pooling it did; or the failure with the path
+/// and the entry name.
+pub(in crate::layer) type Done = Result<(Vec<u8>, Pooled), (Vec<u8>, String, Failure)>;
 
 pub(in crate::layer) struct Pool {
     pub(super) jobs: mpsc::SyncSender<Job>,
@@ -39,7 +43,7 @@ pub(in crate::layer) fn worker(jobs: Arc<Mutex<mpsc::Receiver<Job>>>, done: mpsc
         };
         let r = write_job(&job);
         let msg = match r {
-            Ok(()) => Ok(job.full),
+            Ok(pooled) => Ok((job.full, pooled)),
             Err(e) => Err((job.full, job.entry, e)),
         };
         if done.send(msg).is_err() {
@@ -48,7 +52,7 @@ pub(in crate::layer) fn worker(jobs: Arc<Mutex<mpsc::Receiver<Job>>>, done: mpsc
     }
 }
 
-pub(in crate::layer) fn write_job(job: &Job) -> Result<(), Failure> {
+pub(in crate::layer) fn write_job(job: &Job) -> Result<Pooled, Failure> {
     let pfd = job.parent.as_fd();
     let name = OsStr::from_bytes(&job.name);
     if job.symlink {
@@ -59,7 +63,8 @@ pub(in crate::layer) fn write_job(job: &Job) -> Result<(), Failure> {
             }
             r => r?,
         }
-        return set_meta_by_name(pfd, &job.name, &job.meta, job.chown, false);
+        set_meta_by_name(pfd, &job.name, &job.meta, job.chown, false)?;
+        return Ok(Pooled::default());
     }
     let open = || {
         rustix::fs::openat(
@@ -86,7 +91,13 @@ pub(in crate::layer) fn write_job(job: &Job) -> Result<(), Failure> {
     file.write_all(&job.data)?;
     set_meta_on_fd(file.as_fd(), &job.meta, job.chown, job.chmod)?;
     rustix::fs::futimens(&file, &times(job.meta.mtime))?;
-    Ok(())
+    match &job.pool {
+        Some(pool) => {
+            let content = sha2::Sha256::digest(&job.data);
+            pool_file(pool, file.as_fd(), pfd, &job.name, &content)
+        }
+        None => Ok(Pooled::default()),
+    }
 }
 
 /// Whether ownership and privileged xattrs are best effort: not root, or root of a
@@ -206,7 +217,8 @@ impl Extractor<'_> {
                 ),
             )));
         }
-        self.send_job(parent, name, full, raw_path, data, false, meta)
+        let pool = self.dedup.clone().filter(|_| self.wants_hash(size));
+        self.send_job(parent, name, full, raw_path, data, false, pool, meta)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -218,6 +230,7 @@ impl Extractor<'_> {
         raw_path: &[u8],
         data: Vec<u8>,
         symlink: bool,
+        pool: Option<Arc<PoolDir>>,
         meta: Meta,
     ) -> Result<(), Failure> {
         let (chown, chmod) = self.needs(parent, &meta, false);
@@ -231,6 +244,7 @@ impl Extractor<'_> {
             meta,
             chown,
             chmod,
+            pool,
         };
         let Some(pool) = &self.pool else {
             return Err(Failure::Io(io::Error::other("no worker pool")));

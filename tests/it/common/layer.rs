@@ -199,9 +199,7 @@ pub fn tar_of(es: &[E]) -> Vec<u8> {
     t.finish()
 }
 
-pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
+pub use super::registry::sha256_hex;
 
 pub fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -217,6 +215,12 @@ pub fn gzip_best(data: &[u8]) -> Vec<u8> {
 
 pub fn zstd(data: &[u8]) -> Vec<u8> {
     zstd::stream::encode_all(data, 3).unwrap()
+}
+
+pub fn xz(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    lzma_rs::xz_compress(&mut &data[..], &mut out).unwrap();
+    out
 }
 
 fn put_blob(dir: &Path, data: &[u8]) -> String {

@@ -86,6 +86,22 @@ pub fn fails(cmd: &mut Command) -> (i32, String) {
     )
 }
 
+/// Parse JSON printed by a command, panicking with the text when it is not JSON.
+pub fn json_of(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// Lines of /proc/self/mountinfo that mention `root` (mounts left under a test dir).
+pub fn mounts_under(root: &Path) -> Vec<String> {
+    let needle = root.to_string_lossy().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .map(str::to_string)
+        .collect()
+}
+
 /// A temporary directory removed on drop.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -95,5 +111,6 @@ pub fn tempdir() -> tempfile::TempDir {
 }
 
 pub mod build;
+pub mod fixture;
 pub mod layer;
 pub mod registry;

@@ -7,6 +7,7 @@
 
 mod dive;
 mod fixtures;
+mod indexed;
 mod output;
 mod probe;
 mod rules;
