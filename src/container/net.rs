@@ -15,6 +15,7 @@
 //! detach(root, id)                also from reap_stale after a kill -9: finds it all by id
 //! ```
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
@@ -203,16 +204,41 @@ pub fn attach(
     state_dir: &Path,
     pid: i32,
 ) -> Result<Option<NetState>, Error> {
+    if !matches!(flags.network, Network::Bridge(_)) {
+        return Ok(None);
+    }
+    let netns = open_netns(pid)?;
+    attach_ns(root, flags, name, state_dir, &netns)
+}
+
+/// The network namespace of process `pid`, held open (an open descriptor keeps
+/// the namespace, so it stays the one of that process even if the process is
+/// gone and its pid reused before the attach is done).
+fn open_netns(pid: i32) -> Result<OwnedFd, Error> {
+    let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+    match std::fs::File::open(&path) {
+        Ok(f) => Ok(f.into()),
+        Err(source) => Err(Error::Io { path, source }),
+    }
+}
+
+fn attach_ns(
+    root: &Path,
+    flags: &RunFlags,
+    name: Option<&str>,
+    state_dir: &Path,
+    netns: &OwnedFd,
+) -> Result<Option<NetState>, Error> {
     let Network::Bridge(net_name) = &flags.network else {
         return Ok(None);
     };
+    let began = std::time::Instant::now();
     let net = network::get(root, net_name)?;
     let hostname = flags
         .hostname
         .clone()
         .unwrap_or_else(|| flags.id.chars().take(12).collect());
     let hosts = state_dir.join("hosts");
-    let netns = PathBuf::from(format!("/proc/{pid}/ns/net"));
     let owner = owner_lock(root, &flags.id);
     let ep = network::connect(&network::Attach {
         network: &net,
@@ -220,19 +246,106 @@ pub fn attach(
         name,
         hostname: &hostname,
         owner: &owner,
-        netns: &netns,
+        netns: netns.as_fd(),
         ports: &flags.ports,
         rate_in: flags.rate_in,
         rate_out: flags.rate_out,
         hosts: hosts.exists().then_some(hosts.as_path()),
     })?;
+    tracing::debug!("network attach: {:?}", began.elapsed());
     Ok(Some(ep))
+}
+
+/// An [`attach`] running on a thread of its own while the container's process
+/// builds its root filesystem ([`attach_beside`]); [`PendingAttach::finish`]
+/// waits for it.
+pub struct PendingAttach {
+    thread: Option<std::thread::JoinHandle<Result<Option<NetState>, Error>>>,
+    /// The result when it ran in the caller's thread (no thread to be had).
+    done: Option<Result<Option<NetState>, Error>>,
+}
+
+impl PendingAttach {
+    /// Wait for the attach and return what it made. Call it (or drop the
+    /// value, which waits too) before [`detach`], so nothing is made after
+    /// the clean-up.
+    pub fn finish(mut self) -> Result<Option<NetState>, Error> {
+        self.wait()
+    }
+
+    fn wait(&mut self) -> Result<Option<NetState>, Error> {
+        if let Some(t) = self.thread.take() {
+            return t
+                .join()
+                .unwrap_or_else(|_| Err(Error::Spec("the network attach thread panicked".into())));
+        }
+        self.done.take().unwrap_or(Ok(None))
+    }
+}
+
+impl Drop for PendingAttach {
+    fn drop(&mut self) {
+        let _ = self.wait();
+    }
+}
+
+/// Start [`attach`] for the container process `pid` just cloned, beside its
+/// set-up: the network namespace exists from the clone on, so the veth, the
+/// address and the routes are made while the process mounts its root instead
+/// of after it. The namespace is opened here, before returning, while `pid`
+/// is an unreaped child of the caller and cannot name another process. `None`
+/// when the container gets no network of its own to configure.
+pub fn attach_beside(
+    root: &Path,
+    flags: &RunFlags,
+    name: Option<&str>,
+    state_dir: &Path,
+    pid: i32,
+) -> Option<PendingAttach> {
+    if !matches!(flags.network, Network::Bridge(_)) {
+        return None;
+    }
+    let netns = match open_netns(pid) {
+        Ok(f) => f,
+        Err(e) => {
+            return Some(PendingAttach {
+                thread: None,
+                done: Some(Err(e)),
+            })
+        }
+    };
+    let owned = (
+        root.to_path_buf(),
+        flags.clone(),
+        name.map(String::from),
+        state_dir.to_path_buf(),
+    );
+    let spawned = std::thread::Builder::new()
+        .name("net-attach".into())
+        .spawn(move || {
+            let (root, flags, name, state_dir) = owned;
+            attach_ns(&root, &flags, name.as_deref(), &state_dir, &netns)
+        });
+    Some(match spawned {
+        Ok(t) => PendingAttach {
+            thread: Some(t),
+            done: None,
+        },
+        // No thread to be had: attach here and now, as [`attach`] does.
+        Err(_) => PendingAttach {
+            thread: None,
+            done: Some(attach(root, flags, name, state_dir, pid)),
+        },
+    })
 }
 
 /// Remove what [`attach`] made for container `id` (idempotent; all found from
 /// the id, so it also cleans after a killed owner).
 pub fn detach(_root: &Path, id: &str) -> Result<(), Error> {
-    network::disconnect(id).map_err(Error::from)
+    let began = std::time::Instant::now();
+    let r = network::disconnect(id).map_err(Error::from);
+    tracing::debug!("network detach: {:?}", began.elapsed());
+    r
 }
 
 /// The state directory of the container `target` (a name or an id prefix).

@@ -88,6 +88,7 @@ fn run_inner(req: RunRequest, silent: bool) -> Result<(Outcome, sandbox::RunRepo
         }
     };
     let mut st = State::new(&id, name, image_name);
+    let pending: std::cell::RefCell<Option<super::net::PendingAttach>> = Default::default();
     let result = (|| -> Result<(Outcome, sandbox::RunReport), Error> {
         let config = p.state_dir.join("config.json");
         let body = serde_json::to_vec_pretty(&p.spec).map_err(|e| Error::Spec(e.to_string()))?;
@@ -110,30 +111,57 @@ fn run_inner(req: RunRequest, silent: bool) -> Result<(Outcome, sandbox::RunRepo
             rootfs_shifted: p.rootfs_shifted.clone(),
             cgroup_root,
         };
-        // Between create and start: the network (its namespace exists now),
-        // recorded with the pid so `--network container:` can find it.
+        // The network is attached beside the container's set-up, from its
+        // clone on (its namespace exists then), and waited for between create
+        // and start; recorded with the pid so `--network container:` can find it.
+        let ctr_name = st.name.clone();
+        let mut on_clone = |pid: i32| {
+            *pending.borrow_mut() = super::net::attach_beside(
+                &root,
+                &net_flags,
+                ctr_name.as_deref(),
+                &p.state_dir,
+                pid,
+            );
+        };
         let mut before_start = |pid: i32| -> Result<(), sandbox::Error> {
             let as_setup = |e: Error| sandbox::Error::Setup {
                 step: "network".into(),
                 source: std::io::Error::other(e.to_string()),
             };
-            let ep = super::net::attach(&root, &net_flags, st.name.as_deref(), &p.state_dir, pid)
-                .map_err(as_setup)?;
+            let attached = pending.borrow_mut().take();
+            let ep = match attached {
+                Some(a) => a.finish(),
+                None => {
+                    super::net::attach(&root, &net_flags, ctr_name.as_deref(), &p.state_dir, pid)
+                }
+            }
+            .map_err(as_setup)?;
             st.pid = u32::try_from(pid).ok();
             st.network = ep;
             st.save_with(&p.state_dir, durable).map_err(as_setup)
         };
         if silent {
-            return Ok(run_null(&p.spec, &p.rootfs, &opts, &mut before_start)?);
+            return Ok(run_null(
+                &p.spec,
+                &p.rootfs,
+                &opts,
+                &mut on_clone,
+                &mut before_start,
+            )?);
         }
-        Ok(sandbox::run_with_report(
+        Ok(sandbox::run_with_hooks(
             &p.spec,
             &p.rootfs,
             &opts,
             interactive,
+            &mut on_clone,
             &mut before_start,
         )?)
     })();
+    // An attach still running (the container failed in its set-up) ends
+    // before the clean-up, so nothing is made after it.
+    drop(pending.borrow_mut().take());
     if let Err(e) = super::net::detach(&root, &id) {
         tracing::warn!(
             "container {}: network cleanup: {e}",
@@ -175,10 +203,12 @@ fn run_null(
     spec: &oci_spec::runtime::Spec,
     rootfs: &Path,
     opts: &sandbox::Options,
+    on_clone: &mut dyn FnMut(i32),
     before_start: &mut dyn FnMut(i32) -> Result<(), sandbox::Error>,
 ) -> Result<(Outcome, sandbox::RunReport), sandbox::Error> {
     let began = std::time::Instant::now();
-    let mut c = sandbox::Container::create(spec, rootfs, opts, sandbox::Stdio::Null)?;
+    let mut c =
+        sandbox::Container::create_beside(spec, rootfs, opts, sandbox::Stdio::Null, on_clone)?;
     before_start(c.pid())?;
     c.start()?;
     let outcome = c.wait()?;

@@ -11,7 +11,7 @@
 //! `kill -9` as exactly as the owner would have.
 
 use std::net::Ipv4Addr;
-use std::os::fd::OwnedFd;
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -41,8 +41,9 @@ pub struct Attach<'a> {
     /// The owner's lock file (`ROOT/locks/containers/<id>`), held for the
     /// container's life: leases are live while it is locked.
     pub owner: &'a Path,
-    /// The container's network namespace (`/proc/PID/ns/net`).
-    pub netns: &'a Path,
+    /// The container's network namespace (an open `/proc/PID/ns/net`; held
+    /// open, it keeps the namespace alive while it is configured).
+    pub netns: BorrowedFd<'a>,
     pub ports: &'a [PortMap],
     /// Bits per second into the container (shaped on the host's veth).
     pub rate_in: Option<u64>,
@@ -200,20 +201,12 @@ fn connect_inner(a: &Attach<'_>) -> Result<Endpoint, Error> {
     let me = Lease { ip, ..template };
     lease::claim_ports(a.ports, &me)?;
 
-    let netns: OwnedFd = std::fs::File::open(a.netns)
-        .map_err(|source| Error::Io {
-            path: a.netns.to_path_buf(),
-            source,
-        })?
-        .into();
     let veth = host_veth(a.id);
     let mac = mac_of(ip);
     let mut nl = Netlink::open().map_err(link("open rtnetlink"))?;
     let br = netlink::index_of(&net.bridge).map_err(link(format!("find {}", net.bridge)))?;
-    nl.add_veth(&veth, br, PEER, &netns, MTU, mac)
+    nl.add_veth(&veth, br, PEER, a.netns, MTU, mac)
         .map_err(link(format!("create veth {veth}")))?;
-    let vidx = netlink::index_of(&veth).map_err(link(format!("find {veth}")))?;
-    nl.set_up(vidx).map_err(link(format!("set {veth} up")))?;
 
     let (gw, prefix, brd, rate_out) = (
         net.gateway,
@@ -221,12 +214,10 @@ fn connect_inner(a: &Attach<'_>) -> Result<Endpoint, Error> {
         net.subnet.broadcast(),
         a.rate_out,
     );
-    let inside = netlink::in_netns(&netns, move || {
-        let mut nl = Netlink::open()?;
-        let idx = netlink::index_of(PEER)?;
-        nl.add_addr(idx, ip, prefix, Some(brd))?;
-        nl.set_up(idx)?;
-        nl.add_default_route(gw, idx)?;
+    let inside = netlink::in_netns(a.netns, move || {
+        // ioctls, not rtnetlink: a netlink socket would hold the namespace
+        // for a grace period after its close (see super::ioctl).
+        super::ioctl::configure(PEER, ip, prefix, brd, gw)?;
         // Shaped inside, on the container's own egress: the container has no
         // CAP_NET_ADMIN to undo it, and an egress shaper (unlike an ingress
         // policer on the host side) paces TCP without drops.
@@ -235,16 +226,24 @@ fn connect_inner(a: &Attach<'_>) -> Result<Endpoint, Error> {
         }
         Ok(())
     });
-    inside.map_err(link(format!("configure {PEER} in {}", a.netns.display())))?;
+    inside.map_err(link(format!(
+        "configure {PEER} in the container's network namespace"
+    )))?;
     if let Some(bits) = a.rate_in {
         shape(&veth, bits)?;
     }
     if !a.ports.is_empty() {
         nft::apply(&nft::publish_ruleset(a.id, ip, a.ports))?;
     }
-    if a.hosts.is_some() {
-        let _g = lease::lock_bridge(&net.bridge)?;
-        refresh_hosts(net, None);
+    if let Some(hosts) = a.hosts {
+        if net.name == super::DEFAULT_NETWORK {
+            // Docker's default bridge gives no names between containers: only
+            // this container's own file changes, and no peer's.
+            write_hosts(hosts, &entry_of(&me), &[]);
+        } else {
+            let _g = lease::lock_bridge(&net.bridge)?;
+            refresh_hosts(net, None);
+        }
     }
     Ok(Endpoint {
         network: net.name.clone(),
@@ -267,12 +266,27 @@ fn connect_inner(a: &Attach<'_>) -> Result<Endpoint, Error> {
 /// Undo [`connect`] for container `id`, whatever was made (idempotent):
 /// host veth (its peer and shapers go with it), DNAT chains, leases; the
 /// remaining peers' hosts files lose its entry.
+///
+/// The veth is left to the kernel when the container's namespace is already
+/// being dismantled (its last process gone, nothing holding it): the kernel
+/// unregisters both ends itself, in the background, a few milliseconds later,
+/// whereas deleting it here waits for the unregistration's RCU grace periods
+/// (10-40 ms on this host). While anything still holds the namespace (a
+/// `--network container:` peer, an `nsenter`), the veth is deleted here as
+/// before, so nobody keeps an address whose lease is released.
 pub fn disconnect(id: &str) -> Result<(), Error> {
     let mut first: Result<(), Error> = Ok(());
     let veth = host_veth(id);
     if netlink::exists(&veth) {
         let r = Netlink::open()
-            .and_then(|mut nl| nl.del_link(&veth))
+            .and_then(|mut nl| {
+                if peer_namespace_dying(&mut nl, &veth) {
+                    tracing::debug!("{veth}: its peer's namespace is dying, left to the kernel");
+                    return Ok(());
+                }
+                tracing::debug!("{veth}: deleted");
+                nl.del_link(&veth)
+            })
             .or_else(|e| {
                 if e.raw_os_error() == Some(libc::ENODEV) {
                     Ok(())
@@ -287,9 +301,7 @@ pub fn disconnect(id: &str) -> Result<(), Error> {
     }
     // Port leases are taken before the chains are made and dropped after
     // they are gone: without one, there is no chain to remove.
-    let has_ports = lease::files_of(id)
-        .iter()
-        .any(|p| p.parent().is_some_and(|d| d.ends_with("ports")));
+    let has_ports = lease::has_ports(id);
     if has_ports {
         if let Err(e) = nft::apply(&nft::unpublish_ruleset(id)) {
             if first.is_ok() {
@@ -300,12 +312,23 @@ pub fn disconnect(id: &str) -> Result<(), Error> {
     }
     let removed = lease::release_container(id);
     for (bridge, l) in removed {
+        // On the default network no hosts file names a peer.
+        if l.network == super::DEFAULT_NETWORK {
+            continue;
+        }
         if let Ok(_g) = lease::lock_bridge(&bridge) {
             let net_name = l.network.clone();
             refresh_hosts_on(&bridge, &net_name, Some(id));
         }
     }
     first
+}
+
+/// True when the namespace of `veth`'s other end is being dismantled, so the
+/// kernel removes the pair by itself (see [`Netlink::link_netnsid`]). Any
+/// doubt (no answer, an id): false, and the caller deletes the veth.
+fn peer_namespace_dying(nl: &mut Netlink, veth: &str) -> bool {
+    matches!(nl.link_netnsid(veth), Ok(Some(id)) if id < 0)
 }
 
 /// One `/etc/hosts` line.
@@ -365,15 +388,18 @@ fn refresh_hosts_on(bridge: &str, network: &str, gone: Option<&str>) {
         } else {
             Vec::new()
         };
-        // In place: the file is bind-mounted, a rename would not be seen.
-        let _ = std::fs::OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .open(path)
-            .and_then(|mut f| {
-                std::io::Write::write_all(&mut f, hosts_text(&entry_of(l), &peers).as_bytes())
-            });
+        write_hosts(path, &entry_of(l), &peers);
     }
+}
+
+/// Rewrite one hosts file in place: it is bind-mounted into its container, a
+/// rename would not be seen. Best effort (the container may be gone).
+fn write_hosts(path: &Path, own: &HostsEntry, peers: &[HostsEntry]) {
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, hosts_text(own, peers).as_bytes()));
 }
 
 /// A container's `/etc/resolv.conf` from the host's: nameservers on the host's

@@ -258,6 +258,17 @@ pub fn release_container(id: &str) -> Vec<(String, Lease)> {
     removed
 }
 
+/// True when container `id` holds a host-port lease.
+pub fn has_ports(id: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(ports_dir()) else {
+        return false;
+    };
+    entries
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .any(|e| read_lease(&e.path()).is_some_and(|l| l.container == id))
+}
+
 /// The lease files of container `id` still present (for leak checks and
 /// `inspect`).
 pub fn files_of(id: &str) -> Vec<PathBuf> {

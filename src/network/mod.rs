@@ -17,6 +17,7 @@
 
 pub mod addr;
 mod endpoint;
+mod ioctl;
 pub mod lease;
 pub mod netlink;
 pub mod nft;

@@ -1,22 +1,24 @@
 //! The few rtnetlink requests imgctl needs, written by hand (rtnetlink(7)):
 //! create a bridge, a veth pair whose peer is born in the container's network
-//! namespace, set links up and enslaved, add addresses and a default route,
-//! delete a link. Each request asks for an ACK and returns the kernel's errno.
+//! namespace, set links up and enslaved, add addresses, ask where a link's
+//! peer lives, delete a link. Each request asks for an ACK and returns the
+//! kernel's errno.
 //!
 //! A socket belongs to the network namespace it was created in; to configure
 //! a container's namespace, [`in_netns`] runs a closure on a short-lived thread
 //! that has `setns`'d into it (a per-thread operation for CLONE_NEWNET), so the
-//! calling process never changes namespace.
+//! calling process never changes namespace (the container side itself is
+//! configured with ioctls, see super::ioctl).
 
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 const NLMSG_ERROR: u16 = 2;
 const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
+const RTM_GETLINK: u16 = 18;
 const RTM_NEWADDR: u16 = 20;
-const RTM_NEWROUTE: u16 = 24;
 
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
@@ -29,6 +31,7 @@ const IFLA_MTU: u16 = 4;
 const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_NET_NS_FD: u16 = 28;
+const IFLA_LINK_NETNSID: u16 = 37;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
 const VETH_INFO_PEER: u16 = 1;
@@ -37,9 +40,6 @@ const NLA_F_NESTED: u16 = 0x8000;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const IFA_BROADCAST: u16 = 4;
-
-const RTA_OIF: u16 = 4;
-const RTA_GATEWAY: u16 = 5;
 
 /// One netlink message being built: header, fixed part, attributes.
 struct Msg {
@@ -153,6 +153,13 @@ impl Netlink {
 
     /// Send one request and wait for its ACK (or error).
     fn request(&mut self, m: &mut Msg) -> io::Result<()> {
+        self.transact(m, None).map(drop)
+    }
+
+    /// Send one request; return the replies of type `want` that come before
+    /// its ACK (each a whole message: header, fixed part, attributes), or the
+    /// kernel's error.
+    fn transact(&mut self, m: &mut Msg, want: Option<u16>) -> io::Result<Vec<Vec<u8>>> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let data = m.finish(seq);
@@ -161,6 +168,7 @@ impl Netlink {
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
+        let mut replies = Vec::new();
         let mut buf = vec![0u8; 16384];
         loop {
             // SAFETY: recv into a buffer we own.
@@ -195,10 +203,13 @@ impl Netlink {
                         buf[off + 19],
                     ]);
                     return if err == 0 {
-                        Ok(())
+                        Ok(replies)
                     } else {
                         Err(io::Error::from_raw_os_error(-err))
                     };
+                }
+                if mseq == seq && Some(typ) == want {
+                    replies.push(buf[off..off + len].to_vec());
                 }
                 off += (len + 3) & !3;
             }
@@ -215,25 +226,30 @@ impl Netlink {
         self.request(&mut m)
     }
 
-    /// Create a veth pair: `host` here, enslaved to bridge `master`, and `peer`
-    /// created directly in the network namespace `netns` (an fd of
-    /// `/proc/PID/ns/net`), so its name never clashes with a host link.
+    /// Create a veth pair: `host` here, up and enslaved to bridge `master`,
+    /// and `peer` (down) created directly in the network namespace `netns` (an
+    /// fd of `/proc/PID/ns/net`), so its name never clashes with a host link.
+    /// One request: the kernel applies the `ifinfomsg` flags once the pair is
+    /// made (`ip link add … up`).
     pub fn add_veth(
         &mut self,
         host: &str,
         master: u32,
         peer: &str,
-        netns: &OwnedFd,
+        netns: BorrowedFd<'_>,
         mtu: u32,
         peer_mac: [u8; 6],
     ) -> io::Result<()> {
+        let up = libc::IFF_UP as u32;
         let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
-        m.ifinfo(0, 0, 0)
+        m.ifinfo(0, up, up)
             .attr_str(IFLA_IFNAME, host)
             .attr(IFLA_MTU, &mtu.to_ne_bytes())
             .attr(IFLA_MASTER, &master.to_ne_bytes());
         m.begin(IFLA_LINKINFO).attr_str(IFLA_INFO_KIND, "veth");
         m.begin(IFLA_INFO_DATA).begin(VETH_INFO_PEER);
+        // The peer cannot be created up: it is registered (and would be
+        // opened) before the pair is joined, and veth_open says ENOTCONN.
         m.ifinfo(0, 0, 0)
             .attr_str(IFLA_IFNAME, peer)
             .attr(IFLA_MTU, &mtu.to_ne_bytes())
@@ -248,6 +264,22 @@ impl Netlink {
         let mut m = Msg::new(RTM_NEWLINK, 0);
         m.ifinfo(index as i32, libc::IFF_UP as u32, libc::IFF_UP as u32);
         self.request(&mut m)
+    }
+
+    /// The id, in this namespace, of the namespace where the other end of link
+    /// `name` lives (`IFLA_LINK_NETNSID`): `None` when the link reports none
+    /// (no other end, or one in this namespace). The kernel reports -1
+    /// (`NETNSA_NSID_NOT_ASSIGNED`) when that namespace has no id here and can
+    /// no longer be given one because it is being dismantled: no process, open
+    /// descriptor or mount holds it any more, and its devices (the veth pair
+    /// with them) are about to be unregistered by the kernel itself.
+    pub fn link_netnsid(&mut self, name: &str) -> io::Result<Option<i32>> {
+        let mut m = Msg::new(RTM_GETLINK, 0);
+        m.ifinfo(0, 0, 0).attr_str(IFLA_IFNAME, name);
+        let replies = self.transact(&mut m, Some(RTM_NEWLINK))?;
+        Ok(replies
+            .first()
+            .and_then(|r| attr_i32(r, 16 + 16, IFLA_LINK_NETNSID)))
     }
 
     /// Delete the link named `name` (ENODEV when it is not there).
@@ -278,30 +310,29 @@ impl Netlink {
         }
         self.request(&mut m)
     }
+}
 
-    /// Add the default route via `gw` on link `index`.
-    pub fn add_default_route(&mut self, gw: Ipv4Addr, index: u32) -> io::Result<()> {
-        let mut m = Msg::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
-        // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
-        let rt = [
-            libc::AF_INET as u8,
-            0,
-            0,
-            0,
-            libc::RT_TABLE_MAIN,
-            libc::RTPROT_BOOT,
-            libc::RT_SCOPE_UNIVERSE,
-            libc::RTN_UNICAST,
-            0,
-            0,
-            0,
-            0,
-        ];
-        m.raw(&rt)
-            .attr(RTA_GATEWAY, &gw.octets())
-            .attr(RTA_OIF, &index.to_ne_bytes());
-        self.request(&mut m)
+/// The value of the first 4-byte attribute `typ` in `msg`'s attributes, which
+/// start at `from`.
+fn attr_i32(msg: &[u8], from: usize, typ: u16) -> Option<i32> {
+    let mut off = from;
+    while off + 4 <= msg.len() {
+        let len = u16::from_ne_bytes([msg[off], msg[off + 1]]) as usize;
+        let t = u16::from_ne_bytes([msg[off + 2], msg[off + 3]]) & 0x3fff;
+        if len < 4 || off + len > msg.len() {
+            return None;
+        }
+        if t == typ && len >= 8 {
+            return Some(i32::from_ne_bytes([
+                msg[off + 4],
+                msg[off + 5],
+                msg[off + 6],
+                msg[off + 7],
+            ]));
+        }
+        off += (len + 3) & !3;
     }
+    None
 }
 
 /// The index of link `name` in the current thread's network namespace.
@@ -324,7 +355,7 @@ pub fn exists(name: &str) -> bool {
 /// Run `f` on a new thread that has joined the network namespace `netns`
 /// (sockets it opens, `if_nametoindex` and programs it spawns all act there).
 pub fn in_netns<T: Send>(
-    netns: &OwnedFd,
+    netns: BorrowedFd<'_>,
     f: impl FnOnce() -> io::Result<T> + Send,
 ) -> io::Result<T> {
     std::thread::scope(|s| {

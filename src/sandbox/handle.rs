@@ -98,7 +98,22 @@ impl Container {
         opts: &Options,
         stdio: Stdio,
     ) -> Result<Container, Error> {
-        Container::create_inner(spec, rootfs, opts, stdio, None)
+        Container::create_inner(spec, rootfs, opts, stdio, None, None)
+    }
+
+    /// [`Container::create`], calling `on_clone(pid)` as soon as the process
+    /// exists (its namespaces too) and while it still builds its root: work
+    /// that needs only the namespaces (a network attach) can run beside the
+    /// set-up instead of after it. `pid` is an unreaped child here, so it
+    /// names this container for as long as `on_clone` runs.
+    pub fn create_beside(
+        spec: &Spec,
+        rootfs: &Path,
+        opts: &Options,
+        stdio: Stdio,
+        on_clone: &mut dyn FnMut(i32),
+    ) -> Result<Container, Error> {
+        Container::create_inner(spec, rootfs, opts, stdio, None, Some(on_clone))
     }
 
     /// [`Container::create`] for a container that outlives its creator; see
@@ -110,7 +125,7 @@ impl Container {
         stdio: Stdio,
         detach: Detach<'_>,
     ) -> Result<Container, Error> {
-        Container::create_inner(spec, rootfs, opts, stdio, Some(detach))
+        Container::create_inner(spec, rootfs, opts, stdio, Some(detach), None)
     }
 
     fn create_inner(
@@ -119,6 +134,7 @@ impl Container {
         opts: &Options,
         stdio: Stdio,
         mut detach: Option<Detach<'_>>,
+        on_clone: Option<&mut dyn FnMut(i32)>,
     ) -> Result<Container, Error> {
         let (p, clone_flags) = prepare(spec, rootfs, opts, false)?;
         let linux = spec.linux().clone().unwrap_or_default();
@@ -273,6 +289,9 @@ impl Container {
                 }),
             },
         )?;
+        if let Some(f) = on_clone {
+            f(c.pid);
+        }
         // Into the cgroup while the child execs and reads its request: on cgroup
         // v1 the first write to cgroup.procs waits for an RCU grace period
         // (milliseconds), time the child spends on its own start. It waits for

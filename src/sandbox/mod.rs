@@ -422,6 +422,19 @@ pub fn run_with_report(
     stdin: bool,
     before_start: &mut dyn FnMut(i32) -> Result<(), Error>,
 ) -> Result<(Outcome, RunReport), Error> {
+    run_with_hooks(spec, rootfs, opts, stdin, &mut |_| {}, before_start)
+}
+
+/// [`run_with_report`], also calling `on_clone(pid)` as soon as the process
+/// exists (see [`Container::create_beside`]).
+pub fn run_with_hooks(
+    spec: &Spec,
+    rootfs: &Path,
+    opts: &Options,
+    stdin: bool,
+    on_clone: &mut dyn FnMut(i32),
+    before_start: &mut dyn FnMut(i32) -> Result<(), Error>,
+) -> Result<(Outcome, RunReport), Error> {
     let began = std::time::Instant::now();
     let terminal = spec
         .process()
@@ -454,7 +467,7 @@ pub fn run_with_report(
                 stderr: dup(2)?,
             }
         };
-        let mut c = Container::create(spec, rootfs, opts, stdio)?;
+        let mut c = Container::create_beside(spec, rootfs, opts, stdio, on_clone)?;
         before_start(c.pid())?;
         c.start()?;
         let pty = c.take_pty_master();
