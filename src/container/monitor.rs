@@ -468,7 +468,10 @@ fn run_once(
     } else {
         (None, None)
     };
-    let mut c = Container::create(
+    // The network is attached beside the set-up, from the clone on (its
+    // namespace exists then), and waited for between create and start.
+    let mut pending: Option<super::net::PendingAttach> = None;
+    let created = Container::create_beside(
         spec,
         rootfs,
         opts,
@@ -477,16 +480,31 @@ fn run_once(
             stdout: out_w,
             stderr: err_w,
         },
-    )?;
-    // Between create and start: the network (its namespace exists now). An
-    // error drops `c`: the process is killed and the cgroup removed.
-    let endpoint = super::net::attach(
-        &shared.cfg.root,
-        &shared.cfg.flags,
-        shared.cfg.name.as_deref(),
-        &shared.state_dir,
-        c.pid(),
+        &mut |pid| {
+            pending = super::net::attach_beside(
+                &shared.cfg.root,
+                &shared.cfg.flags,
+                shared.cfg.name.as_deref(),
+                &shared.state_dir,
+                pid,
+            );
+        },
     );
+    let mut c = match created {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some(p) = pending.take() {
+                let _ = p.finish();
+                let _ = super::net::detach(&shared.cfg.root, &shared.cfg.id);
+            }
+            return Err(e.into());
+        }
+    };
+    // An error drops `c`: the process is killed and the cgroup removed.
+    let endpoint = match pending.take() {
+        Some(p) => p.finish(),
+        None => Ok(None),
+    };
     let endpoint = match endpoint {
         Ok(e) => e,
         Err(e) => {
