@@ -406,7 +406,7 @@ pub fn collect(
                 let _m = super::erofs_mount_lock(&layers_dir.join(&c.name).join(EROFS_IMAGE))
                     .and_then(|f| super::Flock::take(f, true))
                     .map_err(io_err(&c.name))?;
-                sfs::unmount(&fsdir, true).map_err(io_err(&c.name))?;
+                super::detach_all(&fsdir).map_err(io_err(&c.name))?;
             }
             // Renamed first, so a crash half-way leaves a temporary directory (removed
             // next time), never a half-deleted layer under its real name.

@@ -184,12 +184,31 @@ pub fn mount_all_with(mounts: &[Mount], target: &Path, volatile: bool) -> std::i
             Mount::Erofs { image, target } => {
                 held.push(Flock::take(erofs_mount_lock(image)?, false)?);
                 if !crate::sys::fs::is_mount_point(target)? {
-                    crate::sys::fs::mount_erofs(image, target)?;
+                    // Every holder of the shared lock may see "not mounted": one
+                    // mounts, the others then find its mount. Two mounts stacked
+                    // on one directory would outlive the single detach that
+                    // removes an unused layer (a leak seen under parallel runs).
+                    let _mounting = Flock::take(std::fs::File::open(image)?, true)?;
+                    if !crate::sys::fs::is_mount_point(target)? {
+                        crate::sys::fs::mount_erofs(image, target)?;
+                    }
                 }
             }
         }
     }
     drop(held);
+    Ok(())
+}
+
+/// Detach every mount on `dir` (a layer's `fs`): stores used by versions that
+/// could stack two EROFS mounts there hold more than one.
+pub(crate) fn detach_all(dir: &Path) -> std::io::Result<()> {
+    for _ in 0..16 {
+        if !crate::sys::fs::is_mount_point(dir)? {
+            break;
+        }
+        crate::sys::fs::unmount(dir, true)?;
+    }
     Ok(())
 }
 

@@ -177,9 +177,8 @@ impl Overlay {
             let lock = super::erofs_mount_lock(&dir.join(EROFS_IMAGE))
                 .and_then(|f| super::Flock::take(f, true))
                 .map_err(io_err("layers"))?;
-            if !self.used_lowers()?.contains(&fsdir) && sfs::is_mount_point(&fsdir).unwrap_or(false)
-            {
-                sfs::unmount(&fsdir, true).map_err(io_err("layers"))?;
+            if !self.used_lowers()?.contains(&fsdir) {
+                super::detach_all(&fsdir).map_err(io_err("layers"))?;
             }
             drop(lock);
         }
