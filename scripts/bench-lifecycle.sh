@@ -140,7 +140,7 @@ if want exec || want ps; then
   cd_=$($dk run -d --network none busybox sleep 1000)
 fi
 if want exec; then
-  hyperfine --runs "$runs" --warmup 2 --export-json "$work/exec.json" \
+  hyperfine -N --runs "$runs" --warmup 2 --export-json "$work/exec.json" \
     -n "imgctl exec" "$im exec $ci true" \
     -n "podman exec" "$pm exec $cp true" \
     -n "docker exec" "$dk exec $cd_ true" >&2
@@ -154,7 +154,7 @@ if want ps; then
     $dk run -d --network none busybox sleep 1000 >/dev/null
   done
   [ "$($im ps -q | wc -l)" = 20 ] || { echo "bench-lifecycle: imgctl ps does not list 20" >&2; exit 1; }
-  hyperfine --runs "$runs" --warmup 2 --export-json "$work/ps.json" \
+  hyperfine -N --runs "$runs" --warmup 2 --export-json "$work/ps.json" \
     -n "imgctl ps" "$im ps" \
     -n "podman ps" "$pm ps" \
     -n "docker ps" "$dk ps" >&2

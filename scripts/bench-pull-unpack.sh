@@ -136,6 +136,7 @@ df_json=$(IMGCTL_ROOT="$work/dedup" "$bin" df --format json)
 field() { jq -r ".$1" <<<"$df_json"; }
 
 echo "nginx pull with unpack from a local registry, $runs alternating runs each (release build; fresh store per run, sync before each)"
+echo "  load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs"
 echo "  imgctl default snapshotter made $(cat "$work/default-erofs-layers") of 2 layers as EROFS images"
 for t in $tools; do
   printf '  %-13s times (s): %s\n' "$t" "$(tr '\n' ' ' <"$work/$t.times")"

@@ -12,6 +12,7 @@ use crate::container;
 
 #[derive(clap::Args, Debug)]
 #[command(
+    override_usage = "imgctl create [OPTIONS] IMAGE [COMMAND] [ARG...]",
     after_help = "Examples:\n  imgctl create --name web -p 8080:80 nginx\n  imgctl start web\n  \
 id=$(imgctl create --rm busybox echo hello) && imgctl start -a \"$id\""
 )]
@@ -38,6 +39,11 @@ pub struct Args {
 pub fn run(g: &Globals, a: Args) -> anyhow::Result<ExitCode> {
     if let Some(n) = &a.name {
         container::state::check_name(n)?;
+    }
+    if a.c.rootfs.is_none() && a.args.is_empty() {
+        anyhow::bail!(
+            "no image given: imgctl create [OPTIONS] IMAGE [COMMAND...] (or --rootfs DIR)"
+        );
     }
     let (image, cmd) = run::image_and_command(&a.c, a.args.clone());
     let id = container::new_id();

@@ -18,7 +18,6 @@ pub fn instead(name: &str) -> Option<&'static str> {
         }
         "top" => "`imgctl exec C ps` lists a container's processes; `imgctl stats C` its usage",
         "rename" => "not supported: a container's name is set once, by `imgctl run --name NAME`",
-        "create" => "`imgctl run -d …` creates and starts a container in one step",
         "commit" => "not supported: write a Buildfile and `imgctl build -t NAME .`",
         "pause" => "`imgctl kill -s STOP C` stops its processes (`-s CONT` resumes them)",
         "unpause" => "`imgctl kill -s CONT C` resumes processes stopped with `-s STOP`",

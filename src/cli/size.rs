@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use anyhow::Context;
 
+use super::units;
 use super::Globals;
 use crate::oci::Platform;
 use crate::report::{
@@ -137,11 +138,10 @@ impl report::Progress for Lines {
             let total: u64 = g.iter().sum();
             let _ = write!(
                 std::io::stderr(),
-                "\rreading layer {}: {} / {} (all layers: {})   ",
+                "\rreading layer {}: {} (all layers: {})   ",
                 index,
-                report::human(read),
-                report::human(size),
-                report::human(total)
+                units::of(read, size),
+                units::size(total)
             );
         }
     }
@@ -152,8 +152,8 @@ impl report::Progress for Lines {
             "{}layer {done}/{total} {} read: {} compressed, {} uncompressed, {} entries",
             if self.live { "\r" } else { "" },
             l.digest.short(),
-            report::human(l.compressed_bytes),
-            report::human(l.uncompressed_bytes),
+            units::size(l.compressed_bytes),
+            units::size(l.uncompressed_bytes),
             l.entries
         );
     }

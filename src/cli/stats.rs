@@ -31,34 +31,12 @@ pub struct Args {
 
 /// Binary units for memory (`MiB`), as `docker stats`.
 fn binary(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < units.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n}B")
-    } else {
-        format!("{v:.2}{}", units[i])
-    }
+    super::units::binary_size(n)
 }
 
 /// Decimal units for I/O (`kB`, `MB`), as `docker stats`.
 fn decimal(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i + 1 < units.len() {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n}B")
-    } else {
-        format!("{v:.3}{}", units[i])
-    }
+    super::units::size(n)
 }
 
 fn table(samples: &[Sample]) -> String {
@@ -159,9 +137,9 @@ mod tests {
 
     #[test]
     fn units_as_docker() {
-        assert_eq!(binary(50 << 20), "50.00MiB");
+        assert_eq!(binary(50 << 20), "50MiB");
         assert_eq!(binary(512), "512B");
-        assert_eq!(decimal(1_500), "1.500kB");
+        assert_eq!(decimal(1_500), "1.5kB");
         let s = Sample {
             id: "0123456789abcdef".into(),
             name: "web".into(),
@@ -181,6 +159,7 @@ mod tests {
             t.contains("0123456789ab   web") && t.contains("99.50%"),
             "{t}"
         );
-        assert!(t.contains("50.00MiB / 1.00GiB"), "{t}");
+        assert!(t.contains("50MiB / 1GiB"), "{t}");
+        assert!(t.contains("0B / 4.1kB"), "{t}");
     }
 }

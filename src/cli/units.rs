@@ -1,8 +1,8 @@
 //! Sizes as Docker prints them, everywhere the command line shows one (tables,
 //! progress bars, progress lines): powers of 10 (`kB`, `MB`, `GB`), three
 //! significant digits, no space (`1.5kB`, `74.5MB`, `187MB`), as go-units'
-//! `HumanSizeWithPrecision(n, 3)` does. (`stats` keeps Docker's binary `MiB` for
-//! memory, as `docker stats` does.)
+//! `HumanSizeWithPrecision(n, 3)` does; `stats` shows memory in binary units
+//! (`50MiB`, `1.953GiB`), as `docker stats` does ([`binary_size`]).
 //!
 //! Off a terminal, progress is plain lines at a modest rate: one per state change
 //! of a blob, plus one when a large blob passes each quarter of its size
@@ -14,33 +14,52 @@ use std::sync::Mutex;
 use indicatif::{ProgressState, ProgressStyle};
 
 const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+const BINARY: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
 
 /// `n` bytes in Docker's units: `0B`, `999B`, `1.5kB`, `74.5MB`, `187MB`, `1GB`.
 pub fn size(n: u64) -> String {
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u + 1 < UNITS.len() {
+    let (mut v, mut u) = scaled(n, 1000.0);
+    // Rounding to three digits can carry into the next unit (999.95kB -> 1MB).
+    if significant(v, 3).parse::<f64>().is_ok_and(|r| r >= 1000.0) && u + 1 < UNITS.len() {
         v /= 1000.0;
         u += 1;
     }
-    // Three significant digits, trailing zeros dropped (Go's %.3g). Rounding
-    // can carry into the next unit (999.95kB -> 1MB).
-    let decimals = if v < 10.0 {
-        2
-    } else if v < 100.0 {
+    format!("{}{}", significant(v, 3), UNITS[u])
+}
+
+/// `n` bytes in binary units with four significant digits, as `docker stats`
+/// shows memory (go-units' `BytesSize`): `512B`, `50MiB`, `1.953GiB`.
+pub fn binary_size(n: u64) -> String {
+    let (v, u) = scaled(n, 1024.0);
+    format!("{}{}", significant(v, 4), BINARY[u])
+}
+
+/// `n` divided by `base` until below it, and how many times.
+fn scaled(n: u64, base: f64) -> (f64, usize) {
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= base && u + 1 < UNITS.len() {
+        v /= base;
+        u += 1;
+    }
+    (v, u)
+}
+
+/// `v` (below 10^digits) with `digits` significant digits and no trailing zeros,
+/// as Go's `%.{digits}g` prints such a value.
+fn significant(v: f64, digits: usize) -> String {
+    let whole = if v < 1.0 {
         1
     } else {
-        0
+        (v.log10().floor() as usize) + 1
     };
-    let mut text = format!("{v:.decimals$}");
-    if text.parse::<f64>().is_ok_and(|r| r >= 1000.0) && u + 1 < UNITS.len() {
-        u += 1;
-        text = format!("{:.2}", v / 1000.0);
-    }
+    let decimals = digits.saturating_sub(whole);
+    let text = format!("{v:.decimals$}");
     if text.contains('.') {
-        text = text.trim_end_matches('0').trim_end_matches('.').to_string();
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
     }
-    format!("{text}{}", UNITS[u])
 }
 
 /// `done/total` in Docker's units (`12.3MB/45.6MB`).
@@ -142,6 +161,12 @@ mod tests {
             assert_eq!(size(n), want, "{n}");
         }
         assert_eq!(of(12_300_000, 45_600_000), "12.3MB/45.6MB");
+        // docker stats' memory column.
+        assert_eq!(binary_size(512), "512B");
+        assert_eq!(binary_size(50 << 20), "50MiB");
+        assert_eq!(binary_size(1 << 30), "1GiB");
+        assert_eq!(binary_size(2_097_152_000), "1.953GiB");
+        assert_eq!(binary_size(1_474_560), "1.406MiB");
     }
 
     #[test]

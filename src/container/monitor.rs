@@ -377,7 +377,10 @@ fn run(cfg: MonitorConfig, start: bool, mut report: Option<std::fs::File>) -> Re
                     g.done = true;
                     drop(g);
                     shared.cv.notify_all();
-                    return finish(&shared, view, lease, owner, name_lease, true);
+                    // A container that never ran (`run -d`) goes; one that was
+                    // created or ran before (`start`) stays, as in Docker, for
+                    // another `start` or `rm`.
+                    return finish(&shared, view, lease, owner, name_lease, !start);
                 }
                 let mut g = shared.lock();
                 g.state.status = Status::Stopped;

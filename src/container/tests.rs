@@ -1,5 +1,7 @@
 //! Unit tests of the runtime spec: image defaults, flags, Docker's defaults.
 
+use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType};
+
 use super::*;
 
 fn rootfs() -> tempfile::TempDir {

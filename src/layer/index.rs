@@ -571,6 +571,40 @@ mod tests {
         assert_eq!(w.finish().len(), big.len());
     }
 
+    /// An unpack asked to index hands back the listing of the stream it unpacked
+    /// (EROFS writer, gzip layer): the same as [`list`], with the checked diff ID.
+    #[test]
+    fn an_unpack_lists_what_it_unpacks() {
+        use std::io::Write as _;
+        let tar = sample_tar();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        let gz = gz.finish().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = super::super::ApplyOptions::new(super::super::ApplyMode::Overlay, "t");
+        let image = dir.path().join("layer.erofs");
+        let plain =
+            super::super::write_erofs(&gz[..], super::super::Compression::Gzip, &image, &opts)
+                .unwrap();
+        assert!(plain.index.is_none(), "not asked for");
+        opts.index = true;
+        let applied =
+            super::super::write_erofs(&gz[..], super::super::Compression::Gzip, &image, &opts)
+                .unwrap();
+        let got = applied.index.expect("a listing");
+        let want = list(&tar[..], true, &Limits::default()).unwrap();
+        assert_eq!(got.diff_id, want.diff_id);
+        assert_eq!(got.diff_id, Some(applied.diff_id));
+        assert_eq!(got.uncompressed, tar.len() as u64);
+        assert_eq!(got.entries.len(), want.entries.len());
+        for (a, b) in got.entries.iter().zip(&want.entries) {
+            assert_eq!(
+                (&a.name, a.kind, a.size, a.content),
+                (&b.name, b.kind, b.size, b.content)
+            );
+        }
+    }
+
     #[test]
     fn round_trip_keeps_every_field() {
         let dir = tempfile::tempdir().unwrap();

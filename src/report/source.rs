@@ -217,15 +217,19 @@ fn scan_one(img: &Opened, i: usize, tick: &TickTo<'_>) -> Result<Scanned, Report
     };
     let s = match &img.blobs {
         Blobs::Local { image, verified } => {
-            // Store images: the layer index recorded by an earlier report, if any.
+            // Store images: the layer index recorded when the layer entered the
+            // store (pull, build, load) or by an earlier report, if any.
             let cache = image.store().map(|st| st.root().to_path_buf());
-            let need_diff_id = !(*verified && unpacked(image, &img.config.rootfs.diff_ids[i]));
+            let need_diff_id = || !(*verified && unpacked(image, &img.config.rootfs.diff_ids[i]));
             if let Some(hit) = cache.as_deref().and_then(|r| index::load(r, &d.digest)) {
-                if hit.diff_id.is_some() || !need_diff_id {
+                // An index with its diff ID (every one the unpackers record) needs no
+                // look at the snapshots.
+                if hit.diff_id.is_some() || !need_diff_id() {
                     tick.bytes(i, d.size);
                     return check_diff_id(img, i, name, with_size(hit, d.size));
                 }
             }
+            let need_diff_id = need_diff_id();
             let f = image.blobs().open_blob(&d.digest).map_err(io_err)?;
             let checks = Checks {
                 blob: (!verified).then(|| d.digest.clone()),

@@ -693,6 +693,30 @@ mod tests {
         Digest::of(s.as_bytes())
     }
 
+    /// issue 10: every store's `layers/` spreads new layer directories over quiet
+    /// block groups where the file system can (ext4), also for a store made before.
+    #[test]
+    fn open_sets_the_top_directory_flag_on_layers() {
+        let t = tempfile::tempdir_in("/var/tmp").unwrap();
+        let on_ext4 = rustix::fs::statfs(t.path()).unwrap().f_type as i64 == 0xEF53;
+        let flag = || {
+            let fd = std::fs::File::open(t.path().join("snapshots/layers")).unwrap();
+            rustix::fs::ioctl_getflags(&fd)
+                .unwrap()
+                .contains(rustix::fs::IFlags::TOPDIR)
+        };
+        Overlay::open(t.path()).unwrap();
+        assert_eq!(flag(), on_ext4);
+        if on_ext4 {
+            let fd = std::fs::File::open(t.path().join("snapshots/layers")).unwrap();
+            let flags = rustix::fs::ioctl_getflags(&fd).unwrap() - rustix::fs::IFlags::TOPDIR;
+            rustix::fs::ioctl_setflags(&fd, flags).unwrap();
+            assert!(!flag());
+            Overlay::open(t.path()).unwrap();
+            assert!(flag(), "an existing store gets the flag on open");
+        }
+    }
+
     #[test]
     fn chains_refcounts_and_removal() {
         let t = tempfile::tempdir().unwrap();

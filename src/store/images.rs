@@ -136,8 +136,9 @@ impl Store {
         digest: &Digest,
     ) -> Result<Option<Descriptor>> {
         let mut stored = vec![digest.clone()];
-        if self.has_blob(digest) {
-            let body = self.read_blob(digest, MAX_MANIFEST_SIZE)?;
+        // Any other blob of that digest (a layer, too big to be a manifest) is
+        // simply not a Docker manifest.
+        if let Ok(body) = self.read_blob(digest, MAX_MANIFEST_SIZE) {
             if super::media_type_of(&body) == Some(MediaType::DockerManifest) {
                 if let Ok(oci) = crate::oci::docker_to_oci(&body) {
                     stored.push(Digest::of(&oci));

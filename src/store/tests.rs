@@ -271,3 +271,46 @@ fn open_existing_on_a_missing_root_creates_nothing() {
         1
     );
 }
+
+#[test]
+fn a_pinned_reference_resolves_by_digest_in_its_repository_only() {
+    let t = tmp();
+    let s = Store::open(t.path()).unwrap();
+    let img = manifest_for(
+        &s,
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:0000000000000000000000000000000000000000000000000000000000000000"]}}"#,
+        &[b"layer"],
+    );
+    // What the registry served (an index, say), recorded beside the stored manifest.
+    let served = s
+        .write_blob(br#"{"schemaVersion":2,"manifests":[]}"#)
+        .unwrap();
+    let name = Reference::parse("example.com/app:1").unwrap();
+    s.set_image(&name, img.clone(), Some(&served)).unwrap();
+    let found = |q: &str| s.find_image(q).map(|r| r.descriptor.digest);
+    // By the served digest and by the stored one; a tag beside it is ignored.
+    assert_eq!(
+        found(&format!("example.com/app@{served}")).unwrap(),
+        img.digest
+    );
+    assert_eq!(
+        found(&format!("example.com/app:other@{served}")).unwrap(),
+        img.digest
+    );
+    assert_eq!(
+        found(&format!("example.com/app@{}", img.digest)).unwrap(),
+        img.digest
+    );
+    // Another repository, an unknown digest, a layer's digest: not found (no error).
+    let layer = Digest::of(b"layer");
+    for q in [
+        format!("example.com/other@{served}"),
+        format!("example.com/app@{}", Digest::of(b"nothing")),
+        format!("example.com/app@{layer}"),
+    ] {
+        assert!(
+            matches!(s.find_image(&q), Err(StoreError::ImageNotFound { .. })),
+            "{q}"
+        );
+    }
+}

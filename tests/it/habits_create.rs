@@ -151,6 +151,24 @@ fn create_makes_a_container_that_start_runs_and_rm_removes() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 
+    // A command that cannot run: start fails in one line and the container
+    // stays, created, for `rm` (Docker's way).
+    ok(imgctl(&store).args([
+        "create",
+        "--name",
+        "bad",
+        "--network",
+        "none",
+        &image,
+        "nosuchcmd",
+    ]));
+    let (code, err) = fails(imgctl(&store).args(["start", "bad"]));
+    assert_ne!(code, 0);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("nosuchcmd"), "{err}");
+    assert!(ps_row(&store, "bad").is_some_and(|r| r.contains("Created")));
+    ok(imgctl(&store).args(["rm", "bad"]));
+
     // Created and removed without ever running; the name is free again.
     let id2 = ok(imgctl(&store).args(["create", "--name", "made", &image, "true"]));
     assert_ne!(id2.trim(), id);

@@ -128,12 +128,16 @@ fn every_help_ends_with_examples_and_lists_global_options_once() {
 }
 
 #[test]
-fn run_usage_names_image_and_command_and_globals_still_work_after_the_verb() {
-    let text = help(&["run".to_string()]);
-    assert!(
-        text.contains("Usage: imgctl run [OPTIONS] IMAGE [COMMAND] [ARG...]"),
-        "{text}"
-    );
+fn run_and_create_usage_names_image_and_command_and_globals_work_after_the_verb() {
+    for verb in ["run", "create"] {
+        let text = help(&[verb.to_string()]);
+        assert!(
+            text.contains(&format!(
+                "Usage: imgctl {verb} [OPTIONS] IMAGE [COMMAND] [ARG...]"
+            )),
+            "{text}"
+        );
+    }
     // Hidden in the subcommand's help, a global option is still accepted there.
     let t = common::tempdir();
     let store = t.path().join("store");

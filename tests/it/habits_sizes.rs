@@ -155,6 +155,26 @@ fn history_size_is_the_unpacked_layer_size_in_docker_units() {
             "{cell} for {bytes} bytes\n{human}"
         );
     }
+
+    // `size --progress plain`: a line per layer read, in the same units.
+    let o = output(imgctl(&store).args(["size", "--progress", "plain", "nginx"]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let read: Vec<&str> = err.lines().filter(|l| l.contains(" read: ")).collect();
+    assert_eq!(read.len(), layers.len(), "{err}");
+    // Lines come as layers finish; the uncompressed figure is the tar stream's.
+    for (blob, compressed) in &layers {
+        let short = &blob.file_name().unwrap().to_str().unwrap()[..12];
+        let l = read.iter().find(|l| l.contains(short)).expect(short);
+        let want = format!("read: {} compressed, ", docker_units(*compressed));
+        assert!(l.contains(&want), "{l:?} lacks {want:?}");
+        let un = l
+            .split(", ")
+            .nth(1)
+            .and_then(|w| w.split(' ').next())
+            .unwrap();
+        assert!(parse_human(un).is_some(), "{l:?}");
+    }
 }
 
 /// Every size-like word of a progress line: a human size (`12.3MB`) or a pair

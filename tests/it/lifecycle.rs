@@ -294,6 +294,8 @@ fn kill_9_during_run_leaves_nothing_after_the_next_command() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos() as u64;
+    // A duration no other process on a shared machine is likely to sleep for.
+    let nap = format!("30.{}", std::process::id() % 100_000);
     let mut phases = Vec::new();
     for i in 0..10u64 {
         let jitter = (seed
@@ -302,7 +304,7 @@ fn kill_9_during_run_leaves_nothing_after_the_next_command() {
             >> 33)
             % (startup / 10 + 1);
         let delay = startup * i / 9 + jitter;
-        let mut child = run_cmd(&store, &layout, &["sleep", "30"])
+        let mut child = run_cmd(&store, &layout, &["sleep", &nap])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -322,7 +324,7 @@ fn kill_9_during_run_leaves_nothing_after_the_next_command() {
                 .unwrap();
             let ps = String::from_utf8_lossy(&ps.stdout)
                 .lines()
-                .filter(|l| l.contains("imgctl") || l.contains("sleep 30"))
+                .filter(|l| l.contains("imgctl") || l.contains(&format!("sleep {nap}")))
                 .map(String::from)
                 .collect::<Vec<_>>();
             panic!(
@@ -332,7 +334,7 @@ fn kill_9_during_run_leaves_nothing_after_the_next_command() {
             );
         }
         let procs = Command::new("pgrep")
-            .args(["-f", "^sleep 30$"])
+            .args(["-f", &format!("^sleep {}$", nap.replace('.', "[.]"))])
             .output()
             .unwrap();
         assert!(

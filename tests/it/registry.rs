@@ -582,3 +582,30 @@ fn token_rejected_by_the_registry_is_refreshed_and_the_pull_continues() {
     );
     assert_eq!(blob_files(&root), sorted(img.digests()));
 }
+
+#[test]
+fn oversized_config_is_refused_before_download() {
+    if !registry_tools() {
+        return;
+    }
+    let (_reg, proxy, _img, t) = app_behind_proxy(95);
+    // skopeo itself refuses to push a config over 4 MiB, so the proxy makes the
+    // manifest declare one.
+    proxy.set(Faults {
+        rewrite_manifest: Some(|m| m["config"]["size"] = serde_json::json!(4 * 1024 * 1024 + 1)),
+        ..Faults::default()
+    });
+    let root = t.path().join("root");
+    let e = one_line_error(
+        ic(&root, t.path()).args(["pull", &format!("{}/fixture/app:v1", proxy.addr)]),
+    );
+    assert!(
+        e.contains("config") && e.contains("larger than the 4194304-byte limit"),
+        "{e}"
+    );
+    assert!(blob_files(&root).is_empty());
+    assert!(
+        !proxy.requests().iter().any(|h| h.path.contains("/blobs/")),
+        "fetched anyway"
+    );
+}

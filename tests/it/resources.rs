@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::sandbox::{leftover_cgroups, probe, ready, rootfs, run, serial};
+use crate::common::sandbox::{leftover_cgroups, probe, ready, ready_rootfs, rootfs, run, serial};
 use crate::common::{fixture, require, tempdir};
 
 fn json(out: &std::process::Output) -> serde_json::Value {
@@ -152,12 +152,9 @@ fn write_iops_limit_on_a_loop_device() {
 /// refused by the device cgroup (EPERM) even though it can be made.
 #[test]
 fn device_passthrough_and_refusal() {
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     let store = t.path().join("store");
     let v = json(&run(
         &store,
@@ -376,12 +373,9 @@ fn v2_refuses_swappiness_and_realtime() {
 /// Bad values: one line, exit 125, no cgroup and no state directory.
 #[test]
 fn bad_resource_values_are_one_line_errors() {
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     let store = t.path().join("store");
     let cases: &[(&[&str], &str)] = &[
         (&["--device", "/etc/passwd"], "--device"),
@@ -408,12 +402,9 @@ fn bad_resource_values_are_one_line_errors() {
 /// `--oom-score-adj` and `--shm-size` as seen from inside.
 #[test]
 fn oom_score_adj_and_shm_size() {
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     let store = t.path().join("store");
     let out = run(
         &store,

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::common::sandbox::{
-    leftover_cgroups, mounts_mentioning, probe, ready, rootfs, run, serial,
+    leftover_cgroups, mounts_mentioning, probe, ready, ready_rootfs, rootfs, run, serial,
 };
 use crate::common::{fails, have, imgctl, output, require, tempdir};
 
@@ -29,12 +29,9 @@ fn stderr(o: &std::process::Output) -> String {
 
 #[test]
 fn pid1_hostname_private_mounts_and_only_lo() {
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     let p = probe(
         t.path(),
         &r,
@@ -91,12 +88,9 @@ fn pid1_hostname_private_mounts_and_only_lo() {
 
 #[test]
 fn network_host_shares_the_host_devices() {
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     let host_devices = || {
         std::fs::read_to_string("/proc/net/dev")
             .unwrap()
@@ -120,12 +114,9 @@ fn network_host_shares_the_host_devices() {
 
 #[test]
 fn memory_limit_oom_kill_exits_137() {
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     let o = run(
         t.path(),
         &r,
@@ -148,12 +139,9 @@ fn memory_limit_oom_kill_exits_137() {
 
 #[test]
 fn pids_limit_stops_a_fork_bomb() {
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     let o = run(
         t.path(),
         &r,
@@ -168,12 +156,9 @@ fn pids_limit_stops_a_fork_bomb() {
 
 #[test]
 fn cpus_half_is_throttled() {
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     // The largest cpu.shares keeps the group competitive on a busy host, so only
     // the quota holds it back.
     let p = probe(
@@ -194,12 +179,9 @@ fn cpus_half_is_throttled() {
 
 #[test]
 fn cpuset_cpus_pins_the_process() {
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     let p = probe(t.path(), &r, &["--cpuset-cpus", "0"], &[]);
     assert_eq!(p["cpus_allowed_list"], "0");
     assert_eq!(p["cgroup"]["cpuset_cpus"], "0");
@@ -207,12 +189,9 @@ fn cpuset_cpus_pins_the_process() {
 
 #[test]
 fn capability_sets_default_and_drop_all() {
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     // SECURITY-TESTS 37: bounding = effective = permitted = Docker's set; no
     // inheritable, no ambient.
     let p = probe(t.path(), &r, &[], &[]);
@@ -247,12 +226,9 @@ fn capability_sets_default_and_drop_all() {
 
 #[test]
 fn default_seccomp_blocks_with_eperm_and_unconfined_does_not() {
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     let p = probe(t.path(), &r, &[], &[]);
     assert_eq!(p["seccomp"], 2, "filter mode");
     for call in [
@@ -295,12 +271,9 @@ fn default_seccomp_blocks_with_eperm_and_unconfined_does_not() {
 
 #[test]
 fn no_new_privs_only_with_the_option() {
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     assert_eq!(probe(t.path(), &r, &[], &[])["no_new_privs"], 0);
     let p = probe(t.path(), &r, &["--security-opt", "no-new-privileges"], &[]);
     assert_eq!(p["no_new_privs"], 1);
@@ -311,12 +284,9 @@ fn no_new_privs_only_with_the_option() {
 /// without it, it does (so the check can fail).
 #[test]
 fn no_new_privs_stops_setuid() {
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     std::fs::copy(r.join("probe"), r.join("probe-suid")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(
@@ -341,12 +311,9 @@ fn no_new_privs_stops_setuid() {
 
 #[test]
 fn userns_root_inside_is_unprivileged_outside() {
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     let vol = t.path().join("vol");
     std::fs::create_dir(&vol).unwrap();
     Command::new("chmod")
@@ -399,12 +366,9 @@ fn userns_root_inside_is_unprivileged_outside() {
 
 #[test]
 fn masked_and_readonly_proc_paths_and_no_way_out() {
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     let marker = t.path().join("host-marker");
     std::fs::write(&marker, "host").unwrap();
     let env = format!("PROBE_MARKER={}", marker.display());

@@ -5,7 +5,9 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
 
-use crate::common::sandbox::{cgroup_parent, leftover_cgroups, ready, rootfs, run, serial};
+use crate::common::sandbox::{
+    cgroup_parent, leftover_cgroups, ready, ready_rootfs, rootfs, run, serial,
+};
 use crate::common::{imgctl, ok, tempdir};
 use crate::sandbox::{assert_valid, validator};
 
@@ -61,12 +63,9 @@ fn cpuacct_ns(parent: &str) -> Option<u64> {
 /// over the same window and checks `stats` agrees with it.
 #[test]
 fn stats_shows_cpu_and_memory() {
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     let store = t.path().join("store");
     let parent = cgroup_parent();
     let cpu_parent = Path::new("/sys/fs/cgroup/cpu").join(&parent);
@@ -202,12 +201,9 @@ fn stats_file_matches_the_cgroup_counters() {
 /// `/proc/PID/net/dev`, `lo` left out).
 #[test]
 fn stats_shows_net_io_of_a_bridged_container() {
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     for a in ["ping", "ip", "sed"] {
         let _ = std::os::unix::fs::symlink("busybox", r.join("bin").join(a));
     }
@@ -262,12 +258,9 @@ fn stats_shows_net_io_of_a_bridged_container() {
 /// like a foreground one: through its state and its cgroup.
 #[test]
 fn stats_finds_detached_containers() {
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     let store = t.path().join("store");
     ok(imgctl(&store)
         .args([

@@ -59,6 +59,7 @@ fn tar_layer(
     let mut enc =
         layer::Encoder::new(w, Compression::Gzip).map_err(ArchiveError::io("compress layer"))?;
     let mut digest = Digester::new();
+    let mut listing = None;
     std::thread::scope(|s| -> Result<(), ArchiveError> {
         let (_, reader) =
             input::open(s, input).map_err(ArchiveError::io(format!("read {what}")))?;
@@ -71,29 +72,27 @@ fn tar_layer(
             what: format!("{what} is not a readable tar archive"),
             source: e,
         };
-        {
-            let mut ar = tar::Archive::new(&mut tee);
-            let mut entries = 0u64;
-            for e in ar.entries().map_err(not_tar)? {
-                let mut e = e.map_err(not_tar)?;
-                io::copy(&mut e, &mut io::sink()).map_err(not_tar)?;
-                entries += 1;
-            }
-            if entries == 0 {
-                return Err(ArchiveError::NotAnArchive {
-                    reason: format!("{what} holds no file"),
-                });
-            }
+        // The walk is the size report's listing of the layer (padding after the
+        // end-of-archive blocks read too: it belongs to the layer).
+        let l = layer::index::list(&mut tee, false, &layer::Limits::default()).map_err(not_tar)?;
+        if l.entries.is_empty() {
+            return Err(ArchiveError::NotAnArchive {
+                reason: format!("{what} holds no file"),
+            });
         }
-        // Padding after the end-of-archive blocks belongs to the layer too.
-        io::copy(&mut tee, &mut io::sink()).map_err(not_tar)?;
+        listing = Some(l);
         Ok(())
     })?;
     let w = enc.finish().map_err(ArchiveError::io("compress layer"))?;
     let (d, size) = w.complete(None)?;
+    let diff_id = digest.finish();
+    if let Some(mut l) = listing {
+        l.diff_id = Some(diff_id.clone());
+        layer::index::save(store.root(), &d, &l);
+    }
     Ok(NewLayer {
         descriptor: Descriptor::new(MediaType::OciLayerGzip, d, size),
-        diff_id: digest.finish(),
+        diff_id,
     })
 }
 

@@ -19,14 +19,14 @@ pub(in crate::layer) fn stream_layer<R: Read + Send>(
     std::thread::scope(|s| {
         let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(16);
         let max_bytes = opts.limits.max_bytes;
-        // The size report's listing, made on a side thread from a copy of the stream
-        // (the extractor never waits for its hashing).
-        let (side, lister) = match opts.index {
-            true => {
-                let (tx, work) = index::side_list(opts.limits);
-                (Some(tx), Some(s.spawn(work)))
-            }
-            false => (None, None),
+        // The size report's listing, made on a side thread from a copy of the stream:
+        // the extractor never waits for its hashing, the decompression thread only
+        // when the side queue (4 MiB) is full.
+        let (side, lister) = if opts.index {
+            let (tx, work) = index::side_list(opts.limits);
+            (Some(tx), Some(s.spawn(work)))
+        } else {
+            (None, None)
         };
         let producer = s.spawn(move || pump(dec, tx, side, max_bytes));
         let result = consume(ChannelReader::new(rx));

@@ -191,19 +191,7 @@ impl Buildah {
     }
 
     fn ok(&self, args: &[&str]) -> Result<String, String> {
-        let out = self
-            .cmd()
-            .args(args)
-            .output()
-            .map_err(|e| format!("buildah: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "buildah {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        stdout_or_err(self.cmd(), "buildah", args)
     }
 
     /// `buildah bud --layers` the case; `base_history` is the number of history entries
@@ -288,20 +276,7 @@ pub fn imgctl_build(
     ctx: &Path,
     base_history: usize,
 ) -> Result<Built, String> {
-    let run = |args: &[&str]| -> Result<String, String> {
-        let out = super::imgctl(store)
-            .args(args)
-            .output()
-            .map_err(|e| format!("imgctl: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "imgctl {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
+    let run = |args: &[&str]| stdout_or_err(super::imgctl(store), "imgctl", args);
     run(&[
         "build",
         "-q",
@@ -414,4 +389,21 @@ pub fn differences(ours: &Built, theirs: &Built, ignore: &[&str]) -> Vec<String>
         }
     }
     out
+}
+
+/// Run `cmd` with `args`: its stdout, or an error naming `what`, the arguments and the
+/// command's stderr.
+fn stdout_or_err(mut cmd: Command, what: &str, args: &[&str]) -> Result<String, String> {
+    let out = cmd
+        .args(args)
+        .output()
+        .map_err(|e| format!("{what}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

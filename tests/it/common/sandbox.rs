@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use super::{have, is_root, require};
+use super::{have, is_root, require, tempdir};
 
 /// Serialises the tests that create containers.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -79,6 +79,20 @@ pub fn rootfs(dir: &Path) -> PathBuf {
         .status()
         .unwrap();
     r
+}
+
+/// What most sandbox tests start from: the prerequisites ([`ready`]), the sandbox lock
+/// ([`serial`]), a temp dir and a rootfs in it holding the probe ([`rootfs`]). None
+/// (skip) when a prerequisite is missing. Bind as `(_g, t, r)` so the rootfs and the
+/// dir go before the lock, as separate `let`s would.
+pub fn ready_rootfs() -> Option<(MutexGuard<'static, ()>, tempfile::TempDir, PathBuf)> {
+    if !ready() {
+        return None;
+    }
+    let g = serial();
+    let t = tempdir();
+    let r = rootfs(t.path());
+    Some((g, t, r))
 }
 
 /// The parent cgroup of this test process's containers, so leftovers are

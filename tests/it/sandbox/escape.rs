@@ -6,12 +6,9 @@ use super::*;
 
 #[test]
 fn hostile_rootfs_with_proc_symlink_is_refused() {
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     std::fs::create_dir(r.join("elsewhere")).unwrap();
     std::os::unix::fs::symlink("/elsewhere", r.join("proc")).unwrap();
     let o = run(t.path(), &r, &[], &["/probe"]);

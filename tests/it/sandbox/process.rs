@@ -6,12 +6,9 @@ use super::*;
 
 #[test]
 fn exit_codes_signals_and_init() {
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     assert_eq!(
         run(t.path(), &r, &[], &["/probe", "exit", "42"])
             .status
@@ -89,12 +86,9 @@ fn exit_codes_signals_and_init() {
 
 #[test]
 fn bad_input_one_line_errors_and_nothing_left_behind() {
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     std::fs::create_dir(r.join("adir")).unwrap();
     let cases: &[(&[&str], &[&str], i32, &str)] = &[
         (&["--memory", "12q"], &["/probe"], 125, "--memory"),
@@ -151,12 +145,9 @@ fn bad_input_one_line_errors_and_nothing_left_behind() {
 
 #[test]
 fn fd_leaks_and_proc_self_fd_workdir_are_refused() {
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     // imgctl started with an inherited, non-close-on-exec descriptor 7 pointing at
     // a host directory (the CVE-2024-21626 set-up).
     let leak = |args: &[&str]| {
@@ -191,12 +182,9 @@ fn fd_leaks_and_proc_self_fd_workdir_are_refused() {
 
 #[test]
 fn user_flag_resolves_in_the_image() {
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     let p = probe(t.path(), &r, &["-u", "nobody"], &[]);
     assert_eq!(
         (p["uid"].as_i64(), p["gid"].as_i64()),
@@ -334,12 +322,9 @@ fn stored_json_matches_schemas() {
     let bad = serde_json::json!({"defaultAction": "SCMP_ACT_MAYBE", "syscalls": []});
     assert!(!validator("seccomp-profile.schema.json").is_valid(&bad));
 
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     let cfg = validator("runtime-config.schema.json");
     let bundle = t.path().join("b");
     let mut c = imgctl(t.path());
@@ -423,12 +408,9 @@ fn tty_gives_a_terminal() {
 /// run flags override it as Docker does.
 #[test]
 fn image_config_entrypoint_cmd_env_workdir_user() {
-    if !ready() {
+    let Some((_g, t, r)) = ready_rootfs() else {
         return;
-    }
-    let _g = serial();
-    let t = tempdir();
-    let r = rootfs(t.path());
+    };
     let cfg = t.path().join("config.json");
     std::fs::write(
         &cfg,

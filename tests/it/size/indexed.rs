@@ -176,3 +176,28 @@ fn a_load_indexes_its_layers() {
         }
     }
 }
+
+/// An import records the index of its one layer (from the walk that checks the tar).
+#[test]
+fn an_import_indexes_its_layer() {
+    use crate::common::layer::{dir, file, hardlink, tar_of};
+    let t = tempdir();
+    let data = noise(100_000, 3);
+    let tar = tar_of(&[
+        dir("etc"),
+        file("etc/a", &data),
+        file("etc/b", &data),
+        hardlink("etc/c", "etc/a"),
+    ]);
+    let f = t.path().join("rootfs.tar");
+    fs::write(&f, &tar).unwrap();
+    let root = t.path().join("store");
+    ok(imgctl(&root)
+        .arg("import")
+        .arg(&f)
+        .arg("example.test/imp:1"));
+    let cold = indexes_match_the_blobs(&root, "example.test/imp:1");
+    assert_eq!(cold["layers"][0]["uncompressed_bytes"], tar.len() as u64);
+    // etc/b holds the same content as etc/a: a visible duplicate.
+    assert_eq!(cold["wasted"]["bytes"], 100_000);
+}
