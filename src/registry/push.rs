@@ -191,14 +191,18 @@ fn load_state(path: &Path) -> Option<UploadState> {
     serde_json::from_slice(&data).ok()
 }
 
-fn save_state(path: &Path, st: &UploadState) {
+/// Write `st` at `path`, its temp file in the store's `tmp/` (`tmp_dir`, cleaned by
+/// `prune`), so a push killed mid-write leaves only whole states in `uploads/`.
+fn save_state(tmp_dir: &Path, path: &Path, st: &UploadState) {
     let Some(dir) = path.parent() else { return };
-    if crate::store::fsutil::mkdir_private(dir).is_err() {
+    if crate::store::fsutil::mkdir_private(dir).is_err()
+        || crate::store::fsutil::mkdir_private(tmp_dir).is_err()
+    {
         return;
     }
     if let Ok(data) = serde_json::to_vec(st) {
         // Best effort: a lost state only costs a fresh upload.
-        let _ = crate::store::write_atomic(path, &data, 0o600);
+        let _ = crate::store::write_atomic_via(tmp_dir, path, &data, 0o600);
     }
 }
 
@@ -606,9 +610,11 @@ impl Client {
         });
         let blob_path = store.blob_path(digest);
         let resumed_at = offset;
+        let state_tmp = store.root().join("tmp");
         let remember = |location: &str, offset: u64| {
             if let Some(p) = state_path {
                 save_state(
+                    &state_tmp,
                     p,
                     &UploadState {
                         registry: host.to_string(),
