@@ -613,6 +613,10 @@ fn commit_an_active_snapshot_as_a_new_layer() {
     snaps.remove(&chain.to_string()).unwrap();
     assert_eq!(snaps.refs(&base).unwrap(), 0);
     snaps.remove(&base.to_string()).unwrap();
+    // The last view gone, its layers are detached (as `image::release` does).
+    snaps.unmount_unused_layers().unwrap();
+    let left = common::mounts_under(&store);
+    assert!(left.is_empty(), "{left:#?}");
 }
 
 /// A13: rootless (inside `unshare -r`, only uid 0 mapped) the same image still
