@@ -30,6 +30,7 @@ cleanup() {
   buildah --root "$work/buildah" --runroot "$work/buildah-run" rm --all >/dev/null 2>&1 || true
   umount -R "$work/buildah" 2>/dev/null || true
   umount -R "$work/docker" 2>/dev/null || true
+  umount -R "$work/docker-exec" 2>/dev/null || true
   rm -rf "$work" 2>/dev/null || true
 }
 trap cleanup EXIT
