@@ -49,6 +49,7 @@ pub fn run_step(
         cgroup_root: cgroup_root.to_path_buf(),
         init: false,
         rootfs_shifted: None,
+        seccomp_cache: None,
     };
     let fail = |e: crate::sandbox::Error, output: &[u8]| {
         BuildError::StepFailed(Box::new(super::StepFailure {

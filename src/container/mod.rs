@@ -282,6 +282,11 @@ pub fn write_etc_files(
     Ok(mounts)
 }
 
+/// Where a store keeps compiled seccomp filters (a cache: `prune` empties it).
+pub fn seccomp_cache_dir(root: &std::path::Path) -> std::path::PathBuf {
+    root.join("cache").join("seccomp")
+}
+
 /// A new container id: 64 hex digits from the kernel's random source.
 pub fn new_id() -> String {
     use std::io::Read;

@@ -356,6 +356,7 @@ fn run(cfg: MonitorConfig, start: bool, mut report: Option<std::fs::File>) -> Re
         init: cfg.init,
         rootfs_shifted,
         cgroup_root: cfg.cgroup_root.clone(),
+        seccomp_cache: Some(super::seccomp_cache_dir(&cfg.root)),
     };
     let log = match super::logs::LogWriter::open(&state_dir, cfg.log_max_size, cfg.log_max_files) {
         Ok(l) => Arc::new(Mutex::new(l)),

@@ -110,6 +110,7 @@ fn run_inner(req: RunRequest, silent: bool) -> Result<(Outcome, sandbox::RunRepo
             init,
             rootfs_shifted: p.rootfs_shifted.clone(),
             cgroup_root,
+            seccomp_cache: Some(super::seccomp_cache_dir(&root)),
         };
         // The network is attached beside the container's set-up, from its
         // clone on (its namespace exists then), and waited for between create

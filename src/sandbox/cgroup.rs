@@ -33,6 +33,18 @@ pub trait Cgroup {
     fn create(&self, resources: Option<&LinuxResources>) -> Result<(), Error>;
     /// Move a process into the group.
     fn add_pid(&self, pid: i32) -> Result<(), Error>;
+    /// Files a new, single-threaded process writes `0` to, itself, to join the
+    /// group (v1 `tasks`). Moving the writer's own thread skips the kernel's
+    /// global threadgroup lock, whose write-locking waits for an RCU grace
+    /// period (10-20 ms here) where a `cgroup.procs` write pays it each time.
+    fn self_join_files(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+    /// Move a process that has joined [`Cgroup::self_join_files`] into the rest
+    /// of the group.
+    fn add_pid_rest(&self, pid: i32) -> Result<(), Error> {
+        self.add_pid(pid)
+    }
     /// True when the kernel OOM-killed a process of the group.
     fn oom_killed(&self) -> bool;
     /// Remove the group's directories (the group must be empty).
@@ -345,6 +357,21 @@ impl Cgroup for V1 {
         for (_, dir) in self.dirs() {
             write_file(&dir.join("cgroup.procs"), &pid.to_string())?;
         }
+        let u = self.unified_dir();
+        if u.is_dir() {
+            write_file(&u.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn self_join_files(&self) -> Vec<PathBuf> {
+        self.dirs()
+            .into_iter()
+            .map(|(_, d)| d.join("tasks"))
+            .collect()
+    }
+
+    fn add_pid_rest(&self, pid: i32) -> Result<(), Error> {
         let u = self.unified_dir();
         if u.is_dir() {
             write_file(&u.join("cgroup.procs"), &pid.to_string())?;

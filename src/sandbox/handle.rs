@@ -208,13 +208,31 @@ impl Container {
         let (sock, child_end) = UnixStream::pair().map_err(setup("socketpair"))?;
         let child_sock = dup_high(child_end.as_raw_fd())?;
         drop(child_end);
-        let pre = PreExec::new(
+        let mut pre = PreExec::new(
             exe,
             child_sock.as_raw_fd(),
             srcs,
             p.userns,
             detach.is_some(),
         );
+        // The child joins its cgroup itself where it can (v1), first thing
+        // after the clone; the creator moves it into the rest.
+        let join_files = c.group().map(|g| g.self_join_files()).unwrap_or_default();
+        let mut join = Vec::new();
+        if join_files.len() <= spawn::MAX_JOIN {
+            for f in &join_files {
+                let fd = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(f)
+                    .map_err(|e| Error::Cgroup {
+                        path: f.clone(),
+                        source: e,
+                    })?;
+                join.push(OwnedFd::from(fd));
+            }
+        }
+        pre.cgroup_join = join.iter().map(|f| f.as_raw_fd()).collect();
+        let child_joined = !join.is_empty();
 
         // All signals blocked in this thread across the clone: the child must run
         // no handler before its exec (the mask is restored here at once).
@@ -249,6 +267,7 @@ impl Container {
         );
         drop(child_sock);
         drop(sources);
+        drop(join);
         if ret < 0 {
             return Err(Error::Setup {
                 step: "clone".into(),
@@ -292,13 +311,16 @@ impl Container {
         if let Some(f) = on_clone {
             f(c.pid);
         }
-        // Into the cgroup while the child execs and reads its request: on cgroup
-        // v1 the first write to cgroup.procs waits for an RCU grace period
-        // (milliseconds), time the child spends on its own start. It waits for
-        // this byte before it does anything of the container's (its cgroup
-        // namespace is made after it).
+        // The rest of the cgroup (all of it where the child cannot join
+        // itself: a `cgroup.procs` write by another process waits for an RCU
+        // grace period on v1). The child waits for this byte before it does
+        // anything of the container's (its cgroup namespace is made after it).
         if let Some(g) = c.group() {
-            g.add_pid(c.pid)?;
+            if child_joined {
+                g.add_pid_rest(c.pid)?;
+            } else {
+                g.add_pid(c.pid)?;
+            }
         }
         // (A child that failed already has its report waiting: read below.)
         let _ = (&sock).write_all(&[spawn::IN_CGROUP]);
@@ -311,7 +333,7 @@ impl Container {
         // The seccomp filter, compiled here while the child builds its mounts
         // (it reads it just before loading it); empty: none.
         let bpf = match linux.seccomp() {
-            Some(s) => super::seccomp::compile_bpf(s)?,
+            Some(s) => super::seccomp::compile_bpf_cached(s, opts.seccomp_cache.as_deref())?,
             None => Vec::new(),
         };
         if let Err(e) = spawn::send_bytes(&sock, &bpf) {

@@ -127,6 +127,9 @@ pub struct Options {
     /// to an overlay whose upper and work dirs are made under this directory,
     /// mounted inside the container's mount namespace (gone when it exits).
     pub rootfs_shifted: Option<PathBuf>,
+    /// Where compiled seccomp filters are kept ([`seccomp::compile_bpf_cached`]);
+    /// None compiles each time.
+    pub seccomp_cache: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -135,6 +138,7 @@ impl Default for Options {
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             init: false,
             rootfs_shifted: None,
+            seccomp_cache: None,
         }
     }
 }

@@ -303,6 +303,61 @@ pub fn compile_bpf(s: &LinuxSeccomp) -> Result<Vec<u8>, Error> {
     Ok(bpf)
 }
 
+/// [`compile_bpf`] through a cache directory (`dir`, e.g. the store's
+/// `cache/seccomp/`): compiling Docker's profile with libseccomp takes ~10 ms of
+/// CPU, on the container's start-up path. An entry is named by the SHA-256 of
+/// the resolved filter, the architecture, libseccomp's version and API level and
+/// the kernel release (what libseccomp's output depends on), and holds the
+/// SHA-256 of the program then the program; one that fails its check is
+/// compiled again and replaced. A cache that cannot be written is only a miss.
+pub fn compile_bpf_cached(
+    s: &LinuxSeccomp,
+    dir: Option<&std::path::Path>,
+) -> Result<Vec<u8>, Error> {
+    use sha2::{Digest, Sha256};
+    let Some(dir) = dir else {
+        return compile_bpf(s);
+    };
+    let mut key = Sha256::new();
+    key.update(serde_json::to_vec(s).unwrap_or_default());
+    key.update(std::env::consts::ARCH.as_bytes());
+    if let Ok(v) = libseccomp::ScmpVersion::current() {
+        key.update(format!("\0{}.{}.{}", v.major, v.minor, v.micro).as_bytes());
+    }
+    key.update(format!("\0api{}", libseccomp::get_api()).as_bytes());
+    key.update(rustix::system::uname().release().to_bytes());
+    let name = hex::encode(key.finalize());
+    let path = dir.join(&name);
+    if let Ok(entry) = std::fs::read(&path) {
+        if let Some(bpf) = cached_program(&entry) {
+            return Ok(bpf.to_vec());
+        }
+    }
+    let bpf = compile_bpf(s)?;
+    let mut entry = Sha256::digest(&bpf).to_vec();
+    entry.extend_from_slice(&bpf);
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let stored = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&tmp, &entry))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = stored {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::debug!("seccomp cache {}: {e}", dir.display());
+    }
+    Ok(bpf)
+}
+
+/// The program of a cache entry, when its checksum and size hold.
+fn cached_program(entry: &[u8]) -> Option<&[u8]> {
+    use sha2::{Digest, Sha256};
+    if entry.len() <= 32 {
+        return None;
+    }
+    let (sum, bpf) = entry.split_at(32);
+    let valid = bpf.len().is_multiple_of(8) && bpf.len() / 8 <= u16::MAX as usize;
+    (valid && Sha256::digest(bpf).as_slice() == sum).then_some(bpf)
+}
+
 /// Load a filter made by [`compile_bpf`] into this thread, as libseccomp's
 /// `seccomp_load` does with its default attributes (no flags; the caller has
 /// set no_new_privs or holds CAP_SYS_ADMIN).

@@ -167,8 +167,15 @@ pub(super) struct PreExec {
     pub stdio: [Option<RawFd>; 3],
     pub deathsig: bool,
     pub userns: bool,
+    /// Cgroup files the child writes `0` to, to join its cgroup itself
+    /// (`Cgroup::self_join_files`; at most [`MAX_JOIN`]).
+    pub cgroup_join: Vec<RawFd>,
     argv: [CString; 2],
 }
+
+/// At most this many cgroup files are joined by the child itself (one per v1
+/// controller); any more are left to the creator's `cgroup.procs` write.
+pub(super) const MAX_JOIN: usize = 12;
 
 impl PreExec {
     pub fn new(
@@ -188,6 +195,7 @@ impl PreExec {
             stdio,
             deathsig,
             userns,
+            cgroup_join: Vec::new(),
             argv: [
                 CString::new(ARGV0).unwrap_or_default(),
                 CString::new(sock.to_string()).unwrap_or_default(),
@@ -213,13 +221,16 @@ pub(super) fn pre_exec(x: &PreExec) -> ! {
         // Nothing else of the caller's, from the start: above all no lock it
         // holds (an owner lock must be free the moment the caller dies), not its
         // end of our socket (EOF when it dies), no other container's socket.
-        close_all_but(&[
-            Some(x.sock),
-            Some(x.exe),
-            x.stdio[0],
-            x.stdio[1],
-            x.stdio[2],
-        ]);
+        close_all_but(
+            &[
+                Some(x.sock),
+                Some(x.exe),
+                x.stdio[0],
+                x.stdio[1],
+                x.stdio[2],
+            ],
+            &x.cgroup_join,
+        );
         if x.deathsig {
             libc::prctl(
                 libc::PR_SET_PDEATHSIG,
@@ -241,6 +252,15 @@ pub(super) fn pre_exec(x: &PreExec) -> ! {
                 continue;
             }
             libc::_exit(125);
+        }
+        // Into the container's cgroup, before anything else: each file gets `0`
+        // (this thread, and we have no other), which spares the kernel's global
+        // threadgroup lock and its RCU grace period (`Cgroup::self_join_files`).
+        for fd in &x.cgroup_join {
+            if libc::write(*fd, c"0".as_ptr().cast(), 1) != 1 {
+                fail(b"join the container's cgroup");
+            }
+            libc::close(*fd);
         }
         if x.userns {
             // Still host uid 0, which the new user namespace may not map: the exec
@@ -288,10 +308,11 @@ pub(super) fn pre_exec(x: &PreExec) -> ! {
 
 /// Close every descriptor from 3 up except `keep`. Async-signal-safe (no
 /// allocation: the list is sorted in place on the stack).
-fn close_all_but(keep: &[Option<RawFd>; 5]) {
-    let mut k = [libc::c_int::MAX; 5];
+fn close_all_but(keep: &[Option<RawFd>; 5], more: &[RawFd]) {
+    let mut k = [libc::c_int::MAX; 5 + MAX_JOIN];
     let mut n = 0;
-    for fd in keep.iter().flatten() {
+    let more = &more[..more.len().min(MAX_JOIN)];
+    for fd in keep.iter().flatten().chain(more) {
         if *fd >= 3 && !k[..n].contains(fd) {
             k[n] = *fd;
             n += 1;
@@ -464,6 +485,7 @@ pub fn entry() {
                 cgroup_root: req.cgroup_root.clone(),
                 init: req.init,
                 rootfs_shifted: req.rootfs_shifted.clone(),
+                seccomp_cache: None,
             },
             false,
         )
