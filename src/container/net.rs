@@ -348,6 +348,16 @@ pub fn detach(_root: &Path, id: &str) -> Result<(), Error> {
     r
 }
 
+/// [`detach`] from a foreground `run` about to end: a veth the kernel is not
+/// already removing is deleted by a child it does not wait for
+/// (`network::VethRemoval::Background`).
+pub fn detach_soon(id: &str) -> Result<(), Error> {
+    let began = std::time::Instant::now();
+    let r = network::disconnect_with(id, network::VethRemoval::Background).map_err(Error::from);
+    tracing::debug!("network detach: {:?}", began.elapsed());
+    r
+}
+
 /// The state directory of the container `target` (a name or an id prefix).
 fn find_container(root: &Path, target: &str) -> Result<PathBuf, Error> {
     let dir = state::containers_dir(root);

@@ -163,7 +163,7 @@ fn run_inner(req: RunRequest, silent: bool) -> Result<(Outcome, sandbox::RunRepo
     // An attach still running (the container failed in its set-up) ends
     // before the clean-up, so nothing is made after it.
     drop(pending.borrow_mut().take());
-    if let Err(e) = super::net::detach(&root, &id) {
+    if let Err(e) = super::net::detach_soon(&id) {
         tracing::warn!(
             "container {}: network cleanup: {e}",
             &id[..12.min(id.len())]

@@ -275,6 +275,24 @@ fn connect_inner(a: &Attach<'_>) -> Result<Endpoint, Error> {
 /// `--network container:` peer, an `nsenter`), the veth is deleted here as
 /// before, so nobody keeps an address whose lease is released.
 pub fn disconnect(id: &str) -> Result<(), Error> {
+    disconnect_with(id, VethRemoval::Wait)
+}
+
+/// How [`disconnect_with`] deletes a veth whose peer's namespace may still be
+/// held (or whose dismantling the kernel has not begun yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VethRemoval {
+    /// Delete it and wait (10-40 ms of RCU grace periods after the exit).
+    Wait,
+    /// From a single-threaded process that ends soon (a foreground `run`):
+    /// delete it in a child it does not wait for
+    /// ([`netlink::del_link_detached`]), as the kernel does in the background
+    /// when the namespace is dismantled; waits when no such child can be made.
+    Background,
+}
+
+/// [`disconnect`], the veth removed as `how` says.
+pub fn disconnect_with(id: &str, how: VethRemoval) -> Result<(), Error> {
     let mut first: Result<(), Error> = Ok(());
     let veth = host_veth(id);
     if netlink::exists(&veth) {
@@ -282,6 +300,10 @@ pub fn disconnect(id: &str) -> Result<(), Error> {
             .and_then(|mut nl| {
                 if peer_namespace_dying(&mut nl, &veth) {
                     tracing::debug!("{veth}: its peer's namespace is dying, left to the kernel");
+                    return Ok(());
+                }
+                if how == VethRemoval::Background && netlink::del_link_detached(&veth) {
+                    tracing::debug!("{veth}: deleted in the background");
                     return Ok(());
                 }
                 tracing::debug!("{veth}: deleted");

@@ -24,7 +24,8 @@ pub mod nft;
 
 pub use addr::{parse_publish, parse_rate, rate_text, PortMap, Proto, Subnet};
 pub use endpoint::{
-    connect, disconnect, host_veth, hosts_text, resolv_conf, Attach, Endpoint, HostsEntry,
+    connect, disconnect, disconnect_with, host_veth, hosts_text, resolv_conf, Attach, Endpoint,
+    HostsEntry, VethRemoval,
 };
 
 use std::net::Ipv4Addr;

@@ -352,6 +352,39 @@ pub fn exists(name: &str) -> bool {
     index_of(name).is_ok()
 }
 
+/// Delete link `name` from a child process the caller does not wait for: the
+/// deletion's RCU grace periods (10-40 ms) are then spent after the caller has
+/// reported and gone, as when the kernel dismantles a namespace. Only from a
+/// single-threaded process (false otherwise, or when fork fails: the caller
+/// deletes the link itself). The child keeps nothing of the caller's: every
+/// inherited descriptor is closed first (a lock held through a shared open
+/// file stays the caller's alone, a pipe reader sees EOF when the caller
+/// ends), and it is in a session of its own.
+pub fn del_link_detached(name: &str) -> bool {
+    let single = std::fs::read_dir("/proc/self/task").is_ok_and(|d| d.count() == 1);
+    if !single {
+        return false;
+    }
+    let name = name.to_string();
+    // SAFETY: fork of a single-threaded process, so the child may allocate; it
+    // leaves with _exit (no destructor or exit handler of the caller's runs).
+    match unsafe { libc::fork() } {
+        0 => {
+            // SAFETY: plain system calls in the new child.
+            unsafe {
+                libc::setsid();
+                libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+            }
+            let ok = Netlink::open()
+                .and_then(|mut nl| nl.del_link(&name))
+                .is_ok();
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(i32::from(!ok)) }
+        }
+        pid => pid > 0,
+    }
+}
+
 /// Run `f` on a new thread that has joined the network namespace `netns`
 /// (sockets it opens, `if_nametoindex` and programs it spawns all act there).
 pub fn in_netns<T: Send>(
