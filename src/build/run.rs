@@ -36,6 +36,7 @@ pub fn run_step(
     spec: &Spec,
     rootfs: &Path,
     cgroup_root: &Path,
+    seccomp_cache: Option<&Path>,
     net: Option<&StepNet<'_>>,
     on_line: &mut dyn FnMut(Duration, &str),
 ) -> Result<StepOutcome, BuildError> {
@@ -49,7 +50,7 @@ pub fn run_step(
         cgroup_root: cgroup_root.to_path_buf(),
         init: false,
         rootfs_shifted: None,
-        seccomp_cache: None,
+        seccomp_cache: seccomp_cache.map(Path::to_path_buf),
     };
     let fail = |e: crate::sandbox::Error, output: &[u8]| {
         BuildError::StepFailed(Box::new(super::StepFailure {

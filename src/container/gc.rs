@@ -227,6 +227,18 @@ pub fn prune(root: &Path, opts: &PruneOptions) -> Result<Pruned, Error> {
         dry_run: opts.dry_run,
         keep_storage: opts.keep_storage,
     };
+    if !opts.dry_run {
+        // Compiled seccomp filters: a cache made again on the next run.
+        let dir = super::seccomp_cache_dir(root);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(Error::Io {
+                    path: dir,
+                    source: e,
+                });
+            }
+        }
+    }
     out.store = if opts.dry_run && opts.all_images && !out.untagged.is_empty() {
         // What the index would reference once those names are gone is not on disk
         // yet: report everything the removed images alone hold as well.

@@ -227,11 +227,17 @@ pub fn leases(bridge: &str) -> Vec<Lease> {
 
 /// Remove every lease (addresses on any bridge, ports) of container `id`.
 /// Returns the address leases removed (their bridges' peers need new hosts
-/// files). Idempotent.
+/// files). Idempotent. Each directory's allocation lock is held while it is
+/// scanned: without it a lease read as `id`'s could meanwhile be found stale
+/// (its owner killed), taken over by another container, and then removed here
+/// under the new holder, whose address the next container got again.
 pub fn release_container(id: &str) -> Vec<(String, Lease)> {
     let mut removed = Vec::new();
     let mut scan = |dir: &Path, bridge: Option<String>| {
         let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let Ok(_g) = lock_dir(dir) else {
             return;
         };
         for e in entries.flatten() {

@@ -538,6 +538,57 @@ mod tests {
     }
 
     #[test]
+    fn cached_filters_equal_compiled_ones_and_a_bad_entry_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache/seccomp");
+        let p = Profile::docker_default();
+        let a = p.resolve(&target(&["CAP_CHOWN"]));
+        let b = p.resolve(&target(&["CAP_SYS_ADMIN"]));
+        let fresh = compile_bpf(&a).unwrap();
+        // A miss compiles and stores; a hit returns the same program.
+        assert_eq!(compile_bpf_cached(&a, Some(&cache)).unwrap(), fresh);
+        let entries = || -> Vec<std::path::PathBuf> {
+            let mut v: Vec<_> = std::fs::read_dir(&cache)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(entries().len(), 1);
+        let entry = entries().remove(0);
+        assert_eq!(std::fs::read(&entry).unwrap()[32..], fresh[..]);
+        assert_eq!(compile_bpf_cached(&a, Some(&cache)).unwrap(), fresh);
+        // Another filter is another entry, never the first one's program.
+        let other = compile_bpf_cached(&b, Some(&cache)).unwrap();
+        assert_eq!(other, compile_bpf(&b).unwrap());
+        assert_ne!(other, fresh);
+        assert_eq!(entries().len(), 2);
+        // A damaged entry (one instruction changed, or cut short) is not
+        // used: compiled again and replaced.
+        for damage in [0usize, 1] {
+            let mut bytes = std::fs::read(&entry).unwrap();
+            if damage == 0 {
+                let last = bytes.len() - 1;
+                bytes[last] ^= 1;
+            } else {
+                bytes.truncate(40);
+            }
+            std::fs::write(&entry, &bytes).unwrap();
+            assert_eq!(compile_bpf_cached(&a, Some(&cache)).unwrap(), fresh);
+            assert_eq!(std::fs::read(&entry).unwrap()[32..], fresh[..]);
+        }
+        // A cache that cannot be made is only a miss.
+        let file = dir.path().join("plain-file");
+        std::fs::write(&file, b"x").unwrap();
+        assert_eq!(
+            compile_bpf_cached(&a, Some(&file.join("sub"))).unwrap(),
+            fresh
+        );
+        assert_eq!(compile_bpf_cached(&a, None).unwrap(), fresh);
+    }
+
+    #[test]
     fn bad_profile_is_an_error_naming_the_file() {
         let e =
             Profile::parse("{\"defaultAction\": \"SCMP_ACT_NOPE\"}", "/tmp/p.json").unwrap_err();

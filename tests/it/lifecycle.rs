@@ -585,3 +585,91 @@ fn handle_created_started_signalled_from_another_thread_and_deleted() {
     c.delete().unwrap();
     assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
 }
+
+/// The container's process joins its v1 cgroups itself, right after the clone
+/// (`Cgroup::self_join_files`: it writes `0` to each `tasks` file, which moves
+/// its one thread without the kernel's global lock). Seen from the host: in
+/// every controller the whole process and what it forks are in the
+/// container's group, the creating process (multi-threaded) is not, and the
+/// group's limits count them.
+#[test]
+fn the_container_joins_every_v1_controller_whole_and_alone() {
+    if !ready() {
+        return;
+    }
+    let v1 = Path::new("/sys/fs/cgroup/memory").is_dir();
+    let _ = require(v1, "cgroup v1 controllers (a hybrid host)");
+    if !v1 {
+        return;
+    }
+    let _g = serial();
+    use_imgctl_binary();
+    let t = tempdir();
+    let r = rootfs(t.path());
+    let spec = spec_for(
+        &r,
+        "join1",
+        &["/bin/sh", "-c", "sleep 30 & exec sleep 31"],
+        64 << 20,
+        50,
+    );
+    let mut c = Container::create(&spec, &r, &Options::default(), Stdio::Null).unwrap();
+    c.start().unwrap();
+    let pid = c.pid();
+    let group = format!("/{}/join1", cgroup_parent());
+    let controllers = [
+        "memory", "cpu", "cpuacct", "cpuset", "pids", "blkio", "devices", "freezer",
+    ];
+    // Both processes exist (the forked sleep and the exec'd one).
+    let procs = |ctl: &str| -> Vec<i32> {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{ctl}{group}/cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while procs("pids").len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never forked: {:?}",
+            procs("pids")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let host = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let me = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    for ctl in controllers {
+        if !Path::new("/sys/fs/cgroup").join(ctl).is_dir() {
+            continue;
+        }
+        let line = host
+            .lines()
+            .find(|l| {
+                l.split(':')
+                    .nth(1)
+                    .is_some_and(|c| c.split(',').any(|c| c == ctl))
+            })
+            .unwrap_or_else(|| panic!("no {ctl} line in\n{host}"));
+        assert!(line.ends_with(&group), "{ctl}: {line} (want {group})");
+        let mine = me
+            .lines()
+            .find(|l| {
+                l.split(':')
+                    .nth(1)
+                    .is_some_and(|c| c.split(',').any(|c| c == ctl))
+            })
+            .unwrap();
+        assert!(!mine.ends_with(&group), "the creator joined too: {mine}");
+        let p = procs(ctl);
+        assert_eq!(p.len(), 2, "{ctl}: {p:?}");
+        assert!(p.contains(&pid), "{ctl}: {p:?} lacks {pid}");
+    }
+    let current =
+        std::fs::read_to_string(format!("/sys/fs/cgroup/pids{group}/pids.current")).unwrap();
+    assert_eq!(current.trim(), "2");
+    c.signal(libc::SIGKILL).unwrap();
+    assert_eq!(c.wait().unwrap(), Outcome::Signaled(libc::SIGKILL));
+    c.delete().unwrap();
+    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+}

@@ -430,9 +430,10 @@ fn network_container_mode_shares_the_other_containers_stack() {
     );
     assert_eq!(code, 125, "{err}");
     // A joiner that outlives srv keeps srv's namespace alive: srv's veth is
-    // then deleted by srv's owner before it returns (not left to the kernel,
-    // which removes it only with the namespace), with its lease, so nobody
-    // keeps an address that is free for others.
+    // then deleted by srv's owner (not left to the kernel, which removes it
+    // only with the namespace): its lease and chains before it returns, the
+    // veth by a child it leaves behind (`VethRemoval::Background`), which must
+    // have done it while the joiner still holds the namespace.
     let mut joiner = imgctl(t.path())
         .args([
             "run",
@@ -451,7 +452,15 @@ fn network_container_mode_shares_the_other_containers_stack() {
     wait_running(t.path(), "joiner", &mut joiner, Duration::from_secs(60));
     assert!(Path::new(&format!("/sys/class/net/vi{}", &srv_id[..12])).exists());
     terminate(&mut srv);
-    assert_eq!(leaks(&srv_id), Vec::<String>::new(), "srv left behind");
+    assert_eq!(
+        leaks_after_exit(&srv_id),
+        Vec::<String>::new(),
+        "srv left behind"
+    );
+    assert!(
+        joiner.try_wait().unwrap().is_none(),
+        "the joiner (holding srv's namespace) ended before srv's veth went"
+    );
     terminate(&mut joiner);
 }
 

@@ -278,6 +278,7 @@ impl Exec<'_> {
                         &spec,
                         &merged,
                         &self.opts.cgroup_root,
+                        Some(&crate::container::seccomp_cache_dir(&self.opts.root)),
                         net.as_ref(),
                         &mut on_line,
                     )
