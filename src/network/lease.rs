@@ -151,9 +151,15 @@ pub fn allocate_ip(
 ) -> Result<Ipv4Addr, Error> {
     let dir = ipam_dir(bridge);
     let _g = lock_dir(&dir)?;
-    for ip in subnet.hosts().filter(|ip| *ip != gateway) {
+    let next_file = dir.join(".next");
+    let start = std::fs::read_to_string(&next_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    for ip in allocation_order(subnet, gateway, start) {
         lease.ip = ip;
         if try_claim(&dir.join(ip.to_string()), &lease)? {
+            let next = Ipv4Addr::from(u32::from(ip).wrapping_add(1));
+            let _ = std::fs::write(&next_file, next.to_string());
             return Ok(ip);
         }
     }
@@ -161,6 +167,24 @@ pub fn allocate_ip(
         network: lease.network.clone(),
         subnet: subnet.to_string(),
     })
+}
+
+/// The addresses of `subnet` (never the gateway) in the order they are
+/// tried: round robin from `start` (the one after the last handed out, as
+/// Docker's IPAM does), wrapping around. An address just released may still
+/// be on a veth the kernel is unregistering, and in the host's neighbour cache
+/// with that veth's MAC (a new holder's replies would go there for seconds).
+fn allocation_order(
+    subnet: &Subnet,
+    gateway: Ipv4Addr,
+    start: Option<Ipv4Addr>,
+) -> impl Iterator<Item = Ipv4Addr> + '_ {
+    let from = move |ip: &Ipv4Addr| start.is_none_or(|s| *ip >= s);
+    let usable = move |ip: &Ipv4Addr| *ip != gateway;
+    subnet
+        .hosts()
+        .filter(move |ip| usable(ip) && from(ip))
+        .chain(subnet.hosts().filter(move |ip| usable(ip) && !from(ip)))
 }
 
 /// Claim the host ports of `ports` for `lease`; on failure none stays claimed.
@@ -312,4 +336,30 @@ pub fn lock_bridge(bridge: &str) -> Result<BridgeLock, Error> {
     Ok(BridgeLock {
         _lock: lock_dir(&ipam_dir(bridge))?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_handed_out_round_robin() {
+        let subnet: Subnet = "10.9.0.0/29".parse().unwrap();
+        let gw: Ipv4Addr = "10.9.0.1".parse().unwrap();
+        let order = |start: Option<&str>| -> Vec<String> {
+            allocation_order(&subnet, gw, start.map(|s| s.parse().unwrap()))
+                .map(|ip| ip.to_string())
+                .collect()
+        };
+        let all = ["10.9.0.2", "10.9.0.3", "10.9.0.4", "10.9.0.5", "10.9.0.6"];
+        assert_eq!(order(None), all);
+        assert_eq!(
+            order(Some("10.9.0.4")),
+            ["10.9.0.4", "10.9.0.5", "10.9.0.6", "10.9.0.2", "10.9.0.3"]
+        );
+        // Past the end (the last address was handed out last): from the start.
+        assert_eq!(order(Some("10.9.0.7")), all);
+        // Each address once, the gateway never.
+        assert_eq!(order(Some("10.9.0.1")), all);
+    }
 }

@@ -587,6 +587,35 @@ fn concurrent_runs_get_distinct_addresses() {
     assert_eq!(uniq.len(), ips.len(), "duplicate addresses: {ips:?}");
 }
 
+/// An address just released is not handed out again at once (round robin,
+/// as Docker's IPAM): its veth may still be unregistering, and the host's
+/// neighbour cache may still point at that veth's MAC.
+#[test]
+fn a_released_address_is_not_handed_out_to_the_next_run() {
+    if !ready() {
+        return;
+    }
+    let Some(bb) = fixture("busybox-oci") else {
+        return;
+    };
+    let t = tempdir();
+    let addr = || -> String {
+        let text = ok(imgctl(t.path())
+            .args(["run", "--rm"])
+            .arg(&bb)
+            .args(["ip", "-o", "-4", "addr", "show", "dev", "eth0"]));
+        text.split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no address in {text:?}"))
+            .to_string()
+    };
+    let first = addr();
+    let second = addr();
+    assert_ne!(first, second, "the address of the run before was reused");
+    eprintln!("addresses: {first} then {second}");
+}
+
 #[test]
 fn bad_network_flags_are_one_line_errors_with_125() {
     if !ready() {
