@@ -114,13 +114,22 @@ fn restart_after_a_killed_monitor_and_restart_always_resumes() {
     );
     ok(imgctl(&store).args(["exec", "plain", "touch", "/kept"]));
     kill_monitor(&store, &plain);
-    let st = ok(imgctl(&store).args(["ps", "-a", "--format", "{{.Names}} {{.Status}}"]));
-    if !st.contains("plain Exited (unknown)") {
-        let lock = store.join("locks/containers").join(&plain);
-        let out = std::process::Command::new("sh").arg("-c").arg(format!("ls -la {0}; cat {0}; echo; fuser -v {0} 2>&1; for p in $(fuser {0} 2>/dev/null); do echo pid $p; tr '\\0' ' ' < /proc/$p/cmdline; echo; ls -l /proc/$p/fd; done; grep -i flock /proc/locks | head", lock.display())).output().unwrap();
-        eprintln!("DIAG {}", String::from_utf8_lossy(&out.stdout));
-    }
-    assert!(st.contains("plain Exited (unknown)"), "{st}");
+    let st = im(
+        &store,
+        &[
+            "--log-level",
+            "debug",
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}} {{.Status}}",
+        ],
+    );
+    let (out, log) = (
+        String::from_utf8_lossy(&st.stdout),
+        String::from_utf8_lossy(&st.stderr),
+    );
+    assert!(out.contains("plain Exited (unknown)"), "{out}\n{log}");
     let r = im(&store, &["restart", "plain"]);
     assert!(
         r.status.success(),

@@ -252,24 +252,14 @@ fn stats_shows_net_io_of_a_bridged_container() {
     assert!(rx >= 3 * 98, "rx {rx}: {v}");
     let _ = child.wait();
     let left = leftover_cgroups();
-    if !left.is_empty() {
-        for l in &left {
-            let procs = std::fs::read_to_string(l.join("cgroup.procs")).unwrap_or_default();
-            eprintln!("DIAG leftover {} procs={procs:?}", l.display());
-            for p in procs.lines() {
-                eprintln!(
-                    "DIAG pid {p}: {:?} {:?}",
-                    std::fs::read_to_string(format!("/proc/{p}/cmdline")),
-                    std::fs::read_to_string(format!("/proc/{p}/status")).map(|s| s
-                        .lines()
-                        .take(8)
-                        .collect::<Vec<_>>()
-                        .join("|"))
-                );
-            }
-        }
-    }
-    assert!(left.is_empty(), "{left:?}");
+    let procs: Vec<String> = left
+        .iter()
+        .map(|l| std::fs::read_to_string(l.join("cgroup.procs")).unwrap_or_default())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "left: {left:?}, their processes: {procs:?}"
+    );
 }
 
 /// A detached container (`run -d`, watched by its monitor) is found by `stats`
