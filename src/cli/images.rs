@@ -330,50 +330,32 @@ pub fn images(g: &Globals, a: ImagesArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    // Docker's columns; `--digests` adds DIGEST after TAG.
+    let mut header = vec!["REPOSITORY", "TAG"];
     if a.digests {
-        let table: Vec<[String; 6]> = rows
-            .iter()
-            .map(|r| {
-                [
-                    r["Repository"].as_str().unwrap_or("").to_string(),
-                    r["Tag"].as_str().unwrap_or("").to_string(),
-                    r["RepoDigest"].as_str().unwrap_or("").to_string(),
-                    id(r),
-                    r["Created"]
-                        .as_str()
-                        .map(time_ago)
-                        .unwrap_or_else(|| "N/A".into()),
-                    human_size(r["Size"].as_u64().unwrap_or(0)),
-                ]
-            })
-            .collect();
-        print_table(
-            &mut out,
-            &["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE"],
-            &table,
-        )?;
-        return Ok(ExitCode::SUCCESS);
+        header.push("DIGEST");
     }
-    let table: Vec<[String; 5]> = rows
+    header.extend(["IMAGE ID", "CREATED", "SIZE"]);
+    let table: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            [
-                r["Repository"].as_str().unwrap_or("").to_string(),
-                r["Tag"].as_str().unwrap_or("").to_string(),
+            let text = |k: &str| r[k].as_str().unwrap_or("").to_string();
+            let mut row = vec![text("Repository"), text("Tag")];
+            if a.digests {
+                row.push(text("RepoDigest"));
+            }
+            row.extend([
                 id(r),
                 r["Created"]
                     .as_str()
                     .map(time_ago)
                     .unwrap_or_else(|| "N/A".into()),
                 human_size(r["Size"].as_u64().unwrap_or(0)),
-            ]
+            ]);
+            row
         })
         .collect();
-    print_table(
-        &mut out,
-        &["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
-        &table,
-    )?;
+    print_rows(&mut out, &header, &table)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -382,19 +364,23 @@ pub(super) fn print_table<const N: usize>(
     header: &[&str; N],
     rows: &[[String; N]],
 ) -> std::io::Result<()> {
-    let mut w: [usize; N] = [0; N];
-    for (i, h) in header.iter().enumerate() {
-        w[i] = h.len();
-    }
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.to_vec()).collect();
+    print_rows(out, header, &rows)
+}
+
+/// Columns padded to their widest cell, three spaces apart, the last unpadded.
+fn print_rows(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+    let n = header.len();
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
-        for i in 0..N {
-            w[i] = w[i].max(r[i].chars().count());
+        for (i, c) in r.iter().enumerate().take(n) {
+            w[i] = w[i].max(c.chars().count());
         }
     }
     let line = |cells: Vec<&str>| {
         let mut s = String::new();
         for (i, c) in cells.iter().enumerate() {
-            if i + 1 == N {
+            if i + 1 == n {
                 s.push_str(c);
             } else {
                 s.push_str(&format!("{c:<width$}   ", width = w[i]));

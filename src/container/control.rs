@@ -397,7 +397,13 @@ pub fn stop(root: &Path, id: &str, timeout: Option<u64>) -> Result<(), Error> {
 /// `wait`: block until the container stops; its exit code (-1 unknown).
 pub fn wait(root: &Path, id: &str) -> Result<i32, Error> {
     let dir = state_dir(root, id);
-    let st = State::load(&dir)?;
+    let mut st = State::load(&dir)?;
+    // A created container: waited for until it has been started (as Docker
+    // does); an error if it is removed meanwhile.
+    while st.status == Status::Created {
+        std::thread::sleep(Duration::from_millis(50));
+        st = State::load(&dir)?;
+    }
     if st.status == Status::Running {
         if let Some(r) = request(&dir, "wait") {
             if let Some(c) = r.strip_prefix("exit ").and_then(|c| c.parse().ok()) {

@@ -101,7 +101,7 @@ fn sysctl(path: &str, value: &str) -> Result<(), Error> {
 /// masquerade chain. Idempotent; serialised per bridge.
 pub(super) fn ensure_bridge(net: &Network) -> Result<(), Error> {
     let nat_done = lease::run_dir().join("ipam").join(&net.bridge).join(".nat");
-    if netlink::exists(&net.bridge) && nat_done.exists() {
+    if netlink::exists(&net.bridge) && nat_done.exists() && mac_is_set(&net.bridge) {
         return Ok(());
     }
     let _g = lease::lock_bridge(&net.bridge)?;
@@ -109,6 +109,14 @@ pub(super) fn ensure_bridge(net: &Network) -> Result<(), Error> {
     ok_if_exists(nl.add_bridge(&net.bridge))
         .map_err(link(format!("create bridge {}", net.bridge)))?;
     let idx = netlink::index_of(&net.bridge).map_err(link(format!("find {}", net.bridge)))?;
+    // A fixed MAC (the gateway's, Docker's 02:42 habit): left to the kernel,
+    // a bridge takes its lowest port's MAC and changes it when that container
+    // goes, and every other container then sends to the gateway's old MAC
+    // until its neighbour entry times out (seconds of stalled TCP).
+    if !mac_is_set(&net.bridge) {
+        nl.set_mac(idx, mac_of(net.gateway))
+            .map_err(link(format!("set the MAC of {}", net.bridge)))?;
+    }
     ok_if_exists(nl.add_addr(
         idx,
         net.gateway,
@@ -144,6 +152,12 @@ pub(super) fn remove_bridge(net: &Network) -> Result<(), Error> {
     nft::apply(&nft::network_removal(&net.bridge))?;
     lease::forget_bridge(&net.bridge);
     Ok(())
+}
+
+/// Whether `dev`'s MAC was set explicitly (`NET_ADDR_SET`), not inherited.
+fn mac_is_set(dev: &str) -> bool {
+    std::fs::read_to_string(format!("/sys/class/net/{dev}/addr_assign_type"))
+        .is_ok_and(|t| t.trim() == "3")
 }
 
 /// A locally administered MAC from the address (Docker's 02:42 + IPv4 habit).

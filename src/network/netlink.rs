@@ -259,6 +259,15 @@ impl Netlink {
         self.request(&mut m)
     }
 
+    /// Set link `index`'s hardware address. A bridge given one keeps it
+    /// (`addr_assign_type` 3); otherwise the kernel gives it the lowest MAC of
+    /// its ports, which changes as containers come and go.
+    pub fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> io::Result<()> {
+        let mut m = Msg::new(RTM_NEWLINK, 0);
+        m.ifinfo(index as i32, 0, 0).attr(IFLA_ADDRESS, &mac);
+        self.request(&mut m)
+    }
+
     /// Set link `index` up.
     pub fn set_up(&mut self, index: u32) -> io::Result<()> {
         let mut m = Msg::new(RTM_NEWLINK, 0);

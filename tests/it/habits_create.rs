@@ -106,7 +106,23 @@ fn create_makes_a_container_that_start_runs_and_rm_removes() {
     assert!(!ok(imgctl(&store).arg("ps")).contains("made"));
     assert_eq!(ok(imgctl(&store).args(["logs", "made"])), "");
 
+    // `wait` on a created container waits for it to be started and to end.
+    let waiter = imgctl(&store)
+        .args(["wait", "made"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut waiter = waiter;
+    assert!(
+        waiter.try_wait().unwrap().is_none(),
+        "wait returned before the container was started"
+    );
     ok(imgctl(&store).args(["start", "made"]));
+    let w = waiter.wait_with_output().unwrap();
+    assert!(w.status.success(), "{}", String::from_utf8_lossy(&w.stderr));
+    assert_eq!(String::from_utf8_lossy(&w.stdout).trim(), "3");
     assert_eq!(ok(imgctl(&store).args(["wait", "made"])).trim(), "3");
     let logs = output(imgctl(&store).args(["logs", "made"]));
     assert_eq!(String::from_utf8_lossy(&logs.stdout), "hello\n", "{logs:?}");

@@ -616,6 +616,60 @@ fn a_released_address_is_not_handed_out_to_the_next_run() {
     eprintln!("addresses: {first} then {second}");
 }
 
+/// The bridge keeps one MAC (the gateway's, set when it is made) while its
+/// ports come and go: a bridge left to the kernel takes its lowest port's MAC
+/// and changes it when that container ends, and the others then send to the
+/// gateway's old MAC until their neighbour entries time out.
+#[test]
+fn the_bridge_keeps_its_mac_while_containers_come_and_go() {
+    if !ready() {
+        return;
+    }
+    let Some(bb) = fixture("busybox-oci") else {
+        return;
+    };
+    let t = tempdir();
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(imgctl(t.path()).args(["network", "inspect", "bridge"]))).unwrap();
+    let bridge = v[0]["Bridge"].as_str().unwrap().to_string();
+    let gw: Ipv4Addr = v[0]["Gateway"].as_str().unwrap().parse().unwrap();
+    let o = gw.octets();
+    let want = format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3]);
+    let sys = |f: &str| {
+        std::fs::read_to_string(format!("/sys/class/net/{bridge}/{f}"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let mut kids = Vec::new();
+    for i in 0..3 {
+        kids.push(
+            imgctl(t.path())
+                .args(["run", "--rm", "--name", &format!("mac{i}")])
+                .arg(&bb)
+                .args(["sh", "-c", "trap 'exit 0' TERM; sleep 30 & wait"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let id = wait_running(
+            t.path(),
+            &format!("mac{i}"),
+            kids.last_mut().unwrap(),
+            Duration::from_secs(60),
+        );
+        let port = format!("/sys/class/net/vi{}", &id[..12]);
+        assert!(Path::new(&port).exists(), "no port {port}");
+        assert_eq!(sys("address"), want, "with {} ports", i + 1);
+    }
+    assert_eq!(sys("addr_assign_type"), "3", "the bridge's MAC was not set");
+    for mut k in kids {
+        terminate(&mut k);
+        assert_eq!(sys("address"), want);
+    }
+}
+
 #[test]
 fn bad_network_flags_are_one_line_errors_with_125() {
     if !ready() {
