@@ -143,24 +143,30 @@ pub fn rm(g: &Globals, a: RmArgs) -> anyhow::Result<ExitCode> {
 }
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  imgctl start web\n  imgctl start -a job")]
+#[command(
+    after_help = "Examples:\n  imgctl start web\n  imgctl start -a job\n  imgctl start -ai shell"
+)]
 pub struct StartArgs {
     /// Attach to the container's output and wait for it.
     #[arg(short, long)]
     pub attach: bool,
+    /// Attach the container's stdin too (a container made with `create -i`);
+    /// implies --attach.
+    #[arg(short, long)]
+    pub interactive: bool,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
 
 pub fn start(g: &Globals, a: StartArgs) -> anyhow::Result<ExitCode> {
-    if a.attach {
+    if a.attach || a.interactive {
         let [one] = a.containers.as_slice() else {
             anyhow::bail!("start -a takes one container");
         };
         let id = id_of(g, one)?;
         let mut out = std::io::stdout().lock();
         let mut err = std::io::stderr().lock();
-        let code = control::start_attached(&g.root, &id, &mut out, &mut err)?;
+        let code = control::start_attached(&g.root, &id, a.interactive, &mut out, &mut err)?;
         return Ok(ExitCode::from(code.clamp(0, 255) as u8));
     }
     each(g, &a.containers, |id| control::start(&g.root, id))

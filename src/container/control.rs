@@ -445,15 +445,20 @@ pub fn start(root: &Path, id: &str) -> Result<(), Error> {
 
 /// `start -a`: start, then copy what this run writes (from its logs, so output
 /// written before the copy began is not lost) to `out` and `err` until it ends;
-/// its exit code.
+/// its exit code. With `stdin` (`start -ai`), this process's stdin goes to the
+/// container's (a `create -i` container), its EOF closing it.
 pub fn start_attached(
     root: &Path,
     id: &str,
+    stdin: bool,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<i32, Error> {
     let since = super::logs::now_nanos();
     start(root, id)?;
+    if stdin {
+        forward_stdin(root, id)?;
+    }
     // Asked now, while the container runs: with `--rm` its state is gone after.
     let waiter = {
         let (root, id) = (root.to_path_buf(), id.to_string());
@@ -472,6 +477,32 @@ pub fn start_attached(
         .unwrap_or_else(|_| Err(Error::Spec("the wait for the container panicked".into())));
     copied?;
     code
+}
+
+/// Send this process's stdin to the running container `id`'s (through its
+/// monitor's `attach stdin`; EOF closes the container's stdin). The output the
+/// monitor also sends on that connection is read and dropped: `start -ai`
+/// takes it from the logs, where nothing written before the attach is lost.
+fn forward_stdin(root: &Path, id: &str) -> Result<(), Error> {
+    let dir = state_dir(root, id);
+    let not_running = || Error::NotRunning { id: short(id) };
+    let (_fd, p) = monitor::socket_path(&dir).map_err(|_| not_running())?;
+    let mut s = UnixStream::connect(&p).map_err(|_| not_running())?;
+    writeln!(s, "attach stdin").map_err(|_| not_running())?;
+    let mut r = BufReader::new(s.try_clone().map_err(|_| not_running())?);
+    let mut line = String::new();
+    r.read_line(&mut line).map_err(|_| not_running())?;
+    if line.trim() != "ok" {
+        return Err(not_running());
+    }
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut r, &mut std::io::sink());
+    });
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut s);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    });
+    Ok(())
 }
 
 /// `restart`: stop, then start.

@@ -179,3 +179,58 @@ fn restart_after_a_killed_monitor_and_restart_always_resumes() {
     assert_gone(&store, &plain);
     assert_gone(&store, &phoenix);
 }
+
+/// `start -ai` (and `start -i`, which implies -a) of a `create -i` container:
+/// this process's stdin reaches the container's, its EOF closes it, the output
+/// comes back (also what the container writes before reading) with the exit
+/// code.
+#[test]
+fn start_ai_sends_stdin_and_returns_output_and_exit_code() {
+    let t = tempdir();
+    let Some(store) = store_with_busybox(t.path()) else {
+        return;
+    };
+    let _g = serial();
+    let made = ok(imgctl(&store).args([
+        "create",
+        "-i",
+        "--name",
+        "asker",
+        "--network",
+        "none",
+        "--cgroup-parent",
+        &crate::common::sandbox::cgroup_parent(),
+        "busybox",
+        "sh",
+        "-c",
+        "echo first; read x; echo got:$x; cat; exit 5",
+    ]));
+    assert_eq!(made.trim().len(), 64, "{made}");
+    for flags in [["-ai"], ["-i"]] {
+        let mut child = imgctl(&store)
+            .arg("start")
+            .args(flags)
+            .arg("asker")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // dropped after the write: EOF ends `cat`, then the container.
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"hello\nmore\n")
+            .unwrap();
+        let out = wait_or_kill(child, Duration::from_secs(30), "start -ai");
+        assert_eq!(
+            stdout(&out),
+            "first\ngot:hello\nmore\n",
+            "{flags:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(5), "{flags:?}");
+    }
+    ok(imgctl(&store).args(["rm", "asker"]));
+}
