@@ -43,7 +43,7 @@ pub use spec::{
     READONLY_PATHS,
 };
 pub use state::{NameLease, State, Status};
-pub use userns::{allocate_userns, UsernsLease};
+pub use userns::{allocate_userns, claim_userns, UsernsLease};
 
 #[cfg(test)]
 use spec::host_hard_limit;

@@ -253,6 +253,35 @@ fn reopen(cfg: &MonitorConfig) -> Result<Made, Error> {
     let body = std::fs::read(&config).map_err(io(config.clone()))?;
     let spec: oci_spec::runtime::Spec =
         serde_json::from_slice(&body).map_err(|e| Error::Spec(format!("config.json: {e}")))?;
+    // `--userns=auto`: the id range its files are owned by, held again while
+    // it runs (another container may have been given it meanwhile: refused,
+    // before its view is mounted again, so a refusal leaves it as it was).
+    let lease = match cfg.flags.userns {
+        super::Userns::Auto => {
+            let base = spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.uid_mappings().as_ref())
+                .and_then(|m| m.first())
+                .map(|m| m.host_id())
+                .ok_or_else(|| {
+                    Error::Spec("config.json: --userns=auto without a uid mapping".into())
+                })?;
+            let l = super::claim_userns(&cfg.root.join("locks").join("userns"), base)?;
+            l.set_owner(std::process::id());
+            Some(l)
+        }
+        _ => None,
+    };
+    let rootfs = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .ok_or_else(|| Error::Spec("config.json has no root".into()))?;
+    let rw = state_dir.join("rw");
+    let state = State::load(&state_dir)?;
+    // Mounted last: an error above leaves the kept view as it was (dropping
+    // a remounted one would release it, the container's changes with it).
     let view = match cfg.image {
         ImageSource::Dir { .. } => None,
         _ => {
@@ -266,20 +295,13 @@ fn reopen(cfg: &MonitorConfig) -> Result<Made, Error> {
             Some(HeldView::remount(&cfg.root, &key)?)
         }
     };
-    let rootfs = spec
-        .root()
-        .as_ref()
-        .map(|r| r.path().clone())
-        .ok_or_else(|| Error::Spec("config.json has no root".into()))?;
-    let rw = state_dir.join("rw");
-    let state = State::load(&state_dir)?;
     Ok(Made {
         spec,
         rootfs,
         rootfs_shifted: rw.is_dir().then_some(rw),
         state_dir,
         view,
-        lease: None,
+        lease,
         state,
     })
 }

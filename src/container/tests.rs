@@ -196,3 +196,21 @@ fn userns_slices_are_held_by_a_lock() {
     let (d, _ld) = allocate_userns(t.path()).unwrap();
     assert_eq!(d, a);
 }
+
+/// `start` of a `--userns=auto` container claims its own slice again: refused
+/// (a conflict, naming the range) while another holder has it, granted once free.
+#[test]
+fn a_userns_slice_is_claimed_again_by_its_base() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, la) = allocate_userns(t.path()).unwrap();
+    let e = claim_userns(t.path(), a).unwrap_err();
+    assert!(matches!(e, Error::Conflict(_)), "{e}");
+    assert!(e.to_string().contains(&a.to_string()), "{e}");
+    drop(la);
+    let again = claim_userns(t.path(), a).unwrap();
+    // Held again: allocation skips it.
+    let (b, _lb) = allocate_userns(t.path()).unwrap();
+    assert_ne!(b, a);
+    drop(again);
+    assert!(!t.path().join(a.to_string()).exists());
+}

@@ -29,37 +29,62 @@ pub fn allocate_userns(lock_dir: &Path) -> Result<(u32, UsernsLease), Error> {
     let slices = (count / 65_536).max(1);
     for i in 0..slices {
         let base = start + i * 65_536;
-        let p = lock_dir.join(base.to_string());
-        // A slice is taken while its file is flock'ed by its holder: the kernel
-        // drops the lock when the holder dies, and a lock looks the same from every
-        // PID namespace (a pid does not).
+        if let Some(lease) = try_claim(lock_dir, base)? {
+            return Ok((base, lease));
+        }
+    }
+    Err(Error::Spec(
+        "--userns=auto: every id range from /etc/subuid is in use".into(),
+    ))
+}
+
+/// Claim the slice at `base` again (`start` of a `--userns=auto` container,
+/// whose root filesystem is owned by those ids): refused when another
+/// container holds it now.
+pub fn claim_userns(lock_dir: &Path, base: u32) -> Result<UsernsLease, Error> {
+    std::fs::create_dir_all(lock_dir).map_err(|e| Error::Io {
+        path: lock_dir.to_path_buf(),
+        source: e,
+    })?;
+    try_claim(lock_dir, base)?.ok_or_else(|| {
+        Error::Conflict(format!(
+            "--userns=auto: the id range {base}-{} of this container is held by another running container; stop that one first",
+            u64::from(base) + 65_535
+        ))
+    })
+}
+
+/// The slice at `base` when free: its lock file under `lock_dir`, exclusively
+/// flock'ed. A slice is taken while its file is locked by its holder: the
+/// kernel drops the lock when the holder dies, and a lock looks the same from
+/// every PID namespace (a pid does not).
+fn try_claim(lock_dir: &Path, base: u32) -> Result<Option<UsernsLease>, Error> {
+    let p = lock_dir.join(base.to_string());
+    for _ in 0..3 {
         let f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&p)
-            .map_err(|e| io(&p, e))?;
+            .map_err(|e| Error::Io {
+                path: p.clone(),
+                source: e,
+            })?;
         if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
-            continue;
+            return Ok(None);
         }
-        // Removed by its last holder between our open and our lock: try again.
+        // Removed by its last holder between our open and our lock: again.
         let same = matches!((f.metadata(), std::fs::metadata(&p)),
             (Ok(a), Ok(b)) if std::os::unix::fs::MetadataExt::ino(&a) == std::os::unix::fs::MetadataExt::ino(&b));
-        if !same {
-            continue;
-        }
-        return Ok((
-            base,
-            UsernsLease {
+        if same {
+            return Ok(Some(UsernsLease {
                 path: p,
                 file: Some(f),
-            },
-        ));
+            }));
+        }
     }
-    Err(Error::Spec(
-        "--userns=auto: every id range from /etc/subuid is in use".into(),
-    ))
+    Ok(None)
 }
 
 /// A claimed id range (its lock file, flock'ed); released on drop.

@@ -234,3 +234,48 @@ fn start_ai_sends_stdin_and_returns_output_and_exit_code() {
     }
     ok(imgctl(&store).args(["rm", "asker"]));
 }
+
+/// A `--userns=auto` container holds its id range again when started: a
+/// created (or stopped) one does not hold it, so another container may be
+/// given it meanwhile; `start` is then refused in one line rather than run two
+/// containers on the same ids, and works once the range is free again.
+#[test]
+fn start_of_a_userns_auto_container_takes_its_id_range_again() {
+    let t = tempdir();
+    let Some(store) = store_with_busybox(t.path()) else {
+        return;
+    };
+    let _g = serial();
+    let base = |id: &str| -> u64 {
+        let spec = json_file(&store.join("containers").join(id.trim()).join("config.json"));
+        spec["linux"]["uidMappings"][0]["hostID"].as_u64().unwrap()
+    };
+    let parent = crate::common::sandbox::cgroup_parent();
+    let common = [
+        "--userns=auto",
+        "--network",
+        "none",
+        "--cgroup-parent",
+        &parent,
+    ];
+    let x = ok(imgctl(&store)
+        .args(["create", "--name", "x"])
+        .args(common)
+        .args(["busybox", "sleep", "60"]));
+    let y = ok(imgctl(&store)
+        .args(["run", "-d", "--name", "y"])
+        .args(common)
+        .args(["busybox", "sleep", "60"]));
+    assert_eq!(base(&x), base(&y), "y was not given x's free range");
+    let refused = im(&store, &["start", "x"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    // Docker's `start` ends with 1 when a container cannot be started.
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(!err.contains("runtime spec"), "{err}");
+    assert!(err.contains("held by another running container"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    ok(imgctl(&store).args(["rm", "-f", "y"]));
+    ok(imgctl(&store).args(["start", "x"]));
+    assert_eq!(status(&store, "x"), "running");
+    ok(imgctl(&store).args(["rm", "-f", "x"]));
+}
