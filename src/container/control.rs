@@ -484,17 +484,7 @@ pub fn start_attached(
 /// monitor also sends on that connection is read and dropped: `start -ai`
 /// takes it from the logs, where nothing written before the attach is lost.
 fn forward_stdin(root: &Path, id: &str) -> Result<(), Error> {
-    let dir = state_dir(root, id);
-    let not_running = || Error::NotRunning { id: short(id) };
-    let (_fd, p) = monitor::socket_path(&dir).map_err(|_| not_running())?;
-    let mut s = UnixStream::connect(&p).map_err(|_| not_running())?;
-    writeln!(s, "attach stdin").map_err(|_| not_running())?;
-    let mut r = BufReader::new(s.try_clone().map_err(|_| not_running())?);
-    let mut line = String::new();
-    r.read_line(&mut line).map_err(|_| not_running())?;
-    if line.trim() != "ok" {
-        return Err(not_running());
-    }
+    let (mut s, mut r) = attach_request(root, id, "attach stdin")?;
     std::thread::spawn(move || {
         let _ = std::io::copy(&mut r, &mut std::io::sink());
     });
@@ -623,6 +613,27 @@ pub fn logs(
     super::logs::read(&dir, opts, out, err, &|| owner::is_owned(root, id))
 }
 
+/// Connect to container `id`'s monitor and make an attach request (`attach`
+/// or `attach stdin`): the connection, and a reader past the monitor's "ok".
+fn attach_request(
+    root: &Path,
+    id: &str,
+    req: &str,
+) -> Result<(UnixStream, BufReader<UnixStream>), Error> {
+    let dir = state_dir(root, id);
+    let not_running = || Error::NotRunning { id: short(id) };
+    let (_fd, p) = monitor::socket_path(&dir).map_err(|_| not_running())?;
+    let mut s = UnixStream::connect(&p).map_err(|_| not_running())?;
+    writeln!(s, "{req}").map_err(|_| not_running())?;
+    let mut r = BufReader::new(s.try_clone().map_err(|_| not_running())?);
+    let mut line = String::new();
+    r.read_line(&mut line).map_err(|_| not_running())?;
+    if line.trim() != "ok" {
+        return Err(not_running());
+    }
+    Ok((s, r))
+}
+
 /// `attach`: stream the container's output (and with `-i` at run, our stdin to
 /// it, EOF included: the container's stdin is closed then) until it stops.
 /// Returns its exit code.
@@ -633,21 +644,13 @@ pub fn attach(
     err: &mut dyn Write,
     forward_stdin: bool,
 ) -> Result<i32, Error> {
-    let dir = state_dir(root, id);
     let not_running = || Error::NotRunning { id: short(id) };
-    let (_fd, p) = monitor::socket_path(&dir).map_err(|_| not_running())?;
-    let mut s = UnixStream::connect(&p).map_err(|_| not_running())?;
     let req = match forward_stdin {
         true => "attach stdin",
         false => "attach",
     };
-    writeln!(s, "{req}").map_err(|_| not_running())?;
-    let mut r = BufReader::new(s.try_clone().map_err(|_| not_running())?);
-    let mut line = String::new();
-    r.read_line(&mut line).map_err(|_| not_running())?;
-    if line.trim() != "ok" {
-        return Err(not_running());
-    }
+    let (s, mut r) = attach_request(root, id, req)?;
+    let p = state_dir(root, id);
     if forward_stdin {
         let mut w = s.try_clone().map_err(|_| not_running())?;
         // EOF on our stdin ends the write half: the monitor then closes the
