@@ -100,12 +100,12 @@ pub fn join(dir: &str, base: &str) -> String {
     }
 }
 
-/// Go's `path.Clean` on a tar name, then without its leading `/` (dive's
-/// `AddPath` trims it): `./usr/bin/` -> `usr/bin`, `.` -> `` (skipped by dive).
-pub fn clean(name: &str) -> String {
-    let rooted = name.starts_with('/');
+/// Go's `path.Clean` for `/`-separated paths: `a//b/../c/` -> `a/c`, `/..` ->
+/// `/`, `` -> `.` (the build context's `filepath.Clean` as well).
+pub fn go_clean(p: &str) -> String {
+    let rooted = p.starts_with('/');
     let mut out: Vec<&str> = Vec::new();
-    for c in name.split('/') {
+    for c in p.split('/') {
         match c {
             "" | "." => {}
             ".." => {
@@ -118,7 +118,21 @@ pub fn clean(name: &str) -> String {
             c => out.push(c),
         }
     }
-    out.join("/")
+    let body = out.join("/");
+    match (rooted, body.is_empty()) {
+        (true, _) => format!("/{body}"),
+        (false, true) => ".".into(),
+        (false, false) => body,
+    }
+}
+
+/// Go's `path.Clean` on a tar name, then without its leading `/` (dive's
+/// `AddPath` trims it): `./usr/bin/` -> `usr/bin`, `.` -> `` (skipped by dive).
+pub fn clean(name: &str) -> String {
+    match go_clean(name).as_str() {
+        "." | "/" => String::new(),
+        c => c.trim_start_matches('/').to_string(),
+    }
 }
 
 /// Layers with more entries are refused: memory is one record per entry

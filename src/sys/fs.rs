@@ -251,52 +251,33 @@ pub fn set_xattr_at(dir: BorrowedFd<'_>, name: &[u8], key: &str, value: &[u8]) -
 
 /// Extended attributes of a path, without following a final symlink, sorted by name.
 pub fn xattrs_of(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
-    let mut names = vec![0u8; 4096];
-    let n = loop {
-        match rustix::fs::llistxattr(path, &mut names[..]) {
-            Ok(n) => break n,
-            Err(rustix::io::Errno::RANGE) => {
-                let want = rustix::fs::llistxattr_query(path).map_err(to_io)?;
-                names.resize(want.max(names.len() * 2), 0);
-            }
-            Err(rustix::io::Errno::OPNOTSUPP) => return Ok(Vec::new()),
-            Err(e) => return Err(to_io(e)),
-        }
-    };
-    let mut out = Vec::new();
-    for raw in names[..n].split(|b| *b == 0).filter(|s| !s.is_empty()) {
-        let key = String::from_utf8_lossy(raw).into_owned();
-        let mut val = vec![0u8; 256];
-        let len = loop {
-            match rustix::fs::lgetxattr(path, raw, &mut val[..]) {
-                Ok(l) => break Some(l),
-                Err(rustix::io::Errno::RANGE) => {
-                    let want = rustix::fs::lgetxattr_query(path, raw).map_err(to_io)?;
-                    val.resize(want.max(val.len() * 2), 0);
-                }
-                // Listed but gone or not readable (e.g. a race): skip it.
-                Err(rustix::io::Errno::NODATA) => break None,
-                Err(e) => return Err(to_io(e)),
-            }
-        };
-        if let Some(len) = len {
-            val.truncate(len);
-            out.push((key, val));
-        }
-    }
-    out.sort();
-    Ok(out)
+    collect_xattrs(
+        |buf| rustix::fs::llistxattr(path, buf),
+        |name, buf| rustix::fs::lgetxattr(path, name, buf),
+    )
 }
 
 /// Extended attributes of an open file, sorted by name (as [`xattrs_of`]).
 pub fn fxattrs_of(fd: BorrowedFd<'_>) -> io::Result<Vec<(String, Vec<u8>)>> {
+    collect_xattrs(
+        |buf| rustix::fs::flistxattr(fd, buf),
+        |name, buf| rustix::fs::fgetxattr(fd, name, buf),
+    )
+}
+
+/// The attributes `list` names, each read with `get`, sorted by name. Buffers
+/// grow fourfold on ERANGE up to 1 MiB (the kernel's limits are 64 KiB); a
+/// filesystem without xattrs has none; one listed but gone meanwhile is skipped.
+fn collect_xattrs(
+    list: impl Fn(&mut [u8]) -> rustix::io::Result<usize>,
+    get: impl Fn(&[u8], &mut [u8]) -> rustix::io::Result<usize>,
+) -> io::Result<Vec<(String, Vec<u8>)>> {
+    const MAX: usize = 1 << 20;
     let mut names = vec![0u8; 1024];
     let n = loop {
-        match rustix::fs::flistxattr(fd, &mut names[..]) {
+        match list(&mut names[..]) {
             Ok(n) => break n,
-            Err(rustix::io::Errno::RANGE) if names.len() < 1 << 20 => {
-                names.resize(names.len() * 4, 0)
-            }
+            Err(rustix::io::Errno::RANGE) if names.len() < MAX => names.resize(names.len() * 4, 0),
             Err(rustix::io::Errno::OPNOTSUPP) => return Ok(Vec::new()),
             Err(e) => return Err(to_io(e)),
         }
@@ -306,11 +287,10 @@ pub fn fxattrs_of(fd: BorrowedFd<'_>) -> io::Result<Vec<(String, Vec<u8>)>> {
         let key = String::from_utf8_lossy(raw).into_owned();
         let mut val = vec![0u8; 256];
         let len = loop {
-            match rustix::fs::fgetxattr(fd, raw, &mut val[..]) {
+            match get(raw, &mut val[..]) {
                 Ok(l) => break Some(l),
-                Err(rustix::io::Errno::RANGE) if val.len() < 1 << 20 => {
-                    val.resize(val.len() * 4, 0)
-                }
+                Err(rustix::io::Errno::RANGE) if val.len() < MAX => val.resize(val.len() * 4, 0),
+                // Listed but gone or not readable (e.g. a race): skip it.
                 Err(rustix::io::Errno::NODATA) => break None,
                 Err(e) => return Err(to_io(e)),
             }
