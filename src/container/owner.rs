@@ -111,26 +111,46 @@ pub fn claim(root: &Path, id: &str, remove: bool, cgroup_root: &Path) -> Result<
     let dir = locks_dir(root);
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     let path = dir.join(id);
+    // Made under a temporary name (which reapers skip), locked and filled,
+    // then renamed into place without replacing anything: a reaper of another
+    // imgctl command never sees the file unlocked or empty. (Created at its
+    // name, a reaper's probe could lock it first, take the new container for
+    // a dead one, clean it and remove the file.)
+    let tmp = dir.join(format!(".{id}.{}", std::process::id()));
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)
-        .map_err(io(&path))?;
-    rustix::fs::flock(
-        file.as_fd(),
-        rustix::fs::FlockOperation::NonBlockingLockExclusive,
-    )
-    .map_err(|e| Error::Io {
-        path: path.clone(),
-        source: e.into(),
-    })?;
-    let body = serde_json::to_vec(&OwnerInfo::of_self(remove, cgroup_root))
-        .map_err(|e| Error::Spec(e.to_string()))?;
-    if let Err(e) = file.write_all(&body) {
-        let _ = std::fs::remove_file(&path);
-        return Err(io(&path)(e));
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    let made = (|| -> Result<(), Error> {
+        rustix::fs::flock(
+            file.as_fd(),
+            rustix::fs::FlockOperation::NonBlockingLockExclusive,
+        )
+        .map_err(|e| Error::Io {
+            path: tmp.clone(),
+            source: e.into(),
+        })?;
+        let body = serde_json::to_vec(&OwnerInfo::of_self(remove, cgroup_root))
+            .map_err(|e| Error::Spec(e.to_string()))?;
+        file.write_all(&body).map_err(io(&tmp))?;
+        rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &tmp,
+            rustix::fs::CWD,
+            &path,
+            rustix::fs::RenameFlags::NOREPLACE,
+        )
+        .map_err(|e| Error::Io {
+            path: path.clone(),
+            source: e.into(),
+        })
+    })();
+    if let Err(e) = made {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
     Ok(OwnerLock {
         path,
@@ -178,7 +198,8 @@ pub fn reap_stale(root: &Path) -> Vec<String> {
         let Some(id) = path.file_name().and_then(|n| n.to_str()).map(String::from) else {
             continue;
         };
-        if id.starts_with('.') {
+        if let Some(tmp) = id.strip_prefix('.') {
+            remove_dead_claim(&path, tmp);
             continue;
         }
         let Ok(file) = std::fs::OpenOptions::new().read(true).open(&path) else {
@@ -232,6 +253,37 @@ pub fn reap_stale(root: &Path) -> Vec<String> {
         }
     }
     reaped
+}
+
+/// A claim's temporary file (`.ID.PID`, see [`claim`]) whose maker died
+/// before renaming it into place: removed when nobody holds its lock and its
+/// maker is gone (or it is older than a claim ever takes).
+fn remove_dead_claim(path: &Path, name: &str) {
+    let Ok(file) = std::fs::OpenOptions::new().read(true).open(path) else {
+        return;
+    };
+    if rustix::fs::flock(
+        file.as_fd(),
+        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+    )
+    .is_err()
+    {
+        return; // its maker holds it: a claim in progress
+    }
+    let maker_gone = name
+        .rsplit('.')
+        .next()
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_none_or(|p| !Path::new(&format!("/proc/{p}")).exists());
+    let old = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > std::time::Duration::from_secs(5));
+    if maker_gone || old {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// Whether a container whose owner died is started again once cleaned: a
@@ -317,4 +369,72 @@ fn clean(root: &Path, id: &str, info: &OwnerInfo) -> Result<(), Error> {
         }
     }
     first
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Another command's reaper running while containers are claimed never
+    /// sees a claim unlocked: every claim succeeds, holds its lock at its
+    /// name, and nothing of it is cleaned or removed meanwhile.
+    #[test]
+    fn a_claim_is_never_seen_unlocked_by_a_concurrent_reaper() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().to_path_buf();
+        let stop = AtomicBool::new(false);
+        // Set however the claiming loop ends (a failed claim panics), so the
+        // reapers stop and the failure is reported instead of hanging.
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    while !stop.load(Ordering::Relaxed) {
+                        assert_eq!(
+                            reap_stale(&root),
+                            Vec::<String>::new(),
+                            "a live claim was reaped"
+                        );
+                    }
+                });
+            }
+            let _stop = Stop(&stop);
+            for i in 0..3000 {
+                let id = format!("{i:064x}");
+                let lock = claim(&root, &id, true, Path::new("/nonexistent")).expect("claim");
+                assert!(is_owned(&root, &id), "claim {i} is not held at its name");
+                drop(lock);
+                assert!(!lock_path(&root, &id).exists());
+            }
+        });
+        let left: Vec<_> = std::fs::read_dir(locks_dir(&root))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    /// A claim's temporary file left by a maker that died before the rename is
+    /// removed by the next reaper; one whose maker holds it is kept.
+    #[test]
+    fn a_dead_claims_temporary_file_is_removed() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = locks_dir(t.path());
+        std::fs::create_dir_all(&dir).unwrap();
+        // pid 0 never names a live process here.
+        let dead = dir.join(format!(".{}.0", "a".repeat(64)));
+        std::fs::write(&dead, b"").unwrap();
+        let held = dir.join(format!(".{}.{}", "b".repeat(64), std::process::id()));
+        let f = std::fs::File::create(&held).unwrap();
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+        reap_stale(t.path());
+        assert!(!dead.exists(), "a dead maker's file stayed");
+        assert!(held.exists(), "a claim in progress was removed");
+    }
 }

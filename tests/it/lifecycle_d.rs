@@ -66,6 +66,30 @@ pub(crate) fn run_d(store: &Path, flags: &[&str], cmd: &[&str]) -> String {
     id
 }
 
+/// Wait until nobody holds container `id`'s owner lock. A SIGKILLed monitor
+/// shows as a zombie once its main thread is done, while its other threads
+/// may still be exiting with the lock's descriptor; the next command's reaper
+/// skips a held lock (and tries again next time).
+pub(crate) fn until_owner_released(store: &Path, id: &str) {
+    let path = store.join("locks/containers").join(id);
+    until(
+        Duration::from_secs(10),
+        "the owner lock to be released",
+        || {
+            let Ok(f) = std::fs::File::open(&path) else {
+                return true;
+            };
+            // SAFETY: flock on a descriptor we own.
+            unsafe {
+                libc::flock(
+                    std::os::fd::AsRawFd::as_raw_fd(&f),
+                    libc::LOCK_SH | libc::LOCK_NB,
+                ) == 0
+            }
+        },
+    );
+}
+
 pub(crate) fn im(store: &Path, args: &[&str]) -> Output {
     output(imgctl(store).args(args))
 }
@@ -429,6 +453,7 @@ fn killed_monitor_reads_exited_unknown_and_rm_cleans() {
             || std::fs::read_to_string(format!("/proc/{monitor}/stat"))
                 .is_ok_and(|s| s.contains(") Z"))
     });
+    until_owner_released(&store, &id);
     let st = ok(imgctl(&store).args(["ps", "-a", "--format", "{{.Names}} {{.Status}}"]));
     assert!(st.starts_with("orphan Exited (unknown)"), "{st}");
     assert_eq!(inspect(&store, "orphan")["State"]["ExitCode"], -1);

@@ -13,6 +13,7 @@ use crate::common::sandbox::serial;
 use crate::common::{imgctl, ok, tempdir};
 use crate::lifecycle_d::{
     assert_gone, im, inspect, json_file, run_d, stdout, store_with_busybox, until,
+    until_owner_released,
 };
 
 /// Wait for `child` at most `limit`; kill it and panic with `what` after.
@@ -92,6 +93,7 @@ fn kill_monitor(store: &Path, id: &str) {
             .map(|s| s.contains(") Z"))
             .unwrap_or(true)
     });
+    until_owner_released(store, id);
 }
 
 fn pid(store: &Path, c: &str) -> i32 {
