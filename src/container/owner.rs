@@ -125,14 +125,14 @@ pub fn claim(root: &Path, id: &str, remove: bool, cgroup_root: &Path) -> Result<
         .open(&tmp)
         .map_err(io(&tmp))?;
     let made = (|| -> Result<(), Error> {
-        rustix::fs::flock(
-            file.as_fd(),
-            rustix::fs::FlockOperation::NonBlockingLockExclusive,
-        )
-        .map_err(|e| Error::Io {
-            path: tmp.clone(),
-            source: e.into(),
-        })?;
+        // Blocking: a reaper's probe of this name (it removes only a dead
+        // maker's) holds the lock for a moment.
+        rustix::fs::flock(file.as_fd(), rustix::fs::FlockOperation::LockExclusive).map_err(
+            |e| Error::Io {
+                path: tmp.clone(),
+                source: e.into(),
+            },
+        )?;
         let body = serde_json::to_vec(&OwnerInfo::of_self(remove, cgroup_root))
             .map_err(|e| Error::Spec(e.to_string()))?;
         file.write_all(&body).map_err(io(&tmp))?;
